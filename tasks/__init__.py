@@ -1,0 +1,1 @@
+"""The experiments as plain PyTorch: no Ray, files or MLflow in here."""

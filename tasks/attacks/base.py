@@ -1,0 +1,144 @@
+"""Attack base classes: the base owns the bookkeeping, an attack owns one idea.
+
+As in Foolbox 3's ``MinimizationAttack``, :meth:`Attack.__call__` handles the
+pixel bounds and clipping, the top-k criterion, the clean pass, the final
+per-image line search on the scale of whatever the attack proposes, query
+counts and timing. A concrete attack implements :meth:`Attack.propose`: for
+each image a direction or perturbation ``d`` (and optionally a first guess of
+the scale). The minimum perturbation is then ``clip(x + s* d) - x`` with ``s*``
+the smallest adversarial scale; for optimisation attacks (bfgs, cw, ddn, ...)
+whose ``d`` is already adversarial at ``s = 1``, the search can only shrink it,
+which is exactly Luo et al.'s "line search of the norm" after L-BFGS.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from tasks import norms
+from tasks.context import PIXEL_BOUNDS, Bounds, QueryContext
+from tasks.criterion import TopK
+from tasks.linesearch import LineSearch, search_scale
+
+
+@dataclass
+class Proposal:
+    """What an attack hands to the line search, per image of the active batch."""
+
+    direction: torch.Tensor
+    init_scale: torch.Tensor | None = None
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class AttackResult:
+    """Per-image outcome of a minimum-perturbation attack (all tensors length B)."""
+
+    perturbation: torch.Tensor  # clip(x + scale * direction) - x; zeros where it failed
+    direction: torch.Tensor  # the proposed direction the scale applies to
+    success: torch.Tensor
+    scale: torch.Tensor  # nan where it failed; 0 for images misclassified clean
+    adv_label: torch.Tensor  # top-1 class of the adversarial image (-1 if failed)
+    clean_correct: torch.Tensor
+    clean_label: torch.Tensor  # top-1 class of the clean image
+    n_forward: torch.Tensor
+    n_backward: torch.Tensor
+    seconds: torch.Tensor  # batch wall time shared equally by its images
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def norms(self) -> dict[str, torch.Tensor]:
+        """l1pp, l2, linf of the perturbation (nan where the attack failed)."""
+        nan = torch.full_like(self.scale, float("nan"))
+        return {k: torch.where(self.success, v, nan) for k, v in norms.all_norms(self.perturbation).items()}
+
+
+class Attack(ABC):
+    """Minimum-perturbation attack in pixel space under a top-k criterion."""
+
+    name: ClassVar[str] = ""
+    #: The norm the attack's own objective minimises (for docs and bookkeeping).
+    norm: ClassVar[str] = "linf"
+
+    def __init__(
+        self,
+        criterion: TopK | None = None,
+        bounds: Bounds | None = PIXEL_BOUNDS,
+        line_search: LineSearch | None = None,
+        **params: Any,
+    ) -> None:
+        self.criterion = criterion or TopK()
+        self.bounds = bounds
+        self.line_search = line_search or LineSearch()
+        unknown = set(params) - set(self.param_names())
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown parameter(s) {sorted(unknown)}; "
+                f"it accepts {sorted(self.param_names())}"
+            )
+        self.params = params
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """Names of attack-specific keyword parameters (override to accept some)."""
+        return ()
+
+    @abstractmethod
+    def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
+        """Direction or perturbation for the images ``x`` of ``ctx``.
+
+        Only images correctly classified clean are passed in. Use ``ctx`` for
+        every model query (``ctx.subset`` to shrink the active set) so the
+        query counts stay exact.
+        """
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> AttackResult:
+        start = time.perf_counter()
+        x = x.detach()
+        labels = labels.to(x.device)
+        ctx = QueryContext.create(model, labels, self.criterion, self.bounds)
+        n = x.shape[0]
+        clean_adv, clean_logits = ctx.is_adversarial(x)
+        clean_label = clean_logits.argmax(dim=1)
+
+        direction = torch.zeros_like(x)
+        scale = torch.zeros(n, device=x.device)
+        success = clean_adv.clone()
+        adv_label = torch.where(clean_adv, clean_label, torch.full_like(clean_label, -1))
+        info: dict[str, torch.Tensor] = {}
+
+        todo = (~clean_adv).nonzero().squeeze(1)
+        if todo.numel() > 0:
+            xt, sub = x[todo], ctx.subset(todo)
+            proposal = self.propose(sub, xt)
+            found = search_scale(sub, xt, proposal.direction, proposal.init_scale, self.line_search)
+            direction[todo] = proposal.direction
+            scale[todo] = found.scale
+            success[todo] = found.success
+            adv_label[todo] = found.adv_label
+            for key, value in proposal.info.items():
+                full = torch.full((n,), float("nan"), dtype=torch.float32, device=x.device)
+                full[todo] = value.float()
+                info[key] = full
+
+        safe_scale = torch.nan_to_num(scale, nan=0.0).view(-1, *[1] * (x.dim() - 1))
+        perturbation = ctx.clip(x + safe_scale * direction) - x
+        seconds = (time.perf_counter() - start) / max(n, 1)
+        return AttackResult(
+            perturbation=perturbation,
+            direction=direction,
+            success=success,
+            scale=scale,
+            adv_label=adv_label,
+            clean_correct=~clean_adv,
+            clean_label=clean_label,
+            n_forward=ctx.counts.forward.clone(),
+            n_backward=ctx.counts.backward.clone(),
+            seconds=torch.full((n,), seconds),
+            info=info,
+        )

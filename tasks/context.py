@@ -1,0 +1,119 @@
+"""Query bookkeeping shared by every attack and evaluation.
+
+A :class:`QueryContext` wraps a model in pixel space for a batch of images: it
+counts forward and backward passes per image, applies the pixel bounds and
+evaluates the criterion. Attacks never call the model directly, so the counts
+in the result tables are exact. ``ctx.subset(idx)`` gives a view on some of the
+images that shares the counters, which is how the active set shrinks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tasks.criterion import TopK
+
+Bounds = tuple[float, float]
+PIXEL_BOUNDS: Bounds = (0.0, 255.0)
+
+
+@dataclass
+class QueryCounts:
+    """Forward and backward passes per image of the original batch."""
+
+    forward: torch.Tensor
+    backward: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n: int) -> QueryCounts:
+        return cls(torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
+
+
+@dataclass
+class QueryContext:
+    """A model, a criterion, labels and shared query counters for some images."""
+
+    model: nn.Module
+    labels: torch.Tensor
+    criterion: TopK
+    bounds: Bounds | None
+    counts: QueryCounts
+    rows: torch.Tensor  # row of each image in the original batch (for the counters)
+
+    @classmethod
+    def create(
+        cls,
+        model: nn.Module,
+        labels: torch.Tensor,
+        criterion: TopK | None = None,
+        bounds: Bounds | None = PIXEL_BOUNDS,
+    ) -> QueryContext:
+        n = labels.shape[0]
+        return cls(
+            model=model,
+            labels=labels,
+            criterion=criterion or TopK(),
+            bounds=bounds,
+            counts=QueryCounts.zeros(n),
+            rows=torch.arange(n),
+        )
+
+    def subset(self, idx: torch.Tensor) -> QueryContext:
+        """View on images ``idx`` of this context; counters stay shared."""
+        return QueryContext(
+            model=self.model,
+            labels=self.labels[idx],
+            criterion=self.criterion,
+            bounds=self.bounds,
+            counts=self.counts,
+            rows=self.rows[idx.cpu()],
+        )
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bounds is None:
+            return x
+        return x.clamp(self.bounds[0], self.bounds[1])
+
+    def _rows(self, idx: torch.Tensor | None) -> torch.Tensor:
+        return self.rows if idx is None else self.rows[idx.cpu()]
+
+    def label(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        return self.labels if idx is None else self.labels[idx]
+
+    def logits(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Forward pass without gradients; ``x`` holds images ``idx`` (default: all)."""
+        self.counts.forward[self._rows(idx)] += 1
+        with torch.no_grad():
+            return self.model(x)
+
+    def is_adversarial(
+        self, x: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adversarial mask, logits) for images ``idx`` at pixel values ``x``."""
+        logits = self.logits(x, idx)
+        return self.criterion.is_adversarial(logits, self.label(idx)), logits
+
+    def value_and_grad(
+        self,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        idx: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image loss, its gradient w.r.t. ``x``, and the logits.
+
+        ``loss_fn(logits, labels)`` returns one value per image; images are
+        independent, so the gradient of the sum is each image's own gradient.
+        """
+        rows = self._rows(idx)
+        self.counts.forward[rows] += 1
+        self.counts.backward[rows] += 1
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.model(x)
+            loss = loss_fn(logits, self.label(idx))
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        return loss.detach(), grad.detach(), logits.detach()

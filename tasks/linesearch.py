@@ -1,0 +1,111 @@
+"""Batched per-image search for the smallest scale of a direction that fools.
+
+Luo et al. (sec. B) minimise the norm of a perturbation by a line search on
+its scale. For every image independently we bracket (grow or shrink the scale
+by ``growth`` until the criterion flips) and then bisect geometrically until
+``hi - lo <= rtol * hi``. ``hi`` is always a scale that was *observed* to be
+adversarial, so the returned perturbation is adversarial by construction.
+Images leave the active set as soon as their search is done, so the batch
+that goes through the network shrinks.
+
+The adversarial image at scale ``s`` is ``clip(x + s * d)``; the search never
+goes beyond the scale at which clipping saturates every pixel the direction
+touches, because the image no longer changes past it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tasks.context import QueryContext
+
+
+@dataclass(frozen=True)
+class LineSearch:
+    """Bracket-then-bisect settings; ``rtol`` is the stated relative precision."""
+
+    rtol: float = 1e-3
+    growth: float = 2.0
+    max_steps: int = 64
+    min_scale: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rtol < 1:
+            raise ValueError(f"rtol must be in (0, 1), got {self.rtol}")
+        if self.growth <= 1:
+            raise ValueError(f"growth must be > 1, got {self.growth}")
+
+
+@dataclass
+class ScaleResult:
+    """Per image: smallest adversarial scale found (nan if none) and its top-1 label."""
+
+    scale: torch.Tensor
+    success: torch.Tensor
+    adv_label: torch.Tensor
+
+
+def saturation_scale(x: torch.Tensor, d: torch.Tensor, ctx: QueryContext) -> torch.Tensor:
+    """Scale past which ``clip(x + s d)`` stops changing (inf without bounds)."""
+    n = x.shape[0]
+    if ctx.bounds is None:
+        return torch.full((n,), float("inf"), device=x.device)
+    lo, hi = ctx.bounds
+    room = torch.where(d > 0, hi - x, x - lo)  # distance to the bound d points at
+    needed = torch.where(d != 0, room / d.abs().clamp_min(1e-30), torch.zeros_like(d))
+    return needed.reshape(n, -1).amax(dim=1)
+
+
+def search_scale(
+    ctx: QueryContext,
+    x: torch.Tensor,
+    direction: torch.Tensor,
+    init_scale: torch.Tensor | None = None,
+    search: LineSearch | None = None,
+) -> ScaleResult:
+    """Smallest ``s`` with ``clip(x + s * direction)`` adversarial, per image."""
+    search = search or LineSearch()
+    n, device = x.shape[0], x.device
+    s_max = saturation_scale(x, direction, ctx)
+    flat_zero = direction.reshape(n, -1).abs().amax(dim=1) == 0
+    s = torch.ones(n, device=device) if init_scale is None else init_scale.clone().to(device)
+    s = torch.where(torch.isfinite(s) & (s > 0), s, torch.ones_like(s))
+    s = torch.minimum(s, s_max)
+    lo = torch.zeros(n, device=device)
+    hi = torch.full((n,), float("inf"), device=device)
+    adv_label = torch.full((n,), -1, dtype=torch.long, device=device)
+    failed = flat_zero.clone()
+    done = failed.clone()
+
+    for _ in range(search.max_steps):
+        active = (~done).nonzero().squeeze(1)
+        if active.numel() == 0:
+            break
+        xa = ctx.clip(x[active] + s[active].view(-1, *[1] * (x.dim() - 1)) * direction[active])
+        adv, logits = ctx.is_adversarial(xa, active)
+        sa = s[active]
+        hi[active] = torch.where(adv, sa, hi[active])
+        lo[active] = torch.where(adv, lo[active], sa)
+        adv_label[active] = torch.where(adv, logits.argmax(dim=1), adv_label[active])
+
+        a_lo, a_hi, a_smax = lo[active], hi[active], s_max[active]
+        unbracketed_up = torch.isinf(a_hi)
+        unbracketed_down = (a_lo == 0) & ~unbracketed_up
+        at_ceiling = unbracketed_up & (a_lo >= a_smax)
+        at_floor = unbracketed_down & (a_hi <= search.min_scale)
+        converged = ~unbracketed_up & ~unbracketed_down & (a_hi - a_lo <= search.rtol * a_hi)
+        failed[active] |= at_ceiling
+        done[active] |= at_ceiling | at_floor | converged
+
+        nxt = torch.where(
+            unbracketed_up,
+            torch.minimum(a_lo * search.growth, a_smax),
+            torch.where(unbracketed_down, a_hi / search.growth, (a_lo * a_hi).sqrt()),
+        )
+        s[active] = nxt
+
+    success = ~failed & torch.isfinite(hi)
+    scale = torch.where(success, hi, torch.full_like(hi, float("nan")))
+    return ScaleResult(scale=scale, success=success, adv_label=adv_label)
