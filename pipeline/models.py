@@ -53,12 +53,16 @@ class PreprocessCfg:
         fields = {f.name for f in dataclasses.fields(self)}
         unknown = set(overrides) - fields
         if unknown:
-            raise ValueError(f"unknown preprocessing key(s) {sorted(unknown)}; known: {sorted(fields)}")
+            raise ValueError(
+                f"unknown preprocessing key(s) {sorted(unknown)}; known: {sorted(fields)}"
+            )
         values = dict(overrides)
         for key in ("input_size", "mean", "std"):
             if key in values:
                 v = values[key]
-                values[key] = (int(v), int(v)) if key == "input_size" and isinstance(v, int) else tuple(v)
+                values[key] = (
+                    (int(v), int(v)) if key == "input_size" and isinstance(v, int) else tuple(v)
+                )
         return dataclasses.replace(self, **values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +77,8 @@ class PixelModel(nn.Module):
         self.net = net
         self.cfg = cfg
         self.name = name
+        self.shift: torch.Tensor
+        self.scale: torch.Tensor
         self.register_buffer("shift", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("scale", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0)
 
@@ -118,7 +124,9 @@ def load_paired_state_dict(net: nn.Module, source: Mapping[str, torch.Tensor]) -
     target = net.state_dict()
     for (skey, value), dkey in zip(src, dst, strict=True):
         if target[dkey].shape != value.shape:
-            raise ValueError(f"{skey} {tuple(value.shape)} does not fit {dkey} {tuple(target[dkey].shape)}")
+            raise ValueError(
+                f"{skey} {tuple(value.shape)} does not fit {dkey} {tuple(target[dkey].shape)}"
+            )
     net.load_state_dict(dict(zip(dst, (v for _, v in src), strict=True)), strict=False)
 
 
@@ -169,7 +177,7 @@ def _torchvision_spec(name: str) -> ModelSpec:
     import torchvision
 
     try:
-        weights = torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+        weights = torchvision.models.get_model_weights(name).DEFAULT
     except ValueError as exc:
         raise ValueError(f"torchvision has no model {name!r}: {exc}") from None
     tf = weights.transforms()

@@ -1,0 +1,1 @@
+"""Benchmark definitions shipped with foveabench (``demo.yaml`` is the default)."""

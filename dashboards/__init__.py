@@ -1,0 +1,1 @@
+"""Aggregation (polars) and, later, figures and the HTML report."""

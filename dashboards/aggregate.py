@@ -1,0 +1,82 @@
+"""Per-run aggregates with polars, read straight from the result shards.
+
+Statistics follow Peck's tables: success rate, then min / max / mean /
+median / std of each norm over the images the attack fooled, among images
+the network classified correctly clean (the others need no perturbation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+NORM_COLUMNS = ("l1pp", "l2", "linf")
+
+
+def _scan(run_dir: Path, sub: str) -> pl.DataFrame | None:
+    files = sorted((run_dir / sub).rglob("shard-*.parquet"))
+    if not files:
+        return None
+    return pl.read_parquet(files, hive_partitioning=False)
+
+
+def clean_summary(run_dir: Path) -> pl.DataFrame:
+    """Per model: images, errors, top-1 and top-5 accuracy."""
+    df = _scan(run_dir, "clean")
+    if df is None:
+        return pl.DataFrame()
+    ok = pl.col("error").is_null()
+    return (
+        df.group_by("model")
+        .agg(
+            pl.len().alias("images"),
+            (~ok).sum().alias("errors"),
+            pl.col("top1_correct").filter(ok).mean().alias("top1"),
+            pl.col("top5_correct").filter(ok).mean().alias("top5"),
+        )
+        .sort("model")
+    )
+
+
+def attack_summary(run_dir: Path, top_pairs: int = 5) -> pl.DataFrame:
+    """Per (model, attack): success rate, norm statistics and frequent class pairs."""
+    df = _scan(run_dir, "attacks")
+    if df is None:
+        return pl.DataFrame()
+    attacked = df.filter(pl.col("error").is_null() & pl.col("clean_correct"))
+    fooled = pl.col("success")
+    aggs: list[pl.Expr] = [
+        pl.len().alias("attacked"),
+        fooled.mean().alias("success_rate"),
+        pl.col("n_forward").mean().alias("mean_forward"),
+        pl.col("n_backward").mean().alias("mean_backward"),
+        pl.col("seconds").sum().alias("seconds"),
+    ]
+    for norm in NORM_COLUMNS:
+        col = pl.col(norm).filter(fooled)
+        aggs += [
+            col.min().alias(f"{norm}_min"),
+            col.max().alias(f"{norm}_max"),
+            col.mean().alias(f"{norm}_mean"),
+            col.median().alias(f"{norm}_median"),
+            col.std().alias(f"{norm}_std"),
+        ]
+    stats = attacked.group_by("model", "attack").agg(aggs)
+    errors = df.group_by("model", "attack").agg(pl.col("error").is_not_null().sum().alias("errors"))
+    pairs = (
+        attacked.filter(fooled)
+        .group_by("model", "attack", "label", "adv_label")
+        .len()
+        .sort("len", "label", descending=[True, False])
+        .group_by("model", "attack", maintain_order=True)
+        .head(top_pairs)
+        .with_columns(pl.format("{}->{} ({})", "label", "adv_label", "len").alias("pair"))
+        .group_by("model", "attack", maintain_order=True)
+        .agg(pl.col("pair").alias("top_pairs"))
+    )
+    return (
+        errors.join(stats, on=["model", "attack"], how="left")
+        .join(pairs, on=["model", "attack"], how="left")
+        .sort("model", "attack")
+    )

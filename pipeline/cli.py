@@ -1,0 +1,139 @@
+"""``foveabench``: the command line (DESIGN.md, "CLI" is a contract)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.config import BenchmarkConfig, ConfigError, DatasetCfg, load_config
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_summary(summary: object) -> None:
+    from pipeline.runner import RunSummary
+
+    assert isinstance(summary, RunSummary)
+    print(
+        f"\nrun: {summary.run_dir}  ({summary.n_images} images, {summary.n_bad_rows} bad rows, "
+        f"{summary.seconds:.1f} s)"
+    )
+    print(
+        f"computed {summary.computed_units} model-shards, skipped {summary.skipped_units} "
+        f"already complete ({summary.skipped_files} shard files)"
+    )
+    if summary.clean:
+        print("\nclean accuracy")
+        print(f"  {'model':<24} {'images':>6} {'top1':>6} {'top5':>6}")
+        for row in summary.clean:
+            print(
+                f"  {row['model']:<24} {row['images']:>6} {_fmt(row['top1']):>6} {_fmt(row['top5']):>6}"
+            )
+    if summary.attacks:
+        print("\nminimum perturbations (images correct clean; norms in 0..255 pixel units)")
+        print(
+            f"  {'model':<24} {'attack':<10} {'n':>5} {'success':>8} {'med l1pp':>9} "
+            f"{'med l2':>9} {'med linf':>9} {'fwd/img':>8}"
+        )
+        for row in summary.attacks:
+            print(
+                f"  {row['model']:<24} {row['attack']:<10} {_fmt(row['attacked']):>5} "
+                f"{_fmt(row['success_rate']):>8} {_fmt(row['l1pp_median']):>9} "
+                f"{_fmt(row['l2_median'], 1):>9} {_fmt(row['linf_median']):>9} "
+                f"{_fmt(row['mean_forward'], 1):>8}"
+            )
+    for failure in summary.failed_units:
+        print(f"FAILED {failure}", file=sys.stderr)
+    print(f"\nresults: {summary.run_dir.resolve()}")
+    from pipeline.tracking import ui_command
+
+    print(f"browse:  {ui_command(summary.tracking_uri)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.runner import run_benchmark
+
+    cfg = load_config(args.config)
+    cfg = _with_overrides(cfg, args)
+    summary = run_benchmark(cfg, fresh=args.fresh)
+    print_summary(summary)
+    return 1 if summary.failed_units else 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipeline.data import build_manifest
+    from pipeline.results import write_atomic
+
+    if args.config:
+        dataset = load_config(args.config).dataset
+    else:
+        dataset = DatasetCfg(layout=args.layout, root=args.root, limit=args.limit)
+    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
+    out = Path(args.out)
+    write_atomic(manifest.table, out / "manifest.parquet")
+    write_atomic(manifest.bad_rows, out / "bad_rows.parquet")
+    print(manifest.summary_line(), file=sys.stderr)
+    print(f"wrote {out / 'manifest.parquet'} ({manifest.table.num_rows} rows)")
+    return 0
+
+
+def _with_overrides(cfg: BenchmarkConfig, args: argparse.Namespace) -> BenchmarkConfig:
+    import dataclasses
+
+    if getattr(args, "output_dir", None):
+        cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
+    if getattr(args, "limit", None) is not None:
+        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, limit=args.limit))
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foveabench",
+        description="Minimum adversarial perturbations, foveation and transfer of ImageNet networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a benchmark (default: the embedded demo config)")
+    run.add_argument("config", nargs="?", help="YAML config (default: configs/demo.yaml)")
+    run.add_argument("--fresh", action="store_true", help="discard finished shards and start over")
+    run.add_argument("--output-dir", help="override output_dir from the config")
+    run.add_argument("--limit", type=int, help="override dataset.limit from the config")
+    run.set_defaults(func=cmd_run)
+
+    prep = sub.add_parser(
+        "prepare", help="build manifest.parquet and bad_rows.parquet for a dataset"
+    )
+    prep.add_argument("config", nargs="?", help="YAML config whose dataset section to use")
+    prep.add_argument("--layout", default="sample", help="sample | ilsvrc | kaggle | imagefolder")
+    prep.add_argument("--root", help="dataset root")
+    prep.add_argument("--limit", type=int)
+    prep.add_argument("--out", default=".", help="directory for the parquet files")
+    prep.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished shards are kept; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Benchmark configuration: YAML in, a validated frozen dataclass out.
+
+The keys in DESIGN.md ("Config") are a contract. Errors name the file, the
+key and what to write instead; nothing unknown is silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KNOWN_TASKS = ("clean", "min_perturbation")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be run; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DatasetCfg:
+    layout: str = "sample"
+    root: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registry model name plus optional preprocessing overrides."""
+
+    name: str
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackRef:
+    """A registry attack name plus its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MlflowCfg:
+    tracking_uri: str | None = None  # None: sqlite file in the run's output dir
+    experiment: str = "foveabench"
+
+
+@dataclass(frozen=True)
+class RayCfg:
+    address: str | None = None  # None: start a local Ray
+    gpus_per_actor: float = 1.0  # used when the cluster has GPUs
+    cpus_per_actor: float = 1.0
+    actors_per_model: int | None = None  # None: one per GPU share, else one
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    name: str = "demo"
+    dataset: DatasetCfg = field(default_factory=DatasetCfg)
+    models: tuple[ModelRef, ...] = (ModelRef("efficientnet_lite0"),)
+    attacks: tuple[AttackRef, ...] = (AttackRef("sign"),)
+    top_k: int = 5
+    tasks: tuple[str, ...] = ("clean", "min_perturbation")
+    output_dir: str = "results"
+    mlflow: MlflowCfg = field(default_factory=MlflowCfg)
+    ray: RayCfg = field(default_factory=RayCfg)
+    batch_size: int = 16
+    shard_size: int = 64
+    rtol: float = 1e-3  # relative precision of every scale line search
+    device: str = "auto"  # auto: cuda when the actor has a GPU, else cpu
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved config in the YAML shape (written to config.yaml and MLflow)."""
+        d = dataclasses.asdict(self)
+        d["criterion"] = {"top_k": d.pop("top_k")}
+        d["models"] = [m.name if not m.preprocess else {m.name: m.preprocess} for m in self.models]
+        d["attacks"] = [a.name if not a.params else {a.name: a.params} for a in self.attacks]
+        d["tasks"] = list(self.tasks)
+        return d
+
+
+def default_config_path() -> Path:
+    """``configs/demo.yaml``: in the checkout, or as installed package data."""
+    return Path(str(importlib.resources.files("configs").joinpath("demo.yaml")))
+
+
+def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: '{key}' must be a non-empty list, got {raw!r}")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            out.append((item, {}))
+        elif isinstance(item, dict) and len(item) == 1:
+            ((name, params),) = item.items()
+            out.append((str(name), dict(params or {})))
+        else:
+            raise ConfigError(
+                f"{source}: {key}[{i}] = {item!r}; write a name or a one-key mapping "
+                f"like {{sign: {{loss: ce}}}}"
+            )
+    return out
+
+
+def _section(cls: type, raw: Any, key: str, source: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{key}' must be a mapping, got {raw!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {sorted(unknown)} in '{key}'; known: {sorted(names)}"
+        )
+    return cls(**raw)
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
+    """Validate a YAML mapping into a :class:`BenchmarkConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    raw = dict(raw)
+    known = {f.name for f in dataclasses.fields(BenchmarkConfig)} | {"criterion"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for key in ("name", "output_dir", "device"):
+        if key in raw:
+            kwargs[key] = str(raw[key])
+    for key in ("batch_size", "shard_size"):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: '{key}' must be a positive integer, got {value!r}")
+            kwargs[key] = value
+    if "rtol" in raw:
+        kwargs["rtol"] = float(raw["rtol"])
+    criterion = raw.get("criterion") or {}
+    if "top_k" in criterion:
+        k = criterion["top_k"]
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"{source}: criterion.top_k must be a positive integer, got {k!r}")
+        kwargs["top_k"] = k
+    kwargs["dataset"] = _section(DatasetCfg, raw.get("dataset"), "dataset", source)
+    kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
+    kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
+    if "models" in raw:
+        kwargs["models"] = tuple(
+            ModelRef(n, p) for n, p in _named_entries(raw["models"], "models", source)
+        )
+    if "attacks" in raw:
+        kwargs["attacks"] = tuple(
+            AttackRef(n, p) for n, p in _named_entries(raw["attacks"], "attacks", source)
+        )
+    if "tasks" in raw:
+        tasks = tuple(str(t) for t in raw["tasks"])
+        bad = [t for t in tasks if t not in KNOWN_TASKS]
+        if bad:
+            raise ConfigError(
+                f"{source}: unknown task(s) {bad}; this version runs {list(KNOWN_TASKS)}"
+            )
+        kwargs["tasks"] = tasks
+    return BenchmarkConfig(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> BenchmarkConfig:
+    """Read a YAML config (default: the embedded ``configs/demo.yaml``)."""
+    path = Path(path) if path is not None else default_config_path()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; pass a YAML path or omit it for the demo")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw or {}, str(path))

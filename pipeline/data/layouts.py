@@ -1,0 +1,229 @@
+"""Dataset layouts: each finds the images of a root and what they are labelled.
+
+A layout yields :class:`Candidate` images (checked later, in one place, by
+:func:`pipeline.data.manifest.build_manifest`) and :class:`BadRow` records for
+problems only the layout can see (an annotation without an image, an image
+without an annotation, a malformed annotation). Whole-dataset problems (no
+root, no annotation files at all) raise :class:`ManifestError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
+from pipeline.data.classes import wnids
+from pipeline.data.probe import is_image_file
+from pipeline.data.sample_set import SAMPLE_PHOTOS
+from pipeline.data.schema import BadRow, Box, Candidate
+from tasks.registry import Registry
+
+Found = Iterator[Candidate | BadRow]
+Layout = Callable[[Path | None], Found]
+
+LAYOUTS: Registry[Layout] = Registry("dataset layout")
+
+
+class ManifestError(ValueError):
+    """The dataset as a whole cannot be read; the message says how to fix it."""
+
+
+def _require_root(root: Path | None, layout: str) -> Path:
+    if root is None:
+        raise ManifestError(f"layout {layout!r} needs dataset.root (the dataset directory)")
+    if not root.is_dir():
+        raise ManifestError(f"dataset root {root} is not a directory; fix dataset.root")
+    return root
+
+
+def _images_in(directory: Path) -> dict[str, Path]:
+    """Image files directly in ``directory``, by file stem."""
+    return {p.stem: p for p in sorted(directory.iterdir()) if is_image_file(p)}
+
+
+# --- sample -------------------------------------------------------------------------
+@LAYOUTS.register("sample")
+def sample(root: Path | None) -> Found:
+    """The embedded photos of :mod:`pipeline.data.sample_set` (``root`` is ignored)."""
+    for photo in SAMPLE_PHOTOS:
+        boxes = tuple(Box(*b, raw=f"sample_set.py {photo.name}") for b in photo.boxes)
+        yield Candidate(
+            photo.name, photo.path(), photo.wnid, boxes, Path(__file__).parent / "sample_set.py"
+        )
+
+
+# --- ilsvrc -------------------------------------------------------------------------
+GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+_VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)$")
+
+
+def _find(root: Path, name: str) -> Path | None:
+    """``root/name`` or ``root/<devkit>/data/name`` (as the devkit tarball extracts)."""
+    hits = [root / name, *sorted(root.glob(f"*/data/{name}"))]
+    return next((p for p in hits if p.is_file()), None)
+
+
+def _ilsvrc_id_to_wnid(root: Path) -> list[str]:
+    """Devkit ILSVRC2012_ID -> wnid (index 0 is ID 1).
+
+    From ``meta.mat`` (the devkit's synsets table, read with scipy) when present;
+    otherwise from ``wnids.txt``, one wnid per line in ILSVRC2012_ID order.
+    """
+    meta = _find(root, "meta.mat")
+    if meta is not None:
+        from scipy.io import loadmat
+
+        synsets = loadmat(meta, squeeze_me=True)["synsets"]
+        by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
+        return [by_id[i] for i in range(1, len(wnids()) + 1)]
+    listing = _find(root, "wnids.txt")
+    if listing is None:
+        raise ManifestError(
+            f"{root}: {GROUND_TRUTH} needs the devkit's meta.mat or a wnids.txt (one wnid per "
+            "line in ILSVRC2012_ID order) to turn IDs into wnids; the devkit IDs are NOT "
+            "sorted-wnid order, so they cannot be guessed"
+        )
+    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+
+
+def _ground_truth(root: Path) -> tuple[Path, dict[str, tuple[str, int]]] | None:
+    """image_id -> (wnid, line) from the devkit ground truth, if there is one.
+
+    Line ``n`` of the file labels ``ILSVRC2012_val_<n, 8 digits>``; an ID outside
+    the class table gives the placeholder wnid ``ILSVRC2012_ID=<id>`` (an unknown
+    wnid bad row downstream).
+    """
+    path = _find(root, GROUND_TRUTH)
+    if path is None:
+        return None
+    table = _ilsvrc_id_to_wnid(root)
+    labels = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            k = int(line)
+            wnid = table[k - 1] if 1 <= k <= len(table) else f"ILSVRC2012_ID={k}"
+            labels[f"ILSVRC2012_val_{n:08d}"] = (wnid, n)
+    return path, labels
+
+
+@LAYOUTS.register("ilsvrc")
+def ilsvrc(root: Path | None) -> Found:
+    """ILSVRC-2012 val: JPEGs in ``images/`` (or the root), labels from ``bbox/*.xml``
+    (per-image ILSVRC bbox XML, the wnid of its objects is the label) and/or the
+    devkit ground truth. With a ``bbox/`` folder every image needs its XML.
+    """
+    root = _require_root(root, "ilsvrc")
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    images = _images_in(image_dir)
+    bbox_dir = root / "bbox"
+    truth = _ground_truth(root)
+    if not bbox_dir.is_dir() and truth is None:
+        raise ManifestError(
+            f"{root}: no bbox/ folder and no {GROUND_TRUTH}; the ilsvrc layout needs one of them"
+        )
+    if bbox_dir.is_dir():
+        yield from _from_xml(images, image_dir, bbox_dir)
+        return
+    assert truth is not None
+    gt_path, labels = truth
+    for image_id, path in images.items():
+        if image_id in labels:
+            wnid, line = labels[image_id]
+            yield Candidate(image_id, path, wnid, (), gt_path, line)
+        else:
+            yield BadRow(
+                image_id,
+                path,
+                "missing_annotation",
+                f"no line of {gt_path.name} labels {image_id} (line n labels "
+                "ILSVRC2012_val_<n, 8 digits>); rename the image or add its label",
+            )
+
+
+def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path) -> Found:
+    xmls = {p.stem: p for p in sorted(bbox_dir.glob("*.xml"))}
+    for image_id, path in images.items():
+        if image_id not in xmls:
+            yield BadRow(
+                image_id,
+                path,
+                "missing_annotation",
+                f"no {bbox_dir / (image_id + '.xml')}; add the image's bbox XML or remove the image",
+            )
+    for image_id, xml in xmls.items():
+        if image_id not in images:
+            yield BadRow(
+                image_id,
+                xml,
+                "missing_image",
+                f"annotation has no image {image_id}.JPEG in {image_dir}; add the image or remove the XML",
+            )
+            continue
+        try:
+            objects = read_bbox_xml(xml)
+        except AnnotationError as exc:
+            yield BadRow(image_id, xml, "bad_annotation", str(exc))
+            continue
+        yield Candidate(image_id, images[image_id], objects.wnid, objects.boxes, xml)
+
+
+# --- kaggle -------------------------------------------------------------------------
+KAGGLE_CSV = "LOC_val_solution.csv"
+_KAGGLE_IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "val")
+
+
+@LAYOUTS.register("kaggle")
+def kaggle(root: Path | None) -> Found:
+    """Kaggle ImageNet LOC: ``LOC_val_solution.csv`` (ImageId, PredictionString) with
+    images in ``ILSVRC/Data/CLS-LOC/val/`` or ``val/`` next to it. Boxes are read like
+    the XML (1-based inclusive), see :mod:`pipeline.data.annotations`.
+    """
+    root = _require_root(root, "kaggle")
+    csv_path = root / KAGGLE_CSV
+    if not csv_path.is_file():
+        raise ManifestError(f"{root}: no {KAGGLE_CSV}; point dataset.root at the Kaggle download")
+    image_dir = next((root / d for d in _KAGGLE_IMAGE_DIRS if (root / d).is_dir()), None)
+    if image_dir is None:
+        raise ManifestError(f"{root}: no image folder, expected one of {list(_KAGGLE_IMAGE_DIRS)}")
+    images = _images_in(image_dir)
+    seen = set()
+    with csv_path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        if [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
+            raise ManifestError(f"{csv_path}: header {header}, expected ImageId,PredictionString")
+        for line, fields in enumerate(reader, start=2):
+            if not fields:
+                continue
+            image_id = fields[0].strip()
+            seen.add(image_id)
+            try:
+                objects = parse_prediction_string(
+                    fields[1] if len(fields) > 1 else "", f"{csv_path}:{line}"
+                )
+            except AnnotationError as exc:
+                yield BadRow(image_id, csv_path, "bad_annotation", str(exc), line)
+                continue
+            path = images.get(image_id, image_dir / f"{image_id}.JPEG")
+            yield Candidate(image_id, path, objects.wnid, objects.boxes, csv_path, line)
+    for image_id, path in images.items():
+        if image_id not in seen:
+            yield BadRow(
+                image_id,
+                path,
+                "missing_annotation",
+                f"no row of {csv_path} for this image; add its row or remove the image",
+            )
+
+
+# --- imagefolder ----------------------------------------------------------------------
+@LAYOUTS.register("imagefolder")
+def imagefolder(root: Path | None) -> Found:
+    """``<root>/<wnid>/<file>``: the folder name is the label; no boxes."""
+    root = _require_root(root, "imagefolder")
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for image_id, path in _images_in(folder).items():
+            yield Candidate(image_id, path, folder.name)

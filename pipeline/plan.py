@@ -1,0 +1,66 @@
+"""Sharding and resume: which (model, shard) work units are still missing.
+
+Shards are fixed slices of the manifest sorted by ``image_id`` (stable across
+runs). A unit lists only the tasks whose shard file is not complete yet, so a
+rerun recomputes nothing that finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.config import BenchmarkConfig
+from pipeline.results import attack_shard_path, clean_shard_path, is_complete
+from pipeline.worker import WorkUnit
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: list[WorkUnit]
+    n_shards: int
+    skipped: int  # (model, shard) pairs with nothing left to do
+    skipped_files: int  # shard files already complete
+
+
+def shard_slices(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + shard_size, n_rows)) for lo in range(0, n_rows, shard_size)]
+
+
+def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
+    ids = manifest.column("image_id").to_pylist()
+    paths = manifest.column("path").to_pylist()
+    labels = manifest.column("label").to_pylist()
+    slices = shard_slices(len(ids), cfg.shard_size)
+    want_clean = "clean" in cfg.tasks
+    attacks = [a.name for a in cfg.attacks] if "min_perturbation" in cfg.tasks else []
+    units, skipped, skipped_files = [], 0, 0
+    for model in cfg.models:
+        for shard, (lo, hi) in enumerate(slices):
+            shard_ids = ids[lo:hi]
+            clean = want_clean and not is_complete(
+                clean_shard_path(run_dir, model.name, shard), shard_ids
+            )
+            todo = tuple(
+                a
+                for a in attacks
+                if not is_complete(attack_shard_path(run_dir, model.name, a, shard), shard_ids)
+            )
+            skipped_files += (want_clean and not clean) + len(attacks) - len(todo)
+            if not clean and not todo:
+                skipped += 1
+                continue
+            units.append(
+                WorkUnit(
+                    model=model.name,
+                    shard=shard,
+                    image_ids=tuple(shard_ids),
+                    paths=tuple(paths[lo:hi]),
+                    labels=tuple(labels[lo:hi]),
+                    attacks=todo,
+                    clean=clean,
+                )
+            )
+    return Plan(units=units, n_shards=len(slices), skipped=skipped, skipped_files=skipped_files)

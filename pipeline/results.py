@@ -1,0 +1,115 @@
+"""Result tables: schemas, the contract layout and atomic shard files.
+
+DESIGN.md "Results" is the contract: every table carries ``schema_version``,
+rows are keyed by ``image_id``, and a shard file exists only when complete
+(written to a temporary name in the same directory, then renamed), so a rerun
+can trust any shard it finds.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+
+ATTACK_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("model", pa.string()),
+        ("attack", pa.string()),
+        ("criterion", pa.string()),
+        ("success", pa.bool_()),
+        ("scale", pa.float64()),
+        ("l1pp", pa.float64()),
+        ("l2", pa.float64()),
+        ("linf", pa.float64()),
+        ("adv_label", pa.int64()),
+        ("clean_correct", pa.bool_()),
+        ("clean_label", pa.int64()),
+        ("n_forward", pa.int64()),
+        ("n_backward", pa.int64()),
+        ("seconds", pa.float64()),
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+CLEAN_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("model", pa.string()),
+        ("top1_correct", pa.bool_()),
+        ("top5_correct", pa.bool_()),
+        ("pred_label", pa.int64()),
+        ("true_logit", pa.float64()),
+        ("margin", pa.float64()),  # true logit minus the best other logit
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+PERTURBATION_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("model", pa.string()),
+        ("attack", pa.string()),
+        ("scale", pa.float64()),
+        ("codec", pa.string()),
+        ("shape", pa.list_(pa.int32())),
+        ("norm", pa.float64()),
+        ("data", pa.binary()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def attack_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Path:
+    return run_dir / "attacks" / f"model={model}" / f"attack={attack}" / shard_name(shard)
+
+
+def perturbation_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Path:
+    return run_dir / "perturbations" / f"model={model}" / f"attack={attack}" / shard_name(shard)
+
+
+def clean_shard_path(run_dir: Path, model: str, shard: int) -> Path:
+    return run_dir / "clean" / f"model={model}" / shard_name(shard)
+
+
+def table_from_rows(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) -> a table of ``schema``, stamping ``schema_version``."""
+    rows = [{**r, "schema_version": SCHEMA_VERSION} for r in rows]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write Parquet so that ``path`` exists only when the file is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_complete(path: Path, image_ids: Iterable[str]) -> bool:
+    """A finished shard holds exactly the expected images (guards a changed manifest)."""
+    if not path.is_file():
+        return False
+    try:
+        found = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+    except (OSError, pa.ArrowException):
+        return False
+    return sorted(found) == sorted(image_ids)

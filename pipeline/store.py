@@ -1,0 +1,66 @@
+"""Compact storage of attack directions so later stages never recompute an attack.
+
+A minimum perturbation is ``clip(x + scale * d) - x``; we keep ``d`` and
+``scale`` (``x`` is re-derived from the image by the model's deterministic
+preprocessing). Keeping the direction rather than the clipped ``e*`` is what
+the norm sweeps need: they rescale the direction (DESIGN.md, "Norm sweep").
+
+Codecs, chosen per image:
+
+- ``sign1``: values all in {-1, +1}: one bit per value (sign attacks);
+- ``sign2``: values in {-1, 0, +1}: two bits per value;
+- ``f16z``: anything else: ``d / max|d|`` as float16, zlib-compressed, with
+  ``max|d|`` kept in ``norm`` (relative error <= 2**-11 of the largest value).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Encoded:
+    codec: str
+    shape: tuple[int, ...]
+    norm: float
+    data: bytes
+
+
+def encode(direction: torch.Tensor) -> Encoded:
+    """Pack one image's direction (C, H, W) into bytes."""
+    d = direction.detach().float().cpu().numpy()
+    shape = tuple(int(s) for s in d.shape)
+    flat = d.reshape(-1)
+    values = np.unique(flat)
+    if np.isin(values, (-1.0, 1.0)).all():
+        return Encoded("sign1", shape, 1.0, np.packbits(flat > 0).tobytes())
+    if np.isin(values, (-1.0, 0.0, 1.0)).all():
+        bits = np.concatenate([flat != 0, flat < 0])
+        return Encoded("sign2", shape, 1.0, np.packbits(bits).tobytes())
+    peak = float(np.abs(flat).max()) or 1.0
+    half = (flat / peak).astype(np.float16)
+    return Encoded("f16z", shape, peak, zlib.compress(half.tobytes(), level=6))
+
+
+def decode(enc: Encoded) -> torch.Tensor:
+    """Inverse of :func:`encode` (exact for sign codecs, float16-rounded otherwise)."""
+    n = int(np.prod(enc.shape))
+    if enc.codec == "sign1":
+        bits = np.unpackbits(np.frombuffer(enc.data, dtype=np.uint8), count=n)
+        flat = bits.astype(np.float32) * 2 - 1
+    elif enc.codec == "sign2":
+        bits = np.unpackbits(np.frombuffer(enc.data, dtype=np.uint8), count=2 * n)
+        nonzero, negative = bits[:n].astype(np.float32), bits[n:].astype(np.float32)
+        flat = nonzero * (1 - 2 * negative)
+    elif enc.codec == "f16z":
+        half = np.frombuffer(zlib.decompress(enc.data), dtype=np.float16)
+        flat = half.astype(np.float32) * np.float32(enc.norm)
+    else:
+        raise ValueError(
+            f"unknown perturbation codec {enc.codec!r}; was this written by a newer foveabench?"
+        )
+    return torch.from_numpy(flat.reshape(enc.shape).copy())

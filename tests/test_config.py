@@ -1,0 +1,55 @@
+"""Config parsing: the demo is valid, mistakes name the file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, parse_config
+
+pytestmark = pytest.mark.unit
+
+
+def test_demo_config_is_the_documented_default() -> None:
+    cfg = load_config()
+    assert cfg.dataset.layout == "sample"
+    assert [m.name for m in cfg.models] == ["efficientnet_lite0", "efficientnet_lite1"]
+    assert [a.name for a in cfg.attacks] == ["sign"]
+    assert cfg.top_k == 5
+    assert cfg.mlflow.tracking_uri is None and cfg.ray.address is None
+
+
+def test_attack_params_and_model_overrides_parse() -> None:
+    cfg = parse_config(
+        {
+            "models": [{"efficientnet_lite0": {"mode": "center_crop"}}],
+            "attacks": [{"sign": {"loss": "ce"}}, "fgv"],
+            "criterion": {"top_k": 1},
+        }
+    )
+    assert cfg.models[0].preprocess == {"mode": "center_crop"}
+    assert cfg.attacks[0].params == {"loss": "ce"} and cfg.attacks[1].name == "fgv"
+    assert cfg.top_k == 1
+    assert cfg.as_dict()["criterion"] == {"top_k": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"modles": ["x"]}, "unknown key(s) ['modles']"),
+        ({"dataset": {"layut": "sample"}}, "unknown key(s) ['layut'] in 'dataset'"),
+        ({"criterion": {"top_k": 0}}, "criterion.top_k must be a positive integer"),
+        ({"attacks": []}, "'attacks' must be a non-empty list"),
+        ({"tasks": ["clean", "telepathy"]}, "unknown task(s) ['telepathy']"),
+    ],
+)
+def test_mistakes_are_named(raw: dict, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_config(raw, source="my.yaml")
+    assert fragment in str(info.value) and "my.yaml" in str(info.value)
+
+
+def test_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")

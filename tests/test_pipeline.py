@@ -1,0 +1,140 @@
+"""The spine end to end on real components: Ray, real weights, Parquet, MLflow SQLite."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, load_config
+from pipeline.runner import run_benchmark
+
+pytestmark = pytest.mark.integration
+
+CONTRACT_COLUMNS = {
+    "image_id", "label", "model", "attack", "criterion", "success", "scale", "l1pp", "l2",
+    "linf", "adv_label", "clean_correct", "n_forward", "n_backward", "seconds", "schema_version",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def small_config(tmp_path: Path, **changes: object) -> BenchmarkConfig:
+    cfg = BenchmarkConfig(
+        name="spine",
+        dataset=DatasetCfg(layout="sample", limit=3),
+        models=(ModelRef("efficientnet_lite0"),),
+        attacks=(AttackRef("sign"),),
+        output_dir=str(tmp_path),
+        shard_size=2,
+        batch_size=2,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_run_writes_contract_shards_and_mlflow_then_resumes(
+    local_ray: None, tmp_path: Path
+) -> None:
+    cfg = small_config(tmp_path)
+    first = run_benchmark(cfg)
+    run_dir = tmp_path / "spine"
+    assert first.computed_units == 2 and first.skipped_units == 0 and not first.failed_units
+
+    manifest = pq.read_table(run_dir / "manifest.parquet")
+    assert manifest.num_rows == 3
+    shards = sorted(
+        (run_dir / "attacks/model=efficientnet_lite0/attack=sign").glob("shard-*.parquet")
+    )
+    assert [p.name for p in shards] == ["shard-00000.parquet", "shard-00001.parquet"]
+    rows = [r for p in shards for r in pq.read_table(p).to_pylist()]
+    assert set(rows[0]) >= CONTRACT_COLUMNS
+    assert sorted(r["image_id"] for r in rows) == sorted(manifest.column("image_id").to_pylist())
+    for r in rows:
+        assert r["error"] is None
+        if r["clean_correct"]:
+            assert r["success"], f"sign failed on {r['image_id']}"
+            assert 0 < r["linf"] <= 255 and r["l1pp"] <= r["linf"]
+            assert r["n_backward"] == 1 and r["n_forward"] >= 3
+            assert r["criterion"] == "top5"
+
+    client = MlflowClient(tracking_uri=first.tracking_uri)
+    exp = client.get_experiment_by_name("foveabench")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert len(parent.data.tags["git_sha"]) == 40
+    assert parent.data.tags["version.torch"].startswith("2.14")
+    logged = {
+        f.path
+        for f in client.list_artifacts(
+            child.info.run_id, "attacks/model=efficientnet_lite0/attack=sign"
+        )
+    }
+    assert logged == {f"attacks/model=efficientnet_lite0/attack=sign/{p.name}" for p in shards}
+    assert "clean_top5" in child.data.metrics and "mp/sign/median_l1pp" in child.data.metrics
+
+    mtimes = {p: p.stat().st_mtime_ns for p in shards}
+    second = run_benchmark(cfg)
+    assert second.computed_units == 0 and second.skipped_units == 2
+    assert {p: p.stat().st_mtime_ns for p in shards} == mtimes
+    assert len(client.search_runs([exp.experiment_id])) == len(runs), (
+        "resume created new MLflow runs"
+    )
+
+    shards[1].unlink()  # a lost shard is recomputed, and only that one
+    third = run_benchmark(cfg)
+    assert third.computed_units == 1 and shards[1].is_file()
+    assert shards[0].stat().st_mtime_ns == mtimes[shards[0]]
+
+    fresh = run_benchmark(cfg, fresh=True)
+    assert fresh.computed_units == 2
+
+
+def test_imagenet_sample_clean_accuracy_is_sane(
+    local_ray: None, tmp_path: Path, imagenet_sample: Path
+) -> None:
+    """Training photos: a far lower top-5 than ~0.9 would mean broken preprocessing."""
+    cfg = dataclasses.replace(
+        load_config(Path(__file__).resolve().parents[1] / "configs/imagenet-sample.yaml"),
+        dataset=DatasetCfg(layout="ilsvrc", root=str(imagenet_sample)),
+        models=(ModelRef("efficientnet_lite0"),),
+        tasks=("clean",),
+        output_dir=str(tmp_path),
+        shard_size=50,
+        batch_size=25,
+    )
+    summary = run_benchmark(cfg)
+    (row,) = summary.clean
+    assert row["images"] == 100 and summary.n_bad_rows == 0
+    assert row["top5"] >= 0.9, row
+
+
+def test_cli_demo_runs_and_second_run_recomputes_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output-dir", str(tmp_path)]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (
+        "clean accuracy" in first.stdout
+        and "mlflow ui --backend-store-uri sqlite:///" in first.stdout
+    )
+    run_dir = tmp_path / "demo"
+    for model in ("efficientnet_lite0", "efficientnet_lite1"):
+        assert list((run_dir / f"attacks/model={model}/attack=sign").glob("shard-*.parquet"))
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "nothing to compute" in second.stderr
+    assert "computed 0 model-shards" in second.stdout
