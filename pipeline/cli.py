@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -94,6 +95,11 @@ def _with_overrides(cfg: BenchmarkConfig, args: argparse.Namespace) -> Benchmark
     return cfg
 
 
+#: Modules that add subcommands: each defines ``register(subparsers)``.
+#: A new command is a new module plus one line here.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="foveabench",
@@ -108,15 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="override dataset.limit from the config")
     run.set_defaults(func=cmd_run)
 
-    prep = sub.add_parser(
-        "prepare", help="build manifest.parquet and bad_rows.parquet for a dataset"
-    )
+    prep = sub.add_parser("prepare", help="build manifest.parquet and bad_rows.parquet for a dataset")
     prep.add_argument("config", nargs="?", help="YAML config whose dataset section to use")
     prep.add_argument("--layout", default="sample", help="sample | ilsvrc | kaggle | imagefolder")
     prep.add_argument("--root", help="dataset root")
     prep.add_argument("--limit", type=int)
     prep.add_argument("--out", default=".", help="directory for the parquet files")
     prep.set_defaults(func=cmd_prepare)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
