@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from tasks.criterion import TopK
+
+if TYPE_CHECKING:
+    from tasks.views import View
 
 Bounds = tuple[float, float]
 PIXEL_BOUNDS: Bounds = (0.0, 255.0)
@@ -43,6 +47,7 @@ class QueryContext:
     bounds: Bounds | None
     counts: QueryCounts
     rows: torch.Tensor  # row of each image in the original batch (for the counters)
+    view: View | None = None  # how the model sees an image (crops, flips); None: as is
 
     @classmethod
     def create(
@@ -51,6 +56,7 @@ class QueryContext:
         labels: torch.Tensor,
         criterion: TopK | None = None,
         bounds: Bounds | None = PIXEL_BOUNDS,
+        view: View | None = None,
     ) -> QueryContext:
         n = labels.shape[0]
         return cls(
@@ -60,6 +66,7 @@ class QueryContext:
             bounds=bounds,
             counts=QueryCounts.zeros(n),
             rows=torch.arange(n),
+            view=view,
         )
 
     def subset(self, idx: torch.Tensor) -> QueryContext:
@@ -71,6 +78,7 @@ class QueryContext:
             bounds=self.bounds,
             counts=self.counts,
             rows=self.rows[idx.cpu()],
+            view=self.view,
         )
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,11 +92,18 @@ class QueryContext:
     def label(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         return self.labels if idx is None else self.labels[idx]
 
+    def _forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The model's scores for images ``rows`` as the view presents them."""
+        if self.view is None:
+            return self.model(x)
+        return self.view.logits(self.model, x, rows)
+
     def logits(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Forward pass without gradients; ``x`` holds images ``idx`` (default: all)."""
-        self.counts.forward[self._rows(idx)] += 1
+        rows = self._rows(idx)
+        self.counts.forward[rows] += 1
         with torch.no_grad():
-            return self.model(x)
+            return self._forward(x, rows)
 
     def is_adversarial(
         self, x: torch.Tensor, idx: torch.Tensor | None = None
@@ -113,7 +128,33 @@ class QueryContext:
         self.counts.backward[rows] += 1
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.model(x)
+            logits = self._forward(x, rows)
             loss = loss_fn(logits, self.label(idx))
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), grad.detach(), logits.detach()
+
+    def jacobian(
+        self,
+        outputs_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        idx: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Several per-image outputs and their gradients from one forward pass.
+
+        ``outputs_fn(logits, labels)`` returns ``(B, K)``; the result is the
+        outputs, the Jacobian ``(B, K, *x.shape[1:])`` and the logits. One
+        forward and ``K`` backward passes are counted per image (DeepFool's
+        one backward per candidate class).
+        """
+        rows = self._rows(idx)
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self._forward(x, rows)
+            out = outputs_fn(logits, self.label(idx))
+            k = out.shape[1]
+            grads = [
+                torch.autograd.grad(out[:, j].sum(), x, retain_graph=j < k - 1)[0] for j in range(k)
+            ]
+        self.counts.forward[rows] += 1
+        self.counts.backward[rows] += k
+        return out.detach(), torch.stack(grads, dim=1), logits.detach()

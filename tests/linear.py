@@ -24,7 +24,9 @@ def random_linear(
     """A random linear model and mid-grey-ish images it classifies (the labels are its argmax)."""
     g = torch.Generator().manual_seed(seed)
     d = int(torch.tensor(shape).prod())
-    model = Linear(torch.randn(n_classes, d, generator=g) * 0.002, torch.randn(n_classes, generator=g))
+    model = Linear(
+        torch.randn(n_classes, d, generator=g) * 0.002, torch.randn(n_classes, generator=g)
+    )
     x = 64 + 128 * torch.rand(16, *shape, generator=g)
     return model, x
 
@@ -35,3 +37,43 @@ def binary_linf_minimum(model: Linear, x: torch.Tensor, labels: torch.Tensor) ->
     w = model.weight[labels] - model.weight[other]
     margin = (x.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[other]
     return margin / w.abs().sum(1)
+
+
+def decoy_linear(
+    k: int,
+    n_far: int = 0,
+    tied: float | None = None,
+    shape: tuple[int, ...] = (3, 8, 8),
+    seed: int = 0,
+    n_images: int = 16,
+) -> tuple[Linear, torch.Tensor, torch.Tensor]:
+    """A linear model whose top-k minimum perturbation is a binary closed form.
+
+    Class 0 is every image's label (its bias puts every margin >= 1);
+    classes ``1..k`` are decoys sharing one weight row and bias, so they
+    cross the label together and the top-k boundary is the binary one
+    between row 0 and the decoy row. ``n_far`` more classes have a bias so
+    low they never matter (they make DeepFool's candidate list realistic).
+    ``tied``: the decoy row is ``tied * w_0``; with ``tied < 1`` the true-score
+    gradient is the optimal L2 direction (Luo's hinge, used by ``bfgs``).
+    Images are mid-grey-ish, so the minimum is far from the [0, 255] box.
+    """
+    g = torch.Generator().manual_seed(seed)
+    d = int(torch.tensor(shape).prod())
+    w0 = torch.randn(d, generator=g) * 0.002
+    wd = torch.randn(d, generator=g) * 0.002 if tied is None else tied * w0
+    far = torch.randn(n_far, d, generator=g) * 0.002
+    x = 64 + 128 * torch.rand(n_images, *shape, generator=g)
+    raw = x.flatten(1) @ (w0 - wd)
+    b0 = 1.0 - raw.min() + 2 * torch.rand((), generator=g)
+    weight = torch.cat([w0[None], wd.expand(k, d), far])
+    bias = torch.cat([b0[None], torch.zeros(k), torch.full((n_far,), -1e3)])
+    return Linear(weight, bias), x, torch.zeros(n_images, dtype=torch.long)
+
+
+def decoy_minimum(model: Linear, x: torch.Tensor, norm: str) -> torch.Tensor:
+    """Exact minimum ``l2`` or ``linf`` perturbation for :func:`decoy_linear` (no box)."""
+    w = model.weight[0] - model.weight[1]
+    margin = x.flatten(1) @ w + model.bias[0] - model.bias[1]
+    dual = {"l2": w.norm(), "linf": w.abs().sum()}[norm]
+    return margin / dual

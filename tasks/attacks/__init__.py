@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.attacks import gradient  # noqa: F401  (registers sign, fgv)
+from tasks.attacks import (  # noqa: F401  (importing registers the attacks)
+    bfgs,  # bfgs
+    cw,  # cw
+    ddn,  # ddn
+    deepfool,  # deepfool
+    gradient,  # sign, fgv
+    lbfgsb,  # lbfgsb
+    noise,  # random
+)
 from tasks.attacks.base import Attack, AttackResult, Proposal
 from tasks.attacks.registry import ATTACKS
 

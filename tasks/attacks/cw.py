@@ -1,0 +1,121 @@
+"""Carlini & Wagner's L2 attack (2017, sec. V-A and VI), for the top-k criterion.
+
+The box is removed by the tanh change of variables ``x' = lo + (hi - lo) *
+(tanh(w) + 1) / 2`` (sec. V-A, method 3) and ``||x' - x||_2^2 + c * f(x')``
+is minimised with Adam, with ``f = max(margin, -kappa)`` and the margin the
+criterion's (label score minus the k-th other score), so that ``f <= 0``
+means out of the top-k. ``c`` is binary-searched per image (x10 until the
+first success, then bisection), with early abort when the loss stalls, and
+every iterate is offered to the best-adversarial tracker (smallest L2).
+Without bounds ``x' = x + s * w`` with ``s`` the tanh map's slope at the
+centre, so Adam's step has the same meaning. Distances are measured in units
+of 255 so that ``initial_const`` and ``lr`` keep the paper's magnitudes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from tasks.attacks.base import Attack, Proposal
+from tasks.attacks.losses import LossFn
+from tasks.attacks.registry import ATTACKS
+from tasks.attacks.tracking import BestAdversarial
+from tasks.context import QueryContext
+
+_UNIT = 255.0
+
+
+class _BoxMap:
+    """``w -> x'`` (tanh into the box, or affine without one) and its inverse."""
+
+    def __init__(self, x: torch.Tensor, bounds: tuple[float, float] | None) -> None:
+        self.x, self.bounds = x, bounds
+        self.half = (bounds[1] - bounds[0]) / 2 if bounds else _UNIT / 2
+
+    def to_pixels(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.bounds is None:
+            return x + self.half * w
+        return self.bounds[0] + self.half * (torch.tanh(w) + 1)
+
+    def initial(self) -> torch.Tensor:
+        if self.bounds is None:
+            return torch.zeros_like(self.x)
+        z = (self.x - self.bounds[0]) / self.half - 1
+        return torch.atanh(z.clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def _weighted_hinge(ctx: QueryContext, c: torch.Tensor, kappa: float) -> LossFn:
+    """``c * max(margin, -kappa)``: C&W's f_6 with the top-k margin."""
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return c * ctx.criterion.margin(logits, labels).clamp_min(-kappa)
+
+    return loss
+
+
+@ATTACKS.register("cw")
+class CarliniWagnerL2(Attack):
+    """Adam on tanh-reparametrised L2 + c * hinge on the top-k margin.
+
+    Parameters: ``binary_steps`` (9, the paper's), ``max_iter`` (1000 per c;
+    the paper allows 10000), ``lr`` (1e-2), ``initial_const`` (1e-3),
+    ``kappa`` (0), ``abort_early`` (True).
+    """
+
+    norm: ClassVar[str] = "l2"
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return ("binary_steps", "max_iter", "lr", "initial_const", "kappa", "abort_early")
+
+    def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
+        p = self.params
+        max_iter = int(p.get("max_iter", 1000))
+        kappa = float(p.get("kappa", 0.0))
+        abort_every = max(1, max_iter // 10) if p.get("abort_early", True) else max_iter + 1
+        n = x.shape[0]
+        box = _BoxMap(x, ctx.bounds)
+        c = torch.full((n,), float(p.get("initial_const", 1e-3)), device=x.device)
+        c_lo, c_hi = torch.zeros_like(c), torch.full_like(c, float("inf"))
+        best = BestAdversarial(x, norm="l2")
+        w0 = box.initial()
+
+        for _ in range(int(p.get("binary_steps", 9))):
+            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
+            w = w0.clone().requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=float(p.get("lr", 1e-2)))
+            active = torch.arange(n, device=x.device)
+            prev = torch.full((n,), float("inf"), device=x.device)
+            for it in range(max_iter):
+                loss_fn = _weighted_hinge(ctx, c[active], kappa)
+                with torch.enable_grad():
+                    xa = box.to_pixels(w[active], x[active])
+                    delta = xa - x[active]
+                    hinge, g_x, logits = ctx.value_and_grad(loss_fn, xa, active)
+                    dist = delta.flatten(1).pow(2).sum(1) / _UNIT**2
+                    # Chain rule through the box map: model gradient from ctx, distance by autograd.
+                    surrogate = dist.sum() + (g_x * xa).sum()
+                    (grad_w,) = torch.autograd.grad(surrogate, w)
+                opt.zero_grad()
+                w.grad = grad_w
+                opt.step()
+                adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
+                best.update(active, delta.detach(), adversarial)
+                succeeded[active] |= adversarial
+                if (it + 1) % abort_every == 0:
+                    loss = (dist + hinge).detach()
+                    stalled = loss > 0.9999 * prev[active]
+                    prev[active] = loss
+                    active = active[~stalled]
+                    if active.numel() == 0:
+                        break
+            c_hi = torch.where(succeeded, torch.minimum(c_hi, c), c_hi)
+            c_lo = torch.where(succeeded, c_lo, torch.maximum(c_lo, c))
+            c = torch.where(torch.isinf(c_hi), c * 10, (c_lo + c_hi) / 2)
+
+        direction = torch.where(
+            best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, torch.zeros_like(x)
+        )
+        return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
