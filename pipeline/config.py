@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-KNOWN_TASKS = ("clean", "min_perturbation")
+KNOWN_TASKS = ("clean", "min_perturbation", "norm_sweep", "masks", "foveation", "linearity", "transfer")
+EVAL_TASKS = ("norm_sweep", "masks", "foveation", "linearity")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,24 @@ class RayCfg:
 
 
 @dataclass(frozen=True)
+class EvalCfg:
+    """The protocol's grids and crop sets (Luo et al.'s values by default)."""
+
+    l1pp_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0)
+    linf_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
+    crops: tuple[str, ...] = ("object_crop", "ten_crop", "three_crop", "saliency_crop")
+    saliency: str = "spectral_residual"
+    dense_check: int = 2  # images per shard whose mp sweep is also run on the dense grids
+    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    seed: int = 0
+    bootstrap: int = 1000  # resamples for the findings' 95% intervals
+
+    def __post_init__(self) -> None:
+        for key in ("l1pp_grid", "linf_grid", "crops", "alphas"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+
+
+@dataclass(frozen=True)
 class BenchmarkConfig:
     name: str = "demo"
     dataset: DatasetCfg = field(default_factory=DatasetCfg)
@@ -70,6 +89,7 @@ class BenchmarkConfig:
     output_dir: str = "results"
     mlflow: MlflowCfg = field(default_factory=MlflowCfg)
     ray: RayCfg = field(default_factory=RayCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
     batch_size: int = 16
     shard_size: int = 64
     rtol: float = 1e-3  # relative precision of every scale line search
@@ -82,7 +102,16 @@ class BenchmarkConfig:
         d["models"] = [m.name if not m.preprocess else {m.name: m.preprocess} for m in self.models]
         d["attacks"] = [a.name if not a.params else {a.name: a.params} for a in self.attacks]
         d["tasks"] = list(self.tasks)
-        return d
+        return _plain(d)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so the dict is YAML- and JSON-safe."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def default_config_path() -> Path:
@@ -152,6 +181,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["dataset"] = _section(DatasetCfg, raw.get("dataset"), "dataset", source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
+    kwargs["eval"] = _section(EvalCfg, raw.get("eval"), "eval", source)
     if "models" in raw:
         kwargs["models"] = tuple(
             ModelRef(n, p) for n, p in _named_entries(raw["models"], "models", source)

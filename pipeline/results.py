@@ -70,6 +70,53 @@ PERTURBATION_SCHEMA = pa.schema(
     ]
 )
 
+#: One row per (image, condition): the critical scale along a direction and the
+#: norms of the source-space perturbation at it (evals/<task>/..., DESIGN.md).
+CRITICAL_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("source", pa.string()),
+        ("target", pa.string()),
+        ("attack", pa.string()),
+        ("condition", pa.string()),
+        ("clean_correct", pa.bool_()),  # correct under the condition at scale 0
+        ("critical_scale", pa.float64()),  # 0: wrong at scale 0; inf: never fooled
+        ("crit_l1pp", pa.float64()),
+        ("crit_l2", pa.float64()),
+        ("crit_linf", pa.float64()),
+        ("n_forward", pa.int64()),
+        ("dense_mismatch", pa.int64()),  # grid points where a dense sweep disagrees; null: not checked
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+LINEARITY_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("source", pa.string()),
+        ("target", pa.string()),
+        ("attack", pa.string()),
+        ("alphas", pa.list_(pa.float64())),
+        ("response", pa.list_(pa.float64())),  # f(x + a e*) - f(x), true-class logit
+        ("alone", pa.list_(pa.float64())),  # f(a e*) (on the normalisation mean)
+        ("err_interpolation", pa.float64()),
+        ("err_alone", pa.float64()),
+        ("fov_object_image", pa.float64()),  # f(x) - f(T(x)), T = object crop
+        ("fov_object_perturbation", pa.float64()),  # (f(x+e)-f(x)) - (f(T(x+e))-f(T(x)))
+        ("fov_one_crop_image", pa.float64()),  # same, MP-Object set-up, T = 1 crop
+        ("fov_one_crop_perturbation", pa.float64()),
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+
+def eval_shard_path(run_dir: Path, task: str, source: str, target: str, attack: str, shard: int) -> Path:
+    return run_dir / "evals" / task / f"source={source}" / f"target={target}" / f"attack={attack}" / shard_name(shard)
+
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
@@ -105,11 +152,14 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def is_complete(path: Path, image_ids: Iterable[str]) -> bool:
-    """A finished shard holds exactly the expected images (guards a changed manifest)."""
+    """A finished shard covers exactly the expected images (guards a changed manifest).
+
+    Sets, not lists: evaluation shards hold several rows (conditions) per image.
+    """
     if not path.is_file():
         return False
     try:
         found = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
     except (OSError, pa.ArrowException):
         return False
-    return sorted(found) == sorted(image_ids)
+    return set(found) == set(image_ids)

@@ -132,6 +132,27 @@ def windows_at(
     ]
 
 
+def paste(e: torch.Tensor, box: Box, size: tuple[int, int]) -> torch.Tensor:
+    """Place ``e`` (C, h, w), resized bilinearly, into ``box`` of a zero image of ``size``.
+
+    The inverse of cropping ``box`` and resizing it to ``e``'s size: used to put a
+    perturbation computed on the object crop back on the object in the full image.
+    Pixels whose centre lies outside the box stay exactly zero.
+    """
+    h, w = size
+    x0, y0, x1, y1 = box
+    cx = torch.arange(w, dtype=e.dtype, device=e.device) + 0.5
+    cy = torch.arange(h, dtype=e.dtype, device=e.device) + 0.5
+    u = (cx - x0) / (x1 - x0) * 2 - 1
+    v = (cy - y0) / (y1 - y0) * 2 - 1
+    grid = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+    out = torch.nn.functional.grid_sample(
+        e.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )[0]
+    inside = ((cx >= x0) & (cx < x1))[None, :] & ((cy >= y0) & (cy < y1))[:, None]
+    return out * inside
+
+
 def largest_box(boxes: list[Box]) -> Box:
     """The MP-Object crop when an image has several boxes: the largest object."""
     return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))

@@ -42,6 +42,10 @@ class CropView:
     ) -> CropView:
         return cls(tuple(tuple(w) for w in windows), size, aggregate)
 
+    def select(self, rows: list[int]) -> CropView:
+        """The same view for a subset of the images (rows renumbered from 0)."""
+        return CropView(tuple(self.windows[r] for r in rows), self.size, self.aggregate)
+
     def logits(self, model: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         wins = [list(self.windows[int(r)]) for r in rows]
         if any(not w for w in wins):

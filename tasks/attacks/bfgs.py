@@ -1,7 +1,11 @@
 """Luo et al.'s BFGS perturbation (sec. B, after Szegedy et al. 2014).
 
 Minimise ``eta * ||e||_1 + hinge(e)`` where the hinge is the true class's
-score while the label is still in the top-k and 0 once it is out, with the
+score while the label is still in the top-k and 0 once it is out (the logit
+by default; ``score="prob"`` is the softmax reading of the paper's "classification
+score", see :mod:`tasks.attacks.losses`; the logit hinge is the one that meets
+the closed-form minima of linear models, the probability's gradient saturates
+on confident images), with the
 batched projected L-BFGS of :mod:`tasks.attacks.lbfgs` (the box is the pixel
 range of ``x + e``). An image leaves the optimisation at the first point
 that is adversarial; the base's line search then shrinks ``e`` ("line search
@@ -25,10 +29,13 @@ import torch
 
 from tasks.attacks.base import Attack, Proposal
 from tasks.attacks.lbfgs import LBFGS, minimize, perturbation_box
-from tasks.attacks.losses import true_score
+from tasks.attacks.losses import true_prob, true_score
 from tasks.attacks.registry import ATTACKS
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
+
+
+SCORES = {"prob": true_prob, "logit": true_score}
 
 
 @ATTACKS.register("bfgs")
@@ -36,14 +43,14 @@ class BFGSAttack(Attack):
     """L1-penalised hinge on the true score, projected L-BFGS, Luo's fallback.
 
     Parameters: ``eta`` (1e-6, the paper's), ``max_iter`` (100), ``history``
-    (L-BFGS memory, 10).
+    (L-BFGS memory, 10), ``score`` ("logit" default, or "prob").
     """
 
     norm: ClassVar[str] = "l1pp"
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
-        return ("eta", "max_iter", "history")
+        return ("eta", "max_iter", "history", "score")
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         eta = float(self.params.get("eta", 1e-6))
@@ -52,10 +59,14 @@ class BFGSAttack(Attack):
             history=int(self.params.get("history", 10)),
         )
         criterion = ctx.criterion
+        score_name = str(self.params.get("score", "logit"))
+        if score_name not in SCORES:
+            raise ValueError(f"bfgs score {score_name!r}: use one of {sorted(SCORES)}")
+        score = SCORES[score_name]
 
         def hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             out = criterion.is_adversarial(logits, labels)
-            return torch.where(out, torch.zeros_like(logits[:, 0]), true_score(logits, labels))
+            return torch.where(out, torch.zeros_like(logits[:, 0]), score(logits, labels))
 
         def objective(
             e: torch.Tensor, idx: torch.Tensor

@@ -29,7 +29,7 @@ class GradientAttack(Attack):
         raise NotImplementedError
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        loss_fn = get_loss(self.params.get("loss", "score"))
+        loss_fn = get_loss(self.params.get("loss", "ce"))
         _, grad, logits = ctx.value_and_grad(loss_fn, x)
         direction = -self.shape(grad)  # every loss here is to be decreased
         margin = ctx.criterion.margin(logits, ctx.label())
@@ -39,7 +39,7 @@ class GradientAttack(Attack):
         return Proposal(direction=direction, init_scale=init if self._uses_logit_loss() else None)
 
     def _uses_logit_loss(self) -> bool:
-        return self.params.get("loss", "score") == "score"
+        return self.params.get("loss", "ce") == "score"
 
 
 @ATTACKS.register("sign")
