@@ -227,27 +227,33 @@ class Finding:
         )
 
 
-def _finding(
-    claim: str,
-    model: str,
-    attack: str,
-    norm: str,
-    v: float,
-    left: np.ndarray,
-    right: np.ndarray,
-    n_boot: int,
-) -> Finding:
+@dataclass(frozen=True)
+class _Where:
+    """Which curve point a finding is about."""
+
+    model: str
+    attack: str
+    norm: str
+    value: float
+    n_boot: int
+
+
+def _finding(claim: str, at: _Where, left: np.ndarray, right: np.ndarray) -> Finding:
     diff = left.astype(float) - right.astype(float)
-    lo, hi = bootstrap_ci(diff, np.mean, n_boot)
+    lo, hi = bootstrap_ci(diff, np.mean, at.n_boot)
+
+    def mean(a: np.ndarray) -> float:
+        return float(a.mean()) if len(a) else float("nan")
+
     return Finding(
         claim,
-        model,
-        attack,
-        norm,
-        v,
-        float(left.mean()) if len(left) else float("nan"),
-        float(right.mean()) if len(right) else float("nan"),
-        float(diff.mean()) if len(diff) else float("nan"),
+        at.model,
+        at.attack,
+        at.norm,
+        at.value,
+        mean(left),
+        mean(right),
+        mean(diff),
         lo,
         hi,
         len(diff),
@@ -273,16 +279,11 @@ def findings(crit: pl.DataFrame, lin: pl.DataFrame, n_boot: int = 1000) -> list[
         for v in sorted({PAPER_NORM, median}):
             out += _model_findings(crit, str(model), str(attack), norm, col, v, n_boot)
     for (model, attack), group in lin.group_by("source", "attack") if not lin.is_empty() else []:
+        at = _Where(str(model), str(attack), "-", 1.0, n_boot)
+        claim = "linear interpolation error < f(e*) error (Fig. 12): err_alone - err_interp > 0"
         out.append(
             _finding(
-                "linear interpolation error < f(e*) error (Fig. 12): err_alone - err_interp > 0",
-                str(model),
-                str(attack),
-                "-",
-                1.0,
-                group["err_alone"].to_numpy(),
-                group["err_interpolation"].to_numpy(),
-                n_boot,
+                claim, at, group["err_alone"].to_numpy(), group["err_interpolation"].to_numpy()
             )
         )
     return out
@@ -299,6 +300,7 @@ def _model_findings(
     crit: pl.DataFrame, model: str, attack: str, norm: str, col: str, v: float, n_boot: int
 ) -> list[Finding]:
     out = []
+    at = _Where(model, attack, norm, v, n_boot)
     same = {"attack": attack, "target": model}
     self_ok = _correct_at(crit, "mp", col, v, source=model, **same)
     cross = crit.filter(
@@ -311,18 +313,8 @@ def _model_findings(
         # the same images seen by another source: the mean correctness over other sources
         other = cross.group_by("image_id").agg((pl.col(col) > v).mean().alias("ok_cross"))
         joined = self_ok.join(other, on="image_id")
-        out.append(
-            _finding(
-                "cross-model accuracy > self-model accuracy (Fig. 2/7)",
-                model,
-                attack,
-                norm,
-                v,
-                joined["ok_cross"].to_numpy(),
-                joined["ok"].to_numpy(),
-                n_boot,
-            )
-        )
+        claim = "cross-model accuracy > self-model accuracy (Fig. 2/7)"
+        out.append(_finding(claim, at, joined["ok_cross"].to_numpy(), joined["ok"].to_numpy()))
     pairs = [
         (
             "background-masked accuracy > object-masked accuracy (Fig. 3/8)",
@@ -342,16 +334,39 @@ def _model_findings(
         right = _correct_at(crit, b, col, v, source=model, **same)
         joined = left.join(right, on="image_id", suffix="_b")
         if joined.height:
-            out.append(
-                _finding(
-                    claim,
-                    model,
-                    attack,
-                    norm,
-                    v,
-                    joined["ok"].to_numpy(),
-                    joined["ok_b"].to_numpy(),
-                    n_boot,
-                )
-            )
+            out.append(_finding(claim, at, joined["ok"].to_numpy(), joined["ok_b"].to_numpy()))
     return out
+
+
+def findings_frame(found: list[Finding]) -> pl.DataFrame:
+    rows = [{**vars(f), "verdict": f.verdict} for f in found]
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def write_protocol_summaries(
+    run_dir: Path,
+    l1pp_grid: Sequence[float],
+    linf_grid: Sequence[float],
+    n_boot: int = 1000,
+) -> dict[str, pl.DataFrame]:
+    """Every protocol table, written to ``summary/<name>.parquet``; returns them by name.
+
+    Names: curves, transfer, table1, table2, linearity, findings (empty ones are skipped).
+    """
+    from pipeline.results import write_atomic
+
+    crit = load_critical(run_dir)
+    lin = load_linearity(run_dir)
+    curves = accuracy_curves(crit, l1pp_grid, linf_grid)
+    tables = {
+        "curves": curves,
+        "transfer": transfer_matrices(crit, curves),
+        "table1": table1(crit, n_boot),
+        "table2": table2(curves),
+        "linearity": linearity_summary(lin),
+        "findings": findings_frame(findings(crit, lin, n_boot)),
+    }
+    for name, table in tables.items():
+        if table.height:
+            write_atomic(table.to_arrow(), run_dir / "summary" / f"{name}.parquet")
+    return tables

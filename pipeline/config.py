@@ -72,6 +72,7 @@ class EvalCfg:
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
     seed: int = 0
     bootstrap: int = 1000  # resamples for the findings' 95% intervals
+    rtol: float = 1e-2  # critical scales only need the crossing to the grids' resolution
 
     def __post_init__(self) -> None:
         for key in ("l1pp_grid", "linf_grid", "crops", "alphas"):

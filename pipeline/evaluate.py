@@ -23,6 +23,7 @@ from pipeline.tracking import Tracker
 from tasks.geometry import Box
 
 SELF_ONLY = ("masks", "foveation", "linearity")
+BASELINES = ("random",)  # the paper shows the random direction in the norm sweeps only
 
 
 def eval_tasks(cfg: BenchmarkConfig) -> tuple[str, ...]:
@@ -65,7 +66,7 @@ def plan_eval_units(
                 for target in models:
                     todo = []
                     for task in tasks:
-                        if task in SELF_ONLY and target != source:
+                        if task in SELF_ONLY and (target != source or attack in BASELINES):
                             continue
                         if is_complete(
                             eval_shard_path(run_dir, task, source, target, attack, shard), ids
