@@ -13,9 +13,12 @@ from tasks.attacks import (  # noqa: F401  (importing registers the attacks)
     cw,  # cw
     ddn,  # ddn
     deepfool,  # deepfool
+    gn,  # gn1, gn1_iter, gn2
     gradient,  # sign, fgv
     lbfgsb,  # lbfgsb
     noise,  # random
+    pgd,  # pgd2, ifgsm
+    smooth,  # qpgd2, scw
 )
 from tasks.attacks.base import Attack, AttackResult, Proposal
 from tasks.attacks.registry import ATTACKS

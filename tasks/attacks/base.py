@@ -55,7 +55,10 @@ class AttackResult:
     def norms(self) -> dict[str, torch.Tensor]:
         """l1pp, l2, linf of the perturbation (nan where the attack failed)."""
         nan = torch.full_like(self.scale, float("nan"))
-        return {k: torch.where(self.success, v, nan) for k, v in norms.all_norms(self.perturbation).items()}
+        return {
+            k: torch.where(self.success, v, nan)
+            for k, v in norms.all_norms(self.perturbation).items()
+        }
 
 
 class Attack(ABC):

@@ -34,7 +34,6 @@ from tasks.attacks.registry import ATTACKS
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
-
 SCORES = {"prob": true_prob, "logit": true_score}
 
 

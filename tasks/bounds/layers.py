@@ -74,9 +74,7 @@ def axis_windows(n_in: int, n_out: int, k: int, s: int, p: int, d: int = 1) -> l
 
 def adaptive_windows(n_in: int, n_out: int) -> list[list[int]]:
     """Windows of torch's adaptive pooling along one axis."""
-    return [
-        list(range((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out))) for i in range(n_out)
-    ]
+    return [list(range((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out))) for i in range(n_out)]
 
 
 def max_overlap(windows: list[list[int]]) -> int:
@@ -93,8 +91,8 @@ def _windows2d(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor) -> li
         return [adaptive_windows(h_in, h_out), adaptive_windows(w_in, w_out)]
     k = _pair(module.kernel_size)  # type: ignore[arg-type]
     s = _pair(module.stride or module.kernel_size)  # type: ignore[arg-type]
-    p = _pair(getattr(module, "padding", 0))  # type: ignore[arg-type]
-    d = _pair(getattr(module, "dilation", 1))  # type: ignore[arg-type]
+    p = _pair(getattr(module, "padding", 0))
+    d = _pair(getattr(module, "dilation", 1))
     return [
         axis_windows(h_in, h_out, k[0], s[0], p[0], d[0]),
         axis_windows(w_in, w_out, k[1], s[1], p[1], d[1]),
@@ -110,7 +108,9 @@ def _side(x_out: torch.Tensor) -> float:
     return math.sqrt(x_out.shape[-2] * x_out.shape[-1])
 
 
-def conv(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def conv(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Theorem 5.1: ``kappa / ||W||_F``; certified with the receptive-field overlap."""
     assert isinstance(module, nn.Conv2d)
     if isinstance(module.padding, str) or module.padding_mode != "zeros":
@@ -121,18 +121,24 @@ def conv(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torc
     return LayerBound(_full(kappa, w_norm), _full(kappa, lip))
 
 
-def activation(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def activation(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Lemma A.2: ReLU is 1-Lipschitz; others by their first-derivative bound (Table 4.1)."""
     a = ACTIVATIONS[type(module)][0]
     return LayerBound(_full(kappa, a), _full(kappa, a))
 
 
-def identity(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def identity(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Dropout (eval), flattening (sec. 5.2.5) and identities keep the norm."""
     return LayerBound(kappa.double(), kappa.double())
 
 
-def pooling(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def pooling(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Theorem 5.3: ``kappa / t`` (max, average), ``kappa / (t q^(2/p))`` (Lp).
 
     Certified: a window's max moves by at most ``max|r_w| <= ||r_w||``, its
@@ -155,7 +161,7 @@ def pooling(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: t
     include_pad = bool(getattr(module, "count_include_pad", False))
     if getattr(module, "divisor_override", None):
         raise UnsupportedLayerError("AvgPool2d with divisor_override")
-    k = _pair(getattr(module, "kernel_size", 1))  # type: ignore[arg-type]
+    k = _pair(getattr(module, "kernel_size", 1))
     worst = 0.0
     for a in hw[0]:
         for b in hw[1]:
@@ -165,7 +171,9 @@ def pooling(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: t
     return LayerBound(_full(kappa, t), _full(kappa, math.sqrt(overlap * worst)))
 
 
-def batchnorm(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def batchnorm(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Theorem 5.6 (``max_j delta_j``); certified by BN's slope ``max |gamma| / sqrt(var + eps)``."""
     assert isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d)
     if module.running_var is None or module.running_mean is None:
@@ -192,7 +200,9 @@ def batchnorm(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa:
     return LayerBound(thesis, _full(kappa, slope))
 
 
-def lrn(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor) -> LayerBound:
+def lrn(
+    module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch.Tensor
+) -> LayerBound:
     """Theorem 5.9 with Lemma 5.11's ``M_a``; certified by a global Jacobian bound.
 
     torch's LRN is ``b_i = a_i (k + alpha/n sum_window a_l^2)^(-beta)``, so the
@@ -204,7 +214,9 @@ def lrn(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch
     n, k, beta = module.size, float(module.k), float(module.beta)
     alpha = float(module.alpha) / n
     if not (alpha > 0 and 0 < beta < 1 and k > 0):
-        raise UnsupportedLayerError("LocalResponseNorm outside Assumption 5.10 (alpha>0, 0<beta<1, k>0)")
+        raise UnsupportedLayerError(
+            "LocalResponseNorm outside Assumption 5.10 (alpha>0, 0<beta<1, k>0)"
+        )
     a = x_in.double()
     out = x_out.double()
     d_term = _window_sum(a, n, alpha, k)  # k + alpha * sum over the channel window
@@ -214,9 +226,17 @@ def lrn(module: nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, kappa: torch
     g = (grad_diag**2 + grad_off**2).sqrt().flatten(1)
     count = a[0].numel()
     kk = kappa.double().view(-1, 1)
-    delta = out.abs().flatten(1) - (out.flatten(1).norm(dim=1, keepdim=True) + kk) / math.sqrt(count)
+    delta = out.abs().flatten(1) - (out.flatten(1).norm(dim=1, keepdim=True) + kk) / math.sqrt(
+        count
+    )
     xmax = a.abs().flatten(1).amax(dim=1, keepdim=True)
-    m = 4 * xmax * alpha * beta * (xmax**2 * alpha * (beta + 1) * k ** (-beta - 2) + k ** (-beta - 1))
+    m = (
+        4
+        * xmax
+        * alpha
+        * beta
+        * (xmax**2 * alpha * (beta + 1) * k ** (-beta - 2) + k ** (-beta - 1))
+    )
     m = m + 2 * xmax * alpha * beta * k ** (-beta - 1)
     lam = ((g**2 - 2 * m * delta).clamp_min(0).sqrt() - g) / m.clamp_min(1e-300)
     lam = torch.where(delta < 0, lam, torch.zeros_like(lam))

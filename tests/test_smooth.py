@@ -1,0 +1,68 @@
+"""Zhang's Laplacian smoothing: solves its system, smooths, differentiates; smooth attacks run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tasks import attacks
+from tasks.criterion import TopK
+from tasks.smoothing import LaplacianSmoother, SmoothingCfg, magnify, total_variation
+from tests.linear import random_linear
+
+pytestmark = pytest.mark.unit
+
+
+def test_smoothing_a_random_signal_on_a_constant_image_is_smooth_and_solves_the_system() -> None:
+    image = torch.full((2, 3, 16, 16), 100.0)
+    cfg = SmoothingCfg(alpha=0.95, cg_iters=300, tol=1e-10)
+    smoother = LaplacianSmoother(image, cfg)
+    z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    r, residual = smoother.solve(z)
+    assert float(residual.max()) < 1e-6
+    assert float((smoother.laplacian(r) - z).norm() / z.norm()) < 1e-5
+    smoothed = smoother(z)
+    assert bool((total_variation(smoothed) < 0.3 * total_variation(z)).all())
+    # eq. (9): the normalised filter keeps constants constant.
+    torch.testing.assert_close(
+        smoother(torch.ones_like(z)), torch.ones_like(z), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_smoothing_follows_the_image_edges() -> None:
+    image = torch.zeros(1, 3, 12, 12)
+    image[..., 6:] = 255.0  # two flat halves with a sharp vertical edge
+    smoother = LaplacianSmoother(image, SmoothingCfg(alpha=0.99, cg_iters=300, tol=1e-10))
+    z = torch.zeros(1, 1, 12, 12)
+    z[..., :6] = 1.0  # a step on the same edge passes through almost unchanged
+    out = smoother(z)
+    assert float(out[..., :6].min()) > 0.95 and float(out[..., 6:].max()) < 0.05
+
+
+def test_gradient_through_cg_matches_finite_differences() -> None:
+    g = torch.Generator().manual_seed(1)
+    image = 255 * torch.rand(1, 3, 5, 5, generator=g, dtype=torch.float64)
+    smoother = LaplacianSmoother(
+        image, SmoothingCfg(alpha=0.9, neighbours=4, cg_iters=200, tol=1e-14)
+    )
+    z = torch.randn(1, 3, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: smoother(t), (z,), eps=1e-6, atol=1e-6)
+
+
+def test_magnification_returns_an_image_of_the_same_shape() -> None:
+    x = 255 * torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(2))
+    mag = magnify(x, sigma_d=2.0)
+    assert mag.shape == x.shape and bool(torch.isfinite(mag).all())
+
+
+@pytest.mark.parametrize("name", ["pgd2", "ifgsm", "qpgd2", "scw"])
+def test_smooth_attacks_and_baselines_fool_a_linear_model(name: str) -> None:
+    model, x = random_linear(3, shape=(3, 8, 8), seed=3)
+    labels = model(x).argmax(1)
+    params = {"max_iter": 40, "binary_steps": 3, "initial_const": 10.0} if name == "scw" else {}
+    if name in ("qpgd2", "scw"):
+        params.update(alpha=0.5, cg_iters=10)
+    result = attacks.create(name, criterion=TopK(1), **params)(model, x, labels)
+    assert bool(result.success.all())
+    adv = model(x + result.perturbation).argmax(1)
+    assert bool((adv != labels).all())
