@@ -1,0 +1,70 @@
+"""``foveabench bench``: ours vs ART / Foolbox on one model and the same photos."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_ROOT = "../shared/data/imagenet-sample"
+
+
+def bench_command(args: argparse.Namespace) -> str:
+    """The full command line of this bench (every setting explicit, for the docs)."""
+    parts = ["foveabench", "bench", "--model", args.model, "--images", str(args.images)]
+    parts += ["--batch", str(args.batch), "--attacks", args.attacks, "--rtol", f"{args.rtol:g}"]
+    if args.peer_images is not None:
+        parts += ["--peer-images", str(args.peer_images)]
+    parts += ["--layout", args.layout]
+    if args.layout != "sample":
+        parts += ["--root", args.root]
+    if args.out:
+        parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import PAIRS, format_markdown, format_text, run_bench, write_section
+
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    unknown = [a for a in attacks if a not in PAIRS]
+    if unknown:
+        print(f"bench: no peer pair for {unknown}; available: {','.join(PAIRS)}", file=sys.stderr)
+        return 2
+    command = bench_command(args)
+    report = run_bench(
+        model_name=args.model,
+        attacks=attacks,
+        n_images=args.images,
+        batch=args.batch,
+        rtol=args.rtol,
+        layout=args.layout,
+        root=None if args.layout == "sample" else args.root,
+        command=command.strip(),
+        peer_images=args.peer_images,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(format_text(report))
+    if args.out:
+        write_section(Path(args.out), format_markdown(report))
+        print(f"\nwrote the '## Attacks vs peers' section of {args.out}")
+    skipped = [r for r in report.results if r.skipped]
+    return 0 if len(skipped) < len(report.results) else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="time and norms of our attacks vs ART / Foolbox 2.4 / Foolbox 3 (needs the 'bench' extra)",
+    )
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--images", type=int, default=32, help="photos correct clean (top-1)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--attacks", default="sign,bfgs,deepfool,cw", help="comma-separated pairs")
+    p.add_argument("--rtol", type=float, default=0.01, help="relative precision of our line search")
+    p.add_argument("--peer-images", type=int, help="run every peer on only the first M images")
+    p.add_argument("--layout", default="ilsvrc")
+    p.add_argument("--root", default=DEFAULT_ROOT)
+    p.add_argument("--out", help="markdown file whose '## Attacks vs peers' section to replace")
+    p.set_defaults(func=cmd_bench)
