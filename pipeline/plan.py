@@ -2,7 +2,8 @@
 
 Shards are fixed slices of the manifest sorted by ``image_id`` (stable across
 runs). A unit lists only the tasks whose shard file is not complete yet, so a
-rerun recomputes nothing that finished.
+rerun recomputes nothing that finished. Temporary files of a driver that was
+killed mid-write (SIGKILL leaves no chance to clean up) are removed at start.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class Plan:
     n_shards: int
     skipped: int  # (model, shard) pairs with nothing left to do
     skipped_files: int  # shard files already complete
+
+
+def remove_stale_temp_files(run_dir: Path) -> int:
+    """Delete ``.<name>.<uuid>.tmp`` files of interrupted atomic writes; return how many."""
+    removed = 0
+    for tmp in run_dir.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def shard_slices(n_rows: int, shard_size: int) -> list[tuple[int, int]]:

@@ -1,33 +1,44 @@
-"""The driver of ``foveabench run``: manifest -> shards -> Ray actors -> Parquet -> MLflow."""
+"""The driver of ``foveabench run``: manifest -> shards -> Ray actors -> Parquet -> MLflow.
+
+Failures are part of the design (a 50k-image run takes hours): a shard held
+by an actor that dies is requeued and computed once; an actor restarts up to
+``ray.max_restarts`` times; an interrupted driver (Ctrl-C, SIGTERM from a
+scheduler) kills its actors, leaves only complete shard files and marks the
+MLflow run KILLED, and the next run resumes from the finished shards.
+"""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import ray
 import yaml
 from tqdm import tqdm
 
-from dashboards.aggregate import attack_summary, clean_summary
-from pipeline import provenance
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
-from pipeline.models import resolve_cfg
-from pipeline.plan import plan_units
+from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
     clean_shard_path,
     perturbation_shard_path,
     write_atomic,
 )
+from pipeline.runmeta import final_metrics, run_params, run_tags, write_summaries
+from pipeline.scheduler import ShardScheduler
+from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
 from pipeline.worker import RemoteModelWorker, ShardOutput, WorkerSpec, WorkUnit
 
@@ -47,6 +58,10 @@ class RunSummary:
     attacks: list[dict[str, Any]] = field(default_factory=list)
     tracking_uri: str = ""
     seconds: float = 0.0
+    requeued_units: int = 0  # units resubmitted after their actor died
+    attack_seconds: float = 0.0  # wall time of the attack stage (throughput)
+    synced_files: int = 0  # files on disk that an earlier run had not logged to MLflow
+    mlflow_run_id: str | None = None
 
 
 def log(message: str) -> None:
@@ -73,11 +88,20 @@ def run_benchmark(
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
     on_unit_done: Callable[[ShardOutput], None] | None = None,
+    reuse_run_by_name: bool = False,
 ) -> RunSummary:
-    """Run every missing work unit of ``cfg`` and summarise the whole run."""
+    """Run every missing work unit of ``cfg`` and summarise the whole run.
+
+    ``on_unit_done`` is called in the driver after each shard is written (progress
+    hooks, and the fault-injection tests kill actors from it).
+    ``reuse_run_by_name`` reopens an MLflow run of the same name (nightly runs).
+    """
     start = time.perf_counter()
     run_name = run_name or cfg.name
     run_dir = prepare_run_dir(cfg, run_name, fresh)
+    removed = remove_stale_temp_files(run_dir)
+    if removed:
+        log(f"removed {removed} partial file(s) left by an interrupted run")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     manifest = build_manifest(cfg.dataset.layout, cfg.dataset.root, cfg.dataset.limit)
@@ -100,73 +124,68 @@ def run_benchmark(
     output_dir = Path(cfg.output_dir)
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
     tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, output_dir / "mlartifacts")
-    tags = {
-        "config_name": cfg.name,
-        "git_sha": provenance.git_sha(),
-        "dataset": f"{cfg.dataset.layout}:{cfg.dataset.root or ''}",
-        "dataset_hash": provenance.dataset_hash(manifest.table),
-        "n_images": str(manifest.table.num_rows),
-        **{f"version.{k}": v for k, v in provenance.versions().items()},
-        **(extra_tags or {}),
-    }
-    params = {
-        **{k: v for k, v in cfg.as_dict().items() if k not in ("models", "attacks")},
-        "models": [m.name for m in cfg.models],
-        "attacks": [a.name for a in cfg.attacks],
-        **{f"preprocess.{m.name}": resolve_cfg(m.name, m.preprocess).as_dict() for m in cfg.models},
-    }
-    tracker.start(run_name, tags, params, [m.name for m in cfg.models])
-    tracker.log_artifact(run_dir / "config.yaml")
-    tracker.log_artifact(run_dir / "manifest.parquet")
-    tracker.log_artifact(run_dir / "bad_rows.parquet")
-
-    failed: list[str] = []
-    if plan.units:
-        failed = _execute(cfg, plan.units, run_dir, tracker, on_unit_done)
-    else:
-        log("nothing to compute: every shard of this run is already complete")
+    models = [m.name for m in cfg.models]
+    tracker.start(
+        run_name,
+        run_tags(cfg, manifest.table, extra_tags),
+        run_params(cfg),
+        models,
+        reuse_by_name=reuse_run_by_name,
+    )
+    for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet"):
+        tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
+    # Shards and summaries that an earlier run wrote while MLflow was down.
+    synced = sync_artifacts(tracker, run_dir, models)
+    if synced:
+        log(f"mlflow: logged {synced} file(s) that earlier runs could not log")
 
     summary = RunSummary(
         run_dir=run_dir,
         n_images=manifest.table.num_rows,
         n_bad_rows=manifest.bad_rows.num_rows,
-        computed_units=len(plan.units) - len(failed),
+        computed_units=0,
         skipped_units=plan.skipped,
         skipped_files=plan.skipped_files,
-        failed_units=failed,
         tracking_uri=tracking_uri,
+        synced_files=synced,
+        mlflow_run_id=tracker.run_id(),
     )
-    _summarise(cfg, run_dir, tracker, summary)
-    tracker.finish(success=not failed)
+    try:
+        if plan.units:
+            attack_start = time.perf_counter()
+            summary.failed_units, summary.requeued_units = _execute(
+                cfg, plan.units, run_dir, tracker, on_unit_done
+            )
+            summary.attack_seconds = time.perf_counter() - attack_start
+            summary.computed_units = len(plan.units) - len(summary.failed_units)
+        else:
+            log("nothing to compute: every shard of this run is already complete")
+        # The evaluation stage (pipeline/evaluate.py: run_evaluation) plugs in here,
+        # after the attack stage and before the summaries.
+        _summarise(run_dir, tracker, summary)
+    except (KeyboardInterrupt, SystemExit):
+        tracker.finish(status="KILLED")
+        log(
+            "interrupted: actors stopped, MLflow run marked KILLED; complete shards are "
+            "kept, rerun the same command to resume"
+        )
+        raise
+    except BaseException:
+        tracker.finish(success=False)
+        raise
+    tracker.finish(success=not summary.failed_units)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _summarise(cfg: BenchmarkConfig, run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
-    clean = clean_summary(run_dir)
-    attacks = attack_summary(run_dir)
-    summary_dir = run_dir / "summary"
-    for name, table in (("clean", clean), ("attacks", attacks)):
-        if table.height:
-            path = summary_dir / f"{name}.parquet"
-            write_atomic(table.to_arrow(), path)
-            tracker.log_artifact(path)
+def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
+    clean, attacks, written = write_summaries(run_dir)
+    for path in written:
+        tracker.log_artifact(path)
     summary.clean = clean.to_dicts()
     summary.attacks = attacks.to_dicts()
-    for row in summary.clean:
-        metrics = {"clean_top1": row["top1"], "clean_top5": row["top5"], "images": row["images"]}
-        tracker.log_metrics(metrics, step=0, model=row["model"])
-    for row in summary.attacks:
-        prefix = f"mp/{row['attack']}"
-        metrics = {
-            f"{prefix}/median_l1pp": row["l1pp_median"],
-            f"{prefix}/median_linf": row["linf_median"],
-            f"{prefix}/median_l2": row["l2_median"],
-            f"{prefix}/success_rate": row["success_rate"],
-        }
-        tracker.log_metrics(
-            {k: v for k, v in metrics.items() if v is not None}, step=0, model=row["model"]
-        )
+    for model, metrics in final_metrics(clean, attacks).items():
+        tracker.log_metrics_once(metrics, model=model)
 
 
 class _RunningStats:
@@ -243,7 +262,7 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
             "num_cpus": cfg.ray.cpus_per_actor,
             "num_gpus": per_gpu,
             "max_restarts": cfg.ray.max_restarts,
-            "max_task_retries": 0,  # the driver requeues; a retry here could double-count
+            "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
         }
         actors[ref.name] = [
             RemoteModelWorker.options(**options).remote(spec) for _ in range(n_per_model)
@@ -256,10 +275,33 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
 def _init_ray(cfg: BenchmarkConfig) -> None:
     if ray.is_initialized():
         return
-    if cfg.ray.address:
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        # A configured cluster, or the one a Ray job runs in (RAY_ADDRESS is set there).
         ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    else:  # "local": never attach to some other `ray start` cluster on this machine
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (schedulers, ``ray job stop``, systemd) like Ctrl-C.
+
+    Ray's own driver handler calls ``sys.exit``; raising KeyboardInterrupt instead
+    runs the same cleanup path as Ctrl-C. Only possible on the main thread.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _execute(
@@ -268,64 +310,26 @@ def _execute(
     run_dir: Path,
     tracker: Tracker,
     on_unit_done: Callable[[ShardOutput], None] | None,
-) -> list[str]:
-    """Keep every actor busy with its model's queue; requeue work of dead actors."""
+) -> tuple[list[str], int]:
+    """Run the units on model actors; return the failed units and how many were requeued."""
     _init_ray(cfg)
-    queues: dict[str, collections.deque[WorkUnit]] = collections.defaultdict(collections.deque)
-    for unit in units:
-        queues[unit.model].append(unit)
-    actors = _start_actors(cfg, list(queues))
-    in_flight: dict[Any, tuple[Any, WorkUnit]] = {}
-    attempts: collections.Counter[tuple[str, int]] = collections.Counter()
-    failed: list[str] = []
     stats = _RunningStats()
-    max_attempts = cfg.ray.max_restarts + 1
 
-    def submit(actor: Any, model: str) -> None:
-        if queues[model]:
-            unit = queues[model].popleft()
-            in_flight[actor.process.remote(unit)] = (actor, unit)
+    def on_output(out: ShardOutput) -> None:
+        _write_unit(out, run_dir, tracker)
+        if out.halvings:
+            log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
+        model, metrics, step = stats.update(out)
+        tracker.log_metrics(metrics, step=step, model=model)
+        if on_unit_done:
+            on_unit_done(out)
 
-    for model, pool in actors.items():
-        for actor in pool:
-            for _ in range(2):  # one running, one queued on the actor: no idle gap
-                submit(actor, model)
-
-    with tqdm(total=len(units), desc="shards", unit="shard", file=sys.stderr) as bar:
-        while in_flight:
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            ref = done[0]
-            actor, unit = in_flight.pop(ref)
-            try:
-                out: ShardOutput = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-                key = (unit.model, unit.shard)
-                attempts[key] += 1
-                if attempts[key] < max_attempts:
-                    log(
-                        f"actor for {unit.model} died on shard {unit.shard} ({type(exc).__name__}); requeued"
-                    )
-                    queues[unit.model].appendleft(unit)
-                else:
-                    failed.append(
-                        f"{unit.model}/shard-{unit.shard:05d}: actor died {attempts[key]} times"
-                    )
-                    bar.update(1)
-                submit(actor, unit.model)
-                continue
-            except ray.exceptions.RayTaskError as exc:
-                failed.append(f"{unit.model}/shard-{unit.shard:05d}: {exc}")
-                bar.update(1)
-                submit(actor, unit.model)
-                continue
-            submit(actor, unit.model)
-            _write_unit(out, run_dir, tracker)
-            model, metrics, step = stats.update(out)
-            tracker.log_metrics(metrics, step=step, model=model)
-            if on_unit_done:
-                on_unit_done(out)
-            bar.update(1)
-    for pool in actors.values():
-        for actor in pool:
-            ray.kill(actor)
-    return failed
+    with _sigterm_as_interrupt():
+        actors = _start_actors(cfg, sorted({u.model for u in units}))
+        scheduler = ShardScheduler(actors, units, cfg.ray.max_restarts, log)
+        try:
+            with tqdm(total=len(units), desc="shards", unit="shard", file=sys.stderr) as bar:
+                result = scheduler.run(on_output, lambda: bar.update(1))
+        finally:
+            scheduler.kill_all()
+    return result.failed, result.requeued

@@ -3,13 +3,20 @@
 Results land on disk first; MLflow mirrors them. The run ids are kept in
 ``<run_dir>/mlflow.json`` so that a resumed run logs into the same runs and
 never duplicates what was logged. If the tracking store is unreachable the
-benchmark goes on: one warning, and the tracker stops trying.
+benchmark goes on: one warning, and the tracker stops trying; ``foveabench
+sync RUN_DIR`` (or the next run, at its start) logs what is missing later.
+An HTTP tracking server is probed once with a short timeout first, so an
+outage costs seconds, not MLflow's minutes of request retries.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,11 +28,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 STATE_FILE = "mlflow.json"
+PROBE_TIMEOUT_S = 5.0
 
 
 def default_tracking_uri(output_dir: Path) -> str:
-    """The embedded default: a SQLite file next to the runs (no server needed)."""
-    return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+    """``MLFLOW_TRACKING_URI`` when set (cluster jobs point it at the shared server),
+    else the embedded default: a SQLite file next to the runs (no server needed)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -49,19 +59,41 @@ class Tracker:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(
-        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any], models: list[str]
+        self,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        models: list[str],
+        reuse_by_name: bool = False,
     ) -> None:
-        self._guard(self._start, run_name, tags, params, models)
+        """Open (or reopen) the parent and child runs.
+
+        ``reuse_by_name``: when the run dir has no state (a fresh checkout on
+        another machine), reopen an existing parent run of the same name and
+        ``config_name`` instead of creating a second one (nightly runs).
+        """
+        if not self._probe():
+            return
+        self._guard(self._start, run_name, tags, params, models, reuse_by_name)
 
     def _start(
-        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any], models: list[str]
+        self,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        models: list[str],
+        reuse_by_name: bool,
     ) -> None:
         exp_id = self._experiment_id()
         state = self._load_state()
-        if state and self._run_exists(state.get("parent")):
-            self.parent_id = state["parent"]
+        existing = state.get("parent") if state else None
+        if not self._run_exists(existing) and reuse_by_name:
+            existing = self._find_parent(exp_id, run_name, tags.get("config_name", ""))
+            state = {"children": self._find_children(exp_id, existing)} if existing else None
+        if existing and state is not None and self._run_exists(existing):
+            self.parent_id = existing
             self.children = dict(state.get("children", {}))
-            self.client.update_run(self.parent_id, status="RUNNING")
+            self.client.update_run(existing, status="RUNNING")
         else:
             run = self.client.create_run(
                 exp_id, run_name=run_name, tags={**tags, MLFLOW_RUN_NAME: run_name}
@@ -79,8 +111,9 @@ class Tracker:
                 self.children[model] = child.info.run_id
         self._save_state()
 
-    def finish(self, success: bool) -> None:
-        status = RunStatus.to_string(RunStatus.FINISHED if success else RunStatus.FAILED)
+    def finish(self, success: bool = True, status: str | None = None) -> None:
+        """Terminate every run: FINISHED, FAILED, or ``status`` (e.g. KILLED on interrupt)."""
+        status = status or RunStatus.to_string(RunStatus.FINISHED if success else RunStatus.FAILED)
 
         def close() -> None:
             for run_id in [*self.children.values(), self.parent_id]:
@@ -107,6 +140,42 @@ class Tracker:
         batch = [Metric(k, float(v), _now_ms(), step) for k, v in metrics.items() if v == v]
         self._guard(lambda: self.client.log_batch(run_id, metrics=batch))
 
+    def log_metrics_once(self, metrics: Mapping[str, float], model: str | None = None) -> int:
+        """Log final metrics whose latest logged value differs; return how many were logged.
+
+        A resumed or synced run therefore adds no duplicate history points.
+        """
+        run_id = self.run_id(model)
+        if not run_id or not metrics or not self.available:
+            return 0
+        logged: dict[str, float] = {}
+        self._guard(lambda: logged.update(self.client.get_run(run_id).data.metrics))
+        missing = {
+            k: v for k, v in metrics.items() if v == v and (k not in logged or logged[k] != v)
+        }
+        self.log_metrics(missing, step=0, model=model)
+        return len(missing) if self.available else 0
+
+    def logged_artifacts(self, model: str | None, directory: str | None) -> set[str] | None:
+        """Paths already logged under ``directory`` (recursive); ``None`` if MLflow failed."""
+        run_id = self.run_id(model)
+        if not run_id or not self.available:
+            return None
+        found: set[str] = set()
+
+        def walk(path: str | None) -> None:
+            for info in self.client.list_artifacts(run_id, path):
+                if info.is_dir:
+                    walk(info.path)
+                else:
+                    found.add(info.path)
+
+        self._guard(walk, directory)
+        return found if self.available else None
+
+    def run_id(self, model: str | None = None) -> str | None:
+        return self.children.get(model) if model else self.parent_id
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             if self.parent_id:
@@ -126,6 +195,36 @@ class Tracker:
                 stacklevel=2,
             )
             print(f"warning: MLflow unavailable: {exc}", file=sys.stderr)
+
+    def _probe(self) -> bool:
+        """Check an HTTP tracking server quickly; other stores are tried directly."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return True
+        url = self.tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
+                return True
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            self._guard(_raise, ConnectionError(f"{url} is unreachable ({exc})"))
+            return False
+
+    def _find_parent(self, exp_id: str, run_name: str, config_name: str) -> str | None:
+        runs = self.client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{MLFLOW_RUN_NAME}` = '{run_name}' "
+            f"and tags.config_name = '{config_name}'",
+            max_results=20,
+        )
+        parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+        return parents[0].info.run_id if parents else None
+
+    def _find_children(self, exp_id: str, parent: str | None) -> dict[str, str]:
+        if not parent:
+            return {}
+        runs = self.client.search_runs(
+            [exp_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'", max_results=200
+        )
+        return {r.data.tags["model"]: r.info.run_id for r in runs if "model" in r.data.tags}
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
@@ -170,6 +269,8 @@ def _param(value: Any) -> str:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc

@@ -10,6 +10,7 @@ shared filesystem.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class ShardOutput:
     attacks: dict[str, tuple[pa.Table, pa.Table]] = field(default_factory=dict)
     seconds: float = 0.0
     worker: str = ""
+    pid: int = 0  # process of the actor that computed it (fault-injection tests kill it)
+    node_id: str = ""  # Ray node it ran on ("" outside Ray)
+    halvings: int = 0  # times a batch was split after running out of memory
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,32 @@ class WorkerSpec:
     threads: int = 1
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA/CPU allocation failures: worth retrying with a smaller batch."""
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    )
+
+
+@dataclass
+class _BatchRows:
+    """Rows of one batch, kept apart until the batch succeeds (a retried batch adds none)."""
+
+    clean: list[dict[str, Any]] = field(default_factory=list)
+    attacks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    perts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def extend(self, other: _BatchRows) -> None:
+        self.clean.extend(other.clean)
+        for name, rows in other.attacks.items():
+            self.attacks.setdefault(name, []).extend(rows)
+        for name, rows in other.perts.items():
+            self.perts.setdefault(name, []).extend(rows)
+
+
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -78,6 +108,7 @@ class ModelWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
+        self._halvings = 0
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
         self.criterion = TopK(spec.top_k)
@@ -100,23 +131,60 @@ class ModelWorker:
 
     def process(self, unit: WorkUnit) -> ShardOutput:
         start = time.perf_counter()
-        clean_rows: list[dict[str, Any]] = []
-        attack_rows: dict[str, list[dict[str, Any]]] = {a: [] for a in unit.attacks}
-        pert_rows: dict[str, list[dict[str, Any]]] = {a: [] for a in unit.attacks}
+        self._halvings = 0
+        rows = _BatchRows(
+            attacks={a: [] for a in unit.attacks}, perts={a: [] for a in unit.attacks}
+        )
         size = self.spec.batch_size
         for lo in range(0, len(unit.image_ids), size):
-            idx = range(lo, min(lo + size, len(unit.image_ids)))
-            self._process_batch(unit, list(idx), clean_rows, attack_rows, pert_rows)
+            idx = list(range(lo, min(lo + size, len(unit.image_ids))))
+            rows.extend(self._process_resilient(unit, idx))
         out = ShardOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
         out.worker = str(self.device)
+        out.pid = os.getpid()
+        out.node_id = _node_id()
+        out.halvings = self._halvings
         if unit.clean:
-            out.clean = table_from_rows(clean_rows, CLEAN_SCHEMA)
+            out.clean = table_from_rows(rows.clean, CLEAN_SCHEMA)
         for name in unit.attacks:
             out.attacks[name] = (
-                table_from_rows(attack_rows[name], ATTACK_SCHEMA),
-                table_from_rows(pert_rows[name], PERTURBATION_SCHEMA),
+                table_from_rows(rows.attacks[name], ATTACK_SCHEMA),
+                table_from_rows(rows.perts[name], PERTURBATION_SCHEMA),
             )
         return out
+
+    def _process_resilient(self, unit: WorkUnit, idx: list[int]) -> _BatchRows:
+        """Process a batch; on failure split it in halves down to single images.
+
+        Out of memory is the common case (a batch that fits one GPU may not fit
+        another); any other exception also bisects, so one bad image becomes one
+        error row and its neighbours still get results.
+        """
+        try:
+            return self._process_batch(unit, idx)
+        except Exception as exc:
+            oom = is_out_of_memory(exc)
+            if oom and self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(idx) > 1:
+                self._halvings += 1
+                mid = len(idx) // 2
+                rows = self._process_resilient(unit, idx[:mid])
+                rows.extend(self._process_resilient(unit, idx[mid:]))
+                return rows
+            what = "out of memory with a batch of 1" if oom else "failed"
+            message = f"{unit.paths[idx[0]]}: {what}: {type(exc).__name__}: {exc}"
+            return self._error_rows(unit, idx, message)
+
+    def _error_rows(self, unit: WorkUnit, idx: list[int], message: str) -> _BatchRows:
+        rows = _BatchRows(attacks={a: [] for a in unit.attacks})
+        for i in idx:
+            base = {"image_id": unit.image_ids[i], "label": unit.labels[i], "model": unit.model}
+            if unit.clean:
+                rows.clean.append({**base, "error": message})
+            for name in unit.attacks:
+                rows.attacks[name].append({**base, "attack": name, "error": message})
+        return rows
 
     def _load(
         self, unit: WorkUnit, idx: list[int]
@@ -132,14 +200,11 @@ class ModelWorker:
         x = torch.stack(tensors).to(self.device) if tensors else None
         return good, x, errors
 
-    def _process_batch(
-        self,
-        unit: WorkUnit,
-        idx: list[int],
-        clean_rows: list[dict[str, Any]],
-        attack_rows: dict[str, list[dict[str, Any]]],
-        pert_rows: dict[str, list[dict[str, Any]]],
-    ) -> None:
+    def _process_batch(self, unit: WorkUnit, idx: list[int]) -> _BatchRows:
+        """Clean scores and every attack for one batch; raises if the batch must be split."""
+        rows = _BatchRows(
+            attacks={a: [] for a in unit.attacks}, perts={a: [] for a in unit.attacks}
+        )
         good, x, errors = self._load(unit, idx)
         base = {
             i: {"image_id": unit.image_ids[i], "label": unit.labels[i], "model": unit.model}
@@ -147,28 +212,32 @@ class ModelWorker:
         }
         for i, message in errors.items():
             if unit.clean:
-                clean_rows.append({**base[i], "error": message})
+                rows.clean.append({**base[i], "error": message})
             for name in unit.attacks:
-                attack_rows[name].append({**base[i], "attack": name, "error": message})
+                rows.attacks[name].append({**base[i], "attack": name, "error": message})
         if x is None:
-            return
+            return rows
         labels = torch.tensor([unit.labels[i] for i in good], device=self.device)
         if unit.clean:
             scores = clean_scores(self.model, x, labels)
             for j, i in enumerate(good):
-                clean_rows.append({**base[i], **{k: v[j].item() for k, v in scores.items()}})
+                rows.clean.append({**base[i], **{k: v[j].item() for k, v in scores.items()}})
         for name in unit.attacks:
             try:
                 result = self.attacks[name](self.model, x, labels)
-            except Exception:  # an attack bug must not kill the shard's other work
-                message = f"attack {name} failed on this batch: {traceback.format_exc(limit=3)}"
-                attack_rows[name].extend(
+            except Exception as exc:
+                if len(good) > 1:
+                    raise  # split the batch: isolate the image (or the memory) at fault
+                what = "out of memory with a batch of 1" if is_out_of_memory(exc) else "failed"
+                message = f"attack {name} {what} on this image: {traceback.format_exc(limit=3)}"
+                rows.attacks[name].extend(
                     {**base[i], "attack": name, "error": message} for i in good
                 )
                 continue
             self._rows_from_result(
-                name, result, [base[i] for i in good], attack_rows[name], pert_rows[name]
+                name, result, [base[i] for i in good], rows.attacks[name], rows.perts[name]
             )
+        return rows
 
     def _rows_from_result(
         self,
@@ -210,6 +279,13 @@ class ModelWorker:
                         "shape": list(enc.shape),
                     }
                 )
+
+
+def _node_id() -> str:
+    try:
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+    except Exception:  # outside a Ray worker there is no node
+        return ""
 
 
 def _num(value: torch.Tensor) -> float | None:

@@ -1,0 +1,110 @@
+"""Operations subcommands: ``submit`` (Ray job), ``nightly`` (scheduled run), ``sync`` (MLflow)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import load_config
+
+
+def register(subparsers: Any) -> None:
+    submit = subparsers.add_parser(
+        "submit", help="run a benchmark as a job on a Ray cluster (Ray Jobs API)"
+    )
+    submit.add_argument("config", help="YAML benchmark config")
+    submit.add_argument(
+        "--address", required=True, help="Ray dashboard/job server, e.g. http://127.0.0.1:8265"
+    )
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.add_argument(
+        "--install-deps",
+        action="store_true",
+        help="have Ray pip-install the pinned requirements per job (default: use the "
+        "cluster's environment, as set up by ray_cluster.yaml)",
+    )
+    submit.add_argument("--output-dir", help="override output_dir (a path on the cluster)")
+    submit.add_argument("--limit", type=int, help="override dataset.limit")
+    submit.set_defaults(func=cmd_submit)
+
+    nightly = subparsers.add_parser(
+        "nightly", help="run tonight's benchmark and compare it with recent nights"
+    )
+    nightly.add_argument("config", help="YAML benchmark config")
+    nightly.add_argument(
+        "--baseline-runs", type=int, default=7, help="median of the last N successful nightlies"
+    )
+    nightly.add_argument("--thresholds", help="YAML thresholds (default: built-in)")
+    nightly.add_argument(
+        "--date", type=dt.date.fromisoformat, help="UTC date of the run (default: today; backfills)"
+    )
+    nightly.add_argument("--output-dir", help="override output_dir from the config")
+    nightly.add_argument("--limit", type=int, help="override dataset.limit from the config")
+    nightly.set_defaults(func=cmd_nightly)
+
+    sync = subparsers.add_parser(
+        "sync", help="log to MLflow whatever a run dir holds that MLflow lacks"
+    )
+    sync.add_argument("run_dir", help="<output_dir>/<run_name>")
+    sync.set_defaults(func=cmd_sync)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from pipeline.cli import _with_overrides
+
+    return _with_overrides(load_config(args.config), args)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline import submit as sub
+
+    cfg = _config(args)
+    try:
+        submission = sub.build_submission(cfg, install_deps=args.install_deps)
+        client = sub.connect(args.address)
+        sid, what = sub.submit(client, submission)
+    except sub.SubmitError as exc:
+        print(f"submit error: {exc}", file=sys.stderr)
+        return 2
+    print(f"job {sid}: {what}", file=sys.stderr)
+    if args.no_wait:
+        print(sid)
+        return 0
+    status = sub.follow(client, sid, args.address)
+    print(f"job {sid}: {status}", file=sys.stderr)
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from pipeline.nightly import run_nightly
+    from pipeline.regression import ThresholdError, load_thresholds
+
+    cfg = _config(args)
+    try:
+        thresholds = load_thresholds(args.thresholds)
+    except ThresholdError as exc:
+        print(f"thresholds error: {exc}", file=sys.stderr)
+        return 2
+    result = run_nightly(cfg, baseline_n=args.baseline_runs, thresholds=thresholds, date=args.date)
+    print("\n".join(result.lines))
+    return result.exit_code
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from pipeline.sync import SyncError, sync_run
+
+    try:
+        report = sync_run(Path(args.run_dir))
+    except SyncError as exc:
+        print(f"sync error: {exc}", file=sys.stderr)
+        return 1
+    state = "complete" if report.complete else "incomplete (rerun `foveabench run` to finish it)"
+    print(
+        f"synced {report.run_dir} -> {report.tracking_uri} run {report.run_id}: "
+        f"{report.logged_files} file(s) and {report.logged_metrics} metric(s) logged; "
+        f"run {state}"
+    )
+    return 0

@@ -1,0 +1,135 @@
+"""``foveabench nightly CONFIG``: the scheduled benchmark and its regression check.
+
+The run is named ``nightly-<UTC date>-<short git sha>``: the same night on the
+same commit resolves to the same run directory and (by name, in MLflow) the
+same run, so a retried cron job resumes instead of starting a second run. The
+baseline is the per-metric median of the last N successful (FINISHED) nightly
+runs of the same config, found by tags in MLflow; the current run is never
+part of its own baseline. Exit codes are for schedulers: 0 no regression,
+3 regression, 1 the run or MLflow failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline import provenance
+from pipeline.config import BenchmarkConfig
+from pipeline.regression import (
+    Report,
+    Thresholds,
+    compare,
+    median_baseline,
+    summary_lines,
+    write_report,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_REGRESSION = 3
+NIGHTLY_TAG = "nightly"
+
+
+@dataclass
+class NightlyResult:
+    report: Report | None
+    exit_code: int
+    lines: list[str]
+
+
+def nightly_run_name(date: dt.date, sha: str) -> str:
+    return f"nightly-{date.isoformat()}-{sha[:7]}"
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
+    """Every metric of a parent run and its children, as ``<model>/<metric>`` for children."""
+    parent = client.get_run(parent_id)
+    out = dict(parent.data.metrics)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
+        max_results=500,
+    )
+    for child in children:
+        model = child.data.tags.get("model", child.info.run_name or child.info.run_id)
+        out.update({f"{model}/{k}": v for k, v in child.data.metrics.items()})
+    return out
+
+
+def baseline_runs(
+    client: MlflowClient, experiment_id: str, config_name: str, exclude: str, n: int
+) -> list[tuple[str, str]]:
+    """(run id, run name) of the last ``n`` FINISHED nightly parent runs of this config."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.{NIGHTLY_TAG} = 'true' and tags.config_name = '{config_name}' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=max(50, 4 * n),
+    )
+    parents = [
+        r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
+    ]
+    return [(r.info.run_id, r.info.run_name or r.info.run_id) for r in parents[:n]]
+
+
+def run_nightly(
+    cfg: BenchmarkConfig,
+    *,
+    baseline_n: int = 7,
+    thresholds: Thresholds,
+    date: dt.date | None = None,
+) -> NightlyResult:
+    """Run (or resume) tonight's benchmark, then compare it with the baseline."""
+    from pipeline.runner import run_benchmark
+
+    sha = provenance.git_sha()
+    name = nightly_run_name(date or utc_today(), sha)
+    summary = run_benchmark(
+        cfg,
+        run_name=name,
+        extra_tags={NIGHTLY_TAG: "true", "nightly_date": (date or utc_today()).isoformat()},
+        reuse_run_by_name=True,
+    )
+    if summary.mlflow_run_id is None:
+        return NightlyResult(
+            None,
+            EXIT_FAILED,
+            [
+                f"nightly {name}: MLflow at {summary.tracking_uri} was unreachable, so there is "
+                f"no baseline to compare with; results are in {summary.run_dir}. Once MLflow is "
+                f"back: `foveabench sync {summary.run_dir}`, then rerun this command."
+            ],
+        )
+    client = MlflowClient(tracking_uri=summary.tracking_uri)
+    run_id = summary.mlflow_run_id
+    experiment_id = client.get_run(run_id).info.experiment_id
+    base = baseline_runs(client, experiment_id, cfg.name, run_id, baseline_n)
+    report = Report(name, run_id, cfg.name, [run_name for _, run_name in base])
+    if base:
+        report.rows = compare(
+            run_metrics(client, run_id),
+            median_baseline([run_metrics(client, rid) for rid, _ in base]),
+            thresholds,
+        )
+    paths = write_report(report, summary.run_dir / "nightly")
+    for path in paths:
+        client.log_artifact(run_id, str(path), "nightly")
+    client.set_tag(run_id, "nightly_verdict", report.verdict)
+    lines = summary_lines(report)
+    lines.append(f"report: {paths[1].resolve()} (also logged to MLflow run {run_id})")
+    if summary.failed_units:
+        lines.append(f"FAILED: {len(summary.failed_units)} model-shard(s) failed")
+        return NightlyResult(report, EXIT_FAILED, lines)
+    code = EXIT_REGRESSION if report.verdict == "regression" else EXIT_OK
+    return NightlyResult(report, code, lines)

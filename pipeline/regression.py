@@ -1,0 +1,236 @@
+"""Compare a run's metrics with a baseline: thresholds, verdicts, JSON and HTML.
+
+Thresholds are data (YAML), matched by metric-name glob, first match wins::
+
+    defaults: {abs: 0.0, rel: 0.05}          # when no rule matches
+    ignore: ["*running/*", "*images_done"]   # streamed progress, not results
+    metrics:
+      "*/clean_top*": {abs: 0.02}             # accuracy: 2 points
+      "*/mp/*/median_*": {rel: 0.10}          # norms: 10 %
+      "*/mp/*/success_rate": {abs: 0.05, direction: decrease}
+
+A metric regresses when its change exceeds *both* its absolute and its
+relative tolerance (a missing one is 0), so a tiny norm cannot trip a
+relative rule and a large one cannot trip on noise; ``direction`` restricts
+the verdict to increases or decreases. A metric present in the baseline but
+absent now is a regression too (a model or attack silently disappeared).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "defaults": {"abs": 0.0, "rel": 0.05},
+    "ignore": ["running/*", "*/running/*", "images_done", "*/images_done"],
+    "metrics": {
+        "*clean_top*": {"abs": 0.02},
+        "*/images": {"abs": 0.0},
+        "*mp/*/success_rate": {"abs": 0.05},
+        "*mp/*/median_*": {"rel": 0.10},
+    },
+}
+DIRECTIONS = ("both", "increase", "decrease")
+
+
+class ThresholdError(ValueError):
+    """A thresholds file that cannot be used; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    abs: float = 0.0
+    rel: float = 0.0
+    direction: str = "both"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rules: tuple[Rule, ...]
+    default: Rule
+    ignore: tuple[str, ...]
+
+    def rule_for(self, metric: str) -> Rule | None:
+        """The first matching rule; None when the metric is ignored."""
+        if any(fnmatch.fnmatchcase(metric, g) for g in self.ignore):
+            return None
+        return next((r for r in self.rules if fnmatch.fnmatchcase(metric, r.pattern)), self.default)
+
+
+def _rule(pattern: str, raw: Any, source: str) -> Rule:
+    if not isinstance(raw, dict) or set(raw) - {"abs", "rel", "direction"}:
+        raise ThresholdError(
+            f"{source}: rule {pattern!r} = {raw!r}; write a mapping with abs, rel and/or "
+            "direction, e.g. {abs: 0.02, rel: 0.05, direction: decrease}"
+        )
+    direction = str(raw.get("direction", "both"))
+    if direction not in DIRECTIONS:
+        raise ThresholdError(f"{source}: rule {pattern!r}: direction must be one of {DIRECTIONS}")
+    return Rule(pattern, float(raw.get("abs", 0.0)), float(raw.get("rel", 0.0)), direction)
+
+
+def parse_thresholds(raw: dict[str, Any], source: str = "<thresholds>") -> Thresholds:
+    unknown = set(raw) - {"defaults", "ignore", "metrics"}
+    if unknown:
+        raise ThresholdError(
+            f"{source}: unknown key(s) {sorted(unknown)}; known: defaults, ignore, metrics"
+        )
+    metrics = raw.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise ThresholdError(f"{source}: 'metrics' must map a name glob to a rule")
+    return Thresholds(
+        rules=tuple(_rule(str(k), v, source) for k, v in metrics.items()),
+        default=_rule("*", raw.get("defaults") or {}, source),
+        ignore=tuple(str(g) for g in raw.get("ignore") or ()),
+    )
+
+
+def load_thresholds(path: str | Path | None) -> Thresholds:
+    """The YAML file's rules, or :data:`DEFAULT_THRESHOLDS`."""
+    if path is None:
+        return parse_thresholds(DEFAULT_THRESHOLDS, "defaults")
+    path = Path(path)
+    if not path.is_file():
+        raise ThresholdError(f"{path}: no such thresholds file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ThresholdError(f"{path}: the top level must be a mapping")
+    return parse_thresholds(raw, str(path))
+
+
+@dataclass
+class Comparison:
+    metric: str
+    baseline: float | None
+    current: float | None
+    delta: float | None
+    rel_change: float | None
+    status: str  # regression | ok | new | ignored | missing
+    rule: str = ""
+
+
+@dataclass
+class Report:
+    run_name: str
+    run_id: str | None
+    config_name: str
+    baseline_runs: list[str]
+    rows: list[Comparison] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [r for r in self.rows if r.status in ("regression", "missing")]
+
+    @property
+    def verdict(self) -> str:
+        if not self.baseline_runs:
+            return "no-baseline"
+        return "regression" if self.regressions else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_name": self.run_name,
+            "run_id": self.run_id,
+            "config_name": self.config_name,
+            "verdict": self.verdict,
+            "baseline_runs": self.baseline_runs,
+            "regressions": [r.metric for r in self.regressions],
+            "metrics": [asdict(r) for r in self.rows],
+        }
+
+
+def median_baseline(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric median over the runs that have the metric."""
+    names = sorted({k for run in runs for k in run})
+    return {k: float(statistics.median(run[k] for run in runs if k in run)) for k in names}
+
+
+def compare(
+    current: dict[str, float], baseline: dict[str, float], thresholds: Thresholds
+) -> list[Comparison]:
+    rows = []
+    for metric in sorted(set(current) | set(baseline)):
+        cur, base = current.get(metric), baseline.get(metric)
+        rule = thresholds.rule_for(metric)
+        if cur is None or base is None:
+            status = "ignored" if rule is None else ("new" if base is None else "missing")
+            rows.append(Comparison(metric, base, cur, None, None, status))
+            continue
+        delta = cur - base
+        rel = delta / abs(base) if base else None  # no relative change from 0
+        if rule is None:
+            rows.append(Comparison(metric, base, cur, delta, rel, "ignored"))
+            continue
+        moved = abs(delta) > rule.abs and abs(delta) > rule.rel * abs(base)
+        wrong_way = (
+            rule.direction == "both"
+            or (rule.direction == "increase" and delta > 0)
+            or (rule.direction == "decrease" and delta < 0)
+        )
+        status = "regression" if moved and wrong_way else "ok"
+        text = f"{rule.pattern}: abs>{rule.abs:g} and rel>{rule.rel:g} ({rule.direction})"
+        rows.append(Comparison(metric, base, cur, delta, rel, status, text))
+    return rows
+
+
+def _num(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.1%}" if pct else f"{v:.6g}"
+
+
+def summary_lines(report: Report) -> list[str]:
+    """The readable stdout summary: verdict first, then every regression."""
+    lines = [
+        f"nightly {report.run_name}: {report.verdict.upper()} "
+        f"(baseline: median of {len(report.baseline_runs)} run(s); "
+        f"{sum(r.status == 'ok' for r in report.rows)} metrics ok, "
+        f"{len(report.regressions)} regressed)"
+    ]
+    for r in report.regressions:
+        lines.append(
+            f"  REGRESSION {r.metric}: {_num(r.baseline)} -> {_num(r.current)} "
+            f"({_num(r.rel_change, pct=True)}; rule {r.rule or 'metric missing now'})"
+        )
+    return lines
+
+
+def render_html(report: Report) -> str:
+    rows = "\n".join(
+        f'<tr class="{r.status}"><td>{html.escape(r.metric)}</td><td>{_num(r.baseline)}</td>'
+        f"<td>{_num(r.current)}</td><td>{_num(r.delta)}</td>"
+        f"<td>{_num(r.rel_change, pct=True)}</td><td>{r.status}</td>"
+        f"<td>{html.escape(r.rule)}</td></tr>"
+        for r in sorted(report.rows, key=lambda r: (r.status != "regression", r.metric))
+    )
+    baseline = ", ".join(html.escape(b) for b in report.baseline_runs) or "none"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(report.run_name)}: {report.verdict}</title>
+<style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:right}}
+td:first-child{{text-align:left}} tr.regression,tr.missing{{background:#fdd}}
+tr.new{{background:#eef}}</style></head><body>
+<h1>{html.escape(report.run_name)}: {report.verdict}</h1>
+<p>config <b>{html.escape(report.config_name)}</b>; baseline = per-metric median of: {baseline}</p>
+<table><tr><th>metric</th><th>baseline</th><th>current</th><th>delta</th><th>relative</th>
+<th>status</th><th>rule</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def write_report(report: Report, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    js = directory / "regression.json"
+    page = directory / "regression.html"
+    js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    page.write_text(render_html(report))
+    return js, page

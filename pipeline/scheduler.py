@@ -1,0 +1,203 @@
+"""Work units to model actors, surviving actor crashes and lost nodes.
+
+Why the driver and not Ray retries the work (``max_task_retries=0``): when an
+actor dies, its shards go back to the front of the model's queue and the next
+*live* actor takes them at once, instead of waiting for the dead one to be
+restarted and reload its network (or forever, when its node is gone and no
+slot is free). Each result reaches the driver once, so a shard is written once.
+
+An actor that died is not given work until it answers a ping: while Ray
+restarts it (``max_restarts``) calls fail fast with ``ActorUnavailableError``,
+and feeding it would only burn the shards' attempts. An actor whose ping says
+it is dead for good, or that died more than ``max_restarts`` times, is retired;
+when a model has no actor left, its remaining shards are reported as failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from pipeline.worker import ShardOutput, WorkUnit
+
+PING_INTERVAL_S = 0.5
+RECOVERY_TIMEOUT_S = 900.0  # a restart that cannot be placed (no free slot) gives up
+ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    model: str
+    deaths: int = 0
+    last_death: float = float("-inf")
+    state: str = "ready"  # ready | recovering | retired
+    next_ping: float = 0.0
+    recovering_since: float = 0.0
+
+
+@dataclass
+class ScheduleResult:
+    failed: list[str] = field(default_factory=list)
+    requeued: int = 0
+
+
+class ShardScheduler:
+    """Keeps every live actor busy (one shard running, one queued on it)."""
+
+    def __init__(
+        self,
+        actors: dict[str, list[Any]],
+        units: Iterable[WorkUnit],
+        max_restarts: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.actors = [_Actor(h, model) for model, hs in actors.items() for h in hs]
+        self.queues: dict[str, collections.deque[WorkUnit]] = collections.defaultdict(
+            collections.deque
+        )
+        for unit in units:
+            self.queues[unit.model].append(unit)
+        self.max_restarts = max_restarts
+        self.max_attempts = max_restarts + 1
+        self.log = log
+        self.in_flight: dict[Any, tuple[_Actor, WorkUnit, float]] = {}
+        self.pings: dict[Any, _Actor] = {}
+        self.attempts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.result = ScheduleResult()
+
+    # -- public ------------------------------------------------------------------------
+    def run(
+        self, on_output: Callable[[ShardOutput], None], on_settled: Callable[[], None]
+    ) -> ScheduleResult:
+        """Drive every unit to an output or a failure; ``on_settled`` counts both."""
+        for actor in self.actors:
+            self._fill(actor)
+        while self.in_flight or self.pings or self._waiting_for_recovery():
+            self._send_due_pings()
+            refs = [*self.in_flight, *self.pings]
+            done, _ = ray.wait(refs, num_returns=1, timeout=PING_INTERVAL_S) if refs else ([], [])
+            if not refs:
+                time.sleep(PING_INTERVAL_S)
+            for ref in done:
+                if ref in self.pings:
+                    self._on_ping(ref)
+                else:
+                    self._on_unit(ref, on_output, on_settled)
+            self._fail_orphans(on_settled)
+        return self.result
+
+    def kill_all(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(actor.handle, no_restart=True)
+
+    # -- units -------------------------------------------------------------------------
+    def _fill(self, actor: _Actor) -> None:
+        busy = sum(1 for a, _, _ in self.in_flight.values() if a is actor)
+        while actor.state == "ready" and busy < 2 and self.queues[actor.model]:
+            unit = self.queues[actor.model].popleft()
+            ref = actor.handle.process.remote(unit)
+            self.in_flight[ref] = (actor, unit, time.monotonic())
+            busy += 1
+
+    def _on_unit(
+        self, ref: Any, on_output: Callable[[ShardOutput], None], on_settled: Callable[[], None]
+    ) -> None:
+        actor, unit, submitted = self.in_flight.pop(ref)
+        try:
+            out: ShardOutput = ray.get(ref)
+        except ACTOR_ERRORS as exc:
+            self._on_actor_failure(actor, submitted)
+            self._requeue(unit, type(exc).__name__, on_settled)
+            self._fill_any(unit.model)
+            return
+        except ray.exceptions.RayTaskError as exc:
+            self.result.failed.append(f"{unit.model}/shard-{unit.shard:05d}: {exc}")
+            on_settled()
+            self._fill(actor)
+            return
+        self._fill(actor)  # before writing: the actor never idles on the driver's I/O
+        on_output(out)
+        on_settled()
+
+    def _requeue(self, unit: WorkUnit, why: str, on_settled: Callable[[], None]) -> None:
+        key = (unit.model, unit.shard)
+        self.attempts[key] += 1
+        if self.attempts[key] < self.max_attempts:
+            self.log(f"actor for {unit.model} died on shard {unit.shard} ({why}); requeued")
+            self.queues[unit.model].appendleft(unit)
+            self.result.requeued += 1
+        else:
+            self.result.failed.append(
+                f"{unit.model}/shard-{unit.shard:05d}: lost with its actor {self.attempts[key]} times"
+            )
+            on_settled()
+
+    def _fill_any(self, model: str) -> None:
+        for actor in self.actors:
+            if actor.model == model:
+                self._fill(actor)
+
+    # -- actor health ------------------------------------------------------------------
+    def _on_actor_failure(self, actor: _Actor, submitted: float) -> None:
+        """Count a death once (one death fails every call queued on the actor; only a
+        call submitted after the last counted death reveals a new one); then ping."""
+        if submitted > actor.last_death:
+            actor.deaths += 1
+            actor.last_death = time.monotonic()
+        if actor.deaths > self.max_restarts:
+            self._retire(actor, f"died {actor.deaths} times")
+        elif actor.state == "ready":
+            actor.state = "recovering"
+            actor.next_ping = actor.recovering_since = time.monotonic()
+
+    def _send_due_pings(self) -> None:
+        now = time.monotonic()
+        pinged = set(map(id, self.pings.values()))
+        for actor in self.actors:
+            if actor.state == "recovering" and actor.next_ping <= now and id(actor) not in pinged:
+                self.pings[actor.handle.describe.remote()] = actor
+
+    def _on_ping(self, ref: Any) -> None:
+        actor = self.pings.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.ActorUnavailableError:
+            now = time.monotonic()
+            if now - actor.recovering_since > RECOVERY_TIMEOUT_S:
+                self._retire(actor, f"not restarted within {RECOVERY_TIMEOUT_S:.0f} s")
+            actor.next_ping = now + PING_INTERVAL_S  # still restarting
+            return
+        except ACTOR_ERRORS as exc:
+            self._retire(actor, f"dead for good ({type(exc).__name__})")
+            return
+        if actor.state == "recovering":
+            actor.state = "ready"
+            self.log(f"actor for {actor.model} is back after a restart")
+            self._fill(actor)
+
+    def _retire(self, actor: _Actor, why: str) -> None:
+        if actor.state != "retired":
+            actor.state = "retired"
+            self.log(f"an actor for {actor.model} is retired: {why}")
+
+    def _waiting_for_recovery(self) -> bool:
+        return any(a.state == "recovering" and self.queues[a.model] for a in self.actors)
+
+    def _fail_orphans(self, on_settled: Callable[[], None]) -> None:
+        """A model with queued work and no actor left that could ever run it."""
+        for model, queue in self.queues.items():
+            if queue and all(a.state == "retired" for a in self.actors if a.model == model):
+                while queue:
+                    unit = queue.popleft()
+                    self.result.failed.append(
+                        f"{model}/shard-{unit.shard:05d}: no live actor left for {model}"
+                    )
+                    on_settled()

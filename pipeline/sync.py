@@ -1,0 +1,105 @@
+"""Catch MLflow up with a run directory after an outage (``foveabench sync RUN_DIR``).
+
+Results land on disk first; MLflow is a mirror. When the tracking server was
+down for part of a run, the files on disk are the truth: this module compares
+them with what MLflow lists (``list_artifacts``) and logs only what is missing,
+and logs final metrics only where the latest logged value differs. Running it
+twice logs nothing the second time. ``run_benchmark`` calls
+:func:`sync_artifacts` at start, so the next run heals the previous one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.config import load_config
+from pipeline.plan import plan_units
+from pipeline.runmeta import final_metrics, run_params, run_tags, write_summaries
+from pipeline.tracking import Tracker, default_tracking_uri
+
+#: Parent-run files, relative to the run dir (summaries are globbed).
+PARENT_FILES = ("config.yaml", "manifest.parquet", "bad_rows.parquet")
+
+
+class SyncError(RuntimeError):
+    """The run dir cannot be synced; the message says why and what to do."""
+
+
+@dataclass
+class SyncReport:
+    run_dir: Path
+    tracking_uri: str
+    run_id: str | None
+    logged_files: int
+    logged_metrics: int
+    complete: bool
+
+
+def expected_artifacts(run_dir: Path, models: list[str]) -> dict[str | None, list[Path]]:
+    """Every file MLflow should hold, by run: ``None`` = parent, else the model's child."""
+    out: dict[str | None, list[Path]] = {
+        None: [run_dir / f for f in PARENT_FILES if (run_dir / f).is_file()]
+        + sorted((run_dir / "summary").glob("*.parquet"))
+    }
+    for model in models:
+        out[model] = sorted(
+            (run_dir / "clean" / f"model={model}").glob("shard-*.parquet")
+        ) + sorted((run_dir / "attacks" / f"model={model}").glob("attack=*/shard-*.parquet"))
+    return out
+
+
+def sync_artifacts(tracker: Tracker, run_dir: Path, models: list[str]) -> int:
+    """Log result files that MLflow does not list yet; return how many were logged."""
+    logged = 0
+    for model, files in expected_artifacts(run_dir, models).items():
+        if not files or not tracker.available:
+            continue
+        tops = {f.relative_to(run_dir).parts[0] for f in files}
+        directories = {None if (run_dir / top).is_file() else top for top in tops}
+        have: set[str] = set()
+        for directory in sorted(directories, key=str):
+            found = tracker.logged_artifacts(model, directory)
+            if found is None:
+                return logged
+            have |= found
+        for path in files:
+            if path.relative_to(run_dir).as_posix() not in have:
+                tracker.log_artifact(path, model=model)
+                logged += tracker.available
+    return logged
+
+
+def sync_run(run_dir: Path) -> SyncReport:
+    """Bring MLflow up to date with ``run_dir`` (artifacts, final metrics, status)."""
+    config_path = run_dir / "config.yaml"
+    manifest_path = run_dir / "manifest.parquet"
+    if not config_path.is_file() or not manifest_path.is_file():
+        raise SyncError(
+            f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
+            "are written at the start of every run); pass <output_dir>/<run_name>"
+        )
+    cfg = load_config(config_path)
+    manifest = pq.read_table(manifest_path)
+    output_dir = run_dir.parent
+    tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
+    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, output_dir / "mlartifacts")
+    models = [m.name for m in cfg.models]
+    tracker.start(run_dir.name, run_tags(cfg, manifest), run_params(cfg), models)
+    if not tracker.available:
+        raise SyncError(
+            f"MLflow at {tracking_uri} is still unreachable; nothing was logged. Start the "
+            f"tracking server (or fix mlflow.tracking_uri in {config_path}) and run "
+            f"`foveabench sync {run_dir}` again"
+        )
+    complete = not plan_units(cfg, manifest, run_dir).units
+    clean, attacks, _ = write_summaries(run_dir)
+    n_files = sync_artifacts(tracker, run_dir, models)
+    n_metrics = sum(
+        tracker.log_metrics_once(metrics, model=model)
+        for model, metrics in final_metrics(clean, attacks).items()
+    )
+    tracker.finish(success=complete)
+    return SyncReport(run_dir, tracking_uri, tracker.run_id(), n_files, n_metrics, complete)

@@ -1,0 +1,118 @@
+"""Real services for the operations tests: a Ray head and an MLflow server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_with_venv() -> dict[str, str]:
+    """The test's interpreter first on PATH: Ray jobs run ``python`` from the raylet's env."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Until ``url`` answers at all (401 counts: Ray's token auth is on by default)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group we started (and only it), then SIGKILL if needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def ray_head() -> Iterator[str]:
+    """``ray start --head --block`` on loopback with its own temp dir; yields the job address.
+
+    ``--block`` keeps the processes it started tied to it, so stopping it stops them
+    (``ray stop`` would stop every Ray on the machine). The private temp dir keeps a
+    plain ``ray.init()`` elsewhere from discovering this head.
+    """
+    port, dash = free_port(), free_port()
+    temp = tempfile.mkdtemp(prefix="rayt")
+    cmd = [
+        str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+        "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
+    ]  # fmt: skip
+    log = open(Path(temp) / "head.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, env=env_with_venv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        wait_http(f"{address}/api/version", proc)
+        yield address
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
+    """``mlflow server`` with a SQLite backend on loopback; yields its URI."""
+    port = port or free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(BIN / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = open(root / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, env=env_with_venv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", proc)
+        yield uri
+    finally:
+        stop(proc)
+        log.close()
+
+
+def foveabench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pipeline.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), timeout=timeout)

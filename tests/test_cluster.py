@@ -1,0 +1,286 @@
+"""Fault tolerance on a real multi-node Ray cluster, and the cluster configs.
+
+Faults are injected the xgboost_ray way, at chosen points: ``on_unit_done``
+runs in the driver after a shard lands and SIGKILLs the busy actor that
+produced it (or removes its node). Outputs must hold every (image, model,
+attack) row exactly once, and no shard may be delivered twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pyarrow.parquet as pq
+import pytest
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from ray.cluster_utils import Cluster
+
+from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
+from pipeline.data import build_manifest
+from pipeline.runner import run_benchmark
+from pipeline.worker import ModelWorker, ShardOutput, WorkerSpec, WorkUnit
+from tasks.attacks.registry import ATTACKS
+
+ROOT = Path(__file__).resolve().parents[1]
+N_IMAGES = 7  # the whole `sample` set
+MODEL = "efficientnet_lite0"
+
+
+def cluster_config(tmp_path: Path, actors: int = 2) -> BenchmarkConfig:
+    """One image per shard, so a kill always lands on a busy actor with queued work."""
+    return BenchmarkConfig(
+        name="faults",
+        dataset=DatasetCfg(layout="sample", limit=N_IMAGES),
+        models=(ModelRef(MODEL),),
+        attacks=(AttackRef("sign"),),
+        output_dir=str(tmp_path),
+        shard_size=1,
+        batch_size=1,
+        ray=RayCfg(actors_per_model=actors, cpus_per_actor=1, max_restarts=3),
+    )
+
+
+def assert_rows_exactly_once(run_dir: Path) -> None:
+    ids = sorted(build_manifest("sample", None, N_IMAGES).table.column("image_id").to_pylist())
+    for sub in ("attacks", "clean"):
+        rows = [
+            r
+            for p in sorted((run_dir / sub).rglob("shard-*.parquet"))
+            for r in pq.read_table(p).to_pylist()
+        ]
+        keys = [(r["image_id"], r["model"], r.get("attack")) for r in rows]
+        assert len(keys) == len(set(keys)), f"{sub}: duplicated rows"
+        assert sorted(k[0] for k in keys) == ids, f"{sub}: lost rows"
+        assert all(r["error"] is None for r in rows), [r["error"] for r in rows if r["error"]]
+    assert not list(run_dir.rglob("*.tmp")), "a partial file was left behind"
+
+
+@pytest.fixture(scope="module")
+def three_node_cluster() -> Iterator[Cluster]:
+    """Head + 2 workers, 1 CPU each: 2 model actors and one spare slot for a restart.
+
+    Shared by the kill test and then the node-removal test (which must run last)."""
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level=logging.WARNING)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
+    """Start the CLI, send ``sig`` once a new attack shard has landed; return its stderr."""
+    before = len(list(shards.glob("shard-*.parquet")))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while len(list(shards.glob("shard-*.parquet"))) <= before:
+        assert proc.poll() is None and time.monotonic() < deadline, "no shard landed"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "MLflow run marked KILLED" in err
+    return err
+
+
+@pytest.mark.integration
+def test_interrupted_driver_resumes_without_recomputing(tmp_path: Path) -> None:
+    """Ctrl-C, then SIGTERM (a scheduler stopping the job), then a run to the end."""
+    cfg = dataclasses.replace(cluster_config(tmp_path, actors=1), name="interrupted")
+    config = tmp_path / "interrupted.yaml"
+    config.write_text(yaml.safe_dump(cfg.as_dict()))
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config)]
+    run_dir = tmp_path / "interrupted"
+    shards = run_dir / "attacks" / f"model={MODEL}" / "attack=sign"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def finished_state() -> tuple[dict[Path, int], int]:
+        """mtimes of every finished shard file, and how many the planner counts."""
+        files = sorted(run_dir.rglob("shard-*.parquet"))
+        assert not list(run_dir.rglob("*.tmp")), "an interrupted run left partial files"
+        counted = sum(1 for p in files if "perturbations" not in p.parts)
+        return {p: p.stat().st_mtime_ns for p in files}, counted
+
+    _interrupt_after_next_shard(cmd, shards, signal.SIGINT)
+    assert 1 <= len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
+    parent = json.loads((run_dir / "mlflow.json").read_text())["parent"]
+    assert client.get_run(parent).info.status == "KILLED"
+    mtimes, counted = finished_state()
+
+    err = _interrupt_after_next_shard(cmd, shards, signal.SIGTERM)
+    assert f"resume: {counted} shard files already complete" in err
+    assert client.get_run(parent).info.status == "KILLED"
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items()), "a shard was rewritten"
+    mtimes, counted = finished_state()
+    assert len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resume: {counted} shard files already complete" in rerun.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items()), "a shard was rewritten"
+    assert_rows_exactly_once(run_dir)
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+# -- a failing image becomes an error row (plain ModelWorker, no Ray) -------------------------
+
+if "test_oom_above_one" not in ATTACKS:
+
+    @ATTACKS.register("test_oom_above_one")
+    class _OomAboveOne(ATTACKS.get("sign")):  # type: ignore[misc]
+        """Runs out of memory on any batch of 2+, and always on the coffee photo (label 967)."""
+
+        def __call__(self, model, x, labels):
+            if x.shape[0] > 1:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if int(labels[0]) == 967:
+                raise torch.OutOfMemoryError("CUDA out of memory (even one image)")
+            return super().__call__(model, x, labels)
+
+
+@pytest.mark.integration
+def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(tmp_path: Path) -> None:
+    table = build_manifest("sample", None, 4).table
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    paths = [*table.column("path").to_pylist()[:3], str(broken)]
+    unit = WorkUnit(
+        model=MODEL,
+        shard=0,
+        image_ids=tuple(table.column("image_id").to_pylist()),
+        paths=tuple(paths),
+        labels=tuple(table.column("label").to_pylist()),
+        attacks=("test_oom_above_one",),
+        clean=True,
+    )
+    spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": {}}, batch_size=4, threads=2)
+    out = ModelWorker(spec).process(unit)
+
+    rows = {r["image_id"]: r for r in out.attacks["test_oom_above_one"][0].to_pylist()}
+    assert sorted(rows) == sorted(unit.image_ids) and out.halvings >= 2
+    labels = dict(zip(unit.image_ids, unit.labels, strict=True))
+    for image_id, row in rows.items():
+        if image_id == unit.image_ids[3]:
+            assert "could not load image" in row["error"]
+        elif labels[image_id] == 967:
+            assert "out of memory with a batch of 1" in row["error"]
+        else:
+            assert row["error"] is None and row["n_backward"] == 1
+    clean = {r["image_id"]: r for r in (out.clean.to_pylist() if out.clean is not None else [])}
+    assert sorted(clean) == sorted(unit.image_ids), "clean rows lost or duplicated"
+    assert [i for i, r in clean.items() if r["error"]] == [unit.image_ids[3]]  # the broken file
+
+
+# -- cluster configs --------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_ray_cluster_yaml_validates_against_rays_schema() -> None:
+    import ray.autoscaler
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((ROOT / "ray_cluster.yaml").read_text())
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(cfg, schema)
+    validate_config(prepare_config(cfg))  # Ray's own checks after filling its defaults
+    nodes = cfg["available_node_types"]
+    assert nodes[cfg["head_node_type"]]["resources"].get("GPU", 0) == 0
+    gpu = [n for n in nodes.values() if n["resources"].get("GPU") == 1]
+    assert gpu and all(0 <= n["min_workers"] <= n["max_workers"] for n in gpu)
+    assert cfg["idle_timeout_minutes"] > 0
+    setup = " ".join(cfg["setup_commands"])
+    assert "torch==2.14.1" in setup and "torchvision==0.29.1" in setup
+    assert "CHANGE ME" in (ROOT / "ray_cluster.yaml").read_text()
+
+
+def _ray_job_spec_ok(spec: dict) -> None:
+    assert spec["entrypoint"].startswith("foveabench ")
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    cluster = spec["rayClusterSpec"]
+    head = cluster["headGroupSpec"]
+    assert "rayStartParams" in head and head["template"]["spec"]["containers"][0]["image"]
+    (gpu,) = cluster["workerGroupSpecs"]
+    assert gpu["groupName"] and 0 <= gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
+    (container,) = gpu["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+@pytest.mark.unit
+def test_kuberay_manifests_have_the_required_fields() -> None:
+    job = yaml.safe_load((ROOT / "configs/k8s/rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"]
+    _ray_job_spec_ok(job["spec"])
+
+    cron = yaml.safe_load((ROOT / "configs/k8s/raycronjob.yaml").read_text())
+    assert cron["apiVersion"] == "ray.io/v1" and cron["kind"] == "RayCronJob"
+    assert len(cron["spec"]["schedule"].split()) == 5
+    _ray_job_spec_ok(cron["spec"]["jobTemplate"])
+    assert "foveabench nightly" in cron["spec"]["jobTemplate"]["entrypoint"]
+
+
+# -- a real 3-node cluster (module-scoped: these two run last) ------------------------------
+
+
+@pytest.mark.integration
+def test_sigkill_busy_actor_requeues_its_shards_exactly_once(
+    three_node_cluster: Cluster, tmp_path: Path
+) -> None:
+    delivered: collections.Counter[tuple[str, int]] = collections.Counter()
+    killed: list[int] = []
+
+    def kill_first_producer(out: ShardOutput) -> None:
+        delivered[(out.unit.model, out.unit.shard)] += 1
+        if not killed:  # the actor that produced this already runs its next shard
+            os.kill(out.pid, signal.SIGKILL)
+            killed.append(out.pid)
+
+    summary = run_benchmark(cluster_config(tmp_path), on_unit_done=kill_first_producer)
+
+    assert killed and summary.requeued_units >= 1, "the kill did not hit a busy actor"
+    assert not summary.failed_units and summary.computed_units == N_IMAGES
+    assert sorted(delivered) == [(MODEL, s) for s in range(N_IMAGES)]
+    assert set(delivered.values()) == {1}, f"a shard was delivered twice: {delivered}"
+    assert_rows_exactly_once(tmp_path / "faults")
+
+
+@pytest.mark.integration
+def test_removing_a_worker_node_mid_run_loses_nothing(
+    three_node_cluster: Cluster, tmp_path: Path
+) -> None:
+    workers = {node.node_id: node for node in three_node_cluster.worker_nodes}
+    removed: list[str] = []
+    delivered: collections.Counter[int] = collections.Counter()
+
+    def remove_node_of_busy_actor(out: ShardOutput) -> None:
+        delivered[out.unit.shard] += 1
+        if not removed and out.node_id in workers:
+            three_node_cluster.remove_node(workers[out.node_id], allow_graceful=False)
+            removed.append(out.node_id)
+
+    summary = run_benchmark(cluster_config(tmp_path), on_unit_done=remove_node_of_busy_actor)
+
+    assert removed, "no actor ran on a worker node"
+    assert not summary.failed_units and summary.requeued_units >= 1
+    assert sorted(delivered) == list(range(N_IMAGES)) and set(delivered.values()) == {1}
+    assert_rows_exactly_once(tmp_path / "faults")

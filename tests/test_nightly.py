@@ -1,0 +1,165 @@
+"""``foveabench nightly`` and ``foveabench sync`` against a real ``mlflow server`` (SQLite)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from tests.ops_helpers import foveabench, free_port, mlflow_server
+
+pytestmark = pytest.mark.integration
+
+MODEL = "efficientnet_lite0"
+NIGHT = "2026-01-10"
+SHIFTED = f"{MODEL}/mp/sign/median_l1pp"
+
+
+def write_config(tmp_path: Path, tracking_uri: str, name: str) -> Path:
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "dataset": {"layout": "sample", "limit": 2},
+                "models": [MODEL],
+                "attacks": ["sign"],
+                "output_dir": str(tmp_path / "results"),
+                "mlflow": {"tracking_uri": tracking_uri, "experiment": "ops"},
+                "shard_size": 2,
+                "batch_size": 2,
+                "ray": {"actors_per_model": 1},
+            }
+        )
+    )
+    return config
+
+
+class LazyServer:
+    """One ``mlflow server`` per module on a port fixed up front, started on demand:
+    the outage test runs the benchmark while nothing listens there, then starts it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = f"http://127.0.0.1:{free_port()}"
+        self._stack = contextlib.ExitStack()
+        self._started = False
+
+    def start(self) -> str:
+        if not self._started:
+            port = int(self.uri.rsplit(":", 1)[1])
+            self._stack.enter_context(mlflow_server(self.root, port=port))
+            self._started = True
+        return self.uri
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LazyServer]:
+    lazy = LazyServer(tmp_path_factory.mktemp("mlflow"))
+    yield lazy
+    lazy.close()
+
+
+def plant_nightly(client: MlflowClient, like: str, name: str, scale: dict[str, float]) -> None:
+    """A finished nightly run of the same config whose child metrics copy ``like``'s."""
+    source = client.get_run(like)
+    tags = {k: v for k, v in source.data.tags.items() if not k.startswith("mlflow.")}
+    exp = source.info.experiment_id
+    parent = client.create_run(exp, run_name=name, tags={**tags, "mlflow.runName": name})
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{like}'")
+    for child in children:
+        model = child.data.tags["model"]
+        run = client.create_run(
+            exp,
+            run_name=f"{name}/{model}",
+            tags={**tags, "model": model, "mlflow.parentRunId": parent.info.run_id},
+        )
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, v * scale.get(f"{model}/{k}", 1.0), now, 0)
+            for k, v in child.data.metrics.items()
+        ]
+        client.log_batch(run.info.run_id, metrics=metrics)
+        client.set_terminated(run.info.run_id)
+    client.set_terminated(parent.info.run_id)
+
+
+def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
+    server: LazyServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, server.uri, "outage")
+    run_dir = tmp_path / "results" / "outage"
+
+    down = foveabench("run", str(config))  # nothing listens on server.uri yet
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert down.stderr.count("warning: MLflow unavailable") == 1
+    assert list((run_dir / "attacks").rglob("shard-*.parquet")), "results must land on disk"
+    assert not (run_dir / "mlflow.json").exists()
+
+    server.start()
+    nxt = foveabench("run", str(config))  # computes nothing, logs what the outage missed
+    assert nxt.returncode == 0, nxt.stderr[-3000:]
+    # 2 summaries, 1 clean + 1 attack shard (config and manifest are logged every run)
+    assert "mlflow: logged 4 file(s) that earlier runs could not log" in nxt.stderr
+    assert "nothing to compute" in nxt.stderr
+
+    client = MlflowClient(server.uri)
+    parent = json.loads((run_dir / "mlflow.json").read_text())["parent"]
+    (child,) = client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'"
+    )
+    assert "clean_top5" in child.data.metrics and "mp/sign/median_l1pp" in child.data.metrics
+    assert client.get_run(parent).info.status == "FINISHED"
+
+    synced = foveabench("sync", str(run_dir))  # everything is there: nothing twice
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert "0 file(s) and 0 metric(s) logged; run complete" in synced.stdout, synced.stdout
+    assert len(client.get_metric_history(child.info.run_id, "clean_top5")) == 1
+    shards = client.list_artifacts(child.info.run_id, f"attacks/model={MODEL}/attack=sign")
+    assert len(shards) == 1
+
+
+def test_nightly_reuses_the_night_and_flags_a_planted_regression(
+    server: LazyServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, server.start(), "nightly-cfg")
+    client = MlflowClient(server.uri)
+
+    first = foveabench("nightly", str(config), "--date", NIGHT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "NO-BASELINE" in first.stdout
+    (run_dir,) = (tmp_path / "results").glob(f"nightly-{NIGHT}-*")
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["parent"]
+    run = client.get_run(run_id)
+    assert run.data.tags["nightly"] == "true" and run.data.tags["config_name"] == "nightly-cfg"
+    assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
+
+    plant_nightly(client, run_id, "nightly-2026-01-08-planted", {})
+    same_night = foveabench("nightly", str(config), "--date", NIGHT)
+    assert same_night.returncode == 0, same_night.stdout + same_night.stderr[-3000:]
+    assert "OK" in same_night.stdout and "median of 1 run(s)" in same_night.stdout
+    named = client.search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.runName` = '{run_dir.name}'"
+    )
+    assert [r.info.run_id for r in named] == [run_id], "the same night created a second run"
+
+    plant_nightly(client, run_id, "nightly-2026-01-09-planted", {SHIFTED: 1.5})
+    regressed = foveabench("nightly", str(config), "--date", NIGHT, "--baseline-runs", "1")
+    assert regressed.returncode == 3, regressed.stdout + regressed.stderr[-3000:]
+    assert f"REGRESSION {SHIFTED}" in regressed.stdout
+    report = json.loads((run_dir / "nightly" / "regression.json").read_text())
+    assert report["verdict"] == "regression" and report["regressions"] == [SHIFTED]
+    assert report["baseline_runs"] == ["nightly-2026-01-09-planted"]
+    assert SHIFTED in (run_dir / "nightly" / "regression.html").read_text()
+    logged = {a.path for a in client.list_artifacts(run_id, "nightly")}
+    assert logged == {"nightly/regression.json", "nightly/regression.html"}
