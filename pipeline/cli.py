@@ -30,6 +30,11 @@ def print_summary(summary: object) -> None:
         f"computed {summary.computed_units} model-shards, skipped {summary.skipped_units} "
         f"already complete ({summary.skipped_files} shard files)"
     )
+    if summary.computed_eval_units:
+        print(
+            f"evaluated {summary.computed_eval_units} (source, target, attack) shards "
+            f"in {summary.eval_seconds:.1f} s"
+        )
     if summary.clean:
         print("\nclean accuracy")
         print(f"  {'model':<24} {'images':>6} {'top1':>6} {'top5':>6}")
@@ -49,6 +54,24 @@ def print_summary(summary: object) -> None:
                 f"{_fmt(row['success_rate']):>8} {_fmt(row['l1pp_median']):>9} "
                 f"{_fmt(row['l2_median'], 1):>9} {_fmt(row['linf_median']):>9} "
                 f"{_fmt(row['mean_forward'], 1):>8}"
+            )
+    if summary.table1:
+        print("\nTable 1: critical norm after / before foveation (images correct before and after)")
+        print(
+            f"  {'model':<24} {'attack':<8} {'ratio':<34} {'n':>4} {'mean':>7} {'median':>7}  95% CI of mean"
+        )
+        for row in summary.table1:
+            print(
+                f"  {row['model']:<24} {row['attack']:<8} {row['ratio']:<34} {row['n']:>4} "
+                f"{row['mean']:>7.2f} {row['median']:>7.2f}  [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            )
+    if summary.findings:
+        print("\nthe paper's findings on this run (paired differences, bootstrap 95% CI)")
+        for row in summary.findings:
+            print(
+                f"  [{row['verdict']:>12}] {row['claim']}\n      {row['model']} {row['attack']} at "
+                f"{row['norm']}={row['value']:.3g}: {row['left']:.3f} vs {row['right']:.3f}, "
+                f"diff {row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] (n={row['n']})"
             )
     for failure in summary.failed_units:
         print(f"FAILED {failure}", file=sys.stderr)
@@ -97,7 +120,7 @@ def _with_overrides(cfg: BenchmarkConfig, args: argparse.Namespace) -> Benchmark
 
 #: Modules that add subcommands: each defines ``register(subparsers)``.
 #: A new command is a new module plus one line here.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli_bench", "pipeline.cli_ops", "pipeline.cli_report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="override dataset.limit from the config")
     run.set_defaults(func=cmd_run)
 
-    prep = sub.add_parser("prepare", help="build manifest.parquet and bad_rows.parquet for a dataset")
+    prep = sub.add_parser(
+        "prepare", help="build manifest.parquet and bad_rows.parquet for a dataset"
+    )
     prep.add_argument("config", nargs="?", help="YAML config whose dataset section to use")
     prep.add_argument("--layout", default="sample", help="sample | ilsvrc | kaggle | imagefolder")
     prep.add_argument("--root", help="dataset root")

@@ -79,6 +79,15 @@ class EvalUnit:
     source_cfg: PreprocessCfg
     tasks: tuple[str, ...]
 
+    @property
+    def model(self) -> str:
+        """The network that evaluates this unit (the scheduler routes on it)."""
+        return self.target
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}->{self.target}/{self.attack}/shard-{self.shard:05d}"
+
 
 @dataclass
 class EvalOutput:

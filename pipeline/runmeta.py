@@ -79,3 +79,20 @@ def final_metrics(clean: pl.DataFrame, attacks: pl.DataFrame) -> MetricsByRun:
             {k: float(v) for k, v in metrics.items() if v is not None}
         )
     return out
+
+
+def transfer_metrics(transfer: pl.DataFrame) -> dict[str, float]:
+    """Transfer matrices as parent-run metrics (DESIGN.md, "MLflow").
+
+    ``transfer/<attack>/<source>/<target>/acc_at_<norm>_<value>`` for every grid
+    norm, and ``.../median_crit_<norm>`` for the median critical norm.
+    """
+    out: dict[str, float] = {}
+    for row in transfer.to_dicts():
+        prefix = f"transfer/{row['attack']}/{row['source']}/{row['target']}"
+        out[f"{prefix}/acc_at_{row['norm']}_{row['value']:g}"] = float(row["accuracy"])
+        for norm in ("l1pp", "linf"):
+            median = row.get(f"median_crit_{norm}")
+            if median is not None and median == median and median != float("inf"):
+                out[f"{prefix}/median_crit_{norm}"] = float(median)
+    return out

@@ -23,12 +23,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pyarrow as pa
 import ray
 import yaml
 from tqdm import tqdm
 
+from dashboards.protocol import write_protocol_summaries
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
+from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
+from pipeline.evaluation import EvalOutput, EvalUnit
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
@@ -36,7 +40,7 @@ from pipeline.results import (
     perturbation_shard_path,
     write_atomic,
 )
-from pipeline.runmeta import final_metrics, run_params, run_tags, write_summaries
+from pipeline.runmeta import final_metrics, run_params, run_tags, transfer_metrics, write_summaries
 from pipeline.scheduler import ShardScheduler
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
@@ -62,6 +66,10 @@ class RunSummary:
     attack_seconds: float = 0.0  # wall time of the attack stage (throughput)
     synced_files: int = 0  # files on disk that an earlier run had not logged to MLflow
     mlflow_run_id: str | None = None
+    computed_eval_units: int = 0
+    eval_seconds: float = 0.0  # wall time of the evaluation stage
+    findings: list[dict[str, Any]] = field(default_factory=list)  # the paper's claims, tested
+    table1: list[dict[str, Any]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -151,18 +159,11 @@ def run_benchmark(
         mlflow_run_id=tracker.run_id(),
     )
     try:
-        if plan.units:
-            attack_start = time.perf_counter()
-            summary.failed_units, summary.requeued_units = _execute(
-                cfg, plan.units, run_dir, tracker, on_unit_done
-            )
-            summary.attack_seconds = time.perf_counter() - attack_start
-            summary.computed_units = len(plan.units) - len(summary.failed_units)
-        else:
-            log("nothing to compute: every shard of this run is already complete")
-        # The evaluation stage (pipeline/evaluate.py: run_evaluation) plugs in here,
-        # after the attack stage and before the summaries.
+        stages = _Stages(cfg, run_dir, tracker, manifest.table, summary, on_unit_done)
+        stages.run(plan.units)
         _summarise(run_dir, tracker, summary)
+        if eval_tasks(cfg):
+            _summarise_protocol(cfg, run_dir, tracker, summary)
     except (KeyboardInterrupt, SystemExit):
         tracker.finish(status="KILLED")
         log(
@@ -176,6 +177,21 @@ def run_benchmark(
     tracker.finish(success=not summary.failed_units)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _summarise_protocol(
+    cfg: BenchmarkConfig, run_dir: Path, tracker: Tracker, summary: RunSummary
+) -> None:
+    """Protocol tables to summary/, transfer metrics to the parent run, findings to the summary."""
+    tables = write_protocol_summaries(
+        run_dir, cfg.eval.l1pp_grid, cfg.eval.linf_grid, cfg.eval.bootstrap
+    )
+    for name, table in tables.items():
+        if table.height:
+            tracker.log_artifact(run_dir / "summary" / f"{name}.parquet")
+    tracker.log_metrics_once(transfer_metrics(tables["transfer"]))
+    summary.findings = tables["findings"].to_dicts()
+    summary.table1 = tables["table1"].to_dicts()
 
 
 def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
@@ -257,6 +273,7 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
             batch_size=cfg.batch_size,
             device=cfg.device,
             threads=max(1, int(cfg.ray.cpus_per_actor)),
+            eval=cfg.eval,
         )
         options = {
             "num_cpus": cfg.ray.cpus_per_actor,
@@ -304,32 +321,89 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _execute(
-    cfg: BenchmarkConfig,
-    units: list[WorkUnit],
-    run_dir: Path,
-    tracker: Tracker,
-    on_unit_done: Callable[[ShardOutput], None] | None,
-) -> tuple[list[str], int]:
-    """Run the units on model actors; return the failed units and how many were requeued."""
-    _init_ray(cfg)
-    stats = _RunningStats()
+class _Stages:
+    """The attack stage, then the evaluation stage, on one set of model actors.
 
-    def on_output(out: ShardOutput) -> None:
-        _write_unit(out, run_dir, tracker)
-        if out.halvings:
-            log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
-        model, metrics, step = stats.update(out)
-        tracker.log_metrics(metrics, step=step, model=model)
-        if on_unit_done:
-            on_unit_done(out)
+    Evaluation units are planned only once the attack stage has written its
+    perturbation store; each network is loaded once per actor for both stages.
+    """
 
-    with _sigterm_as_interrupt():
-        actors = _start_actors(cfg, sorted({u.model for u in units}))
-        scheduler = ShardScheduler(actors, units, cfg.ray.max_restarts, log)
-        try:
-            with tqdm(total=len(units), desc="shards", unit="shard", file=sys.stderr) as bar:
-                result = scheduler.run(on_output, lambda: bar.update(1))
-        finally:
-            scheduler.kill_all()
-    return result.failed, result.requeued
+    def __init__(
+        self,
+        cfg: BenchmarkConfig,
+        run_dir: Path,
+        tracker: Tracker,
+        manifest: pa.Table,
+        summary: RunSummary,
+        on_unit_done: Callable[[ShardOutput], None] | None,
+    ) -> None:
+        self.cfg, self.run_dir, self.tracker = cfg, run_dir, tracker
+        self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
+        self.actors: dict[str, list[Any]] = {}
+
+    def run(self, attack_units: list[WorkUnit]) -> None:
+        with _sigterm_as_interrupt():
+            try:
+                if attack_units:
+                    start = time.perf_counter()
+                    failed, requeued = self._attack_stage(attack_units)
+                    self.summary.attack_seconds = time.perf_counter() - start
+                    self.summary.failed_units += failed
+                    self.summary.requeued_units += requeued
+                    self.summary.computed_units = len(attack_units) - len(failed)
+                eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
+                self.summary.skipped_files += eval_done
+                if eval_done:
+                    log(
+                        f"resume: {eval_done} evaluation shard files already complete, not recomputed"
+                    )
+                if eval_units:
+                    start = time.perf_counter()
+                    failed, requeued = self._eval_stage(eval_units)
+                    self.summary.eval_seconds = time.perf_counter() - start
+                    self.summary.failed_units += failed
+                    self.summary.requeued_units += requeued
+                    self.summary.computed_eval_units = len(eval_units) - len(failed)
+                if not attack_units and not eval_units:
+                    log("nothing to compute: every shard of this run is already complete")
+            finally:
+                for pool in self.actors.values():
+                    for actor in pool:
+                        with contextlib.suppress(Exception):  # already gone
+                            ray.kill(actor, no_restart=True)
+
+    def _ensure_actors(self) -> dict[str, list[Any]]:
+        if not self.actors:
+            _init_ray(self.cfg)
+            self.actors = _start_actors(self.cfg, [m.name for m in self.cfg.models])
+        return self.actors
+
+    def _schedule(
+        self, units: list[Any], method: str, on_output: Callable[[Any], None], desc: str
+    ) -> tuple[list[str], int]:
+        scheduler = ShardScheduler(
+            self._ensure_actors(), units, self.cfg.ray.max_restarts, log, method
+        )
+        with tqdm(total=len(units), desc=desc, unit="shard", file=sys.stderr) as bar:
+            result = scheduler.run(on_output, lambda: bar.update(1))
+        return result.failed, result.requeued
+
+    def _attack_stage(self, units: list[WorkUnit]) -> tuple[list[str], int]:
+        stats = _RunningStats()
+
+        def on_output(out: ShardOutput) -> None:
+            _write_unit(out, self.run_dir, self.tracker)
+            if out.halvings:
+                log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
+            model, metrics, step = stats.update(out)
+            self.tracker.log_metrics(metrics, step=step, model=model)
+            if self.on_unit_done:
+                self.on_unit_done(out)
+
+        return self._schedule(units, "process", on_output, "attack shards")
+
+    def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
+        def on_output(out: EvalOutput) -> None:
+            write_eval_output(out, self.run_dir, self.tracker)
+
+        return self._schedule(units, "evaluate", on_output, "eval shards")

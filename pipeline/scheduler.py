@@ -20,11 +20,20 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 
-from pipeline.worker import ShardOutput, WorkUnit
+
+class Unit(Protocol):
+    """What the scheduler needs of a work unit: the model that runs it and an identity."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
 
 PING_INTERVAL_S = 0.5
 RECOVERY_TIMEOUT_S = 900.0  # a restart that cannot be placed (no free slot) gives up
@@ -54,27 +63,27 @@ class ShardScheduler:
     def __init__(
         self,
         actors: dict[str, list[Any]],
-        units: Iterable[WorkUnit],
+        units: Iterable[Unit],
         max_restarts: int,
         log: Callable[[str], None],
+        method: str = "process",
     ) -> None:
         self.actors = [_Actor(h, model) for model, hs in actors.items() for h in hs]
-        self.queues: dict[str, collections.deque[WorkUnit]] = collections.defaultdict(
-            collections.deque
-        )
+        self.queues: dict[str, collections.deque[Unit]] = collections.defaultdict(collections.deque)
         for unit in units:
             self.queues[unit.model].append(unit)
+        self.method = method  # the actor method a unit is given to
         self.max_restarts = max_restarts
         self.max_attempts = max_restarts + 1
         self.log = log
-        self.in_flight: dict[Any, tuple[_Actor, WorkUnit, float]] = {}
+        self.in_flight: dict[Any, tuple[_Actor, Unit, float]] = {}
         self.pings: dict[Any, _Actor] = {}
-        self.attempts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.attempts: collections.Counter[str] = collections.Counter()
         self.result = ScheduleResult()
 
     # -- public ------------------------------------------------------------------------
     def run(
-        self, on_output: Callable[[ShardOutput], None], on_settled: Callable[[], None]
+        self, on_output: Callable[[Any], None], on_settled: Callable[[], None]
     ) -> ScheduleResult:
         """Drive every unit to an output or a failure; ``on_settled`` counts both."""
         for actor in self.actors:
@@ -103,23 +112,23 @@ class ShardScheduler:
         busy = sum(1 for a, _, _ in self.in_flight.values() if a is actor)
         while actor.state == "ready" and busy < 2 and self.queues[actor.model]:
             unit = self.queues[actor.model].popleft()
-            ref = actor.handle.process.remote(unit)
+            ref = getattr(actor.handle, self.method).remote(unit)
             self.in_flight[ref] = (actor, unit, time.monotonic())
             busy += 1
 
     def _on_unit(
-        self, ref: Any, on_output: Callable[[ShardOutput], None], on_settled: Callable[[], None]
+        self, ref: Any, on_output: Callable[[Any], None], on_settled: Callable[[], None]
     ) -> None:
         actor, unit, submitted = self.in_flight.pop(ref)
         try:
-            out: ShardOutput = ray.get(ref)
+            out = ray.get(ref)
         except ACTOR_ERRORS as exc:
             self._on_actor_failure(actor, submitted)
             self._requeue(unit, type(exc).__name__, on_settled)
             self._fill_any(unit.model)
             return
         except ray.exceptions.RayTaskError as exc:
-            self.result.failed.append(f"{unit.model}/shard-{unit.shard:05d}: {exc}")
+            self.result.failed.append(f"{unit.key}: {exc}")
             on_settled()
             self._fill(actor)
             return
@@ -127,17 +136,15 @@ class ShardScheduler:
         on_output(out)
         on_settled()
 
-    def _requeue(self, unit: WorkUnit, why: str, on_settled: Callable[[], None]) -> None:
-        key = (unit.model, unit.shard)
+    def _requeue(self, unit: Unit, why: str, on_settled: Callable[[], None]) -> None:
+        key = unit.key
         self.attempts[key] += 1
         if self.attempts[key] < self.max_attempts:
-            self.log(f"actor for {unit.model} died on shard {unit.shard} ({why}); requeued")
+            self.log(f"actor for {unit.model} died on {unit.key} ({why}); requeued")
             self.queues[unit.model].appendleft(unit)
             self.result.requeued += 1
         else:
-            self.result.failed.append(
-                f"{unit.model}/shard-{unit.shard:05d}: lost with its actor {self.attempts[key]} times"
-            )
+            self.result.failed.append(f"{unit.key}: lost with its actor {self.attempts[key]} times")
             on_settled()
 
     def _fill_any(self, model: str) -> None:
@@ -197,7 +204,5 @@ class ShardScheduler:
             if queue and all(a.state == "retired" for a in self.actors if a.model == model):
                 while queue:
                     unit = queue.popleft()
-                    self.result.failed.append(
-                        f"{model}/shard-{unit.shard:05d}: no live actor left for {model}"
-                    )
+                    self.result.failed.append(f"{unit.key}: no live actor left for {model}")
                     on_settled()

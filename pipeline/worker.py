@@ -20,6 +20,8 @@ import pyarrow as pa
 import ray
 import torch
 
+from pipeline.config import EvalCfg
+from pipeline.evaluation import EvalOutput, Evaluator, EvalUnit
 from pipeline.images import load_input
 from pipeline.models import load_model
 from pipeline.results import ATTACK_SCHEMA, CLEAN_SCHEMA, PERTURBATION_SCHEMA, table_from_rows
@@ -42,6 +44,11 @@ class WorkUnit:
     labels: tuple[int, ...]
     attacks: tuple[str, ...]  # attack names still to compute for this shard
     clean: bool
+
+    @property
+    def key(self) -> str:
+        """Identity of the unit in logs and retry counts."""
+        return f"{self.model}/shard-{self.shard:05d}"
 
 
 @dataclass
@@ -68,6 +75,7 @@ class WorkerSpec:
     batch_size: int = 16
     device: str = "auto"
     threads: int = 1
+    eval: EvalCfg = field(default_factory=EvalCfg)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -112,6 +120,7 @@ class ModelWorker:
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
         self.criterion = TopK(spec.top_k)
+        self._evaluator: Evaluator | None = None
         search = LineSearch(rtol=spec.rtol)
         self.attacks: dict[str, Attack] = {
             name: attack_registry.create(
@@ -119,6 +128,19 @@ class ModelWorker:
             )
             for name, params in spec.attacks.items()
         }
+
+    def evaluate(self, unit: EvalUnit) -> EvalOutput:
+        """The evaluation stage on this network (as the target), reusing the loaded model."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(
+                self.model,
+                self.criterion,
+                LineSearch(rtol=self.spec.eval.rtol),
+                self.spec.eval,
+                self.spec.attacks,
+                self.spec.batch_size,
+            )
+        return self._evaluator.evaluate(unit)
 
     def describe(self) -> dict[str, Any]:
         """Where this worker runs and with what preprocessing (for logs and provenance)."""
