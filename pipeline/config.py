@@ -14,7 +14,15 @@ from typing import Any
 
 import yaml
 
-KNOWN_TASKS = ("clean", "min_perturbation", "norm_sweep", "masks", "foveation", "linearity", "transfer")
+KNOWN_TASKS = (
+    "clean",
+    "min_perturbation",
+    "norm_sweep",
+    "masks",
+    "foveation",
+    "linearity",
+    "transfer",
+)
 EVAL_TASKS = ("norm_sweep", "masks", "foveation", "linearity")
 
 
@@ -65,7 +73,21 @@ class EvalCfg:
     """The protocol's grids and crop sets (Luo et al.'s values by default)."""
 
     l1pp_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0)
-    linf_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
+    linf_grid: tuple[float, ...] = (
+        0.0,
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+        5.3,
+        7.5,
+        10.0,
+        15.0,
+        20.0,
+        30.0,
+        50.0,
+        100.0,
+    )
     crops: tuple[str, ...] = ("object_crop", "ten_crop", "three_crop", "saliency_crop")
     saliency: str = "spectral_residual"
     dense_check: int = 2  # images per shard whose mp sweep is also run on the dense grids

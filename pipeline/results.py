@@ -86,7 +86,10 @@ CRITICAL_SCHEMA = pa.schema(
         ("crit_l2", pa.float64()),
         ("crit_linf", pa.float64()),
         ("n_forward", pa.int64()),
-        ("dense_mismatch", pa.int64()),  # grid points where a dense sweep disagrees; null: not checked
+        (
+            "dense_mismatch",
+            pa.int64(),
+        ),  # grid points where a dense sweep disagrees; null: not checked
         ("error", pa.string()),
         ("schema_version", pa.int32()),
     ]
@@ -114,8 +117,18 @@ LINEARITY_SCHEMA = pa.schema(
 )
 
 
-def eval_shard_path(run_dir: Path, task: str, source: str, target: str, attack: str, shard: int) -> Path:
-    return run_dir / "evals" / task / f"source={source}" / f"target={target}" / f"attack={attack}" / shard_name(shard)
+def eval_shard_path(
+    run_dir: Path, task: str, source: str, target: str, attack: str, shard: int
+) -> Path:
+    return (
+        run_dir
+        / "evals"
+        / task
+        / f"source={source}"
+        / f"target={target}"
+        / f"attack={attack}"
+        / shard_name(shard)
+    )
 
 
 def shard_name(index: int) -> str:
