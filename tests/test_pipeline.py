@@ -138,3 +138,42 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(tmp_path: Path) -> None
     assert second.returncode == 0, second.stderr[-3000:]
     assert "nothing to compute" in second.stderr
     assert "computed 0 model-shards" in second.stdout
+
+
+def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
+    local_ray: None, tmp_path: Path
+) -> None:
+    cfg = small_config(
+        tmp_path,
+        name="protocol",
+        dataset=DatasetCfg(layout="sample", limit=1),
+        models=(ModelRef("efficientnet_lite0"), ModelRef("efficientnet_lite1")),
+        tasks=("clean", "min_perturbation", "norm_sweep", "masks", "transfer"),
+    )
+    first = run_benchmark(cfg)
+    assert not first.failed_units and first.computed_eval_units == 4  # 2x2 pairs; masks ride with self
+    run_dir = tmp_path / "protocol"
+    models = ("efficientnet_lite0", "efficientnet_lite1")
+    for source in models:
+        for target in models:
+            (shard,) = (
+                run_dir / f"evals/norm_sweep/source={source}/target={target}/attack=sign"
+            ).glob("*.parquet")
+            (row,) = pq.read_table(shard).to_pylist()
+            assert row["error"] is None and row["condition"] == "mp" and row["crit_linf"] > 0
+        masks = pq.read_table(
+            next((run_dir / f"evals/masks/source={source}/target={source}").rglob("*.parquet"))
+        )
+        assert sorted(masks.column("condition").to_pylist()) == ["background_mask", "object_mask"]
+    transfer = pq.read_table(run_dir / "summary/transfer.parquet")
+    assert {(r["source"], r["target"]) for r in transfer.to_pylist()} == {
+        (s, t) for s in models for t in models
+    }
+
+    client = MlflowClient(tracking_uri=first.tracking_uri)
+    parent = client.get_run(first.mlflow_run_id)
+    key = "transfer/sign/efficientnet_lite0/efficientnet_lite1/acc_at_linf_5.3"
+    assert key in parent.data.metrics and 0.0 <= parent.data.metrics[key] <= 1.0
+
+    second = run_benchmark(cfg)
+    assert second.computed_units == 0 and second.computed_eval_units == 0
