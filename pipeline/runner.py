@@ -29,6 +29,7 @@ import yaml
 from tqdm import tqdm
 
 from dashboards.protocol import write_protocol_summaries
+from dashboards.report import build_report
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
@@ -133,9 +134,10 @@ def run_benchmark(
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
     tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, output_dir / "mlartifacts")
     models = [m.name for m in cfg.models]
+    tags = {**run_tags(cfg, manifest.table, extra_tags), "run_dir": str(run_dir.resolve())}
     tracker.start(
         run_name,
-        run_tags(cfg, manifest.table, extra_tags),
+        tags,
         run_params(cfg),
         models,
         reuse_by_name=reuse_run_by_name,
@@ -164,6 +166,7 @@ def run_benchmark(
         _summarise(run_dir, tracker, summary)
         if eval_tasks(cfg):
             _summarise_protocol(cfg, run_dir, tracker, summary)
+        _report(run_dir, tracker, tags)
     except (KeyboardInterrupt, SystemExit):
         tracker.finish(status="KILLED")
         log(
@@ -192,6 +195,15 @@ def _summarise_protocol(
     tracker.log_metrics_once(transfer_metrics(tables["transfer"]))
     summary.findings = tables["findings"].to_dicts()
     summary.table1 = tables["table1"].to_dicts()
+
+
+def _report(run_dir: Path, tracker: Tracker, tags: dict[str, str]) -> None:
+    """``report/index.html`` and its figures, logged to the parent run under ``report/``."""
+    page = build_report(run_dir, tags=tags)
+    log(f"report: {page}")
+    for path in sorted(page.parent.rglob("*")):
+        if path.is_file():
+            tracker.log_artifact(path)
 
 
 def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:

@@ -1,0 +1,124 @@
+"""Shared look of every figure: Agg backend, sizes, labels with units, PNG bytes.
+
+One place so that all figures read alike in the report and in MLflow's artifact
+viewer (which shows PNGs at their pixel size): ~100 dpi keeps a report of a
+few dozen figures under a few MB while staying legible.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on workers and CI; must precede pyplot
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
+
+DPI = 100
+PANEL_W, PANEL_H = 4.2, 3.2  # inches per panel
+NORM_LABEL = {
+    "l1pp": "L1 norm per pixel (0..255 units)",
+    "linf": "L∞ norm (0..255 units)",
+    "l2": "L2 norm (0..255 units)",
+}
+CONDITION_LABEL = {
+    "mp": "MP (no foveation)",
+    "object_mask": "object-masked",
+    "background_mask": "background-masked",
+    "object_crop": "Object Crop MP",
+    "ten_crop": "10 Crop MP",
+    "three_crop": "3 Crop MP",
+    "saliency_crop": "Saliency Crop MP",
+    "mp_object": "MP-Object",
+    "ten_crop_object": "10 Crop MP-Object",
+    "one_crop_object": "1 Crop MP-Object",
+}
+#: Fixed colours per condition, so the same set-up looks the same in every figure.
+CONDITION_COLOR = {
+    "mp": "black",
+    "object_mask": "tab:red",
+    "background_mask": "tab:blue",
+    "object_crop": "tab:green",
+    "ten_crop": "tab:orange",
+    "three_crop": "tab:brown",
+    "saliency_crop": "tab:purple",
+    "mp_object": "tab:gray",
+    "ten_crop_object": "tab:cyan",
+    "one_crop_object": "tab:olive",
+}
+BASELINE_ATTACKS = ("random",)
+
+
+def short(model: str) -> str:
+    """Compact model name for legends and tick labels (``efficientnet_lite0`` -> ``lite0``)."""
+    name = model.split(":")[-1]
+    return name.replace("efficientnet_", "")
+
+
+def grid(n_panels: int, max_cols: int = 3) -> tuple[MplFigure, list[Axes]]:
+    """A figure with ``n_panels`` axes on a near-square grid; unused axes are hidden."""
+    cols = max(1, min(max_cols, n_panels))
+    rows = max(1, math.ceil(n_panels / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(PANEL_W * cols, PANEL_H * rows), squeeze=False, dpi=DPI
+    )
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, flat[:n_panels]
+
+
+def accuracy_axes(ax: Axes, norm: str, title: str, top_k: int | None = None) -> None:
+    """Common labels of every accuracy-vs-norm panel."""
+    crit = f"top-{top_k} accuracy" if top_k else "accuracy"
+    ax.set_xlabel(NORM_LABEL.get(norm, norm))
+    ax.set_ylabel(crit)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def legend_below(fig: MplFigure, axes: Iterable[Axes], ncol: int = 4) -> None:
+    """One legend for the whole figure (deduplicated), under the panels."""
+    handles, labels, seen = [], [], set()
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in seen:
+                seen.add(label)
+                handles.append(h)
+                labels.append(label)
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(ncol, len(labels)),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
+        rows = math.ceil(len(labels) / min(ncol, len(labels)))
+        fig.tight_layout(rect=(0, min(0.35, 0.06 * rows + 0.02), 1, 1))
+    else:
+        fig.tight_layout()
+
+
+def to_bytes(fig: MplFigure, fmt: str = "png") -> bytes:
+    """Render and close (figures are never kept open: reports build many)."""
+    buf = io.BytesIO()
+    kwargs: dict[str, Any] = {"pil_kwargs": {"quality": 85}} if fmt == "jpg" else {}
+    fig.savefig(buf, format=fmt, dpi=DPI, **kwargs)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def empty_note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])

@@ -1,0 +1,137 @@
+"""Perceptibility grids like the paper's appendix C (Fig. 14-19).
+
+For a few images: one row per (network, attack), columns = the clean input,
+the adversarial example at e* and at increasing norms of the same direction,
+and e* magnified x10 around mid-grey. Rebuilt from the perturbation store
+(``clip(x + s*d) - x``, DESIGN.md) and the model's deterministic preprocessing,
+so no attack is recomputed. Saved as JPEG: these are photographs, and PNG
+would make them the bulk of the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from dashboards.figures import _style as st
+from dashboards.figures.base import Figure, norm_for, safe
+from dashboards.figures.data import RunData
+from pipeline.images import load_input
+from pipeline.models import resolve_cfg
+from pipeline.store import Encoded, decode
+from tasks import norms as tnorms
+
+IMAGES = 2  # grids per report: the pages are about numbers, these are for intuition
+NORM_STEPS = {"l1pp": (1.0, 5.3, 15.0, 30.0), "linf": (5.3, 15.0, 50.0, 100.0)}
+MAGNIFY = 10.0
+THUMB = 1.35  # inches per thumbnail
+
+
+def _store(run_dir: Path) -> pl.DataFrame:
+    files = sorted((run_dir / "perturbations").rglob("shard-*.parquet"))
+    if not files:
+        return pl.DataFrame()
+    df = pl.read_parquet(files, hive_partitioning=False)
+    # MP-Object directions live in the crop's space ("<attack>.object"): not these grids.
+    return df.filter(
+        ~pl.col("attack").str.contains(".", literal=True) & pl.col("scale").is_finite()
+    )
+
+
+def _norm(e: torch.Tensor, norm: str) -> float:
+    return float(tnorms.norm(e.unsqueeze(0), norm)[0])
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    return x.clamp(0, 255).permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+def _row_images(data: RunData, row: dict[str, Any], path: str) -> list[tuple[np.ndarray, str]]:
+    """Clean, e*, rescaled versions and the x10 magnification of one (image, model, attack)."""
+    model, attack = str(row["model"]), str(row["attack"])
+    overrides = (
+        next((m.preprocess for m in data.config.models if m.name == model), None)
+        if data.config
+        else None
+    )
+    x = load_input(path, resolve_cfg(model, overrides))
+    shape = tuple(int(s) for s in row["shape"])
+    d = decode(Encoded(str(row["codec"]), shape, float(row["norm"]), bytes(row["data"])))
+    norm = norm_for(attack)
+    scale = float(row["scale"])
+    e_star = (x + scale * d).clamp(0, 255) - x
+    out = [(_to_image(x), "clean")]
+    out.append((_to_image(x + e_star), f"e*: {norm} = {_norm(e_star, norm):.3g}"))
+    unit = _norm(d, norm) or 1.0
+    for v in NORM_STEPS[norm]:
+        e = (x + (v / unit) * d).clamp(0, 255) - x
+        out.append((_to_image(x + e), f"{norm} = {v:g}"))
+    out.append((_to_image(128.0 + MAGNIFY * e_star), f"e* ×{MAGNIFY:g}"))
+    return out
+
+
+def perceptibility_grids(data: RunData) -> list[Figure]:
+    store = _store(data.run_dir)
+    if store.is_empty() or data.manifest.is_empty():
+        return []
+    store = store.filter(~pl.col("attack").is_in(list(st.BASELINE_ATTACKS)))
+    paths = dict(data.manifest.select("image_id", "path").iter_rows())
+    # the images with a perturbation from the most (model, attack) pairs, ties by id
+    counts = store.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False])
+    images = [i for i in counts["image_id"].to_list() if i in paths and Path(paths[i]).is_file()]
+    out = []
+    for image_id in images[:IMAGES]:
+        rows = store.filter(pl.col("image_id") == image_id).sort("attack", "model").to_dicts()
+        grid = [(r, _row_images(data, r, paths[image_id])) for r in rows]
+        cols = max(len(g) for _, g in grid)
+        fig, axes = st.plt.subplots(
+            len(grid),
+            cols,
+            figsize=(THUMB * cols, THUMB * len(grid) + 0.3),
+            squeeze=False,
+            dpi=st.DPI,
+        )
+        for r, (row, cells) in enumerate(grid):
+            for c, ax in enumerate(axes[r]):
+                ax.axis("off")
+                if c < len(cells):
+                    ax.imshow(cells[c][0])
+                    ax.set_title(cells[c][1], fontsize=7)
+            axes[r][0].text(
+                -0.08,
+                0.5,
+                f"{st.short(str(row['model']))}\n{row['attack']}",
+                transform=axes[r][0].transAxes,
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+        fig.suptitle(f"{image_id}: adversarial examples at increasing norm", fontsize=10)
+        # fixed margins: tight_layout over a grid of images costs seconds and gains nothing
+        fig.subplots_adjust(
+            left=0.09,
+            right=0.995,
+            bottom=0.01,
+            top=1 - 0.45 / fig.get_figheight(),
+            wspace=0.04,
+            hspace=0.22,
+        )
+        out.append(
+            Figure(
+                name=f"perceptibility_{safe(image_id)}",
+                section="Perceptibility",
+                title=f"Perceptibility, {image_id} (appendix C)",
+                caption=(
+                    "Each row is one network's minimum perturbation e* for this image: the "
+                    "clean input, x + e*, the same direction rescaled to larger norms (0..255 "
+                    "units, clipped to the valid range) and e* magnified ten times."
+                ),
+                data=st.to_bytes(fig, fmt="jpg"),
+                fmt="jpg",
+            )
+        )
+    return out

@@ -1,0 +1,250 @@
+"""HTML tables of the report: Table 1 and 2 in the paper's shape, and the run's statistics.
+
+Plain ``html.escape``-d markup (no template engine: nothing here needs one)
+with numbers formatted for reading; the Parquet in ``summary/`` keeps the
+full precision.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from dashboards.figures._style import CONDITION_LABEL, short
+from dashboards.protocol import PAPER_NORM, TABLE1_RATIOS, native_norm
+
+VERDICT_CLASS = {
+    "holds": "ok",
+    "reversed": "bad",
+    "inconclusive": "meh",
+    "no data": "meh",
+}
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value):
+            return "∞"
+        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def render(
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    classes: Sequence[str] | None = None,
+    digits: int = 3,
+) -> str:
+    """A table; ``classes`` gives each row a CSS class (verdict colours)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        cells = "".join(
+            f'<td class="n">{html.escape(fmt(v, digits))}</td>'
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{html.escape(fmt(v, digits))}</td>"
+            for v in row
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def frame(df: pl.DataFrame, columns: Mapping[str, str], digits: int = 3) -> str:
+    """Selected columns of ``df`` under readable headers (missing columns are left out)."""
+    if df.is_empty():
+        return ""
+    present = {c: h for c, h in columns.items() if c in df.columns}
+    rows = df.select(list(present)).rows()
+    return render(list(present.values()), rows, digits=digits)
+
+
+def clean_table(clean: pl.DataFrame) -> str:
+    return frame(
+        clean,
+        {
+            "model": "model",
+            "images": "images",
+            "errors": "errors",
+            "top1": "top-1",
+            "top5": "top-5",
+        },
+    )
+
+
+def norm_stats_table(attacks: pl.DataFrame) -> str:
+    """Per (model, attack): success rate and every norm's min / median / mean / max / std."""
+    cols: dict[str, str] = {
+        "model": "model",
+        "attack": "attack",
+        "attacked": "n",
+        "success_rate": "success",
+    }
+    for norm in ("l1pp", "l2", "linf"):
+        for stat in ("min", "median", "mean", "max", "std"):
+            cols[f"{norm}_{stat}"] = f"{norm} {stat}"
+    cols["mean_forward"] = "fwd/img"
+    cols["top_pairs"] = "frequent label → adversarial label (count)"
+    return frame(attacks, cols)
+
+
+def table1_html(t1: pl.DataFrame) -> str:
+    """Rows: the ratio; columns: model x attack; cells: mean [95% CI] (n)."""
+    if t1.is_empty():
+        return ""
+    keys = sorted({(m, a) for m, a in t1.select("model", "attack").iter_rows()})
+    present = set(t1["ratio"].to_list())
+    paper_order = [f"{num} / {den}" for num, den in TABLE1_RATIOS]
+    ratios = [r for r in paper_order if r in present] + sorted(present - set(paper_order))
+    cells = {(r["ratio"], r["model"], r["attack"]): r for r in t1.to_dicts()}
+    rows = []
+    for ratio in ratios:
+        row: list[object] = [_ratio_label(ratio)]
+        for model, attack in keys:
+            c = cells.get((ratio, model, attack))
+            row.append(
+                f"{c['mean']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] (n={c['n']})"
+                if c
+                else None
+            )
+        rows.append(row)
+    header = ["ratio", *(f"{short(m)} {a}" for m, a in keys)]
+    return render(header, rows)
+
+
+def _ratio_label(ratio: str) -> str:
+    num, _, den = ratio.partition(" / ")
+    return f"{CONDITION_LABEL.get(num, num)} / {CONDITION_LABEL.get(den, den)}"
+
+
+def table2_html(t2: pl.DataFrame) -> str:
+    """One block per (attack, norm value): rows are models, columns the conditions."""
+    if t2.is_empty():
+        return ""
+    blocks = []
+    for (attack, value), block in t2.sort("attack", "value").group_by(
+        "attack", "value", maintain_order=True
+    ):
+        norm = native_norm(str(attack))
+        label = "L1/pixel" if norm == "l1pp" else "L∞"
+        title = (
+            f"No perturbation (norm 0), images of the {attack} set"
+            if value == 0
+            else f"{attack} perturbation ({label} = {value:g})"
+        )
+        order = [c for c in CONDITION_LABEL if c in set(block["condition"].to_list())]
+        models = sorted(block["model"].unique().to_list())
+        acc = {(r["model"], r["condition"]): r["accuracy"] for r in block.to_dicts()}
+        rows = [[short(m), *(acc.get((m, c)) for c in order)] for m in models]
+        header = ["model", *(CONDITION_LABEL[c] for c in order)]
+        blocks.append(f"<h4>{html.escape(title)}</h4>{render(header, rows)}")
+    return "".join(blocks)
+
+
+def findings_html(findings: pl.DataFrame) -> str:
+    if findings.is_empty():
+        return ""
+    df = findings.sort("verdict", "claim", "model", "attack")
+    header = [
+        "verdict",
+        "claim",
+        "model",
+        "attack",
+        "at norm",
+        "left",
+        "right",
+        "difference",
+        "95% CI",
+        "n",
+    ]
+    rows, classes = [], []
+    for f in df.to_dicts():
+        at = "–" if f["norm"] == "-" else f"{f['norm']} = {f['value']:.3g}"
+        ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
+        rows.append(
+            [
+                f["verdict"],
+                f["claim"],
+                short(f["model"]),
+                f["attack"],
+                at,
+                f["left"],
+                f["right"],
+                f["difference"],
+                ci,
+                f["n"],
+            ]
+        )
+        classes.append(VERDICT_CLASS.get(f["verdict"], ""))
+    return render(header, rows, classes=classes)
+
+
+def linearity_table(lin: pl.DataFrame) -> str:
+    return frame(
+        lin,
+        {
+            "model": "model",
+            "attack": "attack",
+            "n": "n",
+            "median_err_interpolation": "median |err| interpolation",
+            "median_err_alone": "median |err| f(e*)",
+            "share_interpolation_smaller": "share interp. < f(e*)",
+            "median_abs_fov_object_image": "median |f(x)−f(T_B x)|",
+            "median_abs_fov_object_perturbation": "median |pert. term T_B|",
+            "median_abs_fov_one_crop_image": "median |f(x)−f(T_S x)|",
+            "median_abs_fov_one_crop_perturbation": "median |pert. term T_S|",
+        },
+    )
+
+
+def transfer_table(transfer: pl.DataFrame) -> str:
+    """Accuracy at the paper's norm and the median critical norms, long form."""
+    if transfer.is_empty():
+        return ""
+    at = transfer.filter(pl.col("value") == PAPER_NORM).pivot(
+        on="norm", index=["attack", "source", "target"], values="accuracy"
+    )
+    med = transfer.unique(subset=["attack", "source", "target"]).select(
+        "attack",
+        "source",
+        "target",
+        "median_crit_l1pp",
+        "median_crit_linf",
+        "dense_mismatches",
+        "dense_checked",
+    )
+    df = med.join(at, on=["attack", "source", "target"], how="left").sort(
+        "attack", "source", "target"
+    )
+    cols = {
+        "attack": "attack",
+        "source": "source",
+        "target": "target",
+        "l1pp": f"acc @ L1/px {PAPER_NORM}",
+        "linf": f"acc @ L∞ {PAPER_NORM}",
+        "median_crit_l1pp": "median critical L1/px",
+        "median_crit_linf": "median critical L∞",
+        "dense_mismatches": "dense-grid mismatches",
+        "dense_checked": "dense-checked",
+    }
+    return frame(df, cols)
+
+
+def bad_rows_table(bad: pl.DataFrame, limit: int = 20) -> str:
+    if bad.is_empty():
+        return "<p>No bad rows: every manifest row was usable.</p>"
+    cols = [c for c in bad.columns if c != "schema_version"]
+    more = (
+        f"<p>… and {bad.height - limit} more (bad_rows.parquet).</p>" if bad.height > limit else ""
+    )
+    return render(cols, bad.select(cols).head(limit).rows()) + more

@@ -1,0 +1,104 @@
+"""Heatmaps of every transfer matrix (source x target), per attack.
+
+Panels: accuracy at the paper's 5.3 in L1/pixel and in L∞, and the median
+critical norm (how large the source's perturbation must get before the target
+fails, for the median image). 5.3 can sit where every self entry is already 0
+for modern networks; the median critical norm stays informative there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
+
+from dashboards.figures import _style as st
+from dashboards.figures.base import Figure, attacks_of, safe
+from dashboards.figures.data import RunData
+from dashboards.protocol import PAPER_NORM
+
+
+def _heatmap(
+    ax: Axes, matrix: np.ndarray, models: list[str], title: str, fmt: str, vmax: float | None
+) -> None:
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+    ticks = [st.short(m) for m in models]
+    ax.set_xticks(range(len(models)), ticks, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(models)), ticks, fontsize=8)
+    ax.set_xlabel("target (evaluated on)")
+    ax.set_ylabel("source (perturbation from)")
+    ax.set_title(title, fontsize=9)
+    finite = matrix[np.isfinite(matrix)]
+    mid = (float(finite.max()) + float(finite.min())) / 2 if finite.size else 0.0
+    for (i, j), v in np.ndenumerate(matrix):
+        if np.isfinite(v):
+            ax.text(
+                j,
+                i,
+                format(v, fmt),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if v > mid else "white",
+            )
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def _matrix(df: pl.DataFrame, models: list[str], column: str) -> np.ndarray:
+    out = np.full((len(models), len(models)), np.nan)
+    for row in df.iter_rows(named=True):
+        if row["source"] in models and row["target"] in models and row[column] is not None:
+            out[models.index(row["source"]), models.index(row["target"])] = float(row[column])
+    return out
+
+
+def transfer_heatmaps(data: RunData) -> list[Figure]:
+    """One figure per attack: the accuracy and median-critical-norm matrices."""
+    transfer = data.table("transfer")
+    if transfer.is_empty():
+        return []
+    out = []
+    for attack in attacks_of(transfer):
+        sub = transfer.filter(pl.col("attack") == attack)
+        models = sorted(set(sub["source"].to_list()) | set(sub["target"].to_list()))
+        panels: list[tuple[np.ndarray, str, str, float | None]] = []
+        for norm in ("l1pp", "linf"):
+            at = sub.filter((pl.col("norm") == norm) & (pl.col("value") == PAPER_NORM))
+            if at.height:
+                label = "L1/pixel" if norm == "l1pp" else "L∞"
+                panels.append(
+                    (
+                        _matrix(at, models, "accuracy"),
+                        f"accuracy at {label} = {PAPER_NORM}",
+                        ".2f",
+                        1.0,
+                    )
+                )
+        pairs = sub.unique(subset=["source", "target"])
+        for column, label in (("median_crit_l1pp", "L1/pixel"), ("median_crit_linf", "L∞")):
+            if column in pairs.columns:
+                m = _matrix(pairs, models, column)
+                finite = m[np.isfinite(m)]
+                vmax = float(finite.max()) if finite.size else None
+                panels.append((m, f"median critical {label} (0..255)", ".3g", vmax))
+        if not panels:
+            continue
+        fig, axes = st.grid(len(panels), max_cols=4)
+        for ax, (matrix, title, fmt, vmax) in zip(axes, panels, strict=True):
+            _heatmap(ax, matrix, models, title, fmt, vmax)
+        fig.suptitle(f"{attack}: transfer between networks", fontsize=11)
+        fig.tight_layout()
+        out.append(
+            Figure(
+                name=f"transfer_{safe(attack)}",
+                section="Transfer",
+                title=f"Transfer matrices, {attack}",
+                caption=(
+                    f"Rows are the network whose {attack} perturbation is applied, columns the "
+                    f"network evaluated: top-k accuracy at the paper's norm {PAPER_NORM} and the "
+                    "median critical norm (higher = the perturbation transfers less)."
+                ),
+                data=st.to_bytes(fig),
+            )
+        )
+    return out

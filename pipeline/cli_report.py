@@ -1,0 +1,124 @@
+"""``foveabench report RUN``: rebuild a run's HTML report from its Parquet.
+
+RUN is a run directory, or an MLflow run id (parent or child run). For a run
+id, the run directory is found from the run's ``run_dir`` tag, else from its
+``output_dir`` param and run name; when neither exists on this machine (the
+run was computed on a cluster), the run's artifacts (parent and per-model
+child runs, logged under their run-directory paths) are downloaded and the
+report is built from those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RUN_DIR_TAG = "run_dir"  # absolute run directory, when the runner sets it
+
+
+class ReportError(RuntimeError):
+    """RUN could not be resolved; the message says what was tried."""
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.parquet").is_file()
+
+
+def locate(
+    ref: str, tracking_uri: str | None, download_dir: str | None
+) -> tuple[Path, dict[str, str] | None]:
+    """(run directory, the parent run's tags or None) for a directory or an MLflow run id."""
+    path = Path(ref)
+    if path.is_dir():
+        if not _is_run_dir(path):
+            raise ReportError(
+                f"{path}: no manifest.parquet here; pass a run directory (results/<run_name>)"
+            )
+        return path, None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    from pipeline.tracking import default_tracking_uri
+
+    if "/" in ref or ref.startswith("."):
+        raise ReportError(f"{ref}: no such run directory")
+    uri = tracking_uri or default_tracking_uri(Path("results"))
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create an empty store here; looking a run up must not write anything
+        raise ReportError(f"no MLflow store at {uri}; pass --tracking-uri or a run directory")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(ref)
+        if MLFLOW_PARENT_RUN_ID in run.data.tags:
+            run = client.get_run(run.data.tags[MLFLOW_PARENT_RUN_ID])
+    except MlflowException as exc:
+        raise ReportError(
+            f"{ref!r} is neither a directory nor a run in the MLflow store {uri} ({exc}); "
+            "pass --tracking-uri or a run directory"
+        ) from None
+    tags = dict(run.data.tags)
+    candidates = [tags.get(RUN_DIR_TAG)]
+    if "output_dir" in run.data.params and MLFLOW_RUN_NAME in tags:
+        candidates.append(str(Path(run.data.params["output_dir"]) / tags[MLFLOW_RUN_NAME]))
+    for candidate in candidates:
+        if candidate and _is_run_dir(Path(candidate)):
+            return Path(candidate), tags
+    dest = Path(download_dir or f"report-{run.info.run_id[:12]}")
+    _download(client, run, dest, uri)
+    return dest, tags
+
+
+def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
+    """Parent artifacts (config, manifest, summaries) plus each model's shards, into ``dest``."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    dest.mkdir(parents=True, exist_ok=True)
+    children = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'",
+        max_results=500,
+    )
+    for r in [run, *children]:
+        print(f"report: downloading artifacts of run {r.info.run_id} to {dest}", file=sys.stderr)
+        download_artifacts(run_id=r.info.run_id, dst_path=str(dest), tracking_uri=uri)
+    if not _is_run_dir(dest):
+        raise ReportError(f"run {run.info.run_id}: no manifest.parquet among its artifacts")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboards.report import build_report
+
+    try:
+        run_dir, tags = locate(args.run, args.tracking_uri, args.download_dir)
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    page = build_report(run_dir, tags=tags)
+    size = sum(f.stat().st_size for f in page.parent.rglob("*") if f.is_file())
+    print(
+        f"report: {page} ({page.stat().st_size / 1e6:.2f} MB page, {size / 1e6:.2f} MB with "
+        f"figure files, {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    report = subparsers.add_parser(
+        "report",
+        help="rebuild a run's report/index.html from its Parquet (run dir or MLflow run id)",
+    )
+    report.add_argument("run", help="run directory (results/<run_name>) or MLflow run id")
+    report.add_argument(
+        "--tracking-uri",
+        help="MLflow store for a run id (default: MLFLOW_TRACKING_URI or results/mlflow.db)",
+    )
+    report.add_argument(
+        "--download-dir", help="where to put a remote run's artifacts (default: ./report-<run id>)"
+    )
+    report.set_defaults(func=cmd_report)

@@ -1,0 +1,362 @@
+"""The report from real result tables: every figure for the tables present, size, time.
+
+The run directory is written with the pipeline's own schemas, shard layout,
+perturbation codec and aggregation functions (``dashboards.aggregate``,
+``dashboards.protocol.write_protocol_summaries``), over the real sample photos;
+only the numbers in the shards are synthetic, so this stays a fast unit test.
+The browser test (test_report_browser.py) covers a real computed run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from dashboards import aggregate, protocol
+from dashboards.figures import RunData, build_figures
+from dashboards.figures.data import PROTOCOL_TABLES
+from dashboards.report import build_report, provenance, provenance_html, render_page
+from pipeline.cli import main as cli_main
+from pipeline.config import parse_config
+from pipeline.data import build_manifest
+from pipeline.models import resolve_cfg
+from pipeline.results import (
+    ATTACK_SCHEMA,
+    CLEAN_SCHEMA,
+    CRITICAL_SCHEMA,
+    LINEARITY_SCHEMA,
+    PERTURBATION_SCHEMA,
+    attack_shard_path,
+    clean_shard_path,
+    eval_shard_path,
+    perturbation_shard_path,
+    table_from_rows,
+    write_atomic,
+)
+from pipeline.store import encode
+
+pytestmark = pytest.mark.unit
+
+MODELS = ("efficientnet_lite0", "efficientnet_lite1")
+ATTACKS = ("sign", "random")
+FOVEATIONS = (
+    "object_crop",
+    "ten_crop",
+    "three_crop",
+    "saliency_crop",
+    "mp_object",
+    "ten_crop_object",
+    "one_crop_object",
+)
+ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+MAX_BYTES = 5_000_000
+MAX_SECONDS = 30.0
+
+
+def _write(rows: list[dict[str, object]], schema: pa.Schema, path: Path) -> None:
+    write_atomic(table_from_rows(rows, schema), path)
+
+
+def _crit(
+    rng: np.random.Generator, base: dict[str, object], condition: str, spread: float
+) -> dict[str, object]:
+    linf = float(rng.uniform(0.5, 20.0) * spread)
+    return {
+        **base,
+        "condition": condition,
+        "clean_correct": True,
+        "critical_scale": linf,
+        "crit_l1pp": linf * 0.8,
+        "crit_l2": linf * 200.0,
+        "crit_linf": linf,
+        "n_forward": 10,
+        "dense_mismatch": 0,
+    }
+
+
+def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
+    """A run directory in the contract layout (DESIGN.md "Results")."""
+    rng = np.random.default_rng(0)
+    manifest = build_manifest("sample", None, 3)
+    write_atomic(manifest.table, run_dir / "manifest.parquet")
+    write_atomic(manifest.bad_rows, run_dir / "bad_rows.parquet")
+    tasks = ["clean", "min_perturbation"] + (
+        ["norm_sweep", "masks", "foveation", "linearity", "transfer"] if protocol_stage else []
+    )
+    raw = {
+        "name": "unit",
+        "dataset": {"layout": "sample", "limit": 3},
+        "models": list(MODELS),
+        "attacks": list(ATTACKS),
+        "tasks": tasks,
+    }
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(parse_config(raw).as_dict(), sort_keys=False)
+    )
+    images = manifest.table.to_pylist()
+    for model in MODELS:
+        size = resolve_cfg(model).input_size
+        clean = [
+            {
+                "image_id": r["image_id"],
+                "label": r["label"],
+                "model": model,
+                "top1_correct": True,
+                "top5_correct": True,
+                "pred_label": r["label"],
+                "true_logit": 9.0,
+                "margin": 2.0,
+            }
+            for r in images
+        ]
+        _write(clean, CLEAN_SCHEMA, clean_shard_path(run_dir, model, 0))
+        for attack in ATTACKS:
+            spread = 10.0 if attack == "random" else 1.0
+            rows, perts = [], []
+            for r in images:
+                linf = float(rng.uniform(1, 30) * spread)
+                rows.append(
+                    {
+                        "image_id": r["image_id"],
+                        "label": r["label"],
+                        "model": model,
+                        "attack": attack,
+                        "criterion": "top5",
+                        "success": True,
+                        "scale": linf,
+                        "l1pp": linf * 0.8,
+                        "l2": linf * 200,
+                        "linf": linf,
+                        "adv_label": 1,
+                        "clean_correct": True,
+                        "clean_label": r["label"],
+                        "n_forward": 20,
+                        "n_backward": 1,
+                        "seconds": 0.1,
+                    }
+                )
+                enc = encode(_sign((3, *size), rng))
+                perts.append(
+                    {
+                        "image_id": r["image_id"],
+                        "model": model,
+                        "attack": attack,
+                        "scale": linf,
+                        "codec": enc.codec,
+                        "shape": list(enc.shape),
+                        "norm": enc.norm,
+                        "data": enc.data,
+                    }
+                )
+            _write(perts, PERTURBATION_SCHEMA, perturbation_shard_path(run_dir, model, attack, 0))
+            _write(rows, ATTACK_SCHEMA, attack_shard_path(run_dir, model, attack, 0))
+    if protocol_stage:
+        _write_evals(run_dir, images, rng)
+    for name, table in (
+        ("clean", aggregate.clean_summary(run_dir)),
+        ("attacks", aggregate.attack_summary(run_dir)),
+    ):
+        write_atomic(table.to_arrow(), run_dir / "summary" / f"{name}.parquet")
+    if protocol_stage:
+        grids = parse_config(raw).eval  # the grids the report re-aggregates with
+        protocol.write_protocol_summaries(run_dir, grids.l1pp_grid, grids.linf_grid, n_boot=50)
+    return run_dir
+
+
+def _sign(shape: tuple[int, ...], rng: np.random.Generator) -> torch.Tensor:
+    return torch.from_numpy(np.where(rng.standard_normal(shape) > 0, 1.0, -1.0).astype(np.float32))
+
+
+def _write_evals(run_dir: Path, images: list[dict[str, object]], rng: np.random.Generator) -> None:
+    for attack in ATTACKS:
+        for source in MODELS:
+            for target in MODELS:
+                base = [
+                    {
+                        "image_id": r["image_id"],
+                        "label": r["label"],
+                        "source": source,
+                        "target": target,
+                        "attack": attack,
+                    }
+                    for r in images
+                ]
+                spread = 2.0 if source != target else 1.0
+                sweep = [_crit(rng, b, "mp", spread) for b in base]
+                _write(
+                    sweep,
+                    CRITICAL_SCHEMA,
+                    eval_shard_path(run_dir, "norm_sweep", source, target, attack, 0),
+                )
+                if source != target or attack == "random":
+                    continue
+                masks = [
+                    _crit(rng, b, c, s)
+                    for b in base
+                    for c, s in (("object_mask", 1.5), ("background_mask", 4.0))
+                ]
+                _write(
+                    masks,
+                    CRITICAL_SCHEMA,
+                    eval_shard_path(run_dir, "masks", source, target, attack, 0),
+                )
+                fov = [_crit(rng, b, c, 3.0) for b in base for c in FOVEATIONS]
+                _write(
+                    fov,
+                    CRITICAL_SCHEMA,
+                    eval_shard_path(run_dir, "foveation", source, target, attack, 0),
+                )
+                lin = []
+                for b in base:
+                    slope = float(rng.uniform(-4, -1))
+                    lin.append(
+                        {
+                            **b,
+                            "alphas": ALPHAS,
+                            "response": [slope * a + 0.3 * a * a for a in ALPHAS],
+                            "alone": [float(rng.normal()) * a for a in ALPHAS],
+                            "err_interpolation": float(rng.uniform(0, 1)),
+                            "err_alone": float(rng.uniform(1, 5)),
+                            "fov_object_image": float(rng.normal()),
+                            "fov_object_perturbation": float(rng.normal(3)),
+                            "fov_one_crop_image": float(rng.normal()),
+                            "fov_one_crop_perturbation": float(rng.normal(2)),
+                        }
+                    )
+                _write(
+                    lin,
+                    LINEARITY_SCHEMA,
+                    eval_shard_path(run_dir, "linearity", source, target, attack, 0),
+                )
+
+
+EXPECTED_PROTOCOL = {
+    "accuracy_l1pp",
+    "accuracy_linf",  # Fig. 2 / 7
+    "transfer_sign",
+    "transfer_random",  # heatmaps
+    "masks_sign",  # Fig. 3 / 8 (random is a baseline: sweeps only)
+    "foveation_sign",  # Fig. 5 / 13
+    "foveation_effect_cdf",  # Fig. 6
+    "linearity_examples_sign",  # Fig. 4, 9-11
+    "linearity_error_cdf",  # Fig. 12
+}
+EXPECTED_ALWAYS = {"norm_distributions", "perceptibility_camera", "perceptibility_chelsea"}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("run") / "unit")
+
+
+@pytest.fixture(scope="module")
+def built(full_run: Path) -> tuple[Path, float]:
+    """The report of the full run, built once (figures dominate the suite's time)."""
+    start = time.perf_counter()
+    page = build_report(full_run)
+    return page, time.perf_counter() - start
+
+
+def test_every_figure_and_table_of_a_full_run(built: tuple[Path, float]) -> None:
+    page_path, seconds = built
+    page = page_path.read_text()
+    names = set(re.findall(r'data-name="([^"]+)"', page))
+    assert names == EXPECTED_PROTOCOL | EXPECTED_ALWAYS
+    assert page.count('src="data:image/') == len(names)  # all embedded, none linked
+    files = {p.stem for p in (page_path.parent / "figures").iterdir()}
+    assert files == names
+    for title in (
+        "Table 1",
+        "Table 2",
+        "Norm statistics",
+        "Clean accuracy",
+        "Findings",
+        "Transfer matrices",
+    ):
+        assert title in page, title
+    assert re.search(r'<tr class="(ok|bad|meh)">', page)  # findings coloured by verdict
+    assert "failed:" not in page
+    assert 'id="git-sha"' in page and "config.yaml" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+    assert page_path.stat().st_size < MAX_BYTES
+    assert seconds < MAX_SECONDS, f"report took {seconds:.1f} s"
+
+
+def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_path: Path) -> None:
+    """A run stopped before its aggregate stage still gets every table, same values."""
+    run = tmp_path / "nosummary"
+    shutil.copytree(full_run, run, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(run / "summary")
+    data, written = RunData.load(run), RunData.load(full_run)
+    assert set(data.recomputed) == {"clean", "attacks", *PROTOCOL_TABLES}
+    assert not written.recomputed
+    assert data.attacks.drop("top_pairs").equals(written.attacks.drop("top_pairs"))
+    for name in ("transfer", "table2", "linearity"):
+        assert data.table(name).height == written.table(name).height > 0, name
+
+
+def test_attack_only_run_skips_protocol_figures(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "attacks_only", protocol_stage=False)
+    data = RunData.load(run)
+    data.run_dir = tmp_path / "elsewhere"  # no perturbation store there: grids skip too
+    figs = build_figures(data)
+    assert {f.name for f in figs.figures} == {"norm_distributions"}
+    assert not figs.failed
+    assert any("curves" in s for s in figs.skipped)
+    page = render_page(data, provenance(data, {"git_sha": "x"}), figs)
+    assert "Not produced by this run" in page and "Table 1" not in page
+    assert "Linearity summary" not in page  # no empty tables
+
+
+def test_provenance_without_mlflow_is_recomputed(built: tuple[Path, float], full_run: Path) -> None:
+    from pipeline.provenance import git_sha
+
+    page = built[0].read_text()
+    assert f'<code id="git-sha">{git_sha()}</code>' in page
+    assert "recomputed at report time" in page
+    data = RunData.load(full_run)
+    tagged = provenance_html(data, provenance(data, {"git_sha": "abc123", "config_name": "unit"}))
+    assert '<code id="git-sha">abc123</code>' in tagged and "MLflow run" in tagged
+
+
+def test_cli_report_rebuilds_from_a_run_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(tmp_path / "cli", protocol_stage=False)
+    assert cli_main(["report", str(run)]) == 0
+    assert (run / "report" / "index.html").is_file()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_cli_report_names_what_it_could_not_find(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["report", str(tmp_path)]) == 2
+    assert "manifest.parquet" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path / "missing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    assert cli_main(["report", "0123456789abcdef", "--tracking-uri", uri]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).search_experiments()  # an existing, empty store
+    assert cli_main(["report", "0123456789abcdef", "--tracking-uri", uri]) == 2
+    assert "neither a directory nor a run" in capsys.readouterr().err
+
+
+def test_perturbation_store_decodes_in_grids(full_run: Path) -> None:
+    """The grids read the store the attack stage writes (codec, shape, scale)."""
+    table = pq.read_table(perturbation_shard_path(full_run, MODELS[0], "sign", 0))
+    assert table.num_rows == 3
