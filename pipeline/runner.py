@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -262,15 +263,35 @@ def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
+def actor_shares(
+    n_actors: int, cpus_per_actor: float, gpus_per_actor: float, cluster: dict[str, float]
+) -> tuple[float, float]:
+    """CPU and GPU each actor asks for, so that every actor can be placed at once.
+
+    All actors live through both stages (each holds its network), so an actor
+    that cannot be placed would wait forever: with 3 models on 2 CPUs, or more
+    models than GPUs, the requests shrink to fractional shares of what exists.
+    """
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    cpu = min(cpus_per_actor, cpus / n_actors) if cpus else cpus_per_actor
+    gpu = min(gpus_per_actor, gpus / n_actors) if gpus else 0.0
+    return math.floor(cpu * 1e4) / 1e4, math.floor(gpu * 1e4) / 1e4  # round down: must fit
+
+
 def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any]]:
     gpus = _cluster_gpus()
-    per_gpu = cfg.ray.gpus_per_actor if gpus else 0
     if cfg.ray.actors_per_model:
         n_per_model = cfg.ray.actors_per_model
     elif gpus:
         n_per_model = max(1, int(gpus // cfg.ray.gpus_per_actor) // len(models))
     else:
         n_per_model = 1
+    cpu_share, per_gpu = actor_shares(
+        n_per_model * len(models),
+        cfg.ray.cpus_per_actor,
+        cfg.ray.gpus_per_actor,
+        {k: float(v) for k, v in ray.cluster_resources().items()},
+    )
     actors: dict[str, list[Any]] = {}
     attack_params = {a.name: a.params for a in cfg.attacks}
     for ref in cfg.models:
@@ -288,7 +309,7 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
             eval=cfg.eval,
         )
         options = {
-            "num_cpus": cfg.ray.cpus_per_actor,
+            "num_cpus": cpu_share,
             "num_gpus": per_gpu,
             "max_restarts": cfg.ray.max_restarts,
             "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
@@ -296,7 +317,7 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
         actors[ref.name] = [
             RemoteModelWorker.options(**options).remote(spec) for _ in range(n_per_model)
         ]
-    where = f"{per_gpu} GPU each" if per_gpu else f"CPU, {cfg.ray.cpus_per_actor} core(s) each"
+    where = f"{per_gpu} GPU each" if per_gpu else f"CPU, {cpu_share} core(s) each"
     log(f"ray: {sum(map(len, actors.values()))} model actors ({where})")
     return actors
 

@@ -53,3 +53,16 @@ def test_mistakes_are_named(raw: dict, fragment: str, tmp_path: Path) -> None:
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_actors_always_fit_the_cluster() -> None:
+    from pipeline.runner import actor_shares
+
+    # 3 models on a 2-core laptop: every actor must be placeable at once
+    cpu, gpu = actor_shares(3, 1.0, 1.0, {"CPU": 2.0})
+    assert cpu * 3 <= 2.0 and gpu == 0.0
+    # more models than GPUs: fractional GPU shares
+    cpu, gpu = actor_shares(3, 1.0, 1.0, {"CPU": 16.0, "GPU": 1.0})
+    assert cpu == 1.0 and gpu * 3 <= 1.0 and gpu > 0
+    # room to spare: what the config asks for
+    assert actor_shares(2, 1.0, 1.0, {"CPU": 16.0, "GPU": 4.0}) == (1.0, 1.0)

@@ -14,7 +14,8 @@ of 255 so that ``initial_const`` and ``lr`` keep the paper's magnitudes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 
@@ -55,6 +56,70 @@ def _weighted_hinge(ctx: QueryContext, c: torch.Tensor, kappa: float) -> LossFn:
     return loss
 
 
+#: ``(variable rows, their batch rows) -> (adversarial images, squared L2 in units of 255)``
+Parametrization = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+CW_PARAMS = ("binary_steps", "max_iter", "lr", "initial_const", "kappa", "abort_early")
+
+
+def cw_minimize(
+    ctx: QueryContext,
+    x: torch.Tensor,
+    params: dict[str, Any],
+    init: torch.Tensor,
+    parametrize: Parametrization,
+) -> Proposal:
+    """C&W's optimisation, shared by ``cw`` and Zhang's ``scw``.
+
+    Adam on a variable that ``parametrize`` maps to an image, minimising the
+    squared distance + ``c * max(margin, -kappa)``; ``c`` binary-searched per
+    image (x10 until the first success, then bisection); early abort when the
+    loss stalls; every iterate offered to the best-adversarial tracker.
+    """
+    max_iter = int(params.get("max_iter", 1000))
+    kappa = float(params.get("kappa", 0.0))
+    abort_every = max(1, max_iter // 10) if params.get("abort_early", True) else max_iter + 1
+    n = x.shape[0]
+    c = torch.full((n,), float(params.get("initial_const", 1e-3)), device=x.device)
+    c_lo, c_hi = torch.zeros_like(c), torch.full_like(c, float("inf"))
+    best = BestAdversarial(x, norm="l2")
+
+    for _ in range(int(params.get("binary_steps", 9))):
+        succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
+        var = init.clone().requires_grad_(True)
+        opt = torch.optim.Adam([var], lr=float(params.get("lr", 1e-2)))
+        active = torch.arange(n, device=x.device)
+        prev = torch.full((n,), float("inf"), device=x.device)
+        for it in range(max_iter):
+            loss_fn = _weighted_hinge(ctx, c[active], kappa)
+            with torch.enable_grad():
+                xa, dist = parametrize(var[active], active)
+                hinge, g_x, logits = ctx.value_and_grad(loss_fn, xa, active)
+                # Chain rule: the model's gradient from ctx, the parametrisation's by autograd.
+                (grad,) = torch.autograd.grad(dist.sum() + (g_x * xa).sum(), var)
+            opt.zero_grad()
+            var.grad = grad
+            opt.step()
+            adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
+            best.update(active, (xa - x[active]).detach(), adversarial)
+            succeeded[active] |= adversarial
+            if (it + 1) % abort_every == 0:
+                loss = (dist + hinge).detach()
+                stalled = loss > 0.9999 * prev[active]
+                prev[active] = loss
+                active = active[~stalled]
+                if active.numel() == 0:
+                    break
+        c_hi = torch.where(succeeded, torch.minimum(c_hi, c), c_hi)
+        c_lo = torch.where(succeeded, c_lo, torch.maximum(c_lo, c))
+        c = torch.where(torch.isinf(c_hi), c * 10, (c_lo + c_hi) / 2)
+
+    direction = torch.where(
+        best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, torch.zeros_like(x)
+    )
+    return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+
+
 @ATTACKS.register("cw")
 class CarliniWagnerL2(Attack):
     """Adam on tanh-reparametrised L2 + c * hinge on the top-k margin.
@@ -68,54 +133,13 @@ class CarliniWagnerL2(Attack):
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
-        return ("binary_steps", "max_iter", "lr", "initial_const", "kappa", "abort_early")
+        return CW_PARAMS
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        p = self.params
-        max_iter = int(p.get("max_iter", 1000))
-        kappa = float(p.get("kappa", 0.0))
-        abort_every = max(1, max_iter // 10) if p.get("abort_early", True) else max_iter + 1
-        n = x.shape[0]
         box = _BoxMap(x, ctx.bounds)
-        c = torch.full((n,), float(p.get("initial_const", 1e-3)), device=x.device)
-        c_lo, c_hi = torch.zeros_like(c), torch.full_like(c, float("inf"))
-        best = BestAdversarial(x, norm="l2")
-        w0 = box.initial()
 
-        for _ in range(int(p.get("binary_steps", 9))):
-            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
-            w = w0.clone().requires_grad_(True)
-            opt = torch.optim.Adam([w], lr=float(p.get("lr", 1e-2)))
-            active = torch.arange(n, device=x.device)
-            prev = torch.full((n,), float("inf"), device=x.device)
-            for it in range(max_iter):
-                loss_fn = _weighted_hinge(ctx, c[active], kappa)
-                with torch.enable_grad():
-                    xa = box.to_pixels(w[active], x[active])
-                    delta = xa - x[active]
-                    hinge, g_x, logits = ctx.value_and_grad(loss_fn, xa, active)
-                    dist = delta.flatten(1).pow(2).sum(1) / _UNIT**2
-                    # Chain rule through the box map: model gradient from ctx, distance by autograd.
-                    surrogate = dist.sum() + (g_x * xa).sum()
-                    (grad_w,) = torch.autograd.grad(surrogate, w)
-                opt.zero_grad()
-                w.grad = grad_w
-                opt.step()
-                adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
-                best.update(active, delta.detach(), adversarial)
-                succeeded[active] |= adversarial
-                if (it + 1) % abort_every == 0:
-                    loss = (dist + hinge).detach()
-                    stalled = loss > 0.9999 * prev[active]
-                    prev[active] = loss
-                    active = active[~stalled]
-                    if active.numel() == 0:
-                        break
-            c_hi = torch.where(succeeded, torch.minimum(c_hi, c), c_hi)
-            c_lo = torch.where(succeeded, c_lo, torch.maximum(c_lo, c))
-            c = torch.where(torch.isinf(c_hi), c * 10, (c_lo + c_hi) / 2)
+        def parametrize(w: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            xa = box.to_pixels(w, x[rows])
+            return xa, (xa - x[rows]).flatten(1).pow(2).sum(1) / _UNIT**2
 
-        direction = torch.where(
-            best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, torch.zeros_like(x)
-        )
-        return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+        return cw_minimize(ctx, x, self.params, box.initial(), parametrize)

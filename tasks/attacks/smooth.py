@@ -23,10 +23,9 @@ from typing import ClassVar
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.cw import _UNIT, _weighted_hinge
+from tasks.attacks.cw import _UNIT, CW_PARAMS, cw_minimize
 from tasks.attacks.pgd import PGD2
 from tasks.attacks.registry import ATTACKS
-from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 from tasks.smoothing import LaplacianSmoother, SmoothingCfg
 
@@ -70,53 +69,13 @@ class SmoothCarliniWagner(Attack):
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
-        cw = ("binary_steps", "max_iter", "lr", "initial_const", "kappa", "abort_early")
-        return cw + _SMOOTHING_PARAMS
+        return CW_PARAMS + _SMOOTHING_PARAMS
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        p = self.params
-        max_iter = int(p.get("max_iter", 1000))
-        kappa = float(p.get("kappa", 0.0))
-        abort_every = max(1, max_iter // 10) if p.get("abort_early", True) else max_iter + 1
-        n = x.shape[0]
-        smoother = LaplacianSmoother(x, smoothing_cfg(p))
-        c = torch.full((n,), float(p.get("initial_const", 1e-3)), device=x.device)
-        c_lo, c_hi = torch.zeros_like(c), torch.full_like(c, float("inf"))
-        best = BestAdversarial(x, norm="l2")
+        smoother = LaplacianSmoother(x, smoothing_cfg(self.params))
 
-        for _ in range(int(p.get("binary_steps", 9))):
-            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
-            z = torch.zeros_like(x).requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=float(p.get("lr", 1e-2)))
-            active = torch.arange(n, device=x.device)
-            prev = torch.full((n,), float("inf"), device=x.device)
-            for it in range(max_iter):
-                with torch.enable_grad():
-                    r = _UNIT * smoother.subset(active)(z[active])
-                    xa = ctx.clip(x[active] + r)
-                    hinge, g_x, logits = ctx.value_and_grad(
-                        _weighted_hinge(ctx, c[active], kappa), xa, active
-                    )
-                    dist = r.flatten(1).pow(2).sum(1) / _UNIT**2
-                    (grad_z,) = torch.autograd.grad(dist.sum() + (g_x * xa).sum(), z)
-                opt.zero_grad()
-                z.grad = grad_z
-                opt.step()
-                adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
-                best.update(active, (xa - x[active]).detach(), adversarial)
-                succeeded[active] |= adversarial
-                if (it + 1) % abort_every == 0:
-                    loss = (dist + hinge).detach()
-                    stalled = loss > 0.9999 * prev[active]
-                    prev[active] = loss
-                    active = active[~stalled]
-                    if active.numel() == 0:
-                        break
-            c_hi = torch.where(succeeded, torch.minimum(c_hi, c), c_hi)
-            c_lo = torch.where(succeeded, c_lo, torch.maximum(c_lo, c))
-            c = torch.where(torch.isinf(c_hi), c * 10, (c_lo + c_hi) / 2)
+        def parametrize(z: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            r = _UNIT * smoother.subset(rows)(z)
+            return ctx.clip(x[rows] + r), r.flatten(1).pow(2).sum(1) / _UNIT**2
 
-        direction = torch.where(
-            best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, torch.zeros_like(x)
-        )
-        return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+        return cw_minimize(ctx, x, self.params, torch.zeros_like(x), parametrize)
