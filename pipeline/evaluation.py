@@ -60,6 +60,7 @@ from tasks.views import CropView
 EVAL_TASKS = ("norm_sweep", "masks", "foveation", "linearity")
 FOVEATION_CONDITIONS = ("object_crop", "ten_crop", "three_crop", "saliency_crop")
 NO_BOX = "no ground-truth box in this image; box-based conditions are skipped for it"
+NOT_FOOLED = "MP-Object: the object crop is misclassified clean or the attack on it failed"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class _Condition:
     keep: list[bool] | None = None
     init: torch.Tensor | None = None
     dense: int = 0
+    skip_reason: str = NO_BOX  # the error row of an image that ``keep`` leaves out
 
 
 class Evaluator:
@@ -288,7 +290,10 @@ class Evaluator:
         e_obj = result.direction
         scale = torch.nan_to_num(result.scale, nan=1.0)
         rows += self._critical_rows(
-            base, _Condition("mp_object", x_obj, e_obj, e_obj, keep=fooled, init=scale)
+            base,
+            _Condition(
+                "mp_object", x_obj, e_obj, e_obj, keep=fooled, init=scale, skip_reason=NOT_FOOLED
+            ),
         )
         e_full = torch.stack([paste(e_obj[k], box[j], (h, w)) for k, j in enumerate(have)])
         for name, make in (
@@ -297,7 +302,17 @@ class Evaluator:
         ):
             view = CropView.of([make(box[j], h, w) for j in have], (h, w))
             rows += self._critical_rows(
-                base, _Condition(name, x_full, e_full, e_obj, view=view, keep=fooled, init=scale)
+                base,
+                _Condition(
+                    name,
+                    x_full,
+                    e_full,
+                    e_obj,
+                    view=view,
+                    keep=fooled,
+                    init=scale,
+                    skip_reason=NOT_FOOLED,
+                ),
             )
         # Fig. 6, MP-Object set-up: x is the object crop, T the one shifted crop of the image.
         one = CropView.of([one_crop_object(box[j], h, w) for j in have], (h, w), aggregate="logit")
