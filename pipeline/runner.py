@@ -332,19 +332,27 @@ def _init_ray(cfg: BenchmarkConfig) -> None:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _claim_sigterm() -> None:
+    """Put our SIGTERM handler back on top of the one ``ray.init`` installed."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave it to Ray
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (schedulers, ``ray job stop``, systemd) like Ctrl-C.
 
     Ray's own driver handler calls ``sys.exit``; raising KeyboardInterrupt instead
     runs the same cleanup path as Ctrl-C. Only possible on the main thread.
+    ``ray.init`` installs a native failure-signal handler for SIGTERM that aborts
+    the process, so :func:`_claim_sigterm` must run again after Ray starts.
     """
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # not the main thread
         yield
         return
@@ -408,6 +416,7 @@ class _Stages:
     def _ensure_actors(self) -> dict[str, list[Any]]:
         if not self.actors:
             _init_ray(self.cfg)
+            _claim_sigterm()
             self.actors = _start_actors(self.cfg, [m.name for m in self.cfg.models])
         return self.actors
 

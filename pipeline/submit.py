@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,18 +170,34 @@ def connect(address: str) -> Any:
         ) from None
 
 
-def submit(client: Any, sub: Submission) -> tuple[str, str]:
-    """Submit, or find the same job; return (submission id, what happened)."""
-    sid = sub.submission_id
-    for retry in range(1, 100):
-        status = _status(client, sid)
-        if status is None:
+AGENT_WAIT_S = 120.0  # a head that just started has no job agent for a while
+
+
+def _submit_when_agent_ready(client: Any, sub: Submission, sid: str) -> None:
+    """``submit_job``, retried while the head answers "No available agent" (just started)."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
             client.submit_job(
                 entrypoint=sub.entrypoint,
                 submission_id=sid,
                 runtime_env=sub.runtime_env,
                 metadata=sub.metadata,
             )
+            return
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
+
+
+def submit(client: Any, sub: Submission) -> tuple[str, str]:
+    """Submit, or find the same job; return (submission id, what happened)."""
+    sid = sub.submission_id
+    for retry in range(1, 100):
+        status = _status(client, sid)
+        if status is None:
+            _submit_when_agent_ready(client, sub, sid)
             return sid, "submitted"
         if status not in TERMINAL:
             return sid, f"already {status.lower()}: attaching to it, no second job started"
