@@ -151,7 +151,9 @@ def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
         tasks=("clean", "min_perturbation", "norm_sweep", "masks", "transfer"),
     )
     first = run_benchmark(cfg)
-    assert not first.failed_units and first.computed_eval_units == 4  # 2x2 pairs; masks ride with self
+    assert (
+        not first.failed_units and first.computed_eval_units == 4
+    )  # 2x2 pairs; masks ride with self
     run_dir = tmp_path / "protocol"
     models = ("efficientnet_lite0", "efficientnet_lite1")
     for source in models:
