@@ -11,7 +11,6 @@ answers, else it is recomputed here and marked so.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import shutil
@@ -24,9 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboards.figures import Figure, FigureSet, RunData, build_figures
+from dashboards.figures import FigureSet, RunData, build_figures
 from dashboards.figures import tables as tb
 from dashboards.figures._style import BASELINE_ATTACKS, short
+from dashboards.page import card, figure_html, kv_table, page, section
 from dashboards.protocol import PAPER_NORM, native_norm
 
 SECTIONS = (
@@ -124,14 +124,6 @@ def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenan
 
 
 # -- page pieces -------------------------------------------------------------------------
-def _kv(rows: Mapping[str, object]) -> str:
-    body = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(tb.fmt(v))}</td></tr>"
-        for k, v in rows.items()
-    )
-    return f'<table class="kv">{body}</table>'
-
-
 def provenance_html(data: RunData, prov: Provenance) -> str:
     t = prov.tags
     cfg = data.config
@@ -162,7 +154,7 @@ def provenance_html(data: RunData, prov: Provenance) -> str:
     return (
         f'<section id="provenance"><h2>Provenance</h2>'
         f'<p class="sha">git sha: <code id="git-sha">{sha}</code></p>'
-        f'<div class="cols"><div>{_kv(main)}</div><div><h4>versions</h4>{_kv(versions)}</div></div>'
+        f'<div class="cols"><div>{kv_table(main)}</div><div><h4>versions</h4>{kv_table(versions)}</div></div>'
         f"{recomputed}"
         f"<details><summary>config.yaml</summary><pre>{html.escape(data.config_text)}</pre></details>"
         f"<details><summary>bad rows ({data.bad_rows.height})</summary>{tb.bad_rows_table(data.bad_rows)}</details>"
@@ -170,22 +162,18 @@ def provenance_html(data: RunData, prov: Provenance) -> str:
     )
 
 
-def _card(value: str, label: str) -> str:
-    return f'<div class="card"><div class="v">{html.escape(value)}</div><div class="l">{html.escape(label)}</div></div>'
-
-
 def headline_html(data: RunData) -> str:
     """The numbers a reviewer looks for first, as cards."""
-    cards = [_card(str(data.manifest.height), "images")]
+    cards = [card(str(data.manifest.height), "images")]
     for r in data.clean.to_dicts():
         if r.get("top5") is not None:
-            cards.append(_card(f"{r['top5']:.3f}", f"clean top-5, {short(r['model'])}"))
+            cards.append(card(f"{r['top5']:.3f}", f"clean top-5, {short(r['model'])}"))
     for r in data.attacks.to_dicts():
         norm = native_norm(r["attack"])
         value = r.get(f"{norm}_median")
         if value is not None:
             cards.append(
-                _card(f"{value:.3g}", f"median {norm} of e*, {short(r['model'])} {r['attack']}")
+                card(f"{value:.3g}", f"median {norm} of e*, {short(r['model'])} {r['attack']}")
             )
     t2 = data.table("table2")
     if t2.height:
@@ -196,7 +184,7 @@ def headline_html(data: RunData) -> str:
         ).to_dicts():
             what = "no foveation" if r["condition"] == "mp" else "object crop"
             cards.append(
-                _card(
+                card(
                     f"{r['accuracy']:.3f}",
                     f"accuracy at {r['norm']} {PAPER_NORM}, {short(r['model'])} {r['attack']}, {what}",
                 )
@@ -205,17 +193,8 @@ def headline_html(data: RunData) -> str:
     if f.height:
         counts = dict(f.group_by("verdict").len().iter_rows())
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        cards.append(_card(str(f.height), f"paper findings tested: {text}"))
+        cards.append(card(str(f.height), f"paper findings tested: {text}"))
     return f'<section id="headline"><h2>Headline numbers</h2><div class="cards">{"".join(cards)}</div></section>'
-
-
-def figure_html(fig: Figure) -> str:
-    b64 = base64.b64encode(fig.data).decode("ascii")
-    return (
-        f'<figure id="fig-{html.escape(fig.name)}"><h3>{html.escape(fig.title)}</h3>'
-        f'<img src="data:{fig.mime};base64,{b64}" alt="{html.escape(fig.title)}" data-name="{html.escape(fig.name)}">'
-        f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
-    )
 
 
 def _table_block(title: str, caption: str, body: str) -> str:
@@ -278,59 +257,27 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
     }
 
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;color:#c8cdd8}main{max-width:1320px;margin:0 auto;padding:8px 32px 48px}
-section{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:12px 20px;margin:16px 0}
-h2{font-size:19px;margin:6px 0 4px}h3{font-size:15px;margin:14px 0 4px}h4{margin:10px 0 4px;font-size:13px}
-.lead{color:#555;margin-top:0}nav a{margin-right:14px;color:#c8cdd8}
-figure{margin:10px 0 20px}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#444;font-size:13px;margin-top:4px;max-width:1000px}
-table{border-collapse:collapse;font-size:12px;margin:6px 0;display:block;overflow-x:auto}
-th,td{border:1px solid #e1e4ea;padding:3px 7px;text-align:left;white-space:nowrap}td.n{text-align:right}
-th{background:#f0f2f5}
-table.kv th{text-align:left}table.kv td{text-align:left;white-space:normal}
-tr.ok td{background:#e3f5e6}tr.bad td{background:#fbe3e3}tr.meh td{background:#f3f3f3}
-.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;min-width:150px;max-width:240px}
-.card .v{font-size:22px;font-weight:600}.card .l{font-size:12px;color:#555}
-.cols{display:flex;gap:32px;flex-wrap:wrap}.sha code{font-size:15px;background:#eef;padding:2px 6px;border-radius:4px}
-pre{background:#f6f7f9;padding:8px;overflow:auto;font-size:12px}.note{color:#8a5a00}
-"""
-
-
 def render_page(data: RunData, prov: Provenance, figs: FigureSet) -> str:
     """The whole page: provenance, headline, then each section's figures and tables."""
     tables = section_tables(data)
-    nav = "".join(f'<a href="#{_anchor(name)}">{html.escape(name)}</a>' for name, _ in SECTIONS)
     parts = [provenance_html(data, prov), headline_html(data)]
     for name, lead in SECTIONS:
         figures = [figure_html(f) for f in figs.figures if f.section == name]
         blocks = [b for b in tables.get(name, []) if b]
         body = "".join(figures + blocks) or "<p class=note>Not produced by this run.</p>"
-        parts.append(
-            f'<section id="{_anchor(name)}"><h2>{html.escape(name)}</h2><p class="lead">{html.escape(lead)}</p>{body}</section>'
-        )
+        parts.append(section(name, lead, body))
     notes = "".join(f"<li>{html.escape(s)}</li>" for s in figs.skipped)
     notes += "".join(
         f'<li class="note">failed: <pre>{html.escape(s)}</pre></li>' for s in figs.failed
     )
     if notes:
         parts.append(f'<section id="absent"><h2>Not in this run</h2><ul>{notes}</ul></section>')
-    title = f"foveabench: {data.run_dir.name}"
     built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{html.escape(title)}</h1><p>Minimum adversarial perturbations, transfer and foveation "
-        f"(Luo et al. 2016). Report built {built}; git {html.escape(prov.git_sha[:12])}.</p><nav>{nav}</nav></header>"
-        f"<main>{''.join(parts)}</main></body></html>"
+    subtitle = (
+        "Minimum adversarial perturbations, transfer and foveation (Luo et al. 2016). "
+        f"Report built {built}; git {html.escape(prov.git_sha[:12])}."
     )
-
-
-def _anchor(name: str) -> str:
-    return name.lower().replace(" ", "-")
+    return page(f"foveabench: {data.run_dir.name}", subtitle, [n for n, _ in SECTIONS], parts)
 
 
 def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Path:
@@ -350,8 +297,8 @@ def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Pat
     fig_dir.mkdir(parents=True)
     for fig in figs.figures:
         (fig_dir / fig.filename).write_bytes(fig.data)
-    page = out / "index.html"
+    index = out / "index.html"
     tmp = out / ".index.html.tmp"
     tmp.write_text(render_page(data, prov, figs), encoding="utf-8")
-    tmp.replace(page)
-    return page
+    tmp.replace(index)
+    return index

@@ -14,18 +14,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from dashboards.nightly import write_report
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
 from pipeline.regression import (
     Report,
+    RunRef,
     Thresholds,
     compare,
     median_baseline,
     summary_lines,
-    write_report,
 )
 
 EXIT_OK = 0
@@ -64,10 +66,22 @@ def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
     return out
 
 
+def run_ref(run: Run) -> RunRef:
+    tags = run.data.tags
+    return RunRef(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        run_dir=tags.get("run_dir", ""),
+        git_sha=tags.get("git_sha", ""),
+        start_time_ms=run.info.start_time,
+    )
+
+
 def baseline_runs(
     client: MlflowClient, experiment_id: str, config_name: str, exclude: str, n: int
-) -> list[tuple[str, str]]:
-    """(run id, run name) of the last ``n`` FINISHED nightly parent runs of this config."""
+) -> list[RunRef]:
+    """The last ``n`` FINISHED nightly parent runs of this config, newest first."""
     runs = client.search_runs(
         [experiment_id],
         filter_string=(
@@ -80,7 +94,7 @@ def baseline_runs(
     parents = [
         r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
     ]
-    return [(r.info.run_id, r.info.run_name or r.info.run_id) for r in parents[:n]]
+    return [run_ref(r) for r in parents[:n]]
 
 
 def run_nightly(
@@ -113,13 +127,15 @@ def run_nightly(
         )
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     run_id = summary.mlflow_run_id
-    experiment_id = client.get_run(run_id).info.experiment_id
-    base = baseline_runs(client, experiment_id, cfg.name, run_id, baseline_n)
-    report = Report(name, run_id, cfg.name, [run_name for _, run_name in base])
+    current = run_ref(client.get_run(run_id))
+    base = baseline_runs(client, current.experiment_id, cfg.name, run_id, baseline_n)
+    report = Report(
+        name, run_id, cfg.name, base, current=current, tracking_uri=summary.tracking_uri
+    )
     if base:
         report.rows = compare(
             run_metrics(client, run_id),
-            median_baseline([run_metrics(client, rid) for rid, _ in base]),
+            median_baseline([run_metrics(client, b.run_id) for b in base]),
             thresholds,
         )
     paths = write_report(report, summary.run_dir / "nightly")

@@ -1,4 +1,4 @@
-"""Compare a run's metrics with a baseline: thresholds, verdicts, JSON and HTML.
+"""Compare a run's metrics with a baseline: thresholds and verdicts (the page: dashboards.nightly).
 
 Thresholds are data (YAML), matched by metric-name glob, first match wins::
 
@@ -19,8 +19,6 @@ absent now is a regression too (a model or attack silently disappeared).
 from __future__ import annotations
 
 import fnmatch
-import html
-import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,13 +116,31 @@ class Comparison:
     rule: str = ""
 
 
+@dataclass(frozen=True)
+class RunRef:
+    """One MLflow run a regression report points at (so the page can link to it)."""
+
+    run_id: str
+    name: str
+    experiment_id: str = ""
+    run_dir: str = ""  # the run's ``run_dir`` tag: where its Parquet and report live
+    git_sha: str = ""
+    start_time_ms: int | None = None
+
+
 @dataclass
 class Report:
     run_name: str
     run_id: str | None
     config_name: str
-    baseline_runs: list[str]
+    baselines: list[RunRef]
     rows: list[Comparison] = field(default_factory=list)
+    current: RunRef | None = None
+    tracking_uri: str = ""
+
+    @property
+    def baseline_runs(self) -> list[str]:
+        return [b.name for b in self.baselines]
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -143,6 +159,9 @@ class Report:
             "config_name": self.config_name,
             "verdict": self.verdict,
             "baseline_runs": self.baseline_runs,
+            "current": asdict(self.current) if self.current else None,
+            "baselines": [asdict(b) for b in self.baselines],
+            "tracking_uri": self.tracking_uri,
             "regressions": [r.metric for r in self.regressions],
             "metrics": [asdict(r) for r in self.rows],
         }
@@ -182,7 +201,7 @@ def compare(
     return rows
 
 
-def _num(v: float | None, pct: bool = False) -> str:
+def fmt_num(v: float | None, pct: bool = False) -> str:
     if v is None:
         return "-"
     return f"{v:+.1%}" if pct else f"{v:.6g}"
@@ -198,39 +217,7 @@ def summary_lines(report: Report) -> list[str]:
     ]
     for r in report.regressions:
         lines.append(
-            f"  REGRESSION {r.metric}: {_num(r.baseline)} -> {_num(r.current)} "
-            f"({_num(r.rel_change, pct=True)}; rule {r.rule or 'metric missing now'})"
+            f"  REGRESSION {r.metric}: {fmt_num(r.baseline)} -> {fmt_num(r.current)} "
+            f"({fmt_num(r.rel_change, pct=True)}; rule {r.rule or 'metric missing now'})"
         )
     return lines
-
-
-def render_html(report: Report) -> str:
-    rows = "\n".join(
-        f'<tr class="{r.status}"><td>{html.escape(r.metric)}</td><td>{_num(r.baseline)}</td>'
-        f"<td>{_num(r.current)}</td><td>{_num(r.delta)}</td>"
-        f"<td>{_num(r.rel_change, pct=True)}</td><td>{r.status}</td>"
-        f"<td>{html.escape(r.rule)}</td></tr>"
-        for r in sorted(report.rows, key=lambda r: (r.status != "regression", r.metric))
-    )
-    baseline = ", ".join(html.escape(b) for b in report.baseline_runs) or "none"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(report.run_name)}: {report.verdict}</title>
-<style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:right}}
-td:first-child{{text-align:left}} tr.regression,tr.missing{{background:#fdd}}
-tr.new{{background:#eef}}</style></head><body>
-<h1>{html.escape(report.run_name)}: {report.verdict}</h1>
-<p>config <b>{html.escape(report.config_name)}</b>; baseline = per-metric median of: {baseline}</p>
-<table><tr><th>metric</th><th>baseline</th><th>current</th><th>delta</th><th>relative</th>
-<th>status</th><th>rule</th></tr>
-{rows}
-</table></body></html>
-"""
-
-
-def write_report(report: Report, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    js = directory / "regression.json"
-    page = directory / "regression.html"
-    js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
-    page.write_text(render_html(report))
-    return js, page

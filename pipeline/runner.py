@@ -15,13 +15,11 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from dashboards.protocol import write_protocol_summaries
 from dashboards.report import build_report
+from pipeline import interrupts
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
@@ -162,12 +161,13 @@ def run_benchmark(
         mlflow_run_id=tracker.run_id(),
     )
     try:
-        stages = _Stages(cfg, run_dir, tracker, manifest.table, summary, on_unit_done)
-        stages.run(plan.units)
-        _summarise(run_dir, tracker, summary)
-        if eval_tasks(cfg):
-            _summarise_protocol(cfg, run_dir, tracker, summary)
-        _report(run_dir, tracker, tags)
+        with interrupts.graceful():
+            stages = _Stages(cfg, run_dir, tracker, manifest.table, summary, on_unit_done)
+            stages.run(plan.units)
+            _summarise(run_dir, tracker, summary)
+            if eval_tasks(cfg):
+                _summarise_protocol(cfg, run_dir, tracker, summary)
+            _report(run_dir, tracker, tags)
     except (KeyboardInterrupt, SystemExit):
         tracker.finish(status="KILLED")
         log(
@@ -332,36 +332,6 @@ def _init_ray(cfg: BenchmarkConfig) -> None:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _claim_sigterm() -> None:
-    """Put our SIGTERM handler back on top of the one ``ray.init`` installed."""
-    with contextlib.suppress(ValueError):  # not the main thread: leave it to Ray
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (schedulers, ``ray job stop``, systemd) like Ctrl-C.
-
-    Ray's own driver handler calls ``sys.exit``; raising KeyboardInterrupt instead
-    runs the same cleanup path as Ctrl-C. Only possible on the main thread.
-    ``ray.init`` installs a native failure-signal handler for SIGTERM that aborts
-    the process, so :func:`_claim_sigterm` must run again after Ray starts.
-    """
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class _Stages:
     """The attack stage, then the evaluation stage, on one set of model actors.
 
@@ -383,40 +353,39 @@ class _Stages:
         self.actors: dict[str, list[Any]] = {}
 
     def run(self, attack_units: list[WorkUnit]) -> None:
-        with _sigterm_as_interrupt():
-            try:
-                if attack_units:
-                    start = time.perf_counter()
-                    failed, requeued = self._attack_stage(attack_units)
-                    self.summary.attack_seconds = time.perf_counter() - start
-                    self.summary.failed_units += failed
-                    self.summary.requeued_units += requeued
-                    self.summary.computed_units = len(attack_units) - len(failed)
-                eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
-                self.summary.skipped_files += eval_done
-                if eval_done:
-                    log(
-                        f"resume: {eval_done} evaluation shard files already complete, not recomputed"
-                    )
-                if eval_units:
-                    start = time.perf_counter()
-                    failed, requeued = self._eval_stage(eval_units)
-                    self.summary.eval_seconds = time.perf_counter() - start
-                    self.summary.failed_units += failed
-                    self.summary.requeued_units += requeued
-                    self.summary.computed_eval_units = len(eval_units) - len(failed)
-                if not attack_units and not eval_units:
-                    log("nothing to compute: every shard of this run is already complete")
-            finally:
-                for pool in self.actors.values():
-                    for actor in pool:
-                        with contextlib.suppress(Exception):  # already gone
-                            ray.kill(actor, no_restart=True)
+        try:
+            if attack_units:
+                seconds, computed = self._timed(self._attack_stage, attack_units)
+                self.summary.attack_seconds, self.summary.computed_units = seconds, computed
+            eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
+            self.summary.skipped_files += eval_done
+            if eval_done:
+                log(f"resume: {eval_done} evaluation shard files already complete, not recomputed")
+            if eval_units:
+                seconds, computed = self._timed(self._eval_stage, eval_units)
+                self.summary.eval_seconds, self.summary.computed_eval_units = seconds, computed
+            if not attack_units and not eval_units:
+                log("nothing to compute: every shard of this run is already complete")
+        finally:
+            for pool in self.actors.values():
+                for actor in pool:
+                    with contextlib.suppress(Exception):  # already gone
+                        ray.kill(actor, no_restart=True)
+
+    def _timed(
+        self, stage: Callable[[list[Any]], tuple[list[str], int]], units: list[Any]
+    ) -> tuple[float, int]:
+        """Run one stage; book its failures and requeues; return (seconds, units computed)."""
+        start = time.perf_counter()
+        failed, requeued = stage(units)
+        self.summary.failed_units += failed
+        self.summary.requeued_units += requeued
+        return time.perf_counter() - start, len(units) - len(failed)
 
     def _ensure_actors(self) -> dict[str, list[Any]]:
         if not self.actors:
             _init_ray(self.cfg)
-            _claim_sigterm()
+            interrupts.claim()  # ray.init installed its own SIGTERM handler
             self.actors = _start_actors(self.cfg, [m.name for m in self.cfg.models])
         return self.actors
 

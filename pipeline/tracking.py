@@ -27,6 +27,8 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from pipeline import interrupts
+
 STATE_FILE = "mlflow.json"
 PROBE_TIMEOUT_S = 5.0
 
@@ -186,7 +188,8 @@ class Tracker:
         if not self.available:
             return
         try:
-            fn(*args)
+            with interrupts.deferred():  # never leave the store mid-transaction
+                fn(*args)
         except Exception as exc:  # tracking must never take the benchmark down
             self.available = False
             warnings.warn(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,10 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from tests.browser import chrome, screenshot
 from tests.ops_helpers import foveabench, free_port, mlflow_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +167,44 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
     assert SHIFTED in (run_dir / "nightly" / "regression.html").read_text()
     logged = {a.path for a in client.list_artifacts(run_id, "nightly")}
     assert logged == {"nightly/regression.json", "nightly/regression.html"}
+    baseline_id = report["baselines"][0]["run_id"]
+    assert report["current"]["run_id"] == run_id and baseline_id != run_id
+    check_regression_page(run_dir / "nightly" / "regression.html", run_id, baseline_id, tmp_path)
+
+
+def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: Path) -> None:
+    """In Chromium: the report's look, its figure loads, and both runs' links open in MLflow."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dashboards.page import CSS
+
+    assert CSS in page.read_text(), "the nightly page does not share the run report's style"
+    driver = chrome(tmp_path)
+    try:
+        driver.get(page.as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);"
+        )
+        assert images and all(done and width > 0 for done, width in images), images
+        bad = driver.find_elements("css selector", "tr.bad td:first-child")
+        assert [td.text for td in bad] == [SHIFTED]
+        links = {}
+        for rid in (run_id, baseline_id):
+            row = driver.find_element("id", f"run-{rid}")
+            anchors = {a.text: a.get_attribute("href") for a in row.find_elements("tag name", "a")}
+            assert anchors["MLflow run"].endswith(f"/runs/{rid}"), anchors
+            assert anchors["report in MLflow"].endswith(
+                f"/runs/{rid}/artifactPath/report/index.html"
+            )
+            links[rid] = anchors
+        assert "report on disk" in links[run_id]  # tonight's report/index.html is on this disk
+        screenshot(driver, tmp_path / "nightly.png")
+        shutil.copy(tmp_path / "nightly.png", ROOT / "test-artifacts" / "nightly.png")
+        for rid, anchors in links.items():  # the MLflow UI resolves each link to that run
+            name = MlflowClient(anchors["MLflow run"].split("/#/")[0]).get_run(rid).info.run_name
+            driver.get(anchors["MLflow run"])
+            WebDriverWait(driver, 60).until(
+                lambda d, name=name: name in d.find_element("tag name", "body").text
+            )
+    finally:
+        driver.quit()

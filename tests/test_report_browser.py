@@ -11,10 +11,8 @@ Chromium, chromedriver or Selenium is absent (``.ci/run`` installs them).
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,33 +20,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from tests.browser import chrome, screenshot
+from tests.ops_helpers import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -66,7 +47,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     artifacts = tmp_path / "server-artifacts"
     artifacts.mkdir()
@@ -88,22 +69,6 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-def _chrome(tmp_path: Path) -> Any:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-        pytest.skip(
-            f"Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver"
-        )
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
 def _get_artifact(url: str, run_id: str, path: str) -> bytes:
@@ -141,7 +106,7 @@ def _check_report_logged(url: str, run_id: str, run_dir: Path) -> None:
 
 
 def test_report_renders_in_chromium(tmp_path: Path, mlflow_server: str) -> None:
-    driver = _chrome(tmp_path)  # skip before the minutes of a run when there is no browser
+    driver = chrome(tmp_path)  # skip before the minutes of a run when there is no browser
     try:
         run_dir = _run_demo(tmp_path, mlflow_server)
         state = json.loads((run_dir / "mlflow.json").read_text())
@@ -168,7 +133,7 @@ def test_report_renders_in_chromium(tmp_path: Path, mlflow_server: str) -> None:
 
         _rebuild_from_artifacts_only(mlflow_server, run_id, run_dir, tmp_path / "downloaded")
 
-        shot = _screenshot(driver, tmp_path / "report.png")
+        shot = screenshot(driver, tmp_path / "report.png")
         keep = ROOT / "test-artifacts"
         keep.mkdir(exist_ok=True)
         shutil.copy(shot, keep / "report.png")
@@ -185,24 +150,3 @@ def _rebuild_from_artifacts_only(url: str, run_id: str, run_dir: Path, dest: Pat
     page = (dest / "report" / "index.html").read_text()
     assert 'data-name="norm_distributions"' in page  # from the child runs' attack shards
     assert "perturbations/ store" in page  # not logged to MLflow: the grids say so and skip
-
-
-def _screenshot(driver: Any, path: Path) -> Path:
-    """Full-page PNG through the DevTools protocol (Selenium's own is the viewport only)."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {
-                "x": 0,
-                "y": 0,
-                "width": 1400,
-                "height": min(int(height), 12000),
-                "scale": 0.6,
-            },
-        },
-    )
-    path.write_bytes(base64.b64decode(shot["data"]))
-    return path
