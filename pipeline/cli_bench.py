@@ -16,6 +16,7 @@ def bench_command(args: argparse.Namespace) -> str:
     parts += ["--batch", str(args.batch), "--attacks", args.attacks, "--rtol", f"{args.rtol:g}"]
     if args.peer_images is not None:
         parts += ["--peer-images", str(args.peer_images)]
+    parts += ["--success-attacks", args.success_attacks]
     parts += ["--layout", args.layout]
     if args.layout != "sample":
         parts += ["--root", args.root]
@@ -43,6 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         root=None if args.layout == "sample" else args.root,
         command=command.strip(),
         peer_images=args.peer_images,
+        success_attacks=[a.strip() for a in args.success_attacks.split(",") if a.strip()],
         log=lambda m: print(m, file=sys.stderr),
     )
     print(format_text(report))
@@ -64,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", default="sign,bfgs,deepfool,cw", help="comma-separated pairs")
     p.add_argument("--rtol", type=float, default=0.01, help="relative precision of our line search")
     p.add_argument("--peer-images", type=int, help="run every peer on only the first M images")
+    p.add_argument(
+        "--success-attacks",
+        default="bfgs,sign,deepfool,cw,ddn",
+        help="also run these (ours only) under top-5 and count verified successes ('' for none)",
+    )
     p.add_argument("--layout", default="ilsvrc")
     p.add_argument("--root", default=DEFAULT_ROOT)
     p.add_argument("--out", help="markdown file whose '## Attacks vs peers' section to replace")

@@ -106,3 +106,24 @@ def test_sign_vs_art_on_real_photos() -> None:
     assert row[0] == "sign"
     numbers = [float(c.rstrip("%")) for c in row[-(len(COLUMNS) - 5) :] if c != "-"]
     assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+@pytest.mark.integration
+def test_success_table_counts_only_verified_top5_successes() -> None:
+    """Ours only (no peer needed): every claimed success is re-checked under top-5."""
+    from pipeline.bench.success import run_success, success_markdown
+    from pipeline.models import load_model
+
+    torch.set_num_threads(2)
+    model = load_model("efficientnet_lite0")
+    images = load_images(model, "sample", None, 2, model.cfg)
+    rows = run_success(
+        model, images.x, images.labels, batch=2, rtol=0.05, attacks=("sign", "deepfool"),
+        params={"deepfool": {"norm": "l2", "candidates": 10}},
+    )  # fmt: skip
+    assert [r.attack for r in rows] == ["sign", "deepfool"]
+    for r in rows:
+        assert r.n == 2 and r.verified == r.claimed == 2 and r.rate == 1.0
+        assert math.isfinite(r.median) and r.median > 0
+    table = success_markdown(rows)
+    assert len(table) == 4 and "100.0%" in table[2] and "norm=l2" in table[3]
