@@ -14,16 +14,18 @@ import polars as pl
 NORM_COLUMNS = ("l1pp", "l2", "linf")
 
 
-def _scan(run_dir: Path, sub: str) -> pl.DataFrame | None:
+def scan(run_dir: Path, sub: str) -> pl.DataFrame | None:
+    """Every shard under ``sub``; shards of an older schema (fewer columns) get nulls."""
     files = sorted((run_dir / sub).rglob("shard-*.parquet"))
     if not files:
         return None
-    return pl.read_parquet(files, hive_partitioning=False)
+    frames = [pl.read_parquet(f, hive_partitioning=False) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def clean_summary(run_dir: Path) -> pl.DataFrame:
     """Per model: images, errors, top-1 and top-5 accuracy."""
-    df = _scan(run_dir, "clean")
+    df = scan(run_dir, "clean")
     if df is None:
         return pl.DataFrame()
     ok = pl.col("error").is_null()
@@ -41,7 +43,7 @@ def clean_summary(run_dir: Path) -> pl.DataFrame:
 
 def attack_summary(run_dir: Path, top_pairs: int = 5) -> pl.DataFrame:
     """Per (model, attack): success rate, norm statistics and frequent class pairs."""
-    df = _scan(run_dir, "attacks")
+    df = scan(run_dir, "attacks")
     if df is None:
         return pl.DataFrame()
     attacked = df.filter(pl.col("error").is_null() & pl.col("clean_correct"))

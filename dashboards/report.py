@@ -220,6 +220,16 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
                 "Success rate among images correct clean, then each norm of e* over the fooled images (0..255 units), and the most frequent label changes.",
                 tb.norm_stats_table(data.attacks) if data.attacks.height else "",
             ),
+            _table_block(
+                "Robustness measures (Balda et al., Table I)",
+                "rho1 = mean ||e*||/||x|| over fooled images; rho2 = mean first-order distance margin/||gradient|| (softmax margin, images with margin > 0); eps >99% = smallest norm fooling more than 99% of the images (0..255 units).",
+                tb.measures_table(data.measures),
+            ),
+            _table_block(
+                "Certified lower bounds (Peck)",
+                "Per image, no perturbation with a smaller L2 norm can change the top-1 class; 'violations' counts found perturbations below the bound (must be 0).",
+                tb.bounds_table(data.bounds),
+            ),
         ],
         "Transfer": [
             _table_block(

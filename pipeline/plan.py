@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.config import BenchmarkConfig
-from pipeline.results import attack_shard_path, clean_shard_path, is_complete
+from pipeline.results import attack_shard_path, bounds_shard_path, clean_shard_path, is_complete
 from pipeline.worker import WorkUnit
 
 
@@ -46,6 +46,7 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
     labels = manifest.column("label").to_pylist()
     slices = shard_slices(len(ids), cfg.shard_size)
     want_clean = "clean" in cfg.tasks
+    want_bounds = "bounds" in cfg.tasks
     attacks = [a.name for a in cfg.attacks] if "min_perturbation" in cfg.tasks else []
     units, skipped, skipped_files = [], 0, 0
     for model in cfg.models:
@@ -54,13 +55,17 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
             clean = want_clean and not is_complete(
                 clean_shard_path(run_dir, model.name, shard), shard_ids
             )
+            bounds = want_bounds and not is_complete(
+                bounds_shard_path(run_dir, model.name, shard), shard_ids
+            )
             todo = tuple(
                 a
                 for a in attacks
                 if not is_complete(attack_shard_path(run_dir, model.name, a, shard), shard_ids)
             )
-            skipped_files += (want_clean and not clean) + len(attacks) - len(todo)
-            if not clean and not todo:
+            skipped_files += (want_clean and not clean) + (want_bounds and not bounds)
+            skipped_files += len(attacks) - len(todo)
+            if not clean and not bounds and not todo:
                 skipped += 1
                 continue
             units.append(
@@ -72,6 +77,7 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
                     labels=tuple(labels[lo:hi]),
                     attacks=todo,
                     clean=clean,
+                    bounds=bounds,
                 )
             )
     return Plan(units=units, n_shards=len(slices), skipped=skipped, skipped_files=skipped_files)

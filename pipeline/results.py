@@ -51,6 +51,26 @@ CLEAN_SCHEMA = pa.schema(
         ("pred_label", pa.int64()),
         ("true_logit", pa.float64()),
         ("margin", pa.float64()),  # true logit minus the best other logit
+        ("x_l2", pa.float64()),  # the image's own norms, 0..255 units (Balda's rho1)
+        ("x_linf", pa.float64()),
+        ("fo_l2", pa.float64()),  # first-order distance L(x) / ||grad L||_q (rho2)
+        ("fo_linf", pa.float64()),
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+#: Peck's certified lower bound per image (task ``bounds``); ``error`` says which
+#: layer a network has that no rule covers (then ``bound_l2`` is null).
+BOUNDS_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("model", pa.string()),
+        ("predicted", pa.int64()),  # the top-1 class the bound protects
+        ("bound_l2", pa.float64()),  # 0..255 units
+        ("layers", pa.list_(pa.string())),  # layer inputs, output side first
+        ("kappas", pa.list_(pa.float64())),  # the bound there, in that layer's input units
         ("error", pa.string()),
         ("schema_version", pa.int32()),
     ]
@@ -145,6 +165,10 @@ def perturbation_shard_path(run_dir: Path, model: str, attack: str, shard: int) 
 
 def clean_shard_path(run_dir: Path, model: str, shard: int) -> Path:
     return run_dir / "clean" / f"model={model}" / shard_name(shard)
+
+
+def bounds_shard_path(run_dir: Path, model: str, shard: int) -> Path:
+    return run_dir / "bounds" / f"model={model}" / shard_name(shard)
 
 
 def table_from_rows(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.Table:

@@ -6,6 +6,8 @@ a run would have logged, from the run directory alone, after an MLflow outage.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from dashboards.aggregate import attack_summary, clean_summary
+from dashboards.measures import bounds_summary, fooling_curves, measure_summary
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
 from pipeline.models import resolve_cfg
@@ -46,28 +49,52 @@ def run_params(cfg: BenchmarkConfig) -> dict[str, Any]:
     }
 
 
-def write_summaries(run_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, list[Path]]:
+@dataclass
+class Summaries:
+    """The per-run aggregates of the attack stage, as written to ``summary/``."""
+
+    clean: pl.DataFrame
+    attacks: pl.DataFrame
+    measures: pl.DataFrame  # Balda's rho1 / rho2 / eps99 per (model, attack)
+    fooling: pl.DataFrame  # fooling ratio vs eps
+    bounds: pl.DataFrame  # Peck's bounds vs what the attacks found, per model
+    written: list[Path] = field(default_factory=list)
+
+
+def write_summaries(run_dir: Path) -> Summaries:
     """Aggregate the shards into ``summary/*.parquet``; return the tables and files."""
-    clean = clean_summary(run_dir)
-    attacks = attack_summary(run_dir)
-    written = []
-    for name, table in (("clean", clean), ("attacks", attacks)):
+    out = Summaries(
+        clean=clean_summary(run_dir),
+        attacks=attack_summary(run_dir),
+        measures=measure_summary(run_dir),
+        fooling=fooling_curves(run_dir),
+        bounds=bounds_summary(run_dir),
+    )
+    for name in ("clean", "attacks", "measures", "fooling", "bounds"):
+        table = getattr(out, name)
         if table.height:
             path = run_dir / "summary" / f"{name}.parquet"
             write_atomic(table.to_arrow(), path)
-            written.append(path)
-    return clean, attacks, written
+            out.written.append(path)
+    return out
 
 
-def final_metrics(clean: pl.DataFrame, attacks: pl.DataFrame) -> MetricsByRun:
-    """The per-model metrics of DESIGN.md (``clean_top5``, ``mp/<attack>/median_l1pp``...)."""
+def _add(out: MetricsByRun, model: str, metrics: dict[str, Any]) -> None:
+    """Finite numbers only: MLflow would store a null or an infinity as NaN."""
+    out.setdefault(model, {}).update(
+        {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    )
+
+
+def final_metrics(s: Summaries) -> MetricsByRun:
+    """The per-model metrics of DESIGN.md (``clean_top5``, ``mp/<attack>/median_l1pp``...),
+    Balda's measures (``measures/<attack>/rho1_linf``, ``measures/rho2_linf``...) and
+    Peck's bounds (``bounds/median_l2``, ``bounds/violations``)."""
     out: MetricsByRun = {}
-    for row in clean.to_dicts():
+    for row in s.clean.to_dicts():
         metrics = {"clean_top1": row["top1"], "clean_top5": row["top5"], "images": row["images"]}
-        out.setdefault(row["model"], {}).update(
-            {k: float(v) for k, v in metrics.items() if v is not None}
-        )
-    for row in attacks.to_dicts():
+        _add(out, row["model"], metrics)
+    for row in s.attacks.to_dicts():
         prefix = f"mp/{row['attack']}"
         metrics = {
             f"{prefix}/median_l1pp": row["l1pp_median"],
@@ -75,9 +102,19 @@ def final_metrics(clean: pl.DataFrame, attacks: pl.DataFrame) -> MetricsByRun:
             f"{prefix}/median_l2": row["l2_median"],
             f"{prefix}/success_rate": row["success_rate"],
         }
-        out.setdefault(row["model"], {}).update(
-            {k: float(v) for k, v in metrics.items() if v is not None}
-        )
+        _add(out, row["model"], metrics)
+    for row in s.measures.to_dicts():
+        keys = [k for k in row if k.startswith(("rho1_", "eps99_"))]
+        _add(out, row["model"], {f"measures/{row['attack']}/{k}": row[k] for k in keys})
+        _add(out, row["model"], {f"measures/{k}": row[k] for k in row if k.startswith("rho2_")})
+    for row in s.bounds.to_dicts():
+        metrics = {
+            "bounds/median_l2": row.get("bound_l2_median"),
+            "bounds/bounded": row.get("bounded"),
+            "bounds/violations": row.get("violations"),
+            "bounds/median_gap": row.get("gap_median"),
+        }
+        _add(out, row["model"], metrics)
     return out
 
 

@@ -37,6 +37,7 @@ from pipeline.evaluation import EvalOutput, EvalUnit
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
+    bounds_shard_path,
     clean_shard_path,
     perturbation_shard_path,
     write_atomic,
@@ -47,7 +48,7 @@ from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
 from pipeline.worker import RemoteModelWorker, ShardOutput, WorkerSpec, WorkUnit
 
-RESULT_DIRS = ("attacks", "clean", "perturbations", "evals", "summary", "report")
+RESULT_DIRS = ("attacks", "clean", "bounds", "perturbations", "evals", "summary", "report")
 
 
 @dataclass
@@ -208,12 +209,17 @@ def _report(run_dir: Path, tracker: Tracker, tags: dict[str, str]) -> None:
 
 
 def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
-    clean, attacks, written = write_summaries(run_dir)
-    for path in written:
+    tables = write_summaries(run_dir)
+    for path in tables.written:
         tracker.log_artifact(path)
-    summary.clean = clean.to_dicts()
-    summary.attacks = attacks.to_dicts()
-    for model, metrics in final_metrics(clean, attacks).items():
+    summary.clean = tables.clean.to_dicts()
+    summary.attacks = tables.attacks.to_dicts()
+    for row in tables.bounds.to_dicts():
+        if row.get("first_error"):
+            log(f"bounds: {row['first_error']}")
+        if row.get("violations"):
+            log(f"bounds: {row['model']}: {row['violations']} perturbation(s) below the bound")
+    for model, metrics in final_metrics(tables).items():
         tracker.log_metrics_once(metrics, model=model)
 
 
@@ -253,10 +259,13 @@ def _write_unit(out: ShardOutput, run_dir: Path, tracker: Tracker) -> None:
         path = attack_shard_path(run_dir, unit.model, attack, unit.shard)
         write_atomic(rows, path)
         tracker.log_artifact(path, model=unit.model)
-    if out.clean is not None:
-        path = clean_shard_path(run_dir, unit.model, unit.shard)
-        write_atomic(out.clean, path)
-        tracker.log_artifact(path, model=unit.model)
+    for table, path in (
+        (out.clean, clean_shard_path(run_dir, unit.model, unit.shard)),
+        (out.bounds, bounds_shard_path(run_dir, unit.model, unit.shard)),
+    ):
+        if table is not None:
+            write_atomic(table, path)
+            tracker.log_artifact(path, model=unit.model)
 
 
 def _cluster_gpus() -> float:

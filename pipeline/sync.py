@@ -45,9 +45,11 @@ def expected_artifacts(run_dir: Path, models: list[str]) -> dict[str | None, lis
         + sorted((run_dir / "summary").glob("*.parquet"))
     }
     for model in models:
-        out[model] = sorted(
-            (run_dir / "clean" / f"model={model}").glob("shard-*.parquet")
-        ) + sorted((run_dir / "attacks" / f"model={model}").glob("attack=*/shard-*.parquet"))
+        out[model] = [
+            *sorted((run_dir / "clean" / f"model={model}").glob("shard-*.parquet")),
+            *sorted((run_dir / "bounds" / f"model={model}").glob("shard-*.parquet")),
+            *sorted((run_dir / "attacks" / f"model={model}").glob("attack=*/shard-*.parquet")),
+        ]
     return out
 
 
@@ -95,11 +97,11 @@ def sync_run(run_dir: Path) -> SyncReport:
             f"`foveabench sync {run_dir}` again"
         )
     complete = not plan_units(cfg, manifest, run_dir).units
-    clean, attacks, _ = write_summaries(run_dir)
+    tables = write_summaries(run_dir)
     n_files = sync_artifacts(tracker, run_dir, models)
     n_metrics = sum(
         tracker.log_metrics_once(metrics, model=model)
-        for model, metrics in final_metrics(clean, attacks).items()
+        for model, metrics in final_metrics(tables).items()
     )
     tracker.finish(success=complete)
     return SyncReport(run_dir, tracking_uri, tracker.run_id(), n_files, n_metrics, complete)

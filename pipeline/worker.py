@@ -24,11 +24,18 @@ from pipeline.config import EvalCfg
 from pipeline.evaluation import EvalOutput, Evaluator, EvalUnit
 from pipeline.images import load_input
 from pipeline.models import load_model
-from pipeline.results import ATTACK_SCHEMA, CLEAN_SCHEMA, PERTURBATION_SCHEMA, table_from_rows
+from pipeline.results import (
+    ATTACK_SCHEMA,
+    BOUNDS_SCHEMA,
+    CLEAN_SCHEMA,
+    PERTURBATION_SCHEMA,
+    table_from_rows,
+)
 from pipeline.store import encode
 from tasks import attacks as attack_registry
 from tasks.attacks.base import Attack, AttackResult
-from tasks.clean import clean_scores
+from tasks.bounds import UnsupportedLayerError, peck_bound
+from tasks.clean import clean_measures, clean_scores
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
 
@@ -44,6 +51,7 @@ class WorkUnit:
     labels: tuple[int, ...]
     attacks: tuple[str, ...]  # attack names still to compute for this shard
     clean: bool
+    bounds: bool = False  # Peck's certified lower bounds still to compute
 
     @property
     def key(self) -> str:
@@ -56,6 +64,7 @@ class ShardOutput:
     unit: WorkUnit
     clean: pa.Table | None
     attacks: dict[str, tuple[pa.Table, pa.Table]] = field(default_factory=dict)
+    bounds: pa.Table | None = None
     seconds: float = 0.0
     worker: str = ""
     pid: int = 0  # process of the actor that computed it (fault-injection tests kill it)
@@ -95,9 +104,20 @@ class _BatchRows:
     clean: list[dict[str, Any]] = field(default_factory=list)
     attacks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     perts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    bounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_error(self, unit: WorkUnit, base: dict[str, Any], message: str) -> None:
+        """One image failed before any task ran: an error row in every task's table."""
+        if unit.clean:
+            self.clean.append({**base, "error": message})
+        if unit.bounds:
+            self.bounds.append({**base, "error": message})
+        for name in unit.attacks:
+            self.attacks.setdefault(name, []).append({**base, "attack": name, "error": message})
 
     def extend(self, other: _BatchRows) -> None:
         self.clean.extend(other.clean)
+        self.bounds.extend(other.bounds)
         for name, rows in other.attacks.items():
             self.attacks.setdefault(name, []).extend(rows)
         for name, rows in other.perts.items():
@@ -168,6 +188,8 @@ class ModelWorker:
         out.halvings = self._halvings
         if unit.clean:
             out.clean = table_from_rows(rows.clean, CLEAN_SCHEMA)
+        if unit.bounds:
+            out.bounds = table_from_rows(rows.bounds, BOUNDS_SCHEMA)
         for name in unit.attacks:
             out.attacks[name] = (
                 table_from_rows(rows.attacks[name], ATTACK_SCHEMA),
@@ -202,10 +224,7 @@ class ModelWorker:
         rows = _BatchRows(attacks={a: [] for a in unit.attacks})
         for i in idx:
             base = {"image_id": unit.image_ids[i], "label": unit.labels[i], "model": unit.model}
-            if unit.clean:
-                rows.clean.append({**base, "error": message})
-            for name in unit.attacks:
-                rows.attacks[name].append({**base, "attack": name, "error": message})
+            rows.add_error(unit, base, message)
         return rows
 
     def _load(
@@ -233,17 +252,19 @@ class ModelWorker:
             for i in idx
         }
         for i, message in errors.items():
-            if unit.clean:
-                rows.clean.append({**base[i], "error": message})
-            for name in unit.attacks:
-                rows.attacks[name].append({**base[i], "attack": name, "error": message})
+            rows.add_error(unit, base[i], message)
         if x is None:
             return rows
         labels = torch.tensor([unit.labels[i] for i in good], device=self.device)
         if unit.clean:
-            scores = clean_scores(self.model, x, labels)
+            scores = {
+                **clean_scores(self.model, x, labels),
+                **clean_measures(self.model, x, labels),
+            }
             for j, i in enumerate(good):
                 rows.clean.append({**base[i], **{k: v[j].item() for k, v in scores.items()}})
+        if unit.bounds:
+            rows.bounds.extend(self._bounds(x, [base[i] for i in good]))
         for name in unit.attacks:
             try:
                 result = self.attacks[name](self.model, x, labels)
@@ -260,6 +281,25 @@ class ModelWorker:
                 name, result, [base[i] for i in good], rows.attacks[name], rows.perts[name]
             )
         return rows
+
+    def _bounds(self, x: torch.Tensor, bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Peck's bound per image, or for a network it cannot bound, rows that say why."""
+        try:
+            result = peck_bound(self.model, x)
+        except UnsupportedLayerError as exc:
+            message = f"bounds: {self.spec.model}: {exc}"
+            return [{**b, "error": message} for b in bases]
+        layers = list(result.kappas)
+        return [
+            {
+                **b,
+                "predicted": int(result.predicted[j]),
+                "bound_l2": _num(result.bound_l2[j]),
+                "layers": layers,
+                "kappas": [_num(result.kappas[name][j]) for name in layers],
+            }
+            for j, b in enumerate(bases)
+        ]
 
     def _rows_from_result(
         self,

@@ -63,6 +63,23 @@ def margin_fn(
     return margin
 
 
+def first_order_distances(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    ps: tuple[str, ...] = ("linf",),
+    scores: Literal["probs", "logits"] = "probs",
+) -> dict[str, torch.Tensor]:
+    """Per image and p: ``L(x) / ||grad L(x)||_q`` (Proposition 1); negative when misclassified.
+
+    One gradient serves every p (only the dual norm of it changes).
+    """
+    ctx = QueryContext.create(model, labels, bounds=None)
+    value, grad, _ = ctx.value_and_grad(margin_fn(scores), x)
+    flat = grad.detach().flatten(1)
+    return {p: value.detach() / flat.norm(p=_DUAL[p], dim=1).clamp_min(1e-30) for p in ps}
+
+
 def first_order_distance(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -70,10 +87,8 @@ def first_order_distance(
     p: str = "linf",
     scores: Literal["probs", "logits"] = "probs",
 ) -> torch.Tensor:
-    """Per image ``L(x) / ||grad L(x)||_q`` (Proposition 1); negative when misclassified."""
-    ctx = QueryContext.create(model, labels, bounds=None)
-    value, grad, _ = ctx.value_and_grad(margin_fn(scores), x)
-    return value / grad.flatten(1).norm(p=_DUAL[p], dim=1).clamp_min(1e-30)
+    """Per image ``L(x) / ||grad L(x)||_q`` for one ``p``."""
+    return first_order_distances(model, x, labels, (p,), scores)[p]
 
 
 def rho2(distances: torch.Tensor) -> float:

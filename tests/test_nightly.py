@@ -113,8 +113,9 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
     server.start()
     nxt = foveabench("run", str(config))  # computes nothing, logs what the outage missed
     assert nxt.returncode == 0, nxt.stderr[-3000:]
-    # 2 summaries, 1 clean + 1 attack shard (config and manifest are logged every run)
-    assert "mlflow: logged 4 file(s) that earlier runs could not log" in nxt.stderr
+    # 4 summaries (clean, attacks, measures, fooling), 1 clean + 1 attack shard
+    # (config and manifest are logged every run)
+    assert "mlflow: logged 6 file(s) that earlier runs could not log" in nxt.stderr
     assert "nothing to compute" in nxt.stderr
 
     client = MlflowClient(server.uri)

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from dashboards import aggregate, protocol
+from dashboards import protocol
 from dashboards.figures import RunData, build_figures
 from dashboards.figures.data import PROTOCOL_TABLES
 from dashboards.report import build_report, provenance, provenance_html, render_page
@@ -42,6 +42,7 @@ from pipeline.results import (
     table_from_rows,
     write_atomic,
 )
+from pipeline.runmeta import write_summaries
 from pipeline.store import encode
 
 pytestmark = pytest.mark.unit
@@ -161,11 +162,7 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
             _write(rows, ATTACK_SCHEMA, attack_shard_path(run_dir, model, attack, 0))
     if protocol_stage:
         _write_evals(run_dir, images, rng)
-    for name, table in (
-        ("clean", aggregate.clean_summary(run_dir)),
-        ("attacks", aggregate.attack_summary(run_dir)),
-    ):
-        write_atomic(table.to_arrow(), run_dir / "summary" / f"{name}.parquet")
+    write_summaries(run_dir)  # what the runner writes after the attack stage
     if protocol_stage:
         grids = parse_config(raw).eval  # the grids the report re-aggregates with
         protocol.write_protocol_summaries(run_dir, grids.l1pp_grid, grids.linf_grid, n_boot=50)
@@ -250,7 +247,12 @@ EXPECTED_PROTOCOL = {
     "linearity_examples_sign",  # Fig. 4, 9-11
     "linearity_error_cdf",  # Fig. 12
 }
-EXPECTED_ALWAYS = {"norm_distributions", "perceptibility_camera", "perceptibility_chelsea"}
+EXPECTED_ALWAYS = {
+    "norm_distributions",
+    "fooling_ratio",
+    "perceptibility_camera",
+    "perceptibility_chelsea",
+}
 
 
 @pytest.fixture(scope="module")
@@ -297,9 +299,10 @@ def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_pat
     shutil.copytree(full_run, run, ignore=shutil.ignore_patterns("report"))
     shutil.rmtree(run / "summary")
     data, written = RunData.load(run), RunData.load(full_run)
-    assert set(data.recomputed) == {"clean", "attacks", *PROTOCOL_TABLES}
+    assert set(data.recomputed) == {"clean", "attacks", "measures", "fooling", *PROTOCOL_TABLES}
     assert not written.recomputed
     assert data.attacks.drop("top_pairs").equals(written.attacks.drop("top_pairs"))
+    assert data.measures.equals(written.measures) and data.fooling.equals(written.fooling)
     for name in ("transfer", "table2", "linearity"):
         assert data.table(name).height == written.table(name).height > 0, name
 
@@ -309,7 +312,7 @@ def test_attack_only_run_skips_protocol_figures(tmp_path: Path) -> None:
     data = RunData.load(run)
     data.run_dir = tmp_path / "elsewhere"  # no perturbation store there: grids skip too
     figs = build_figures(data)
-    assert {f.name for f in figs.figures} == {"norm_distributions"}
+    assert {f.name for f in figs.figures} == {"norm_distributions", "fooling_ratio"}
     assert not figs.failed
     assert any("curves" in s for s in figs.skipped)
     page = render_page(data, provenance(data, {"git_sha": "x"}), figs)

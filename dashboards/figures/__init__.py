@@ -19,7 +19,7 @@ from dashboards.figures.linearity import (
     linearity_error_cdf,
     linearity_examples,
 )
-from dashboards.figures.norms import norm_distributions
+from dashboards.figures.norms import fooling_ratio_curves, norm_distributions
 from dashboards.figures.perceptibility import perceptibility_grids
 from dashboards.figures.transfer import transfer_heatmaps
 
@@ -28,6 +28,7 @@ Builder = Callable[[RunData], list[Figure]]
 #: In report order: (builder, what it shows and what it needs, for the "not in this run" list).
 BUILDERS: tuple[tuple[Builder, str], ...] = (
     (norm_distributions, "norm distributions: needs attack shards (task min_perturbation)"),
+    (fooling_ratio_curves, "fooling ratio vs eps: needs attack shards (task min_perturbation)"),
     (perceptibility_grids, "perceptibility grids: needs the local perturbations/ store"),
     (transfer_curves, "accuracy vs norm, Fig. 2/7: needs summary/curves.parquet (norm_sweep)"),
     (transfer_heatmaps, "transfer heatmaps: needs summary/transfer.parquet (transfer)"),

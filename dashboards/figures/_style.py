@@ -84,6 +84,15 @@ def accuracy_axes(ax: Axes, norm: str, title: str, top_k: int | None = None) -> 
     ax.grid(alpha=0.3)
 
 
+def share_axes(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels of a panel whose y axis is a share of images (0..1)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
 def legend_below(fig: MplFigure, axes: Iterable[Axes], ncol: int = 4) -> None:
     """One legend for the whole figure (deduplicated), under the panels."""
     handles, labels, seen = [], [], set()

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from dashboards import aggregate, protocol
+from dashboards import aggregate, measures, protocol
 from pipeline.config import BenchmarkConfig, EvalCfg, parse_config
 
 PROTOCOL_TABLES = ("curves", "transfer", "table1", "table2", "linearity", "findings")
@@ -29,8 +29,8 @@ def _read(path: Path) -> pl.DataFrame:
 
 
 def _shards(run_dir: Path, sub: str) -> pl.DataFrame:
-    files = sorted((run_dir / sub).rglob("shard-*.parquet"))
-    return pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
+    found = aggregate.scan(run_dir, sub)
+    return pl.DataFrame() if found is None else found
 
 
 @dataclass
@@ -44,6 +44,9 @@ class RunData:
     bad_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
     clean: pl.DataFrame = field(default_factory=pl.DataFrame)
     attacks: pl.DataFrame = field(default_factory=pl.DataFrame)
+    measures: pl.DataFrame = field(default_factory=pl.DataFrame)
+    fooling: pl.DataFrame = field(default_factory=pl.DataFrame)
+    bounds: pl.DataFrame = field(default_factory=pl.DataFrame)
     attack_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
     linearity_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
     protocol: dict[str, pl.DataFrame] = field(default_factory=dict)
@@ -71,6 +74,9 @@ class RunData:
         data.bad_rows = _read(run_dir / "bad_rows.parquet")
         data.clean = data._summary("clean", lambda: aggregate.clean_summary(run_dir))
         data.attacks = data._summary("attacks", lambda: aggregate.attack_summary(run_dir))
+        data.measures = data._summary("measures", lambda: measures.measure_summary(run_dir))
+        data.fooling = data._summary("fooling", lambda: measures.fooling_curves(run_dir))
+        data.bounds = data._summary("bounds", lambda: measures.bounds_summary(run_dir))
         data.attack_rows = _shards(run_dir, "attacks")
         data.linearity_rows = protocol.load_linearity(run_dir)
         data._load_protocol()

@@ -124,11 +124,9 @@ def linearity_error_cdf(data: RunData) -> list[Figure]:
                 linestyle="--",
             )
         ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("|error| of the linear estimate at e* (logit)")
-        ax.set_ylabel("share of images")
-        ax.set_ylim(0, 1.02)
-        ax.set_title(st.short(model), fontsize=10)
-        ax.grid(alpha=0.3)
+        st.share_axes(
+            ax, "|error| of the linear estimate at e* (logit)", "share of images", st.short(model)
+        )
     st.legend_below(fig, axes)
     return [
         Figure(
@@ -166,11 +164,12 @@ def foveation_effect_cdf(data: RunData) -> list[Figure]:
         for i, (col, label, style) in enumerate(present):
             values = sub[col].drop_nulls().to_numpy().astype(float)
             _cdf(ax, values, label, color=f"C{i // 2 * 2 + 2}", linestyle=style)
-        ax.set_xlabel("change of the true-class score (logit)")
-        ax.set_ylabel("share of images")
-        ax.set_ylim(0, 1.02)
-        ax.set_title(f"{st.short(model)}, {attack}", fontsize=10)
-        ax.grid(alpha=0.3)
+        st.share_axes(
+            ax,
+            "change of the true-class score (logit)",
+            "share of images",
+            f"{st.short(model)}, {attack}",
+        )
     st.legend_below(fig, axes)
     return [
         Figure(

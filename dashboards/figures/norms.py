@@ -56,3 +56,31 @@ def norm_distributions(data: RunData) -> list[Figure]:
             data=st.to_bytes(fig),
         )
     ]
+
+
+def fooling_ratio_curves(data: RunData) -> list[Figure]:
+    """Balda's fooling ratio vs eps, one panel per norm, one line per (model, attack)."""
+    curves = data.fooling
+    if curves.is_empty():
+        return []
+    norms = [n for n in ("l1pp", "l2", "linf") if n in set(curves["norm"])]
+    fig, axes = st.grid(len(norms))
+    for ax, norm in zip(axes, norms, strict=True):
+        part = curves.filter(pl.col("norm") == norm)
+        for (model, attack), g in part.group_by("model", "attack", maintain_order=True):
+            ax.plot(g["eps"], g["fooling_ratio"], label=f"{st.short(str(model))} {attack}")
+        st.share_axes(ax, st.NORM_LABEL[norm], "fooling ratio", f"fooling ratio vs eps, {norm}")
+        ax.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
+    st.legend_below(fig, axes)
+    return [
+        Figure(
+            name="fooling_ratio",
+            section="Minimum perturbations",
+            title="Fooling ratio as a function of eps (Balda et al.)",
+            caption=(
+                "Fraction of the images correct clean whose minimum perturbation has norm at most "
+                "eps; the dotted line is 99%, where the table's 'eps >99%' is read."
+            ),
+            data=st.to_bytes(fig),
+        )
+    ]

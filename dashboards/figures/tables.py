@@ -98,6 +98,45 @@ def norm_stats_table(attacks: pl.DataFrame) -> str:
     return frame(attacks, cols)
 
 
+def measures_table(measures: pl.DataFrame) -> str:
+    """Balda's Table I columns per (model, attack)."""
+    return frame(
+        measures,
+        {
+            "model": "model",
+            "attack": "attack",
+            "attacked": "n",
+            "rho1_l2": "rho1 (L2)",
+            "rho1_linf": "rho1 (L∞)",
+            "rho2_l2": "rho2 (L2)",
+            "rho2_linf": "rho2 (L∞)",
+            "eps99_l1pp": "eps >99% (l1pp)",
+            "eps99_l2": "eps >99% (L2)",
+            "eps99_linf": "eps >99% (L∞)",
+        },
+        digits=4,
+    )
+
+
+def bounds_table(bounds: pl.DataFrame) -> str:
+    """Peck's certified bound per model next to the smallest perturbation found."""
+    return frame(
+        bounds,
+        {
+            "model": "model",
+            "images": "images",
+            "bounded": "bounded",
+            "bound_l2_median": "median bound (L2)",
+            "found_l2_median": "median found (L2)",
+            "gap_median": "median found / bound",
+            "checked": "checked",
+            "violations": "violations",
+            "first_error": "why not bounded",
+        },
+        digits=4,
+    )
+
+
 def table1_html(t1: pl.DataFrame) -> str:
     """Rows: the ratio; columns: model x attack; cells: mean [95% CI] (n)."""
     if t1.is_empty():

@@ -103,7 +103,7 @@ def cw_minimize(
             adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
             best.update(active, (xa - x[active]).detach(), adversarial)
             succeeded[active] |= adversarial
-            if (it + 1) % abort_every == 0:
+            if it % abort_every == 0:  # from iteration 0, as C&W's code and Foolbox do
                 loss = (dist + hinge).detach()
                 stalled = loss > 0.9999 * prev[active]
                 prev[active] = loss
