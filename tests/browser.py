@@ -63,3 +63,12 @@ def screenshot(driver: Any, path: Path) -> Path:
     )
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def keep_artifact(path: Path) -> Path:
+    """Copy a screenshot to ``test-artifacts/`` (gitignored), where people look for it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return Path(shutil.copy(path, ARTIFACTS / path.name))

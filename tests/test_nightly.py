@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tests.browser import chrome, screenshot
+from tests.browser import chrome, keep_artifact, screenshot
 from tests.ops_helpers import foveabench, free_port, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +199,7 @@ def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: P
             links[rid] = anchors
         assert "report on disk" in links[run_id]  # tonight's report/index.html is on this disk
         screenshot(driver, tmp_path / "nightly.png")
-        shutil.copy(tmp_path / "nightly.png", ROOT / "test-artifacts" / "nightly.png")
+        keep_artifact(tmp_path / "nightly.png")
         for rid, anchors in links.items():  # the MLflow UI resolves each link to that run
             name = MlflowClient(anchors["MLflow run"].split("/#/")[0]).get_run(rid).info.run_name
             driver.get(anchors["MLflow run"])

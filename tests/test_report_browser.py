@@ -12,7 +12,6 @@ Chromium, chromedriver or Selenium is absent (``.ci/run`` installs them).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.browser import chrome, screenshot
+from tests.browser import chrome, keep_artifact, screenshot
 from tests.ops_helpers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -133,10 +132,7 @@ def test_report_renders_in_chromium(tmp_path: Path, mlflow_server: str) -> None:
 
         _rebuild_from_artifacts_only(mlflow_server, run_id, run_dir, tmp_path / "downloaded")
 
-        shot = screenshot(driver, tmp_path / "report.png")
-        keep = ROOT / "test-artifacts"
-        keep.mkdir(exist_ok=True)
-        shutil.copy(shot, keep / "report.png")
+        keep_artifact(screenshot(driver, tmp_path / "report.png"))
     finally:
         driver.quit()
 
