@@ -186,8 +186,17 @@ def _submit_when_agent_ready(client: Any, sub: Submission, sid: str) -> None:
             )
             return
         except RuntimeError as exc:
-            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+            if "No available agent" not in str(exc):
                 raise
+            if time.monotonic() > deadline:
+                raise SubmitError(
+                    f"{sid}: the cluster's head has had no job agent for {AGENT_WAIT_S:.0f} s. "
+                    "Its dashboard agent did not start: look at "
+                    "<ray temp dir>/session_latest/logs/dashboard_agent.log on the head. A common "
+                    "cause is another Ray on that machine holding the agent's port (52365 by "
+                    "default): stop it, or start the head with --dashboard-agent-listen-port=<free "
+                    "port>."
+                ) from exc
             time.sleep(2.0)
 
 

@@ -68,11 +68,12 @@ def ray_head() -> Iterator[str]:
     (``ray stop`` would stop every Ray on the machine). The private temp dir keeps a
     plain ``ray.init()`` elsewhere from discovering this head.
     """
-    port, dash = free_port(), free_port()
+    port, dash, agent = free_port(), free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayt")
     cmd = [
         str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={agent}",  # not 52365: another Ray here may hold it
         "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
     ]  # fmt: skip
     log = open(Path(temp) / "head.log", "wb")  # noqa: SIM115
