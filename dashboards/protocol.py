@@ -279,7 +279,7 @@ def findings(crit: pl.DataFrame, lin: pl.DataFrame, n_boot: int = 1000) -> list[
         for v in sorted({PAPER_NORM, median}):
             out += _model_findings(crit, str(model), str(attack), norm, col, v, n_boot)
     for (model, attack), group in lin.group_by("source", "attack") if not lin.is_empty() else []:
-        at = _Where(str(model), str(attack), "-", 1.0, n_boot)
+        at = _Where(str(model), str(attack), "a", 1.0, n_boot)
         claim = "linear interpolation error < f(e*) error (Fig. 12): err_alone - err_interp > 0"
         out.append(
             _finding(
