@@ -56,23 +56,34 @@ def print_summary(summary: object) -> None:
                 f"{_fmt(row['mean_forward'], 1):>8}"
             )
     if summary.table1:
-        print("\nTable 1: critical norm after / before foveation (images correct before and after)")
         print(
-            f"  {'model':<24} {'attack':<8} {'ratio':<34} {'n':>4} {'mean':>7} {'median':>7}  95% CI of mean"
+            "\nTable 1: critical norm after / before foveation (images correct before and "
+            "after; never fooled after = censored)"
+        )
+        print(
+            f"  {'model':<24} {'attack':<8} {'ratio':<34} {'n':>4} {'median':>7} "
+            f"{'censored':>8}  95% CI of median"
         )
         for row in summary.table1:
             print(
                 f"  {row['model']:<24} {row['attack']:<8} {row['ratio']:<34} {row['n']:>4} "
-                f"{row['mean']:>7.2f} {row['median']:>7.2f}  [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+                f"{row['median']:>7.2f} {row['share_censored']:>8.2f}  "
+                f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             )
     if summary.findings:
-        print("\nthe paper's findings on this run (paired differences, bootstrap 95% CI)")
+        print("\nthe paper's findings on this run (paired exact tests, Holm-adjusted p)")
         for row in summary.findings:
+            where = f" at {row['norm']}={row['value']:.3g}" if row["norm"] else ""
+            source = f" (perturbation of {row['source']})" if row["source"] != row["model"] else ""
             print(
-                f"  [{row['verdict']:>12}] {row['claim']}\n      {row['model']} {row['attack']} at "
-                f"{row['norm']}={row['value']:.3g}: {row['left']:.3f} vs {row['right']:.3f}, "
-                f"diff {row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] (n={row['n']})"
+                f"  [{row['verdict']:>12}] {row['claim']}\n      {row['model']}{source} "
+                f"{row['attack']}{where}: effect {row['effect']:+.3f} "
+                f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], n={row['n']}, "
+                f"discordant={row['n_discordant']}, p={row['p_value']:.3g}, "
+                f"p_adj={row['p_adjusted']:.3g}"
             )
+    for line in summary.dense_warnings:
+        print(f"WARNING: critical-scale shortcut disagrees with the dense grid: {line}")
     for failure in summary.failed_units:
         print(f"FAILED {failure}", file=sys.stderr)
     print(f"\nresults: {summary.run_dir.resolve()}")
@@ -86,7 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     cfg = _with_overrides(cfg, args)
-    summary = run_benchmark(cfg, fresh=args.fresh)
+    from pipeline.cli_report import report_and_log
+
+    summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)
     print_summary(summary)
     return 1 if summary.failed_units else 0
 

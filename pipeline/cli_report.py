@@ -90,6 +90,18 @@ def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
         raise ReportError(f"run {run.info.run_id}: no manifest.parquet among its artifacts")
 
 
+def report_and_log(run_dir: Path, tracker: Any, tags: dict[str, str]) -> None:
+    """``report/index.html`` and its figures, logged to the parent run under ``report/``
+    (the hook ``foveabench run`` and ``nightly`` hand to the runner)."""
+    from dashboards.report import build_report
+
+    page = build_report(run_dir, tags=tags)
+    print(f"report: {page}", file=sys.stderr)
+    for path in sorted(page.parent.rglob("*")):
+        if path.is_file():
+            tracker.log_artifact(path)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from dashboards.report import build_report
 

@@ -1,10 +1,12 @@
 """The evaluation stage's driver side: which (source, target, attack, shard) units remain.
 
 Runs after the attack stage, over the perturbation store (never recomputing an
-attack). ``norm_sweep`` covers every (source, target) pair: the transfer
-matrices come from it. ``masks``, ``foveation`` and ``linearity`` are the
-paper's self-model experiments and run on the diagonal only. A unit lists only
-the tasks whose shard file is not complete yet, so reruns resume.
+attack). Which pairs a task runs on is read from the protocol's task registry
+(``norm_sweep``: every (source, target) pair, the transfer matrices come from
+it; ``masks``, ``foveation``, ``linearity``: the diagonal). A unit covers every
+image of its shard, with or without the source's perturbation (the paper's
+population), and lists only the tasks whose shard file is not complete yet, so
+reruns resume.
 """
 
 from __future__ import annotations
@@ -12,24 +14,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.config import EVAL_TASKS, BenchmarkConfig
-from pipeline.evaluation import EvalOutput, EvalUnit
+from pipeline.config import BenchmarkConfig
+from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.models import resolve_cfg
 from pipeline.plan import shard_slices
-from pipeline.results import eval_shard_path, is_complete, perturbation_shard_path, write_atomic
+from pipeline.results import (
+    attack_shard_path,
+    eval_shard_path,
+    is_complete,
+    perturbation_shard_path,
+    write_atomic,
+)
 from pipeline.tracking import Tracker
+from tasks import attacks as attack_registry
 from tasks.geometry import Box
-
-SELF_ONLY = ("masks", "foveation", "linearity")
-BASELINES = ("random",)  # the paper shows the random direction in the norm sweeps only
+from tasks.protocol import TASKS
+from tasks.protocol import eval_tasks as protocol_eval_tasks
 
 
 def eval_tasks(cfg: BenchmarkConfig) -> tuple[str, ...]:
-    """Evaluation tasks the config asks for (``transfer`` implies ``norm_sweep``)."""
-    wanted = set(cfg.tasks) | ({"norm_sweep"} if "transfer" in cfg.tasks else set())
-    return tuple(t for t in EVAL_TASKS if t in wanted)
+    """Evaluation tasks with shards the config asks for (and those they imply)."""
+    wanted = set(cfg.tasks)
+    wanted |= {i for t in cfg.tasks for i in TASKS.get(t).implies}
+    return tuple(t for t in protocol_eval_tasks() if t in wanted)
 
 
 def _boxes(row: dict[str, object]) -> tuple[Box, ...]:
@@ -51,22 +59,18 @@ def plan_eval_units(
     source_cfgs = {m.name: resolve_cfg(m.name, m.preprocess) for m in cfg.models}
     units, done = [], 0
     for attack in (a.name for a in cfg.attacks):
+        baseline = attack_registry.get(attack).baseline
         for source in models:
-            for shard, _ in enumerate(shard_slices(len(rows), cfg.shard_size)):
+            for shard, (lo, hi) in enumerate(shard_slices(len(rows), cfg.shard_size)):
                 store = perturbation_shard_path(run_dir, source, attack, shard)
                 if not store.is_file():
                     continue  # the attack stage failed for this shard; it is reported there
-                ids = [
-                    i
-                    for i in pq.read_table(store, columns=["image_id"])
-                    .column("image_id")
-                    .to_pylist()
-                    if i in by_id
-                ]
+                ids = [r["image_id"] for r in rows[lo:hi]]
                 for target in models:
                     todo = []
                     for task in tasks:
-                        if task in SELF_ONLY and (target != source or attack in BASELINES):
+                        self_only = TASKS.get(task).pairs == "self"
+                        if self_only and (target != source or baseline):
                             continue
                         if is_complete(
                             eval_shard_path(run_dir, task, source, target, attack, shard), ids
@@ -88,11 +92,18 @@ def plan_eval_units(
                             sizes=tuple((by_id[i]["width"], by_id[i]["height"]) for i in ids),
                             boxes=tuple(_boxes(by_id[i]) for i in ids),
                             perturbations=str(store.resolve()),
+                            target_attacks=_existing(
+                                attack_shard_path(run_dir, target, attack, shard)
+                            ),
                             source_cfg=source_cfgs[source],
                             tasks=tuple(todo),
                         )
                     )
     return units, done
+
+
+def _existing(path: Path) -> str:
+    return str(path.resolve()) if path.is_file() else ""
 
 
 def write_eval_output(out: EvalOutput, run_dir: Path, tracker: Tracker) -> None:
@@ -101,7 +112,7 @@ def write_eval_output(out: EvalOutput, run_dir: Path, tracker: Tracker) -> None:
     if out.object_perturbations is not None:
         write_atomic(
             out.object_perturbations,
-            perturbation_shard_path(run_dir, u.target, f"{u.attack}.object", u.shard),
+            perturbation_shard_path(run_dir, u.target, u.attack, u.shard, setup="object"),
         )
     for task, table in out.tables.items():
         path = eval_shard_path(run_dir, task, u.source, u.target, u.attack, u.shard)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from pipeline.models import PreprocessCfg
+from tasks.geometry import box_mask
 
 BoxTuple = tuple[float, float, float, float]
 BoxLike = BoxTuple | Sequence[float] | Mapping[str, float]
@@ -80,16 +81,37 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_input(path: str | Path, cfg: PreprocessCfg) -> torch.Tensor:
-    """``(3, H, W)`` float32 RGB in 0..255, resized (and cropped) per ``cfg``."""
+def open_rgb(path: str | Path) -> Image.Image:
+    """The decoded image, RGB, fully loaded (the file is closed)."""
     with Image.open(path) as raw:
         im = _to_rgb(raw)
-        geo = input_geometry(im.width, im.height, cfg)
-        im = im.resize(geo.resized, _RESAMPLE[cfg.interpolation])
+        im.load()
+    return im
+
+
+def input_from(im: Image.Image, cfg: PreprocessCfg) -> torch.Tensor:
+    """``(3, H, W)`` uint8 RGB: a decoded image resized (and cropped) per ``cfg``."""
+    geo = input_geometry(im.width, im.height, cfg)
+    im = im.resize(geo.resized, _RESAMPLE[cfg.interpolation])
     if geo.resized != geo.size:
         im = im.crop((geo.left, geo.top, geo.left + geo.size[0], geo.top + geo.size[1]))
-    array = np.asarray(im, dtype=np.float32)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    return _tensor(im)
+
+
+def window_from(im: Image.Image, box: BoxTuple, cfg: PreprocessCfg) -> torch.Tensor:
+    """``(3, H, W)`` uint8: the window ``box`` (original pixel edges, sub-pixel allowed)
+    resized to the input size with the model's interpolation (the MP-Object frame)."""
+    h, w = cfg.input_size
+    return _tensor(im.resize((w, h), _RESAMPLE[cfg.interpolation], box=box))
+
+
+def _tensor(im: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def load_input(path: str | Path, cfg: PreprocessCfg) -> torch.Tensor:
+    """``(3, H, W)`` float32 RGB in 0..255, resized (and cropped) per ``cfg``."""
+    return input_from(open_rgb(path), cfg).float()
 
 
 def load_batch(paths: Iterable[str | Path], cfg: PreprocessCfg) -> torch.Tensor:
@@ -132,20 +154,5 @@ def map_boxes(
 
 
 def object_mask(boxes: Iterable[BoxLike], cfg: PreprocessCfg) -> torch.Tensor:
-    """``(1, H, W)`` float32: 1 where a pixel's centre lies in any box, else 0.
-
-    Rule: pixel ``(row i, column j)`` has centre ``(j + 0.5, i + 0.5)`` and is inside
-    a box iff ``xmin <= j + 0.5 < xmax`` and ``ymin <= i + 0.5 < ymax`` (half-open,
-    so two boxes sharing an edge never both claim a pixel, and integer boxes cover
-    exactly columns ``xmin .. xmax - 1``). Background is ``1 - object_mask``.
-    """
-    h, w = cfg.input_size
-    cx = torch.arange(w, dtype=torch.float64) + 0.5
-    cy = torch.arange(h, dtype=torch.float64) + 0.5
-    mask = torch.zeros((h, w), dtype=torch.bool)
-    for box in boxes:
-        xmin, ymin, xmax, ymax = _as_tuple(box)
-        cols = (cx >= xmin) & (cx < xmax)
-        rows = (cy >= ymin) & (cy < ymax)
-        mask |= rows[:, None] & cols[None, :]
-    return mask.to(torch.float32).unsqueeze(0)
+    """``(1, H, W)`` float32: 1 where a pixel's centre lies in any box (:func:`box_mask`)."""
+    return box_mask([_as_tuple(b) for b in boxes], *cfg.input_size)

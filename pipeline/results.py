@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: evaluation rows over all images, received norms, set-up column
 
 ATTACK_SCHEMA = pa.schema(
     [
@@ -81,6 +81,7 @@ PERTURBATION_SCHEMA = pa.schema(
         ("image_id", pa.string()),
         ("model", pa.string()),
         ("attack", pa.string()),
+        ("setup", pa.string()),  # mp: the attack on the input; object: on the object crop
         ("scale", pa.float64()),
         ("codec", pa.string()),
         ("shape", pa.list_(pa.int32())),
@@ -90,8 +91,11 @@ PERTURBATION_SCHEMA = pa.schema(
     ]
 )
 
-#: One row per (image, condition): the critical scale along a direction and the
-#: norms of the source-space perturbation at it (evals/<task>/..., DESIGN.md).
+#: One row per (image, condition) of the evaluation stage (evals/<task>/..., DESIGN.md):
+#: every image of the shard (with a box, for box conditions), whether or not the source
+#: has a perturbation for it. Norms are of the perturbation actually added, in the frame
+#: the target sees (``crit_*``: the received norm for cross pairs) and in the source's
+#: frame at the same scale (``src_*``).
 CRITICAL_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -99,17 +103,23 @@ CRITICAL_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("target", pa.string()),
         ("attack", pa.string()),
+        ("setup", pa.string()),  # whose perturbation: mp | object (MP-Object)
         ("condition", pa.string()),
-        ("clean_correct", pa.bool_()),  # correct under the condition at scale 0
-        ("critical_scale", pa.float64()),  # 0: wrong at scale 0; inf: never fooled
+        ("has_perturbation", pa.bool_()),  # false: evaluated unperturbed at every norm
+        ("clean_correct", pa.bool_()),  # correct under the condition at norm 0
+        ("critical_scale", pa.float64()),  # 0: wrong at norm 0; inf: not fooled up to the cap
+        ("scale_lo", pa.float64()),  # largest scale observed correct below it
+        ("censored", pa.bool_()),  # perturbed, and not fooled up to the largest grid norm
         ("crit_l1pp", pa.float64()),
         ("crit_l2", pa.float64()),
         ("crit_linf", pa.float64()),
-        ("n_forward", pa.int64()),
-        (
-            "dense_mismatch",
-            pa.int64(),
-        ),  # grid points where a dense sweep disagrees; null: not checked
+        ("src_l1pp", pa.float64()),
+        ("src_l2", pa.float64()),
+        ("src_linf", pa.float64()),
+        ("n_image_forwards", pa.int64()),  # network inputs spent on this row (views counted)
+        ("seconds", pa.float64()),  # the batch's wall time, shared by image-forwards
+        ("dense_mismatch", pa.int64()),  # dense-grid points disagreeing; null: not sampled
+        ("dense_earlier", pa.bool_()),  # the dense grid found an earlier crossing
         ("error", pa.string()),
         ("schema_version", pa.int32()),
     ]
@@ -131,6 +141,8 @@ LINEARITY_SCHEMA = pa.schema(
         ("fov_object_perturbation", pa.float64()),  # (f(x+e)-f(x)) - (f(T(x+e))-f(T(x)))
         ("fov_one_crop_image", pa.float64()),  # same, MP-Object set-up, T = 1 crop
         ("fov_one_crop_perturbation", pa.float64()),
+        ("n_image_forwards", pa.int64()),
+        ("seconds", pa.float64()),
         ("error", pa.string()),
         ("schema_version", pa.int32()),
     ]
@@ -159,8 +171,12 @@ def attack_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Pat
     return run_dir / "attacks" / f"model={model}" / f"attack={attack}" / shard_name(shard)
 
 
-def perturbation_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Path:
-    return run_dir / "perturbations" / f"model={model}" / f"attack={attack}" / shard_name(shard)
+def perturbation_shard_path(
+    run_dir: Path, model: str, attack: str, shard: int, setup: str = "mp"
+) -> Path:
+    """``perturbations/`` (the attack stage's) or ``object_perturbations/`` (MP-Object's)."""
+    root = "perturbations" if setup == "mp" else f"{setup}_perturbations"
+    return run_dir / root / f"model={model}" / f"attack={attack}" / shard_name(shard)
 
 
 def clean_shard_path(run_dir: Path, model: str, shard: int) -> Path:

@@ -22,18 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import ray
 import yaml
 from tqdm import tqdm
 
-from dashboards.protocol import write_protocol_summaries
-from dashboards.report import build_report
 from pipeline import interrupts
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
+from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
-from pipeline.evaluation import EvalOutput, EvalUnit
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
@@ -42,13 +41,24 @@ from pipeline.results import (
     perturbation_shard_path,
     write_atomic,
 )
-from pipeline.runmeta import final_metrics, run_params, run_tags, transfer_metrics, write_summaries
+from pipeline.runmeta import run_params, run_tags
 from pipeline.scheduler import ShardScheduler
+from pipeline.summary.metrics import final_metrics, transfer_metrics
+from pipeline.summary.points import FILE as FIXED_POINTS
+from pipeline.summary.points import fix_eval_points
+from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
 from pipeline.worker import RemoteModelWorker, ShardOutput, WorkerSpec, WorkUnit
 
-RESULT_DIRS = ("attacks", "clean", "bounds", "perturbations", "evals", "summary", "report")
+RESULT_DIRS = (
+    "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
+    "report",
+)  # fmt: skip
+#: Called once the run is summarised, before its MLflow runs close (the CLI builds the
+#: report there: the runner itself never draws).
+Reporter = Callable[[Path, "Tracker", dict[str, str]], None]
+DENSE_WARNING = 0.02  # disagreement rate of the critical-scale shortcut that is reported loudly
 
 
 @dataclass
@@ -72,6 +82,7 @@ class RunSummary:
     eval_seconds: float = 0.0  # wall time of the evaluation stage
     findings: list[dict[str, Any]] = field(default_factory=list)  # the paper's claims, tested
     table1: list[dict[str, Any]] = field(default_factory=list)
+    dense_warnings: list[str] = field(default_factory=list)  # shortcut disagreement > 2%
 
 
 def log(message: str) -> None:
@@ -81,7 +92,9 @@ def log(message: str) -> None:
 def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Path:
     run_dir = Path(cfg.output_dir) / run_name
     if fresh and run_dir.exists():
-        for name in (*RESULT_DIRS, "manifest.parquet", "bad_rows.parquet", "mlflow.json"):
+        for name in (
+            *RESULT_DIRS, "manifest.parquet", "bad_rows.parquet", "mlflow.json", FIXED_POINTS,
+        ):  # fmt: skip
             target = run_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -99,12 +112,15 @@ def run_benchmark(
     extra_tags: dict[str, str] | None = None,
     on_unit_done: Callable[[ShardOutput], None] | None = None,
     reuse_run_by_name: bool = False,
+    report: Reporter | None = None,
 ) -> RunSummary:
     """Run every missing work unit of ``cfg`` and summarise the whole run.
 
     ``on_unit_done`` is called in the driver after each shard is written (progress
     hooks, and the fault-injection tests kill actors from it).
     ``reuse_run_by_name`` reopens an MLflow run of the same name (nightly runs).
+    ``report`` is called with the run dir, the tracker and the run's tags once
+    everything is summarised.
     """
     start = time.perf_counter()
     run_name = run_name or cfg.name
@@ -168,7 +184,8 @@ def run_benchmark(
             _summarise(run_dir, tracker, summary)
             if eval_tasks(cfg):
                 _summarise_protocol(cfg, run_dir, tracker, summary)
-            _report(run_dir, tracker, tags)
+            if report is not None:
+                report(run_dir, tracker, tags)
     except (KeyboardInterrupt, SystemExit):
         tracker.finish(status="KILLED")
         log(
@@ -187,25 +204,31 @@ def run_benchmark(
 def _summarise_protocol(
     cfg: BenchmarkConfig, run_dir: Path, tracker: Tracker, summary: RunSummary
 ) -> None:
-    """Protocol tables to summary/, transfer metrics to the parent run, findings to the summary."""
-    tables = write_protocol_summaries(
-        run_dir, cfg.eval.l1pp_grid, cfg.eval.linf_grid, cfg.eval.bootstrap
-    )
+    """Protocol tables to summary/, transfer metrics to the parent run, findings to the summary.
+
+    A condition whose critical-scale shortcut disagrees with the dense grid on
+    more than 2% of its sampled images is reported loudly: a warning here and
+    the MLflow tag ``dense_check_warning``.
+    """
+    tables = write_protocol_summaries(run_dir, cfg.eval)
     for name, table in tables.items():
         if table.height:
             tracker.log_artifact(run_dir / "summary" / f"{name}.parquet")
     tracker.log_metrics_once(transfer_metrics(tables["transfer"]))
     summary.findings = tables["findings"].to_dicts()
     summary.table1 = tables["table1"].to_dicts()
-
-
-def _report(run_dir: Path, tracker: Tracker, tags: dict[str, str]) -> None:
-    """``report/index.html`` and its figures, logged to the parent run under ``report/``."""
-    page = build_report(run_dir, tags=tags)
-    log(f"report: {page}")
-    for path in sorted(page.parent.rglob("*")):
-        if path.is_file():
-            tracker.log_artifact(path)
+    dense = tables["dense_check"]
+    if dense.height:
+        loud = dense.filter(pl.col("mismatch_rate") > DENSE_WARNING)
+        summary.dense_warnings = [
+            f"{r['condition']} {r['source']}->{r['target']} {r['attack']}: "
+            f"{r['n_mismatch']}/{r['n_checked']} sampled images disagree with the dense grid"
+            for r in loud.to_dicts()
+        ]
+        for line in summary.dense_warnings:
+            log(f"WARNING: critical-scale shortcut: {line}")
+        if summary.dense_warnings:
+            tracker.set_tags({"dense_check_warning": "; ".join(summary.dense_warnings)[:5000]})
 
 
 def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
@@ -366,6 +389,9 @@ class _Stages:
             if attack_units:
                 seconds, computed = self._timed(self._attack_stage, attack_units)
                 self.summary.attack_seconds, self.summary.computed_units = seconds, computed
+            if eval_tasks(self.cfg):  # fixed from the attack stage, before any evaluation
+                fix_eval_points(self.run_dir, self.cfg.eval)
+                self.tracker.log_artifact(self.run_dir / FIXED_POINTS)
             eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
             self.summary.skipped_files += eval_done
             if eval_done:

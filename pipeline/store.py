@@ -64,3 +64,39 @@ def decode(enc: Encoded) -> torch.Tensor:
             f"unknown perturbation codec {enc.codec!r}; was this written by a newer foveabench?"
         )
     return torch.from_numpy(flat.reshape(enc.shape).copy())
+
+
+def roundtrip(directions: torch.Tensor) -> torch.Tensor:
+    """What the store will hold for a batch ``(B, C, H, W)``: the attack's final line search
+    and every later stage then use exactly the stored numbers."""
+    out = torch.stack([decode(encode(d)) for d in directions])
+    return out.to(device=directions.device, dtype=directions.dtype)
+
+
+def record(
+    image_id: str, model: str, attack: str, setup: str, scale: float, direction: torch.Tensor
+) -> dict[str, object]:
+    """One perturbation-store row (PERTURBATION_SCHEMA)."""
+    enc = encode(direction)
+    return {
+        "image_id": image_id,
+        "model": model,
+        "attack": attack,
+        "setup": setup,
+        "scale": scale,
+        "codec": enc.codec,
+        "shape": list(enc.shape),
+        "norm": enc.norm,
+        "data": enc.data,
+    }
+
+
+def read_store(path: str) -> dict[str, tuple[Encoded, float]]:
+    """image_id -> (encoded direction, scale) of a perturbation shard."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for row in pq.read_table(path).to_pylist():
+        enc = Encoded(row["codec"], tuple(row["shape"]), row["norm"], row["data"])
+        out[row["image_id"]] = (enc, float(row["scale"]))
+    return out

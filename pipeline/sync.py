@@ -17,7 +17,9 @@ import pyarrow.parquet as pq
 
 from pipeline.config import load_config
 from pipeline.plan import plan_units
-from pipeline.runmeta import final_metrics, run_params, run_tags, write_summaries
+from pipeline.runmeta import run_params, run_tags
+from pipeline.summary.metrics import final_metrics
+from pipeline.summary.write import write_summaries
 from pipeline.tracking import Tracker, default_tracking_uri
 
 #: Parent-run files, relative to the run dir (summaries are globbed).

@@ -9,7 +9,6 @@ shared filesystem.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import traceback
@@ -21,9 +20,11 @@ import ray
 import torch
 
 from pipeline.config import EvalCfg
-from pipeline.evaluation import EvalOutput, Evaluator, EvalUnit
-from pipeline.images import load_input
+from pipeline.eval_unit import EvalOutput, EvalUnit
+from pipeline.eval_worker import Evaluator
+from pipeline.image_cache import ImageCache
 from pipeline.models import load_model
+from pipeline.oom import is_out_of_memory
 from pipeline.results import (
     ATTACK_SCHEMA,
     BOUNDS_SCHEMA,
@@ -31,7 +32,7 @@ from pipeline.results import (
     PERTURBATION_SCHEMA,
     table_from_rows,
 )
-from pipeline.store import encode
+from pipeline.store import record, roundtrip
 from tasks import attacks as attack_registry
 from tasks.attacks.base import Attack, AttackResult
 from tasks.bounds import UnsupportedLayerError, peck_bound
@@ -87,16 +88,6 @@ class WorkerSpec:
     eval: EvalCfg = field(default_factory=EvalCfg)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA/CPU allocation failures: worth retrying with a smaller batch."""
-    oom_type = getattr(torch, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
-    )
-
-
 @dataclass
 class _BatchRows:
     """Rows of one batch, kept apart until the batch succeeds (a retried batch adds none)."""
@@ -140,27 +131,27 @@ class ModelWorker:
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
         self.criterion = TopK(spec.top_k)
-        self._evaluator: Evaluator | None = None
+        self.images = ImageCache()  # decoded once, for both stages
         search = LineSearch(rtol=spec.rtol)
-        self.attacks: dict[str, Attack] = {
-            name: attack_registry.create(
+        self.attacks: dict[str, Attack] = {}
+        for name, params in spec.attacks.items():
+            attack = attack_registry.create(
                 name, criterion=self.criterion, line_search=search, **params
             )
-            for name, params in spec.attacks.items()
-        }
+            attack.quantize = roundtrip  # the scale is found for the stored direction
+            self.attacks[name] = attack
+        self.evaluator = Evaluator(
+            self.model,
+            self.criterion,
+            spec.eval,
+            self.attacks.__getitem__,
+            self.images,
+            spec.batch_size,
+        )
 
     def evaluate(self, unit: EvalUnit) -> EvalOutput:
         """The evaluation stage on this network (as the target), reusing the loaded model."""
-        if self._evaluator is None:
-            self._evaluator = Evaluator(
-                self.model,
-                self.criterion,
-                LineSearch(rtol=self.spec.eval.rtol),
-                self.spec.eval,
-                self.spec.attacks,
-                self.spec.batch_size,
-            )
-        return self._evaluator.evaluate(unit)
+        return self.evaluator.evaluate(unit)
 
     def describe(self) -> dict[str, Any]:
         """Where this worker runs and with what preprocessing (for logs and provenance)."""
@@ -234,7 +225,7 @@ class ModelWorker:
         good, tensors, errors = [], [], {}
         for i in idx:
             try:
-                tensors.append(load_input(unit.paths[i], self.model.cfg))
+                tensors.append(self.images.inputs([unit.paths[i]], self.model.cfg)[0])
                 good.append(i)
             except Exception as exc:  # any decoding failure is a per-image error row
                 errors[i] = f"{unit.paths[i]}: could not load image: {exc}"
@@ -330,16 +321,8 @@ class ModelWorker:
             }
             rows.append(row)
             if row["success"] and row["clean_correct"]:
-                enc = encode(result.direction[j])
                 perts.append(
-                    {
-                        "image_id": b["image_id"],
-                        "model": b["model"],
-                        "attack": name,
-                        "scale": row["scale"],
-                        **dataclasses.asdict(enc),
-                        "shape": list(enc.shape),
-                    }
+                    record(b["image_id"], b["model"], name, "mp", row["scale"], result.direction[j])
                 )
 
 

@@ -9,7 +9,6 @@ by a linear (bilinear) resize back to the input size, optionally mirrored;
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
@@ -93,34 +92,6 @@ def object_crops(boxes: list[Box]) -> list[Window]:
     return [Window(b) for b in boxes]
 
 
-def shifted_object_windows(
-    box: Box, height: int, width: int, background: float = 0.21
-) -> list[Window]:
-    """``10 Crop MP-Object``: windows the object's size, shifted into the background.
-
-    The paper keeps the object's scale and lets each crop take about 21% of
-    background. We shift the box diagonally by ``f`` of its size towards each
-    corner, with ``(1 - f)^2 = 1 - background`` (f = 0.111 for 21%), plus the
-    unshifted box, plus the mirrors of all five. Windows are kept inside the
-    image (shifted back where the box touches the border).
-    """
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    f = 1 - math.sqrt(1 - background)
-    shifted = [
-        (x0 + sx * f * w, y0 + sy * f * h, x1 + sx * f * w, y1 + sy * f * h)
-        for sx, sy in ((-1, -1), (1, -1), (-1, 1), (1, 1))
-    ]
-    boxes = [clamp_box(b, height, width) for b in [*shifted, box]]
-    return with_flips(boxes)
-
-
-def one_crop_object(box: Box, height: int, width: int, seed: int = 0) -> list[Window]:
-    """``1 Crop MP-Object``: one of the ten shifted windows, chosen with a fixed seed."""
-    windows = shifted_object_windows(box, height, width)
-    return [windows[random.Random(seed).randrange(len(windows))]]
-
-
 def windows_at(
     centres: list[tuple[float, float]], height: int, width: int, side: float = TEN_CROP_SIDE
 ) -> list[Window]:
@@ -132,27 +103,24 @@ def windows_at(
     ]
 
 
-def paste(e: torch.Tensor, box: Box, size: tuple[int, int]) -> torch.Tensor:
-    """Place ``e`` (C, h, w), resized bilinearly, into ``box`` of a zero image of ``size``.
-
-    The inverse of cropping ``box`` and resizing it to ``e``'s size: used to put a
-    perturbation computed on the object crop back on the object in the full image.
-    Pixels whose centre lies outside the box stay exactly zero.
-    """
-    h, w = size
-    x0, y0, x1, y1 = box
-    cx = torch.arange(w, dtype=e.dtype, device=e.device) + 0.5
-    cy = torch.arange(h, dtype=e.dtype, device=e.device) + 0.5
-    u = (cx - x0) / (x1 - x0) * 2 - 1
-    v = (cy - y0) / (y1 - y0) * 2 - 1
-    grid = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
-    out = torch.nn.functional.grid_sample(
-        e.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )[0]
-    inside = ((cx >= x0) & (cx < x1))[None, :] & ((cy >= y0) & (cy < y1))[:, None]
-    return out * inside
-
-
 def largest_box(boxes: list[Box]) -> Box:
     """The MP-Object crop when an image has several boxes: the largest object."""
     return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def box_mask(boxes: list[Box], height: int, width: int) -> torch.Tensor:
+    """``(1, H, W)`` float32: 1 where a pixel's centre lies in any box, else 0.
+
+    Rule: pixel ``(row i, column j)`` has centre ``(j + 0.5, i + 0.5)`` and is inside
+    a box iff ``xmin <= j + 0.5 < xmax`` and ``ymin <= i + 0.5 < ymax`` (half-open,
+    so two boxes sharing an edge never both claim a pixel, and integer boxes cover
+    exactly columns ``xmin .. xmax - 1``). Background is ``1 - box_mask``.
+    """
+    cx = torch.arange(width, dtype=torch.float64) + 0.5
+    cy = torch.arange(height, dtype=torch.float64) + 0.5
+    mask = torch.zeros((height, width), dtype=torch.bool)
+    for xmin, ymin, xmax, ymax in boxes:
+        cols = (cx >= xmin) & (cx < xmax)
+        rows = (cy >= ymin) & (cy < ymax)
+        mask |= rows[:, None] & cols[None, :]
+    return mask.to(torch.float32).unsqueeze(0)

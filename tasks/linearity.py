@@ -6,100 +6,144 @@ applied to the perturbation alone — needs an input that the network treats as
 plus ``e``. Here the model takes 0..255 pixels and normalises inside, so we
 evaluate ``f(reference + a e)`` with ``reference`` = the normalisation mean in
 pixel units (no clipping: it is a probe of the linear hypothesis, not an image).
+
+Every score is one query of a :class:`~tasks.probing.ScoreQueue`, so the probes
+ride along in the evaluation's rounds; repeated points (``a = 1`` and ``a = 2``
+of Fig. 12, the shared ``f(x)``) are asked once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from tasks.context import PIXEL_BOUNDS, Bounds
-from tasks.views import View
-
-
-def true_score(
-    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, view: View | None = None
-) -> torch.Tensor:
-    with torch.no_grad():
-        logits = model(x) if view is None else view.logits(model, x, torch.arange(x.shape[0]))
-    return logits.gather(1, labels[:, None]).squeeze(1)
-
-
-def _clip(x: torch.Tensor, bounds: Bounds | None) -> torch.Tensor:
-    return x if bounds is None else x.clamp(*bounds)
+from tasks.context import PIXEL_BOUNDS
+from tasks.evaluation.conditions import ConditionBatch
+from tasks.probing import Query, ScoreQueue, aggregate
 
 
 @dataclass
-class LinearityCurves:
-    """Per image and grid value ``a``: f(x + a e) - f(x) and f(a e) (Fig. 4, 9-11)."""
+class Effect:
+    """Fig. 6 for one foveation ``T``: the image's and the perturbation's score change.
+
+    ``base`` / ``view`` present the images without / with the foveation (the
+    view's direction moved as the condition moves it); ``base=None``: the probe's
+    own ``x`` and ``x + e*`` (asked once for both). ``items``: for each image
+    measured, (its index in ``base``, in ``view``, its row in the probe's batch,
+    the scale that puts ``e*`` on it).
+    """
+
+    base: ConditionBatch | None
+    view: ConditionBatch
+    items: list[tuple[int, int, int, float]]
+    image: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # f(x) - f(T(x))
+    perturbation: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+
+@dataclass
+class Linearity:
+    """Per image: the Fig. 4/9-11 curves and the Fig. 12 errors (after the flush)."""
 
     alphas: list[float]
-    response: torch.Tensor  # (B, A): f(x + a e) - f(x)
-    alone: torch.Tensor  # (B, A): f(reference + a e)
+    response: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # f(x+a e)-f(x)
+    alone: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # f(ref + a e)
+    err_interpolation: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    err_alone: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
 
-def linearity_curves(
-    model: nn.Module,
-    x: torch.Tensor,
-    e: torch.Tensor,
-    labels: torch.Tensor,
-    alphas: list[float],
-    reference: torch.Tensor | float,
-    bounds: Bounds | None = PIXEL_BOUNDS,
-) -> LinearityCurves:
-    f_x = true_score(model, x, labels)
-    response, alone = [], []
-    for a in alphas:
-        response.append(true_score(model, _clip(x + a * e, bounds), labels) - f_x)
-        alone.append(true_score(model, reference + a * e, labels))
-    return LinearityCurves(alphas, torch.stack(response, 1), torch.stack(alone, 1))
+class LinearityProbe:
+    """Queues every linearity and Fig. 6 score once; computes the curves after the flush."""
 
+    def __init__(
+        self,
+        x: torch.Tensor,
+        e: torch.Tensor,
+        labels: torch.Tensor,
+        alphas: list[float],
+        reference: torch.Tensor,
+        effects: dict[str, Effect] | None = None,
+    ) -> None:
+        self.x, self.e, self.labels = x, e, labels
+        self.reference = reference
+        self.out = Linearity(list(alphas))
+        self.effects = effects or {}
+        self.points = sorted({*alphas, 0.0, 1.0, 2.0})
+        self._on_x: dict[tuple[int, float], Query] = {}
+        self._alone: dict[tuple[int, float], Query] = {}
+        self._fx: dict[tuple[str, str, int, int], Query] = {}
+        self.image_forwards = torch.zeros(x.shape[0], dtype=torch.long)
 
-@dataclass
-class LinearityErrors:
-    """Fig. 12: error of the local linear interpolation vs error of ``f(e*)``."""
+    def __call__(self, queue: ScoreQueue, round_index: int) -> Callable[[], bool]:
+        """A rider of :func:`tasks.evaluation.engine.evaluate`: everything in the first round."""
+        lo, hi = PIXEL_BOUNDS
+        for j in range(self.x.shape[0]):
+            for a in self.points:
+                xj, ej = self.x[j : j + 1], self.e[j : j + 1]
+                self._on_x[(j, a)] = queue.add(
+                    1, lambda _, xj=xj, ej=ej, a=a: (xj + a * ej).clamp(lo, hi)
+                )
+                self.image_forwards[j] += 1
+                if a != 0.0 or j == 0:  # f(reference) is the same for every image
+                    self._alone[(j, a)] = queue.add(
+                        1, lambda _, ej=ej, a=a: self.reference + a * ej
+                    )
+                    self.image_forwards[j] += 1
+        for name, effect in self.effects.items():
+            for kb, kv, j, scale in effect.items:
+                for which, cond, k in (("base", effect.base, kb), ("view", effect.view, kv)):
+                    for on in (0, 1):
+                        if cond is None:
+                            self._fx[(name, which, j, on)] = self._on_x[(j, float(on))]
+                            continue
+                        at = scale * on
+                        q = queue.add(
+                            cond.n_views(k),
+                            lambda views, c=cond, k=k, at=at: c.inputs(k, at, views),
+                            cond.keys(k, at),
+                        )
+                        self._fx[(name, which, j, on)] = q
+                        self.image_forwards[j] += len(q.compute)
+        return self._finish
 
-    interpolation: torch.Tensor  # |f(x+e) - (f(x) + f(x+2e)) / 2|
-    alone: torch.Tensor  # |(f(x+e) - f(x)) - f(e)|
+    def _finish(self) -> bool:
+        n = self.x.shape[0]
+        y = self.labels
 
+        def score(q: Query, j: int, how: str = "logit") -> float:
+            return float(aggregate(q.logits, how)[y[j]])
 
-def linearity_errors(
-    model: nn.Module,
-    x: torch.Tensor,
-    e: torch.Tensor,
-    labels: torch.Tensor,
-    reference: torch.Tensor | float,
-    bounds: Bounds | None = PIXEL_BOUNDS,
-) -> LinearityErrors:
-    f_x = true_score(model, x, labels)
-    f_1 = true_score(model, _clip(x + e, bounds), labels)
-    f_2 = true_score(model, _clip(x + 2 * e, bounds), labels)
-    f_e = true_score(model, reference + e, labels)
-    return LinearityErrors(
-        interpolation=(f_1 - (f_x + f_2) / 2).abs(),
-        alone=((f_1 - f_x) - f_e).abs(),
-    )
+        on_x = torch.tensor([[score(self._on_x[(j, a)], j) for a in self.points] for j in range(n)])
+        alone = torch.tensor(
+            [
+                [score(self._alone.get((j, a), self._alone[(0, 0.0)]), j) for a in self.points]
+                for j in range(n)
+            ]
+        )
+        at = {a: k for k, a in enumerate(self.points)}
+        f_x = on_x[:, at[0.0]]
+        cols = [at[a] for a in self.out.alphas]
+        self.out.response = on_x[:, cols] - f_x[:, None]
+        self.out.alone = alone[:, cols]
+        f_1, f_2 = on_x[:, at[1.0]], on_x[:, at[2.0]]
+        self.out.err_interpolation = (f_1 - (f_x + f_2) / 2).abs()
+        self.out.err_alone = ((f_1 - f_x) - alone[:, at[1.0]]).abs()
+        for name, effect in self.effects.items():
 
+            def term(
+                which: str, on: int, name: str = name, effect: Effect = effect
+            ) -> torch.Tensor:
+                return torch.tensor(
+                    [score(self._fx[(name, which, j, on)], j) for _, _, j, _ in effect.items]
+                )
 
-@dataclass
-class FoveationEffect:
-    """Fig. 6: how a foveation T changes the image's and the perturbation's scores."""
-
-    image: torch.Tensor  # f(x) - f(T(x))
-    perturbation: torch.Tensor  # (f(x+e) - f(x)) - (f(T(x+e)) - f(T(x)))
-
-
-def foveation_effect(
-    model: nn.Module,
-    x: torch.Tensor,
-    e: torch.Tensor,
-    labels: torch.Tensor,
-    view: View,
-    bounds: Bounds | None = PIXEL_BOUNDS,
-) -> FoveationEffect:
-    xe = _clip(x + e, bounds)
-    f_x, f_xe = true_score(model, x, labels), true_score(model, xe, labels)
-    t_x, t_xe = true_score(model, x, labels, view), true_score(model, xe, labels, view)
-    return FoveationEffect(image=f_x - t_x, perturbation=(f_xe - f_x) - (t_xe - t_x))
+            f_x, f_xe, t_x, t_xe = (
+                term("base", 0),
+                term("base", 1),
+                term("view", 0),
+                term("view", 1),
+            )
+            effect.image = f_x - t_x
+            effect.perturbation = (f_xe - f_x) - (t_xe - t_x)
+        return False

@@ -54,6 +54,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def in_order(self) -> list[T]:
+        """Entries in the order they were registered (a protocol's declaration order)."""
+        return list(self._entries.values())
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -42,7 +42,7 @@ from pipeline.results import (
     table_from_rows,
     write_atomic,
 )
-from pipeline.runmeta import write_summaries
+from pipeline.summary.write import write_summaries
 from pipeline.store import encode
 
 pytestmark = pytest.mark.unit

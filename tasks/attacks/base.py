@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -65,8 +66,13 @@ class Attack(ABC):
     """Minimum-perturbation attack in pixel space under a top-k criterion."""
 
     name: ClassVar[str] = ""
-    #: The norm the attack's own objective minimises (for docs and bookkeeping).
+    #: Applied to every proposed direction before the final line search (the pipeline sets
+    #: its storage codec's round trip, so the scale found is the stored direction's).
+    quantize: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: The norm the attack's own objective minimises: the protocol's axis for it.
     norm: ClassVar[str] = "linf"
+    #: A reference direction (random noise), shown in the norm sweeps only.
+    baseline: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -119,6 +125,8 @@ class Attack(ABC):
         if todo.numel() > 0:
             xt, sub = x[todo], ctx.subset(todo)
             proposal = self.propose(sub, xt)
+            if self.quantize is not None:
+                proposal.direction = self.quantize(proposal.direction)
             found = search_scale(sub, xt, proposal.direction, proposal.init_scale, self.line_search)
             direction[todo] = proposal.direction
             scale[todo] = found.scale

@@ -22,6 +22,7 @@ class RandomNoiseAttack(Attack):
     """Uniform [-1, 1] noise direction. Parameters: ``seed`` (0)."""
 
     norm: ClassVar[str] = "linf"
+    baseline: ClassVar[bool] = True
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:

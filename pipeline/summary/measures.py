@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dashboards.aggregate import scan
+from pipeline.summary.attacks import scan
 
 RHO_NORMS = ("l2", "linf")
 EPS_NORMS = ("l1pp", "l2", "linf")

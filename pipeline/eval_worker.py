@@ -1,0 +1,238 @@
+"""The evaluation worker: one target network evaluates a unit's stored perturbations.
+
+For a shard of images, the source's stored directions (never recomputed) are
+mapped into the frame the target sees (:mod:`pipeline.eval_inputs`), every
+condition of the unit's tasks is built from the protocol's registry
+(:mod:`tasks.evaluation.build`), and all of them, with the linearity probes,
+are scanned in shared rounds, each round one batched pass through the network
+(:mod:`tasks.evaluation.engine`). Rows follow ``pipeline.results``' schemas.
+A batch that runs out of memory (or fails) is split in halves down to single
+images; only an image that fails alone becomes error rows.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import pyarrow.parquet as pq
+import torch
+
+from pipeline.config import EvalCfg
+from pipeline.eval_inputs import AttackFactory, Stored, load_batch, object_setup
+from pipeline.eval_rows import RowSink
+from pipeline.eval_unit import EvalOutput, EvalUnit
+from pipeline.image_cache import ImageCache
+from pipeline.models import PixelModel
+from pipeline.oom import is_out_of_memory
+from pipeline.store import read_store
+from tasks import attacks as attack_registry
+from tasks.criterion import TopK
+from tasks.evaluation.build import BatchData, build_conditions
+from tasks.evaluation.conditions import ConditionBatch
+from tasks.evaluation.engine import Grids, evaluate
+from tasks.linearity import Effect, LinearityProbe
+from tasks.probing import ScoreQueue
+from tasks.protocol import CONDITIONS, ConditionSpec, conditions_of
+
+AUTOCAST = {"bf16": torch.bfloat16}
+
+
+class Evaluator:
+    """Evaluates perturbations on one target network (a plain class; actors wrap it)."""
+
+    def __init__(
+        self,
+        model: PixelModel,
+        criterion: TopK,
+        settings: EvalCfg,
+        make_attack: AttackFactory,
+        images: ImageCache,
+        batch_size: int = 16,
+    ) -> None:
+        self.model = model
+        self.criterion = criterion
+        self.settings = settings
+        self.make_attack = make_attack
+        self.images = images
+        self.batch_size = batch_size
+        self.forward_batch = settings.batch_size or 4 * batch_size
+        self.grids = Grids(settings.grids(), rtol=settings.rtol, search=settings.search)
+        self.halvings = 0
+
+    def specs(self, unit: EvalUnit) -> list[ConditionSpec]:
+        """The conditions a unit computes: its tasks' conditions that apply to its pair."""
+        self_pair = unit.source == unit.target
+        baseline = attack_registry.get(unit.attack).baseline
+        out = []
+        for task in unit.tasks:
+            for spec in conditions_of(task):
+                if spec.pairs == "self" and not self_pair:
+                    continue
+                if baseline and not spec.baseline_ok:
+                    continue
+                if spec.views and spec.setup == "mp" and spec.name not in self.settings.crops:
+                    continue
+                out.append(spec)
+        return out
+
+    def evaluate(self, unit: EvalUnit) -> EvalOutput:
+        start = time.perf_counter()
+        self.halvings = 0
+        queue = self._queue()
+        stored = read_store(unit.perturbations)
+        clean = _read_clean(unit.target_attacks)
+        sink = RowSink(unit, self.specs(unit))
+        n = len(unit.image_ids)
+        batches = [
+            list(range(lo, min(lo + self.batch_size, n))) for lo in range(0, n, self.batch_size)
+        ]
+        for k, idx in enumerate(batches):
+            if k + 1 < len(batches):  # decode the next batch while this one computes
+                self.images.prefetch([unit.paths[i] for i in batches[k + 1]], self.model.cfg)
+            self._resilient(unit, idx, stored, clean, sink, queue)
+        out = EvalOutput(unit=unit, seconds=time.perf_counter() - start)
+        out.tables, out.object_perturbations = sink.tables()
+        out.forward_calls, out.image_forwards = queue.stats.calls, queue.stats.images
+        out.halvings = self.halvings
+        return out
+
+    def _queue(self) -> ScoreQueue:
+        autocast = AUTOCAST.get(self.settings.autocast or "")
+        cuda = self.model.shift.device.type == "cuda"
+        return ScoreQueue(self.model, self.forward_batch, autocast if cuda else None, cuda)
+
+    def _resilient(
+        self,
+        unit: EvalUnit,
+        idx: list[int],
+        stored: Stored,
+        clean: dict[str, bool],
+        sink: RowSink,
+        queue: ScoreQueue,
+    ) -> None:
+        try:
+            rows = RowSink(unit, sink.specs)
+            self._batch(unit, idx, stored, clean, rows, queue)
+            sink.extend(rows)
+        except Exception as exc:
+            queue.pending.clear()
+            if is_out_of_memory(exc) and self.model.shift.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(idx) > 1:
+                self.halvings += 1
+                mid = len(idx) // 2
+                self._resilient(unit, idx[:mid], stored, clean, sink, queue)
+                self._resilient(unit, idx[mid:], stored, clean, sink, queue)
+                return
+            what = "out of memory with a batch of 1" if is_out_of_memory(exc) else "failed"
+            sink.error(
+                idx[0], f"{unit.paths[idx[0]]}: evaluation {what}: {traceback.format_exc(limit=4)}"
+            )
+
+    def _batch(
+        self,
+        unit: EvalUnit,
+        idx: list[int],
+        stored: Stored,
+        clean: dict[str, bool],
+        rows: RowSink,
+        queue: ScoreQueue,
+    ) -> None:
+        queue.reset()  # cached views belong to one batch of images
+        start, calls_before = time.perf_counter(), queue.stats.images
+        dense = max(0, self.settings.dense_check - idx[0])
+        data = load_batch(unit, idx, self.model, self.images, stored, clean, self.settings, dense)
+        specs = rows.specs
+        wants_object = data.self_pair and (
+            any(s.setup == "object" for s in specs) or "linearity" in unit.tasks
+        )
+        if wants_object:
+            views = [c.name for c in CONDITIONS.in_order() if c.setup == "object" and c.views]
+            data.object, attack = object_setup(
+                unit,
+                idx,
+                data,
+                self.model,
+                self.images,
+                self.make_attack(unit.attack),
+                views,
+                self.settings.seed,
+            )
+            if data.object is not None and attack is not None:
+                rows.object_store(idx, data.object, attack)
+        conditions = build_conditions(data, specs)
+        probe = self._linearity(data) if "linearity" in unit.tasks and data.self_pair else None
+        axis = attack_registry.get(unit.attack).norm
+        covered = {c.spec.name: set(c.rows) for c in conditions}
+        results = evaluate(
+            queue,
+            conditions,
+            self.criterion,
+            self.grids,
+            axis,
+            lambda c: tuple(self.grids.values) if c.spec.pairs == "all" else (axis,),
+            riders=[probe] if probe is not None else None,
+        )
+        seconds = time.perf_counter() - start
+        per_forward = seconds / max(1, queue.stats.images - calls_before)
+        for cond, result in zip(conditions, results, strict=True):
+            rows.conditions(idx, data, cond, result, per_forward)
+        rows.missing(idx, data, covered)
+        if probe is not None:
+            rows.linearity(idx, data, probe, per_forward)
+
+    def _linearity(self, data: BatchData) -> LinearityProbe | None:
+        """Fig. 4, 6, 9-12 probes for the images with the source's perturbation."""
+        have = [j for j in range(data.x.shape[0]) if bool(data.has_direction[j])]
+        if not have:
+            return None
+        sel = torch.tensor(have, device=data.x.device)
+        x, d = data.x[sel], data.direction[sel]
+        s = data.scale[have].to(x.device).view(-1, 1, 1, 1)
+        e = (x + s * d).clamp(0, 255) - x
+        effects = _effects(data, have)
+        return LinearityProbe(
+            x, e, data.labels[sel], list(self.settings.alphas), self.model.shift, effects
+        )
+
+
+def _effects(data: BatchData, have: list[int]) -> dict[str, Effect]:
+    """Fig. 6: T = object crop in the MP set-up, T = one shifted crop in the MP-Object set-up."""
+    specs = {name: CONDITIONS.get(name) for name in ("object_crop", "mp_object", "one_crop_object")}
+    built: dict[str, ConditionBatch] = {
+        c.spec.name: c for c in build_conditions(data, list(specs.values()))
+    }
+    effects: dict[str, Effect] = {}
+    crop = built.get("object_crop")
+    if crop is not None:
+        items = [
+            (0, crop.rows.index(j), p, float(data.scale[j]))
+            for p, j in enumerate(have)
+            if j in crop.rows
+        ]
+        effects["object_crop"] = Effect(None, crop, items)
+    base, one, o = built.get("mp_object"), built.get("one_crop_object"), data.object
+    if base is not None and one is not None and o is not None:
+        items = [
+            (k, k, have.index(j), float(o.scale[k]))
+            for k, j in enumerate(o.rows)
+            if j in have and bool(o.has_direction[k])
+        ]
+        effects["one_crop_object"] = Effect(base, one, items)
+    return effects
+
+
+def _read_clean(path: str) -> dict[str, bool]:
+    """image_id -> clean correctness under the run's criterion, from an attack shard."""
+    if not path:
+        return {}
+    try:
+        table = pq.read_table(path, columns=["image_id", "clean_correct", "error"])
+    except (OSError, ValueError):
+        return {}
+    return {
+        r["image_id"]: bool(r["clean_correct"])
+        for r in table.to_pylist()
+        if r["error"] is None and r["clean_correct"] is not None
+    }

@@ -1,0 +1,76 @@
+"""What a run tells MLflow as metrics, computed from the summary tables.
+
+Kept in the summary layer so that ``foveabench sync`` can rebuild exactly what
+a run would have logged, from the run directory alone, after an MLflow outage.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+
+from pipeline.summary.write import Summaries
+
+#: Metrics keyed by model (child run); ``None`` is the parent run.
+MetricsByRun = dict[str | None, dict[str, float]]
+
+
+def _add(out: MetricsByRun, model: str, metrics: dict[str, Any]) -> None:
+    """Finite numbers only: MLflow would store a null or an infinity as NaN."""
+    out.setdefault(model, {}).update(
+        {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    )
+
+
+def final_metrics(s: Summaries) -> MetricsByRun:
+    """The per-model metrics of DESIGN.md (``clean_top5``, ``mp/<attack>/median_l1pp``...),
+    Balda's measures (``measures/<attack>/rho1_linf``, ``measures/rho2_linf``...) and
+    Peck's bounds (``bounds/median_l2``, ``bounds/violations``)."""
+    out: MetricsByRun = {}
+    for row in s.clean.to_dicts():
+        metrics = {"clean_top1": row["top1"], "clean_top5": row["top5"], "images": row["images"]}
+        _add(out, row["model"], metrics)
+    for row in s.attacks.to_dicts():
+        prefix = f"mp/{row['attack']}"
+        metrics = {
+            f"{prefix}/median_l1pp": row["l1pp_median"],
+            f"{prefix}/median_linf": row["linf_median"],
+            f"{prefix}/median_l2": row["l2_median"],
+            f"{prefix}/success_rate": row["success_rate"],
+        }
+        _add(out, row["model"], metrics)
+    for row in s.measures.to_dicts():
+        keys = [k for k in row if k.startswith(("rho1_", "eps99_"))]
+        _add(out, row["model"], {f"measures/{row['attack']}/{k}": row[k] for k in keys})
+        _add(out, row["model"], {f"measures/{k}": row[k] for k in row if k.startswith("rho2_")})
+    for row in s.bounds.to_dicts():
+        metrics = {
+            "bounds/median_l2": row.get("bound_l2_median"),
+            "bounds/bounded": row.get("bounded"),
+            "bounds/violations": row.get("violations"),
+            "bounds/median_gap": row.get("gap_median"),
+        }
+        _add(out, row["model"], metrics)
+    return out
+
+
+def transfer_metrics(transfer: pl.DataFrame) -> dict[str, float]:
+    """Transfer matrices as parent-run metrics (DESIGN.md, "MLflow").
+
+    ``transfer/<attack>/<source>/<target>/acc_at_<norm>_<value>`` for every grid
+    norm, keyed by the norm the *target receives*; ``.../median_crit_<norm>`` the
+    median received critical norm and ``.../median_src_<norm>`` the same
+    perturbations' norm in the source's frame.
+    """
+    out: dict[str, float] = {}
+    for row in transfer.to_dicts():
+        prefix = f"transfer/{row['attack']}/{row['source']}/{row['target']}"
+        out[f"{prefix}/acc_at_{row['norm']}_{row['value']:g}"] = float(row["accuracy"])
+        for kind in ("crit", "src"):
+            for norm in ("l1pp", "l2", "linf"):
+                median = row.get(f"median_{kind}_{norm}")
+                if median is not None and math.isfinite(median):
+                    out[f"{prefix}/median_{kind}_{norm}"] = float(median)
+    return out

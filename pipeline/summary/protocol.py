@@ -1,0 +1,278 @@
+"""The protocol's tables from the evaluation shards (polars): curves, transfer, Tables 1-2.
+
+Populations (Luo et al., as in their Table 2): every evaluated image. An image
+the network gets wrong clean is wrong at every norm (critical norm 0), one
+never fooled up to the largest grid norm is right at every grid norm
+(critical norm inf), and an image without the source's perturbation is
+evaluated unperturbed, so a foveation's clean gain shows at every norm. The
+conditional view, over images the source classified correctly and fooled
+(``has_perturbation``), is kept beside it as ``accuracy_conditional``.
+
+Norms are those of the perturbation actually added, in the frame the target
+sees: for a cross-model pair the norm the target *receives* (``crit_*``), with
+the source's own norm at the same scale beside it (``src_*``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.summary.attacks import scan
+from pipeline.summary.axes import native_norm
+from pipeline.summary.stats import ratio_test
+from tasks.protocol import CONDITIONS, table1_ratios
+
+KEYS = ["source", "target", "attack", "setup", "condition"]
+CRITICAL_TASKS = tuple(dict.fromkeys(c.task for c in CONDITIONS.in_order()))
+
+
+def load_critical(run_dir: Path) -> pl.DataFrame:
+    """Every measured (image, condition) row of the run (error rows left out)."""
+    frames = [f for t in CRITICAL_TASKS if (f := scan(run_dir, f"evals/{t}")) is not None]
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("error").is_null())
+
+
+def load_linearity(run_dir: Path) -> pl.DataFrame:
+    df = scan(run_dir, "evals/linearity")
+    return pl.DataFrame() if df is None else df.filter(pl.col("error").is_null())
+
+
+def reported_axes(condition: str, attack: str, grids: Mapping[str, Sequence[float]]) -> list[str]:
+    """Axes a condition's curve is exact on: every grid where its crossing is continuous
+    (refined, or the attack's own), only the searched axis where it is a grid point."""
+    spec = CONDITIONS.get(condition)
+    return list(grids) if spec.refine else [native_norm(attack)]
+
+
+def accuracy_curves(crit: pl.DataFrame, grids: Mapping[str, Sequence[float]]) -> pl.DataFrame:
+    """(keys, norm, value) -> accuracy over all images, and over the conditional population."""
+    if crit.is_empty():
+        return pl.DataFrame()
+    parts = []
+    for (condition, attack), group in crit.group_by("condition", "attack"):
+        for norm in reported_axes(str(condition), str(attack), grids):
+            for v in grids[norm]:
+                ok = pl.col(f"crit_{norm}") > v
+                parts.append(
+                    group.group_by(KEYS).agg(
+                        ok.mean().alias("accuracy"),
+                        pl.len().alias("n"),
+                        ok.filter(pl.col("has_perturbation")).mean().alias("accuracy_conditional"),
+                        pl.col("has_perturbation").sum().alias("n_conditional"),
+                        pl.lit(norm).alias("norm"),
+                        pl.lit(float(v)).alias("value"),
+                    )
+                )
+    return pl.concat(parts).sort([*KEYS, "norm", "value"])
+
+
+def transfer_matrices(crit: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
+    """Per attack, (source, target): accuracy at each received grid norm, median norms.
+
+    Medians are over images with the source's perturbation (inf when more than
+    half are never fooled); ``median_src_*`` are the same perturbations' norms in
+    the source's frame.
+    """
+    if crit.is_empty() or curves.is_empty():
+        return pl.DataFrame()
+    mp = crit.filter(pl.col("condition") == "mp")
+    perturbed = pl.col("has_perturbation")
+    medians = mp.group_by("source", "target", "attack").agg(
+        *[
+            pl.col(f"{kind}_{n}").filter(perturbed).median().alias(f"median_{kind}_{n}")
+            for kind in ("crit", "src")
+            for n in ("l1pp", "l2", "linf")
+        ],
+        pl.col("dense_mismatch").drop_nulls().sum().alias("dense_mismatches"),
+        pl.col("dense_mismatch").drop_nulls().len().alias("dense_checked"),
+        pl.col("n_image_forwards").mean().alias("image_forwards_per_image"),
+    )
+    acc = curves.filter(pl.col("condition") == "mp").drop("condition", "setup")
+    return acc.join(medians, on=["source", "target", "attack"], how="left").sort(
+        "attack", "source", "target", "norm", "value"
+    )
+
+
+def table1(crit: pl.DataFrame) -> pl.DataFrame:
+    """Critical norm after / before each foveation (self pairs, the attack's norm).
+
+    Over images correct before and after the foveation and perturbed in both;
+    an image never fooled after it is right-censored (ratio inf), not dropped:
+    the median is reported (inf when over half are censored) with the share
+    censored, its order-statistic 95% interval, the paper's mean over the
+    uncensored ratios, and the sign test of ``ratio > 1``.
+    """
+    if crit.is_empty():
+        return pl.DataFrame()
+    selfs = crit.filter(pl.col("source") == pl.col("target"))
+    out = []
+    for num, den in table1_ratios():
+        for (model, attack), group in selfs.group_by("source", "attack"):
+            norm = native_norm(str(attack))
+            pairs = _pair(group, num, den, f"crit_{norm}").filter(
+                pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
+            )
+            if pairs.is_empty():
+                continue
+            after, before = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+            ratio = after / before
+            test = ratio_test(after, before)
+            finite = ratio[np.isfinite(ratio)]
+            out.append(
+                {
+                    "model": model,
+                    "attack": attack,
+                    "norm": norm,
+                    "ratio": f"{num} / {den}",
+                    "n": len(ratio),
+                    "median": test.effect,
+                    "ci_low": test.ci_low,
+                    "ci_high": test.ci_high,
+                    "share_censored": float(np.isinf(ratio).mean()),
+                    "mean_uncensored": float(finite.mean()) if len(finite) else None,
+                    "p_value": test.p_value,
+                }
+            )
+    return pl.DataFrame(out).sort("attack", "model", "ratio") if out else pl.DataFrame()
+
+
+def _pair(group: pl.DataFrame, a: str, b: str, col: str) -> pl.DataFrame:
+    def side(condition: str, tag: str) -> pl.DataFrame:
+        return group.filter(pl.col("condition") == condition).select(
+            "image_id",
+            pl.col(col).alias(tag),
+            pl.col("clean_correct").alias(f"ok_{tag}"),
+            pl.col("has_perturbation").alias(f"p_{tag}"),
+        )
+
+    return side(a, "a").join(side(b, "b"), on="image_id")
+
+
+def table2(curves: pl.DataFrame, points: Sequence[float]) -> pl.DataFrame:
+    """Top-k accuracy at norm 0 and at the evaluation points, self pairs, the attack's norm.
+
+    ``accuracy`` is the paper's population (all images: MP at 0 is the clean
+    accuracy); ``accuracy_conditional`` the images the attack fooled.
+    """
+    if curves.is_empty():
+        return pl.DataFrame()
+    selfs = curves.filter(
+        (pl.col("source") == pl.col("target")) & pl.col("value").is_in([0.0, *points])
+    )
+    selfs = selfs.filter(
+        pl.col("norm") == pl.col("attack").map_elements(native_norm, return_dtype=pl.String)
+    )
+    return selfs.select(
+        pl.col("source").alias("model"),
+        "attack",
+        "setup",
+        "condition",
+        "norm",
+        "value",
+        "accuracy",
+        "n",
+        "accuracy_conditional",
+        "n_conditional",
+    ).sort("attack", "value", "model", "setup", "condition")
+
+
+def linearity_summary(lin: pl.DataFrame) -> pl.DataFrame:
+    if lin.is_empty():
+        return pl.DataFrame()
+    abs_median = [
+        pl.col(c).abs().median().alias(f"median_abs_{c}")
+        for c in (
+            "fov_object_image",
+            "fov_object_perturbation",
+            "fov_one_crop_image",
+            "fov_one_crop_perturbation",
+        )
+    ]
+    return (
+        lin.group_by(pl.col("source").alias("model"), "attack")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("err_interpolation").median().alias("median_err_interpolation"),
+            pl.col("err_alone").median().alias("median_err_alone"),
+            (pl.col("err_interpolation") < pl.col("err_alone"))
+            .mean()
+            .alias("share_interpolation_smaller"),
+            *abs_median,
+        )
+        .sort("attack", "model")
+    )
+
+
+def dense_check(crit: pl.DataFrame, attack_scales: pl.DataFrame) -> pl.DataFrame:
+    """How often the critical-scale shortcut disagrees with a dense grid, per condition.
+
+    ``mismatch_rate``: sampled images with any grid point where "correct iff the
+    critical norm exceeds v" is wrong; ``earlier``: the dense grid fooled the
+    image below the reported crossing. The attack stage's own line search is
+    checked on every perturbed image by the self ``mp`` scan of the grid below
+    its scale (``condition = attack_line_search``).
+    """
+    if crit.is_empty():
+        return pl.DataFrame()
+    sampled = crit.filter(pl.col("dense_mismatch").is_not_null())
+    out = sampled.group_by("source", "target", "attack", "condition").agg(
+        pl.len().alias("n_checked"),
+        (pl.col("dense_mismatch") > 0).sum().alias("n_mismatch"),
+        pl.col("dense_mismatch").sum().alias("points_mismatch"),
+        pl.col("dense_earlier").sum().alias("n_earlier"),
+    )
+    if not attack_scales.is_empty():
+        own = crit.filter(
+            (pl.col("condition") == "mp")
+            & (pl.col("source") == pl.col("target"))
+            & pl.col("has_perturbation")
+        ).join(
+            attack_scales,
+            left_on=["source", "attack", "image_id"],
+            right_on=["model", "attack", "image_id"],
+        )
+        earlier = pl.col("critical_scale") < pl.col("attack_scale") * (1 - 1e-9)
+        out = pl.concat(
+            [
+                out,
+                own.group_by("source", "target", "attack").agg(
+                    pl.lit("attack_line_search").alias("condition"),
+                    pl.len().cast(pl.UInt32).alias("n_checked"),
+                    earlier.sum().cast(pl.UInt32).alias("n_mismatch"),
+                    earlier.sum().cast(pl.Int64).alias("points_mismatch"),
+                    earlier.sum().cast(pl.UInt32).alias("n_earlier"),
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
+    return out.with_columns(
+        (pl.col("n_mismatch") / pl.col("n_checked")).alias("mismatch_rate")
+    ).sort("attack", "source", "target", "condition")
+
+
+def attack_scales(run_dir: Path) -> pl.DataFrame:
+    """(model, attack, image_id, attack_scale) from the perturbation store."""
+    df = scan(run_dir, "perturbations")
+    if df is None:
+        return pl.DataFrame()
+    return df.select("model", "attack", "image_id", pl.col("scale").alias("attack_scale"))
+
+
+def condition_forwards(crit: pl.DataFrame) -> pl.DataFrame:
+    """Image-forwards per image for each condition (the evaluation's cost, views counted)."""
+    if crit.is_empty():
+        return pl.DataFrame()
+    views = {c.name: c.views for c in CONDITIONS.in_order()}
+    return (
+        crit.with_columns(pl.col("source").eq(pl.col("target")).alias("self_pair"))
+        .group_by("attack", "self_pair", "condition")
+        .agg(pl.col("n_image_forwards").mean().alias("per_image"), pl.len().alias("rows"))
+        .with_columns(pl.col("condition").replace_strict(views, default=False).alias("views"))
+        .sort("attack", "self_pair", "condition")
+    )

@@ -1,0 +1,76 @@
+"""``summary/*.parquet``: every aggregate of a run, written where the report and MLflow read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.config import EvalCfg
+from pipeline.results import write_atomic
+from pipeline.summary import protocol as proto
+from pipeline.summary.attacks import attack_summary, clean_summary
+from pipeline.summary.findings import findings
+from pipeline.summary.measures import bounds_summary, fooling_curves, measure_summary
+from pipeline.summary.points import read_eval_points
+
+
+@dataclass
+class Summaries:
+    """The per-run aggregates of the attack stage, as written to ``summary/``."""
+
+    clean: pl.DataFrame
+    attacks: pl.DataFrame
+    measures: pl.DataFrame  # Balda's rho1 / rho2 / eps99 per (model, attack)
+    fooling: pl.DataFrame  # fooling ratio vs eps
+    bounds: pl.DataFrame  # Peck's bounds vs what the attacks found, per model
+    written: list[Path] = field(default_factory=list)
+
+
+def write_summaries(run_dir: Path) -> Summaries:
+    """Aggregate the attack stage's shards into ``summary/*.parquet``."""
+    out = Summaries(
+        clean=clean_summary(run_dir),
+        attacks=attack_summary(run_dir),
+        measures=measure_summary(run_dir),
+        fooling=fooling_curves(run_dir),
+        bounds=bounds_summary(run_dir),
+    )
+    for name in ("clean", "attacks", "measures", "fooling", "bounds"):
+        out.written += _write(run_dir, name, getattr(out, name))
+    return out
+
+
+def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
+    """Every protocol table to ``summary/<name>.parquet``; returns them by name.
+
+    Names: curves, transfer, table1, table2, linearity, findings, dense_check,
+    forwards (empty ones are not written).
+    """
+    crit = proto.load_critical(run_dir)
+    lin = proto.load_linearity(run_dir)
+    grids = settings.grids()
+    curves = proto.accuracy_curves(crit, grids)
+    points = read_eval_points(run_dir)
+    tables = {
+        "curves": curves,
+        "transfer": proto.transfer_matrices(crit, curves),
+        "table1": proto.table1(crit),
+        "table2": proto.table2(curves, settings.points),
+        "linearity": proto.linearity_summary(lin),
+        "findings": findings(crit, lin, points, settings.alpha),
+        "dense_check": proto.dense_check(crit, proto.attack_scales(run_dir)),
+        "forwards": proto.condition_forwards(crit),
+    }
+    for name, table in tables.items():
+        _write(run_dir, name, table)
+    return tables
+
+
+def _write(run_dir: Path, name: str, table: pl.DataFrame) -> list[Path]:
+    if not table.height:
+        return []
+    path = run_dir / "summary" / f"{name}.parquet"
+    write_atomic(table.to_arrow(), path)
+    return [path]

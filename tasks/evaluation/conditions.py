@@ -1,0 +1,117 @@
+"""A protocol condition on a batch of images: what the network sees at scale ``s``.
+
+Three kinds of presentation, all linear in the direction before clipping:
+
+- the whole input: ``clip(x + s d)`` (MP, masks, transfer);
+- crops of it, resized back to the input size (the MP set-up's foveations):
+  ``T(clip(x + s d))`` for each window ``T``;
+- views of the object crop's frame (MP-Object's foveations): for each window,
+  ``clip(c_k + s * shift_k(d))`` with ``c_k`` the window's clean content
+  (:mod:`tasks.mp_object`).
+
+Norms on the x-axis are those of the perturbation actually added *before*
+any foveation, ``clip(x + s d) - x`` in the condition's own frame
+(``norm_x``, ``norm_d``); a cross-model condition also reports the norms in
+the source's frame at the same scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+
+from tasks import norms
+from tasks.context import PIXEL_BOUNDS
+from tasks.geometry import Window, crop_resize
+from tasks.mp_object import shift_perturbation
+from tasks.protocol import ConditionSpec
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """One MP-Object view: clean content ``(C, H, W)`` and how ``d`` is moved into it."""
+
+    content: torch.Tensor
+    shift: tuple[int, int]
+    flip: bool = False
+
+
+@dataclass
+class ConditionBatch:
+    """A condition over some images of a batch (``rows``: their index in the batch)."""
+
+    spec: ConditionSpec
+    frame: str  # conditions with the same frame share x and d: their views are cached once
+    rows: list[int]
+    x: torch.Tensor  # (n, C, H, W) clean, in the frame the network sees (before any crop)
+    d: torch.Tensor  # (n, C, H, W) direction in that frame (zero: no perturbation)
+    labels: torch.Tensor  # (n,)
+    has_direction: torch.Tensor  # (n,) bool: the source's perturbation exists for the image
+    crops: list[list[Window]] | None = None  # crop windows of x (MP foveations)
+    object_views: list[list[ObjectView]] | None = None  # MP-Object views
+    source_x: torch.Tensor | None = None  # source frame (cross-model pairs): source norms
+    source_d: torch.Tensor | None = None
+    guess: torch.Tensor | None = None  # (n,) a scale near the expected crossing
+    known_hi: torch.Tensor | None = None  # (n,) a scale known adversarial (nan: none)
+    clean: torch.Tensor | None = None  # (n,) bool correctness at 0, when known
+    dense: int = 0  # the first ``dense`` images are also swept on the dense grids
+
+    def __post_init__(self) -> None:
+        if not (len(self.rows) == self.x.shape[0] == self.d.shape[0] == self.labels.shape[0]):
+            raise ValueError(f"{self.spec.name}: rows, x, d and labels disagree in length")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (int(self.x.shape[-2]), int(self.x.shape[-1]))
+
+    def n_views(self, j: int) -> int:
+        """Network inputs per query of image ``j``."""
+        if self.crops is not None:
+            return len(self.crops[j])
+        if self.object_views is not None:
+            return len(self.object_views[j])
+        return 1
+
+    def inputs(self, j: int, scale: float, views: list[int] | None = None) -> torch.Tensor:
+        """``(n_views, C, H, W)``: what the network sees for image ``j`` at ``scale``
+        (only the listed views, when given)."""
+        pick = views if views is not None else list(range(self.n_views(j)))
+        lo, hi = PIXEL_BOUNDS
+        if self.object_views is not None:
+            out = []
+            for v in (self.object_views[j][k] for k in pick):
+                moved = shift_perturbation(self.d[j], v.shift)
+                view = (v.content + scale * moved).clamp(lo, hi)
+                out.append(view.flip(-1) if v.flip else view)
+            return torch.stack(out)
+        xe = (self.x[j : j + 1] + scale * self.d[j : j + 1]).clamp(lo, hi)
+        if self.crops is not None:
+            crops, _ = crop_resize(xe, [[self.crops[j][k] for k in pick]], self.size)
+            return crops
+        return xe
+
+    def keys(self, j: int, scale: float) -> list[Hashable]:
+        """One key per view: equal keys are the same network input."""
+        row = self.rows[j]
+        if self.object_views is not None:
+            return [(self.frame, row, v.shift, v.flip, scale) for v in self.object_views[j]]
+        if self.crops is not None:
+            return [(self.frame, row, w, scale) for w in self.crops[j]]
+        return [(self.frame, row, None, scale)]
+
+    def grid_scales(self, axis: str, values: tuple[float, ...]) -> torch.Tensor:
+        """``(n, K)``: scales at which the added perturbation reaches each grid norm."""
+        v = torch.tensor(values, dtype=torch.float64)
+        return norms.scales_at_norms(self.x.double(), self.d.double(), v, axis).float()
+
+    def added_norms(self, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Norms of the perturbation actually added at ``scale`` (per image), this frame."""
+        return norms.added_norms(self.x.double(), self.d.double(), scale.double())
+
+    def source_norms(self, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The same scale's perturbation in the source's frame (cross pairs), else this frame."""
+        if self.source_x is None or self.source_d is None:
+            return self.added_norms(scale)
+        return norms.added_norms(self.source_x.double(), self.source_d.double(), scale.double())

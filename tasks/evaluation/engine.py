@@ -1,0 +1,196 @@
+"""Every condition's scan in shared rounds: one batched pass through the network per round.
+
+For each :class:`ConditionBatch` a :class:`~tasks.scan.GridScan` runs on the
+grid of the condition's norm axis; a round collects the pending points of all
+scans (plus the dense-grid checks and any extra queries, e.g. linearity's) into
+one :class:`~tasks.probing.ScoreQueue` and flushes it once. The result per
+condition and image: the critical scale, the norms of the perturbation actually
+added there (and in the source's frame), the image-forwards it cost, and for
+the dense sample how many grid points disagree with "correct iff the critical
+norm exceeds v".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from tasks.criterion import TopK
+from tasks.evaluation.conditions import ConditionBatch
+from tasks.probing import Query, ScoreQueue, aggregate
+from tasks.scan import GridScan
+
+
+@dataclass(frozen=True)
+class Grids:
+    """The norm grids of the curves, and which axis a condition's search runs on."""
+
+    values: dict[str, tuple[float, ...]]  # norm -> grid values (0..255 units)
+    rtol: float = 0.05  # precision of refined critical scales (Table 1, medians)
+    search: str = "scan"  # scan: every grid point below a crossing checked; bisect: faster
+
+    def positive(self, axis: str) -> tuple[float, ...]:
+        return tuple(v for v in self.values[axis] if v > 0)
+
+
+@dataclass
+class ConditionResult:
+    """Per image of a condition batch (tensors of length n, on the CPU)."""
+
+    clean_correct: torch.Tensor
+    scale: torch.Tensor  # 0: wrong clean; inf: not fooled up to the largest grid norm
+    scale_lo: torch.Tensor
+    crit: dict[str, torch.Tensor]  # norm -> added-perturbation norm at ``scale`` (this frame)
+    source: dict[str, torch.Tensor]  # norm -> the same in the source's frame
+    image_forwards: torch.Tensor  # network inputs spent on the image (every view counted)
+    dense_mismatch: list[int | None]  # grid points disagreeing with the shortcut (sample)
+    dense_earlier: list[bool | None]  # the dense grid found a crossing below the scan's
+
+
+#: Extra work that rides along in the rounds: called with the queue before each flush
+#: (round index) and after it; returns False when it has nothing more to ask.
+Rider = Callable[[ScoreQueue, int], Callable[[], bool]]
+
+
+def evaluate(
+    queue: ScoreQueue,
+    conditions: list[ConditionBatch],
+    criterion: TopK,
+    grids: Grids,
+    axis: str,
+    dense_axes: Callable[[ConditionBatch], tuple[str, ...]],
+    riders: list[Rider] | None = None,
+) -> list[ConditionResult]:
+    """Scan every condition to its critical scale on the ``axis`` grid, all in shared rounds.
+
+    ``dense_axes(condition)``: the grids its dense sample is swept on (the axes
+    its curves are reported on).
+    """
+    scans = [_scan_for(c, grids, axis) for c in conditions]
+    forwards = [torch.zeros(c.x.shape[0], dtype=torch.long) for c in conditions]
+    dense = [
+        _dense_queries(queue, c, grids, dense_axes(c), forwards[k])
+        for k, c in enumerate(conditions)
+    ]
+    waiting = list(riders or [])
+    round_index = 0
+    while not all(s.done for s in scans) or waiting:
+        asked: list[tuple[int, int, float, Query]] = []
+        for k, (c, scan) in enumerate(zip(conditions, scans, strict=True)):
+            for j, s in scan.pending():
+                q = queue.add(c.n_views(j), _maker(c, j, s), c.keys(j, s))
+                asked.append((k, j, s, q))
+                forwards[k][j] += len(q.compute)
+        after = [rider(queue, round_index) for rider in waiting]
+        queue.flush()
+        waiting = [r for r, more in zip(waiting, after, strict=True) if more()]
+        verdicts: list[list[tuple[int, float, bool]]] = [[] for _ in conditions]
+        for k, j, s, q in asked:
+            c = conditions[k]
+            scores = aggregate(q.logits)[None]
+            adversarial = bool(criterion.is_adversarial(scores, c.labels[j : j + 1])[0])
+            verdicts[k].append((j, s, adversarial))
+        for scan, v in zip(scans, verdicts, strict=True):
+            if v or not scan.done:
+                scan.record(v)
+        round_index += 1
+    return [
+        _result(c, scan, forwards[k], dense[k], criterion, grids)
+        for k, (c, scan) in enumerate(zip(conditions, scans, strict=True))
+    ]
+
+
+def _maker(c: ConditionBatch, j: int, s: float) -> Callable[[list[int]], torch.Tensor]:
+    return lambda views: c.inputs(j, s, views)
+
+
+def _scan_for(c: ConditionBatch, grids: Grids, axis: str) -> GridScan:
+    grid = c.grid_scales(axis, grids.positive(axis))
+    # Images without a perturbation are evaluated unperturbed: only their clean point counts.
+    grid = torch.where(c.has_direction[:, None], grid, torch.full_like(grid, float("inf")))
+    guess = None
+    if c.guess is not None:
+        guess = (grid <= c.guess[:, None].float()).sum(dim=1).clamp_min(1)
+    return GridScan(
+        grid,
+        guess=guess,
+        refine=c.spec.refine,
+        rtol=grids.rtol,
+        known_hi=c.known_hi,
+        clean=c.clean,
+        search=grids.search,
+    )
+
+
+@dataclass
+class _Dense:
+    """The dense-grid queries of the sampled images: axis -> per image [(value, query)]."""
+
+    points: dict[str, list[list[tuple[float, Query]]]]
+
+
+def _dense_queries(
+    queue: ScoreQueue,
+    c: ConditionBatch,
+    grids: Grids,
+    axes: tuple[str, ...],
+    forwards: torch.Tensor,
+) -> _Dense:
+    n = min(c.dense, c.x.shape[0])
+    points: dict[str, list[list[tuple[float, Query]]]] = {}
+    for axis in axes:
+        values = grids.positive(axis)
+        scales = c.grid_scales(axis, values)
+        per_image = []
+        for j in range(n):
+            row = []
+            if bool(c.has_direction[j]):
+                for v, s in zip(values, scales[j].tolist(), strict=True):
+                    if s < float("inf"):
+                        q = queue.add(c.n_views(j), _maker(c, j, s), c.keys(j, s))
+                        row.append((v, q))
+                        forwards[j] += len(q.compute)
+            per_image.append(row)
+        points[axis] = per_image
+    return _Dense(points)
+
+
+def _result(
+    c: ConditionBatch,
+    scan: GridScan,
+    forwards: torch.Tensor,
+    dense: _Dense,
+    criterion: TopK,
+    grids: Grids,
+) -> ConditionResult:
+    found = scan.result()
+    scale = found.scale.float()
+    crit = {k: v.float() for k, v in c.added_norms(scale).items()}
+    n = c.x.shape[0]
+    mismatch: list[int | None] = [None] * n
+    earlier: list[bool | None] = [None] * n
+    for axis, per_image in dense.points.items():
+        for j, row in enumerate(per_image):
+            if not row and not bool(c.has_direction[j]):
+                continue
+            bad, below = 0, False
+            for v, q in row:
+                scores = aggregate(q.logits)[None]
+                correct = not bool(criterion.is_adversarial(scores, c.labels[j : j + 1])[0])
+                predicted = float(crit[axis][j]) > v
+                bad += int(correct != predicted)
+                below |= (not correct) and predicted
+            mismatch[j] = (mismatch[j] or 0) + bad
+            earlier[j] = bool(earlier[j]) or below
+    return ConditionResult(
+        clean_correct=found.clean_correct,
+        scale=scale,
+        scale_lo=found.scale_lo.float(),
+        crit=crit,
+        source={k: v.float() for k, v in c.source_norms(scale).items()},
+        image_forwards=forwards,
+        dense_mismatch=mismatch,
+        dense_earlier=earlier,
+    )

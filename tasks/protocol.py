@@ -1,0 +1,121 @@
+"""The protocol's vocabulary: tasks and conditions, declared once with their metadata.
+
+Every module that needs to know which conditions a task holds, which pairs of
+networks it runs on, whether it needs a ground-truth box, which set-up its
+perturbation comes from or which Table 1 ratio it enters reads it here (as
+timm reads a model's pretrained config from its registry entry). Adding a
+foveation is one :data:`CONDITIONS` entry plus its view builder in
+:mod:`tasks.foveation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tasks.registry import Registry
+
+Pairs = Literal["all", "self"]
+Setup = Literal["mp", "object"]
+Stage = Literal["attack", "eval"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A config ``tasks:`` entry: which stage computes it and on which network pairs."""
+
+    name: str
+    stage: Stage
+    pairs: Pairs = "self"
+    implies: tuple[str, ...] = ()  # tasks it needs (``transfer`` needs ``norm_sweep``)
+    doc: str = ""
+    shards: bool = True  # writes result shards of its own (``transfer`` is read off the sweeps)
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One way of presenting a perturbed image to the target network.
+
+    ``setup``: whose perturbation (``mp``: the attack on the whole image;
+    ``object``: the MP-Object attack on the object crop, Luo et al. sec. 4).
+    ``reference``: the condition it is compared with in Table 1 (critical norm
+    after / before the foveation); ``None`` if it is not a Table 1 numerator.
+    ``refine``: whether a continuous critical scale is needed (Table 1 and the
+    transfer medians), or the grid interval is enough (the curves).
+    """
+
+    name: str
+    task: str
+    label: str
+    setup: Setup = "mp"
+    pairs: Pairs = "self"
+    needs_box: bool = False
+    views: bool = False  # crops of the input (a foveation), built by tasks.foveation
+    reference: str | None = None
+    refine: bool = True
+    baseline_ok: bool = False  # evaluated for baseline directions (random) too
+
+
+TASKS: Registry[TaskSpec] = Registry("task")
+CONDITIONS: Registry[ConditionSpec] = Registry("condition")
+
+for _task in (
+    TaskSpec("clean", "attack", "all", doc="clean top-1/top-5, margins, Balda's rho2"),
+    TaskSpec("min_perturbation", "attack", "all", doc="each attack's minimum perturbation"),
+    TaskSpec("bounds", "attack", "all", doc="Peck's certified lower bounds"),
+    TaskSpec("norm_sweep", "eval", "all", doc="accuracy vs norm of each direction (Fig. 2, 7)"),
+    TaskSpec("transfer", "eval", "all", ("norm_sweep",), "cross-model matrices", shards=False),
+    TaskSpec("masks", "eval", "self", doc="object / background masked perturbations (Fig. 3, 8)"),
+    TaskSpec("foveation", "eval", "self", doc="foveations, MP and MP-Object (Fig. 5, 13; Tables)"),
+    TaskSpec(
+        "linearity", "eval", "self", doc="local linearity and Fig. 6 effects (Fig. 4, 6, 9-12)"
+    ),
+):
+    TASKS.add(_task.name, _task)
+
+for _cond in (
+    ConditionSpec("mp", "norm_sweep", "MP", pairs="all", baseline_ok=True),
+    ConditionSpec("object_mask", "masks", "Object Masked MP", needs_box=True, refine=False),
+    ConditionSpec("background_mask", "masks", "Background Masked MP", needs_box=True, refine=False),
+    ConditionSpec(
+        "object_crop", "foveation", "Object Crop MP", needs_box=True, views=True, reference="mp"
+    ),
+    ConditionSpec("ten_crop", "foveation", "10 Crop MP", views=True, reference="mp"),
+    ConditionSpec("three_crop", "foveation", "3 Crop MP", views=True, reference="mp"),
+    ConditionSpec("saliency_crop", "foveation", "Saliency Crop MP", views=True, reference="mp"),
+    ConditionSpec("mp_object", "foveation", "MP-Object", setup="object", needs_box=True),
+    ConditionSpec(
+        "ten_crop_object",
+        "foveation",
+        "10 Crop MP-Object",
+        setup="object",
+        needs_box=True,
+        views=True,
+        reference="mp_object",
+    ),
+    ConditionSpec(
+        "one_crop_object",
+        "foveation",
+        "1 Crop MP-Object",
+        setup="object",
+        needs_box=True,
+        views=True,
+        reference="mp_object",
+    ),
+):
+    CONDITIONS.add(_cond.name, _cond)
+
+
+def conditions_of(task: str) -> list[ConditionSpec]:
+    """The conditions a task's shards hold, in declaration order."""
+    return [c for c in CONDITIONS.in_order() if c.task == task]
+
+
+def eval_tasks() -> list[str]:
+    """Tasks the evaluation stage writes shards for, in declaration order."""
+    return [t.name for t in TASKS.in_order() if t.stage == "eval" and t.shards]
+
+
+def table1_ratios() -> list[tuple[str, str]]:
+    """(numerator, denominator) condition names of Table 1, in declaration order."""
+    return [(c.name, c.reference) for c in CONDITIONS.in_order() if c.reference is not None]

@@ -1,0 +1,216 @@
+"""The critical scale of a ray, found on the grid without ever stepping over a crossing.
+
+For an image, a direction and a condition, the curves need to know at which
+grid point of the condition's norm axis the image is first misclassified
+(accuracy at v = share of images whose critical norm exceeds v), and Table 1
+needs that critical scale to a few percent. :class:`GridScan` finds it per
+image with these rules (DESIGN.md, "Critical scale"):
+
+- the grid points are the scales at which the *added* perturbation reaches
+  each grid norm (:func:`tasks.norms.scales_at_norms`), up to the largest grid
+  norm: nothing beyond it is reported, so an image never fooled there is
+  right-censored (scale ``inf``);
+- the points evaluated always form a prefix of the grid, so the first
+  adversarial point found is the first crossing on the grid: every grid point
+  below it was checked. The first round evaluates the clean image and every
+  point up to a guess (another condition's answer); later rounds extend the
+  prefix by 1, 2, 4... points;
+- if asked, the crossing is then refined inside its grid interval by
+  geometric bisection to ``rtol`` (``hi`` is always an observed adversarial
+  scale).
+
+All images advance in the same rounds; the caller evaluates each round's
+points in one batched pass (:mod:`tasks.probing`) and feeds the verdicts back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+MIN_SCALE = 1e-6
+SEARCHES = ("scan", "bisect")
+
+
+@dataclass
+class _Ray:
+    grid: list[float]  # ascending reachable scales of the grid norms (0 excluded)
+    guess: int  # index of the grid point nearest the expected crossing (first round)
+    refine: bool
+    known_hi: float  # a scale known to be adversarial (the attack's own), or nan
+    clean: bool | None  # correct at scale 0, when already known
+    below: int = -1  # highest grid index known correct (-1: only scale 0)
+    above: int | None = None  # lowest grid index known adversarial
+    checked: int = 0  # scan: grid prefix evaluated
+    chunk: int = 1
+    hi: float = math.inf
+    lo: float = 0.0
+    phase: str = "start"  # start | search | refine | done
+    verdicts: dict[float, bool] = field(default_factory=dict)  # scale -> adversarial
+    n_points: int = 0
+
+
+@dataclass
+class ScanResult:
+    """Per image: crossing, its bracket and the cost (scale points evaluated)."""
+
+    clean_correct: torch.Tensor  # (B,) bool
+    scale: torch.Tensor  # smallest observed adversarial scale; 0 wrong clean; inf never fooled
+    scale_lo: torch.Tensor  # largest scale observed correct below it
+    n_points: torch.Tensor  # (B,) long: scale points evaluated (0 included)
+
+
+class GridScan:
+    """Batched per-image search over grid scales; the caller runs the forward passes.
+
+    ``search="scan"`` checks every grid point below the crossing it reports
+    (the first crossing on the grid is never stepped over); ``"bisect"``
+    bisects over grid indices (fewer points, exact when misclassification is
+    monotone along the ray; the dense sample measures how often it is not).
+    """
+
+    def __init__(
+        self,
+        grid: torch.Tensor,
+        *,
+        guess: torch.Tensor | None = None,
+        refine: bool = False,
+        rtol: float = 0.05,
+        known_hi: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
+        search: str = "scan",
+    ) -> None:
+        """``grid``: ``(B, K)`` scales (ascending per row; inf = unreachable norm).
+
+        ``guess``: per image, how many grid points lie at or below the expected
+        crossing (>= 1). ``known_hi``: a scale already known to be adversarial
+        (nan: none); only grid points below it are searched. ``clean``: known
+        correctness at scale 0 (skips that query).
+        """
+        if not 0 < rtol < 1:
+            raise ValueError(f"rtol must be in (0, 1), got {rtol}")
+        if search not in SEARCHES:
+            raise ValueError(f"search {search!r}: use one of {', '.join(SEARCHES)}")
+        self.rtol, self.search = rtol, search
+        self.rays: list[_Ray] = []
+        for i in range(grid.shape[0]):
+            points = sorted({float(s) for s in grid[i].tolist() if 0 < s < math.inf})
+            hi = math.nan if known_hi is None else float(known_hi[i])
+            if hi == hi:  # a known adversarial scale: search only the grid below it
+                points = [s for s in points if s < hi]
+                first = len(points)
+            else:
+                first = 1 if guess is None else int(guess[i])
+            ray = _Ray(
+                grid=points,
+                guess=max(1, min(first, len(points))) if points else 0,
+                refine=refine,
+                known_hi=hi,
+                clean=None if clean is None else bool(clean[i]),
+            )
+            if ray.clean is False:  # known wrong clean: wrong at every norm, nothing to ask
+                ray.hi, ray.lo, ray.phase = 0.0, 0.0, "done"
+            self.rays.append(ray)
+
+    @property
+    def done(self) -> bool:
+        return all(r.phase == "done" for r in self.rays)
+
+    def pending(self) -> list[tuple[int, float]]:
+        """This round's (image, scale) points; evaluate them all, then :meth:`record`."""
+        out: list[tuple[int, float]] = []
+        for i, r in enumerate(self.rays):
+            if r.phase != "done":
+                out += [(i, s) for s in self._round(r) if s not in r.verdicts]
+        return out
+
+    def record(self, verdicts: list[tuple[int, float, bool]]) -> None:
+        """Feed back (image, scale, adversarial) for this round's points, then advance."""
+        for i, s, adversarial in verdicts:
+            ray = self.rays[i]
+            ray.verdicts[s] = adversarial
+            ray.n_points += 1
+        for r in self.rays:
+            if r.phase != "done":
+                self._advance(r)
+
+    def result(self) -> ScanResult:
+        clean = [
+            r.clean if r.clean is not None else not r.verdicts.get(0.0, False) for r in self.rays
+        ]
+        return ScanResult(
+            clean_correct=torch.tensor(clean, dtype=torch.bool),
+            scale=torch.tensor([r.hi for r in self.rays], dtype=torch.float64),
+            scale_lo=torch.tensor([r.lo for r in self.rays], dtype=torch.float64),
+            n_points=torch.tensor([r.n_points for r in self.rays], dtype=torch.long),
+        )
+
+    # -- one ray -------------------------------------------------------------------------
+    def _round(self, r: _Ray) -> list[float]:
+        if r.phase == "refine":
+            return [self._midpoint(r)]
+        points = [0.0] if r.phase == "start" and r.clean is None else []
+        if not r.grid:
+            return points
+        if self.search == "scan":
+            upto = r.guess if r.phase == "start" else min(len(r.grid), r.checked + r.chunk)
+            return points + r.grid[r.checked : upto]
+        if r.phase == "start":
+            return [*points, r.grid[r.guess - 1]]
+        return [*points, r.grid[self._next_index(r)]]
+
+    def _next_index(self, r: _Ray) -> int:
+        """Bisect: the next grid index to ask (gallop up until something fools)."""
+        if r.above is None:
+            return min(len(r.grid) - 1, r.below + r.chunk)
+        return (r.below + r.above) // 2
+
+    def _advance(self, r: _Ray) -> None:
+        if r.phase == "refine":
+            mid = self._midpoint(r)
+            if r.verdicts.get(mid, False):
+                r.hi = mid
+            else:
+                r.lo = mid
+            if r.hi - r.lo <= self.rtol * r.hi or r.hi <= MIN_SCALE:
+                r.phase = "done"
+            return
+        if r.phase == "start":
+            if r.clean is None:
+                r.clean = not r.verdicts.get(0.0, False)
+            if not r.clean:  # wrong at every norm
+                r.hi, r.lo, r.phase = 0.0, 0.0, "done"
+                return
+            r.phase = "search"
+        elif self.search == "scan":
+            r.chunk *= 2
+        self._update(r)
+
+    def _update(self, r: _Ray) -> None:
+        """Read the verdicts on the grid; finish, refine, or keep searching."""
+        asked = [k for k, s in enumerate(r.grid) if s in r.verdicts]
+        if self.search == "scan":
+            while r.checked < len(r.grid) and r.grid[r.checked] in r.verdicts:
+                r.checked += 1
+            asked = list(range(r.checked))
+        fooled = [k for k in asked if r.verdicts[r.grid[k]]]
+        correct = [k for k in asked if not r.verdicts[r.grid[k]]]
+        r.above = fooled[0] if fooled else None
+        r.below = max((k for k in correct if r.above is None or k < r.above), default=-1)
+        if self.search == "bisect" and r.above is None and r.below >= 0:
+            r.chunk = 2 * r.chunk if r.n_points > 1 else r.chunk
+        closed = r.above is not None and (self.search == "scan" or r.above - r.below == 1)
+        if closed:
+            assert r.above is not None
+            r.hi, r.lo = r.grid[r.above], (r.grid[r.above - 1] if r.above else 0.0)
+            r.phase = "refine" if r.refine and r.hi - r.lo > self.rtol * r.hi else "done"
+        elif (r.below == len(r.grid) - 1) or not r.grid:
+            r.lo = r.grid[-1] if r.grid else 0.0
+            r.hi = r.known_hi if r.known_hi == r.known_hi else math.inf
+            r.phase = "done"
+
+    @staticmethod
+    def _midpoint(r: _Ray) -> float:
+        return r.hi / 2 if r.lo <= 0 else math.sqrt(r.lo * r.hi)

@@ -1,0 +1,89 @@
+"""The grid scan finds first crossings exactly, on rays whose verdicts are known."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from tasks.scan import GridScan
+
+pytestmark = pytest.mark.unit
+
+GRID = torch.tensor([0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0])
+
+
+def run(scan: GridScan, adversarial: Callable[[int, float], bool]) -> int:
+    rounds = 0
+    while not scan.done:
+        scan.record([(i, s, adversarial(i, s)) for i, s in scan.pending()])
+        rounds += 1
+        assert rounds < 100
+    return rounds
+
+
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+@pytest.mark.parametrize("crossing", [0.3, 0.5, 2.5, 9.0, 30.0, 31.0])
+def test_monotone_ray_crossing_is_found_and_refined(search: str, crossing: float) -> None:
+    scan = GridScan(GRID[None], refine=True, rtol=0.01, search=search, guess=torch.tensor([3]))
+    run(scan, lambda _, s: s >= crossing)
+    r = scan.result()
+    assert bool(r.clean_correct[0])
+    if crossing > 30.0:
+        assert math.isinf(float(r.scale[0])) and float(r.scale_lo[0]) == 30.0  # censored at the cap
+    else:
+        hi, lo = float(r.scale[0]), float(r.scale_lo[0])
+        assert lo < crossing <= hi and hi - lo <= 0.01 * hi + 1e-12
+
+
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+def test_grid_only_answer_is_the_first_fooled_grid_point(search: str) -> None:
+    scan = GridScan(GRID[None], refine=False, search=search)
+    run(scan, lambda _, s: s >= 4.0)
+    r = scan.result()
+    assert float(r.scale[0]) == 5.0 and float(r.scale_lo[0]) == 3.0
+
+
+def test_scan_never_steps_over_an_earlier_crossing_that_bisect_can_miss() -> None:
+    # fooled on [0.8, 1.2] (a pocket), correct again, then fooled from 12 on
+    def ray(_: int, s: float) -> bool:
+        return 0.8 <= s <= 1.2 or s >= 12.0
+
+    scan = GridScan(GRID[None], search="scan", guess=torch.tensor([8]))
+    run(scan, ray)
+    assert float(scan.result().scale[0]) == 1.0  # every point below the guess was checked
+    bisect = GridScan(GRID[None], search="bisect", guess=torch.tensor([8]))
+    run(bisect, ray)
+    assert float(bisect.result().scale[0]) == 15.0  # the pocket was stepped over
+
+
+def test_clean_wrong_is_wrong_at_every_norm_and_known_clean_skips_the_query() -> None:
+    scan = GridScan(GRID.expand(2, -1), clean=torch.tensor([False, True]))
+    asked = scan.pending()
+    assert all(s > 0 for _, s in asked) and {i for i, _ in asked} == {1}
+    run(scan, lambda _, s: s >= 2.0)
+    r = scan.result()
+    assert r.scale.tolist()[0] == 0.0 and not bool(r.clean_correct[0])
+
+
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+def test_known_scale_is_kept_unless_the_grid_below_fools(search: str) -> None:
+    known = torch.tensor([4.2, 4.2])
+    scan = GridScan(GRID.expand(2, -1), known_hi=known, clean=torch.tensor([True, True]), search=search)
+    # image 0: monotone from 4.0 (grid below 4.2 is all correct); image 1: fooled from 1.5
+    run(scan, lambda i, s: s >= (4.0 if i == 0 else 1.5))
+    r = scan.result()
+    assert float(r.scale[0]) == pytest.approx(4.2) and float(r.scale[1]) == 2.0
+    if search == "bisect":
+        assert int(r.n_points[0]) == 1  # only the grid point just below the known scale
+
+
+def test_unreachable_grid_points_cap_the_search() -> None:
+    grid = GRID.clone()
+    grid[5:] = float("inf")  # the ray saturates before the norm reaches 7.5
+    scan = GridScan(grid[None])
+    run(scan, lambda _, s: False)
+    r = scan.result()
+    assert math.isinf(float(r.scale[0])) and int(r.n_points[0]) == 6  # clean + 5 reachable
