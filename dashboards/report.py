@@ -25,9 +25,9 @@ import polars as pl
 
 from dashboards.figures import FigureSet, RunData, build_figures
 from dashboards.figures import tables as tb
-from dashboards.figures._style import BASELINE_ATTACKS, short
+from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
-from dashboards.protocol import PAPER_NORM, native_norm
+from pipeline.summary.axes import native_norm
 
 SECTIONS = (
     ("Minimum perturbations", "How large each network's minimum perturbation e* is."),
@@ -44,7 +44,7 @@ SECTIONS = (
     ("Linearity", "Is the network locally linear along e*? (Fig. 4, 9-12)."),
     (
         "Findings",
-        "The paper's qualitative claims, tested on this run with bootstrap 95% intervals.",
+        "The paper's qualitative claims, tested on this run with paired exact tests and Holm's correction.",
     ),
 )
 PROBE_TIMEOUT_S = 3.0
@@ -178,15 +178,15 @@ def headline_html(data: RunData) -> str:
     t2 = data.table("table2")
     if t2.height:
         for r in t2.filter(
-            (pl.col("value") == PAPER_NORM)
-            & pl.col("condition").is_in(["mp", "object_crop"])
-            & ~pl.col("attack").is_in(list(BASELINE_ATTACKS))  # the baseline is in the figures
+            (pl.col("value") == data.point) & pl.col("condition").is_in(["mp", "object_crop"])
         ).to_dicts():
+            if is_baseline(r["attack"]):  # the baseline is in the figures
+                continue
             what = "no foveation" if r["condition"] == "mp" else "object crop"
             cards.append(
                 card(
                     f"{r['accuracy']:.3f}",
-                    f"accuracy at {r['norm']} {PAPER_NORM}, {short(r['model'])} {r['attack']}, {what}",
+                    f"accuracy at {r['norm']} {data.point:g}, {short(r['model'])} {r['attack']}, {what}",
                 )
             )
     f = data.table("findings")
@@ -234,19 +234,19 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Transfer": [
             _table_block(
                 "Transfer matrices (long form)",
-                f"Accuracy at the paper's norm {PAPER_NORM} and median critical norms for every source/target pair; 'dense-grid mismatches' counts where a dense sweep disagreed with the critical-scale shortcut.",
-                tb.transfer_table(t("transfer")),
+                f"Accuracy at the norm {data.point:g} each target receives (the source's perturbation resized to its input) and median critical norms, received and in the source's frame, for every source/target pair; 'dense-grid mismatches' counts where a dense sweep disagreed with the critical-scale shortcut.",
+                tb.transfer_table(t("transfer"), data.point),
             )
         ],
         "Foveation": [
             _table_block(
                 "Table 1: increase of the norm needed after foveation",
-                "Mean ratio of critical norms after / before each foveation with its bootstrap 95% interval, over images correct before and after (paper: ~5x BFGS, 5-8x Sign).",
+                "Median ratio of critical norms after / before each foveation with its 95% interval (order statistics), over images correct before and after; an image never fooled after the foveation is right-censored, not dropped (paper: ~5x BFGS, 5-8x Sign, as means).",
                 tb.table1_html(t("table1")),
             ),
             _table_block(
                 "Table 2: accuracy of the foveations",
-                f"Top-k accuracy of each condition without perturbation and at the paper's norm {PAPER_NORM} of each attack's own norm.",
+                f"Top-k accuracy of each condition without perturbation and at {data.point:g} of each attack's own norm, over all evaluated images (the paper's population); in brackets, over the images the attack fooled.",
                 tb.table2_html(t("table2")),
             ),
         ],
@@ -260,7 +260,7 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Findings": [
             _table_block(
                 "Findings",
-                "Each claim as a paired difference over images (left − right): green holds (interval above 0), red reversed, grey inconclusive.",
+                "Each claim tested on paired images (McNemar's exact test for accuracies, the exact sign test for norm ratios and errors) at evaluation points fixed before the evaluation, with Holm's correction across the run: green holds, red reversed, grey inconclusive or insufficient (fewer than 10 images or 6 informative pairs).",
                 tb.findings_html(t("findings")),
             )
         ],

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 import ray
 import torch
+from dashboards.measures import bounds_summary
 from mlflow.tracking import MlflowClient
 
-from dashboards.measures import bounds_summary
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
 from pipeline.images import load_batch

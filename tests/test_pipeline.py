@@ -171,6 +171,13 @@ def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
     assert {(r["source"], r["target"]) for r in transfer.to_pylist()} == {
         (s, t) for s in models for t in models
     }
+    # Table 2's population is the paper's: MP at norm 0 is the clean top-5 accuracy
+    clean = {
+        r["model"]: r["top5"] for r in pq.read_table(run_dir / "summary/clean.parquet").to_pylist()
+    }
+    table2 = pq.read_table(run_dir / "summary/table2.parquet").to_pylist()
+    at0 = {r["model"]: r["accuracy"] for r in table2 if r["condition"] == "mp" and r["value"] == 0}
+    assert at0 == clean and all("accuracy_conditional" in r for r in table2)
 
     client = MlflowClient(tracking_uri=first.tracking_uri)
     parent = client.get_run(first.mlflow_run_id)

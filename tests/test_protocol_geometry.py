@@ -14,8 +14,6 @@ from tasks.geometry import (
     TEN_CROP_SIDE,
     Window,
     crop_resize,
-    one_crop_object,
-    shifted_object_windows,
     ten_crop,
     three_crop,
 )
@@ -66,28 +64,6 @@ def test_ten_crop_corners_centre_and_flips() -> None:
     assert 1 - TEN_CROP_SIDE**2 == pytest.approx(0.21, abs=0.005)  # "discards about 21%"
     three = three_crop(100, 200)
     assert len(three) == 3 and all(w in windows for w in three) and three == three_crop(100, 200)
-
-
-def test_shifted_object_windows_keep_scale_and_take_21_percent_background() -> None:
-    box = (60.0, 40.0, 140.0, 120.0)  # 80 x 80, well inside a 224 image
-    windows = shifted_object_windows(box, 224, 224)
-    assert len(windows) == 10
-    for w in windows:
-        x0, y0, x1, y1 = w.box
-        assert (x1 - x0, y1 - y0) == pytest.approx((80, 80))  # object scale kept
-    for w in windows[:4]:
-        x0, y0, x1, y1 = w.box
-        overlap = max(0, min(x1, 140) - max(x0, 60)) * max(0, min(y1, 120) - max(y0, 40))
-        assert 1 - overlap / 80**2 == pytest.approx(0.21, abs=1e-9)
-    assert windows[4].box == box
-    (one,) = one_crop_object(box, 224, 224)
-    assert one in windows
-
-
-def test_shifted_windows_stay_inside_the_image() -> None:
-    for w in shifted_object_windows((0.0, 0.0, 50.0, 224.0), 224, 224):
-        x0, y0, x1, y1 = w.box
-        assert x0 >= 0 and y0 >= 0 and x1 <= 224 and y1 <= 224
 
 
 def test_multi_crop_view_averages() -> None:

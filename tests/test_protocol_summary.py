@@ -7,20 +7,35 @@ import math
 import polars as pl
 import pytest
 
-from dashboards.protocol import accuracy_curves, findings, table1, transfer_matrices
+from pipeline.summary.protocol import accuracy_curves, table1, table2, transfer_matrices
 
 pytestmark = pytest.mark.unit
 
+GRIDS = {"l1pp": (0.0, 1.5, 3.0), "l2": (0.0, 100.0), "linf": (0.0, 1.5, 3.0)}
+
 
 def rows(
-    source: str, target: str, condition: str, crits: list[float], correct: list[bool] | None = None
+    source: str,
+    target: str,
+    condition: str,
+    crits: list[float],
+    perturbed: list[bool] | None = None,
+    src: list[float] | None = None,
 ) -> list[dict]:
-    correct = correct or [c > 0 for c in crits]
+    perturbed = perturbed or [True] * len(crits)
+    src = src or crits
+    setup = (
+        "object"
+        if "object" in condition and "mask" not in condition and condition != "object_crop"
+        else "mp"
+    )
     return [
         {"image_id": f"img{i}", "label": 1, "source": source, "target": target, "attack": "sign",
-         "condition": condition, "clean_correct": ok, "critical_scale": c, "crit_l1pp": c, "crit_l2": c,
-         "crit_linf": c, "n_forward": 10, "dense_mismatch": None, "error": None}
-        for i, (c, ok) in enumerate(zip(crits, correct, strict=True))
+         "setup": setup, "condition": condition, "has_perturbation": p, "clean_correct": c > 0,
+         "critical_scale": c, "crit_l1pp": c, "crit_l2": c, "crit_linf": c,
+         "src_l1pp": s, "src_l2": s, "src_linf": s, "n_image_forwards": 10,
+         "dense_mismatch": None, "dense_earlier": None, "error": None}
+        for i, (c, p, s) in enumerate(zip(crits, perturbed, src, strict=True))
     ]  # fmt: skip
 
 
@@ -28,56 +43,45 @@ def frame(*parts: list[dict]) -> pl.DataFrame:
     return pl.DataFrame([r for p in parts for r in p])
 
 
-def test_accuracy_is_the_share_of_critical_norms_above_v() -> None:
-    crit = frame(rows("a", "a", "mp", [0.0, 1.0, 2.0, 4.0]))
-    curves = accuracy_curves(crit, [0.0, 1.5, 3.0], [0.0])
-    acc = dict(
-        zip(
-            curves.filter(pl.col("norm") == "l1pp")["value"],
-            curves.filter(pl.col("norm") == "l1pp")["accuracy"],
-            strict=True,
-        )
-    )
-    assert acc == {0.0: 0.75, 1.5: 0.5, 3.0: 0.25}
+def test_accuracy_is_over_all_images_with_the_conditional_view_beside_it() -> None:
+    # img0 wrong clean (crit 0, no perturbation), img3 right clean without a perturbation (inf)
+    crit = frame(rows("a", "a", "mp", [0.0, 1.0, 2.0, math.inf], [False, True, True, False]))
+    curves = accuracy_curves(crit, GRIDS).filter(pl.col("norm") == "linf")
+    acc = dict(zip(curves["value"], curves["accuracy"], strict=True))
+    cond = dict(zip(curves["value"], curves["accuracy_conditional"], strict=True))
+    assert acc == {0.0: 0.75, 1.5: 0.5, 3.0: 0.25}  # norm 0: the clean accuracy
+    assert cond == {0.0: 1.0, 1.5: 0.5, 3.0: 0.0}  # images the attack fooled only
 
 
-def test_transfer_matrix_has_every_pair_and_medians() -> None:
-    crit = frame(rows("a", "a", "mp", [1.0, 2.0, 3.0]), rows("a", "b", "mp", [5.0, 6.0, 7.0]),
-                 rows("b", "a", "mp", [4.0, 4.0, 4.0]), rows("b", "b", "mp", [0.5, 0.5, 0.5]))  # fmt: skip
-    curves = accuracy_curves(crit, [2.5], [2.5])
-    t = transfer_matrices(crit, curves).filter(pl.col("norm") == "l1pp")
-    assert t.height == 4
-    med = {(r["source"], r["target"]): r["median_crit_l1pp"] for r in t.to_dicts()}
-    assert med == {("a", "a"): 2.0, ("a", "b"): 6.0, ("b", "a"): 4.0, ("b", "b"): 0.5}
-
-
-def test_table1_ratio_only_over_images_correct_before_and_after() -> None:
+def test_transfer_is_keyed_by_the_received_norm_with_the_source_norm_beside() -> None:
     crit = frame(
-        rows("m", "m", "mp", [1.0, 2.0, 1.0, 1.0]),
-        rows("m", "m", "object_crop", [5.0, 10.0, 0.0, math.inf], [True, True, False, True]),
+        rows("a", "a", "mp", [1.0, 2.0, 3.0]),
+        rows("a", "b", "mp", [2.0, 2.0, 2.0], src=[4.0, 4.0, 4.0]),  # b receives half the norm
     )
-    t = table1(crit, n_boot=200).filter(pl.col("ratio") == "object_crop / mp")
-    (row,) = t.to_dicts()
-    assert (
-        row["n"] == 2 and row["mean"] == pytest.approx(5.0) and row["median"] == pytest.approx(5.0)
-    )
+    t = transfer_matrices(crit, accuracy_curves(crit, GRIDS)).filter(pl.col("norm") == "linf")
+    ab = t.filter((pl.col("source") == "a") & (pl.col("target") == "b"))
+    assert dict(zip(ab["value"], ab["accuracy"], strict=True)) == {0.0: 1.0, 1.5: 1.0, 3.0: 0.0}
+    assert ab["median_crit_linf"][0] == 2.0 and ab["median_src_linf"][0] == 4.0
 
 
-def test_findings_verdicts_follow_the_planted_effect() -> None:
-    n = 40
+def test_table1_keeps_censored_images_and_reports_the_share() -> None:
     crit = frame(
-        rows("m", "m", "mp", [1.0, 3.0] * (n // 2)),  # median self critical norm: 2.0
-        rows("o", "m", "mp", [100.0] * n),  # cross-model perturbations barely hurt
-        rows("m", "m", "object_mask", [1.0] * n),
-        rows("m", "m", "background_mask", [100.0] * n),
-        rows("m", "m", "object_crop", [100.0] * n),
-        rows("m", "m", "ten_crop", [0.5] * n),  # planted: ten crop worse than no foveation
+        rows("m", "m", "mp", [1.0, 2.0, 1.0, 1.0, 2.0]),
+        rows("m", "m", "object_crop", [5.0, 10.0, 0.0, math.inf, math.inf]),
     )
-    verdicts = {
-        (f.claim.split(" (")[0], f.value): f.verdict
-        for f in findings(crit, pl.DataFrame(), n_boot=200)
-    }
-    assert verdicts[("cross-model accuracy > self-model accuracy", 5.3)] == "holds"
-    assert verdicts[("background-masked accuracy > object-masked accuracy", 5.3)] == "holds"
-    assert verdicts[("object crop accuracy > no foveation under perturbation", 5.3)] == "holds"
-    assert verdicts[("ten crop accuracy > no foveation under perturbation", 2.0)] == "reversed"
+    (row,) = table1(crit).filter(pl.col("ratio") == "object_crop / mp").to_dicts()
+    # img2 is wrong after the foveation (excluded); img3 and img4 never fooled (censored)
+    assert row["n"] == 4 and row["share_censored"] == pytest.approx(0.5)
+    assert math.isinf(row["median"]) or row["median"] >= 5.0
+    assert row["mean_uncensored"] == pytest.approx(5.0)
+
+
+def test_table2_mp_at_norm_zero_is_the_clean_accuracy() -> None:
+    crit = frame(
+        rows("m", "m", "mp", [0.0, 1.0, 2.0, 0.0], [False, True, True, False]),
+        rows("m", "m", "object_crop", [3.0, 4.0, 6.0, math.inf], [False, True, True, False]),
+    )
+    t2 = table2(accuracy_curves(crit, GRIDS), points=(1.5,))
+    at0 = {r["condition"]: r for r in t2.filter(pl.col("value") == 0.0).to_dicts()}
+    assert at0["mp"]["accuracy"] == 0.5 and at0["object_crop"]["accuracy"] == 1.0  # clean gain
+    assert at0["mp"]["accuracy_conditional"] == 1.0 and at0["mp"]["n_conditional"] == 2

@@ -2,7 +2,7 @@
 
 The run directory is written with the pipeline's own schemas, shard layout,
 perturbation codec and aggregation functions (``dashboards.aggregate``,
-``dashboards.protocol.write_protocol_summaries``), over the real sample photos;
+``pipeline.summary.write.write_protocol_summaries``), over the real sample photos;
 only the numbers in the shards are synthetic, so this stays a fast unit test.
 The browser test (test_report_browser.py) covers a real computed run.
 """
@@ -21,9 +21,7 @@ import pytest
 import torch
 import yaml
 
-from dashboards import protocol
 from dashboards.figures import RunData, build_figures
-from dashboards.figures.data import PROTOCOL_TABLES
 from dashboards.report import build_report, provenance, provenance_html, render_page
 from pipeline.cli import main as cli_main
 from pipeline.config import parse_config
@@ -42,8 +40,10 @@ from pipeline.results import (
     table_from_rows,
     write_atomic,
 )
-from pipeline.summary.write import write_summaries
-from pipeline.store import encode
+from pipeline.store import record
+from pipeline.summary.points import fix_eval_points
+from pipeline.summary.write import PROTOCOL_TABLES, write_protocol_summaries, write_summaries
+from tasks.protocol import CONDITIONS
 
 pytestmark = pytest.mark.unit
 
@@ -71,16 +71,21 @@ def _crit(
     rng: np.random.Generator, base: dict[str, object], condition: str, spread: float
 ) -> dict[str, object]:
     linf = float(rng.uniform(0.5, 20.0) * spread)
+    norms = {"l1pp": linf * 0.8, "l2": linf * 200.0, "linf": linf}
     return {
         **base,
+        "setup": CONDITIONS.get(condition).setup,
         "condition": condition,
+        "has_perturbation": True,
         "clean_correct": True,
         "critical_scale": linf,
-        "crit_l1pp": linf * 0.8,
-        "crit_l2": linf * 200.0,
-        "crit_linf": linf,
-        "n_forward": 10,
+        "scale_lo": linf * 0.95,
+        "censored": False,
+        **{f"crit_{k}": v for k, v in norms.items()},
+        **{f"src_{k}": v for k, v in norms.items()},
+        "n_image_forwards": 10,
         "dense_mismatch": 0,
+        "dense_earlier": False,
     }
 
 
@@ -145,27 +150,17 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
                         "seconds": 0.1,
                     }
                 )
-                enc = encode(_sign((3, *size), rng))
-                perts.append(
-                    {
-                        "image_id": r["image_id"],
-                        "model": model,
-                        "attack": attack,
-                        "scale": linf,
-                        "codec": enc.codec,
-                        "shape": list(enc.shape),
-                        "norm": enc.norm,
-                        "data": enc.data,
-                    }
-                )
+                direction = _sign((3, *size), rng)
+                perts.append(record(r["image_id"], model, attack, "mp", linf, direction))
             _write(perts, PERTURBATION_SCHEMA, perturbation_shard_path(run_dir, model, attack, 0))
             _write(rows, ATTACK_SCHEMA, attack_shard_path(run_dir, model, attack, 0))
     if protocol_stage:
         _write_evals(run_dir, images, rng)
     write_summaries(run_dir)  # what the runner writes after the attack stage
     if protocol_stage:
-        grids = parse_config(raw).eval  # the grids the report re-aggregates with
-        protocol.write_protocol_summaries(run_dir, grids.l1pp_grid, grids.linf_grid, n_boot=50)
+        settings = parse_config(raw).eval  # the grids the report re-aggregates with
+        fix_eval_points(run_dir, settings)
+        write_protocol_summaries(run_dir, settings)
     return run_dir
 
 

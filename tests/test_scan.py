@@ -71,7 +71,9 @@ def test_clean_wrong_is_wrong_at_every_norm_and_known_clean_skips_the_query() ->
 @pytest.mark.parametrize("search", ["scan", "bisect"])
 def test_known_scale_is_kept_unless_the_grid_below_fools(search: str) -> None:
     known = torch.tensor([4.2, 4.2])
-    scan = GridScan(GRID.expand(2, -1), known_hi=known, clean=torch.tensor([True, True]), search=search)
+    scan = GridScan(
+        GRID.expand(2, -1), known_hi=known, clean=torch.tensor([True, True]), search=search
+    )
     # image 0: monotone from 4.0 (grid below 4.2 is all correct); image 1: fooled from 1.5
     run(scan, lambda i, s: s >= (4.0 if i == 0 else 1.5))
     r = scan.result()

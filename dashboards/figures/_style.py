@@ -20,6 +20,9 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
+from pipeline.summary.axes import attack_spec
+from tasks.protocol import CONDITIONS
+
 DPI = 100
 PANEL_W, PANEL_H = 4.2, 3.2  # inches per panel
 NORM_LABEL = {
@@ -27,32 +30,19 @@ NORM_LABEL = {
     "linf": "L∞ norm (0..255 units)",
     "l2": "L2 norm (0..255 units)",
 }
-CONDITION_LABEL = {
-    "mp": "MP (no foveation)",
-    "object_mask": "object-masked",
-    "background_mask": "background-masked",
-    "object_crop": "Object Crop MP",
-    "ten_crop": "10 Crop MP",
-    "three_crop": "3 Crop MP",
-    "saliency_crop": "Saliency Crop MP",
-    "mp_object": "MP-Object",
-    "ten_crop_object": "10 Crop MP-Object",
-    "one_crop_object": "1 Crop MP-Object",
-}
-#: Fixed colours per condition, so the same set-up looks the same in every figure.
-CONDITION_COLOR = {
-    "mp": "black",
-    "object_mask": "tab:red",
-    "background_mask": "tab:blue",
-    "object_crop": "tab:green",
-    "ten_crop": "tab:orange",
-    "three_crop": "tab:brown",
-    "saliency_crop": "tab:purple",
-    "mp_object": "tab:gray",
-    "ten_crop_object": "tab:cyan",
-    "one_crop_object": "tab:olive",
-}
-BASELINE_ATTACKS = ("random",)
+#: Labels are the protocol's own (tasks.protocol); colours follow declaration order, so
+#: the same set-up looks the same in every figure.
+_PALETTE = (
+    "black", "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:brown", "tab:purple",
+    "tab:gray", "tab:cyan", "tab:olive", "tab:pink",
+)  # fmt: skip
+CONDITION_LABEL = {c.name: c.label for c in CONDITIONS.in_order()}
+CONDITION_COLOR = {c.name: _PALETTE[k % len(_PALETTE)] for k, c in enumerate(CONDITIONS.in_order())}
+
+
+def is_baseline(attack: str) -> bool:
+    """A reference direction (random noise), not an attack: drawn dashed, left out of tables."""
+    return bool(attack_spec(attack).baseline)
 
 
 def short(model: str) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from dashboards.protocol import native_norm
+from pipeline.summary.axes import native_norm
 
 
 @dataclass(frozen=True)

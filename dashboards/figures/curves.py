@@ -1,8 +1,8 @@
 """Accuracy-vs-norm figures: Fig. 2/7 (self, cross, random), 3/8 (masks), 5/13 (foveations).
 
 All come from ``summary/curves.parquet``: accuracy at each grid norm of the
-*source-space* perturbation, over the images the source classified correctly
-and fooled (dashboards/protocol.py explains the population).
+perturbation the target receives, over every evaluated image (the paper's
+population; pipeline/summary/protocol.py explains it).
 """
 
 from __future__ import annotations
@@ -14,19 +14,12 @@ import polars as pl
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, max_n, norm_for, safe
 from dashboards.figures.data import RunData
+from tasks.protocol import conditions_of
 
-MASK_CONDITIONS = ("mp", "object_mask", "background_mask")
-FOVEATION_CONDITIONS = (
-    "mp",
-    "object_crop",
-    "ten_crop",
-    "three_crop",
-    "saliency_crop",
-    "mp_object",
-    "ten_crop_object",
-    "one_crop_object",
-)
-DASHED = {"mp_object", "one_crop_object", "three_crop"}
+MASK_CONDITIONS = ("mp", *(c.name for c in conditions_of("masks")))
+FOVEATION_CONDITIONS = ("mp", *(c.name for c in conditions_of("foveation")))
+#: The MP-Object set-up is drawn dashed, so its curves read apart from the MP set-up's.
+DASHED = {c.name for c in conditions_of("foveation") if c.setup == "object"}
 
 
 def transfer_curves(data: RunData) -> list[Figure]:
@@ -47,7 +40,7 @@ def transfer_curves(data: RunData) -> list[Figure]:
             for (source, attack), line in panel.group_by("source", "attack", maintain_order=True):
                 line = line.sort("value")
                 own = source == target
-                baseline = attack in st.BASELINE_ATTACKS
+                baseline = st.is_baseline(str(attack))
                 label = f"{st.short(str(source))} {attack}" + (" (self)" if own else "")
                 ax.plot(
                     line["value"],

@@ -18,10 +18,11 @@ from typing import Any
 import polars as pl
 import yaml
 
-from dashboards import aggregate, measures, protocol
 from pipeline.config import BenchmarkConfig, EvalCfg, parse_config
-
-PROTOCOL_TABLES = ("curves", "transfer", "table1", "table2", "linearity", "findings")
+from pipeline.summary import attacks as aggregate
+from pipeline.summary import measures
+from pipeline.summary import protocol as proto
+from pipeline.summary.write import PROTOCOL_TABLES, protocol_tables
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -60,6 +61,11 @@ class RunData:
     def eval_cfg(self) -> EvalCfg:
         return self.config.eval if self.config else EvalCfg()
 
+    @property
+    def point(self) -> float:
+        """The reference norm of the tables (the config's first evaluation point, 5.3)."""
+        return float(self.eval_cfg.points[0])
+
     def table(self, name: str) -> pl.DataFrame:
         return self.protocol.get(name, pl.DataFrame())
 
@@ -78,7 +84,7 @@ class RunData:
         data.fooling = data._summary("fooling", lambda: measures.fooling_curves(run_dir))
         data.bounds = data._summary("bounds", lambda: measures.bounds_summary(run_dir))
         data.attack_rows = _shards(run_dir, "attacks")
-        data.linearity_rows = protocol.load_linearity(run_dir)
+        data.linearity_rows = proto.load_linearity(run_dir)
         data._load_protocol()
         return data
 
@@ -92,26 +98,13 @@ class RunData:
         return computed
 
     def _load_protocol(self) -> None:
-        """Protocol tables from ``summary/``; any missing one is aggregated from ``evals/``."""
+        """Protocol tables from ``summary/``; if any is missing, all are aggregated from ``evals/``."""
         found = {n: _read(self.run_dir / "summary" / f"{n}.parquet") for n in PROTOCOL_TABLES}
         missing = [n for n, t in found.items() if t.is_empty()]
         if missing and (self.run_dir / "evals").is_dir():
-            crit = protocol.load_critical(self.run_dir)
-            lin = self.linearity_rows
-            grids = self.eval_cfg
-            curves = found["curves"]
-            if curves.is_empty():
-                curves = protocol.accuracy_curves(crit, grids.l1pp_grid, grids.linf_grid)
-            compute = {
-                "curves": lambda: curves,
-                "transfer": lambda: protocol.transfer_matrices(crit, curves),
-                "table1": lambda: protocol.table1(crit, n_boot=200),
-                "table2": lambda: protocol.table2(curves),
-                "linearity": lambda: protocol.linearity_summary(lin),
-                "findings": lambda: protocol.findings_frame(protocol.findings(crit, lin, 200)),
-            }
+            computed = protocol_tables(self.run_dir, self.eval_cfg)
             for name in missing:
-                found[name] = compute[name]()
+                found[name] = computed[name]
                 if found[name].height:
                     self.recomputed.append(name)
         self.protocol = found

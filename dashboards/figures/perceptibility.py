@@ -20,26 +20,13 @@ import torch
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, norm_for, safe
 from dashboards.figures.data import RunData
-from pipeline.images import load_input
-from pipeline.models import resolve_cfg
-from pipeline.store import Encoded, decode
+from pipeline.summary.examples import example, stored_perturbations
 from tasks import norms as tnorms
 
 IMAGES = 2  # grids per report: the pages are about numbers, these are for intuition
-NORM_STEPS = {"l1pp": (1.0, 5.3, 15.0, 30.0), "linf": (5.3, 15.0, 50.0, 100.0)}
+STEPS = 4  # rescaled versions, spread over the attack's norm grid
 MAGNIFY = 10.0
 THUMB = 1.35  # inches per thumbnail
-
-
-def _store(run_dir: Path) -> pl.DataFrame:
-    files = sorted((run_dir / "perturbations").rglob("shard-*.parquet"))
-    if not files:
-        return pl.DataFrame()
-    df = pl.read_parquet(files, hive_partitioning=False)
-    # MP-Object directions live in the crop's space ("<attack>.object"): not these grids.
-    return df.filter(
-        ~pl.col("attack").str.contains(".", literal=True) & pl.col("scale").is_finite()
-    )
 
 
 def _norm(e: torch.Tensor, norm: str) -> float:
@@ -52,22 +39,14 @@ def _to_image(x: torch.Tensor) -> np.ndarray:
 
 def _row_images(data: RunData, row: dict[str, Any], path: str) -> list[tuple[np.ndarray, str]]:
     """Clean, e*, rescaled versions and the x10 magnification of one (image, model, attack)."""
-    model, attack = str(row["model"]), str(row["attack"])
-    overrides = (
-        next((m.preprocess for m in data.config.models if m.name == model), None)
-        if data.config
-        else None
-    )
-    x = load_input(path, resolve_cfg(model, overrides))
-    shape = tuple(int(s) for s in row["shape"])
-    d = decode(Encoded(str(row["codec"]), shape, float(row["norm"]), bytes(row["data"])))
-    norm = norm_for(attack)
-    scale = float(row["scale"])
+    x, d, scale = example(row, path, data.config)
+    norm = norm_for(str(row["attack"]))
     e_star = (x + scale * d).clamp(0, 255) - x
     out = [(_to_image(x), "clean")]
     out.append((_to_image(x + e_star), f"e*: {norm} = {_norm(e_star, norm):.3g}"))
     unit = _norm(d, norm) or 1.0
-    for v in NORM_STEPS[norm]:
+    grid = [v for v in data.eval_cfg.grid(norm) if v > 0]
+    for v in grid[len(grid) // STEPS :: max(1, len(grid) // STEPS)][:STEPS]:
         e = (x + (v / unit) * d).clamp(0, 255) - x
         out.append((_to_image(x + e), f"{norm} = {v:g}"))
     out.append((_to_image(128.0 + MAGNIFY * e_star), f"e* ×{MAGNIFY:g}"))
@@ -75,10 +54,10 @@ def _row_images(data: RunData, row: dict[str, Any], path: str) -> list[tuple[np.
 
 
 def perceptibility_grids(data: RunData) -> list[Figure]:
-    store = _store(data.run_dir)
+    store = stored_perturbations(data.run_dir)
     if store.is_empty() or data.manifest.is_empty():
         return []
-    store = store.filter(~pl.col("attack").is_in(list(st.BASELINE_ATTACKS)))
+    store = store.filter(~pl.col("attack").map_elements(st.is_baseline, return_dtype=pl.Boolean))
     paths = dict(data.manifest.select("image_id", "path").iter_rows())
     # the images with a perturbation from the most (model, attack) pairs, ties by id
     counts = store.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False])

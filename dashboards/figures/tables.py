@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from dashboards.figures._style import CONDITION_LABEL, short
-from dashboards.protocol import PAPER_NORM, TABLE1_RATIOS, native_norm
+from pipeline.summary.axes import native_norm
+from tasks.protocol import table1_ratios
 
 VERDICT_CLASS = {
     "holds": "ok",
     "reversed": "bad",
     "inconclusive": "meh",
-    "no data": "meh",
+    "insufficient": "meh",
 }
 
 
@@ -138,12 +139,12 @@ def bounds_table(bounds: pl.DataFrame) -> str:
 
 
 def table1_html(t1: pl.DataFrame) -> str:
-    """Rows: the ratio; columns: model x attack; cells: mean [95% CI] (n)."""
+    """Rows: the ratio; columns: model x attack; cells: median [95% CI] (n, share censored)."""
     if t1.is_empty():
         return ""
     keys = sorted({(m, a) for m, a in t1.select("model", "attack").iter_rows()})
     present = set(t1["ratio"].to_list())
-    paper_order = [f"{num} / {den}" for num, den in TABLE1_RATIOS]
+    paper_order = [f"{num} / {den}" for num, den in table1_ratios()]
     ratios = [r for r in paper_order if r in present] + sorted(present - set(paper_order))
     cells = {(r["ratio"], r["model"], r["attack"]): r for r in t1.to_dicts()}
     rows = []
@@ -152,7 +153,8 @@ def table1_html(t1: pl.DataFrame) -> str:
         for model, attack in keys:
             c = cells.get((ratio, model, attack))
             row.append(
-                f"{c['mean']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] (n={c['n']})"
+                f"{c['median']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] "
+                f"(n={c['n']}, {c['share_censored']:.0%} censored)"
                 if c
                 else None
             )
@@ -183,11 +185,22 @@ def table2_html(t2: pl.DataFrame) -> str:
         )
         order = [c for c in CONDITION_LABEL if c in set(block["condition"].to_list())]
         models = sorted(block["model"].unique().to_list())
-        acc = {(r["model"], r["condition"]): r["accuracy"] for r in block.to_dicts()}
+        acc = {
+            (r["model"], r["condition"]): _acc(r["accuracy"], r["accuracy_conditional"])
+            for r in block.to_dicts()
+        }
         rows = [[short(m), *(acc.get((m, c)) for c in order)] for m in models]
         header = ["model", *(CONDITION_LABEL[c] for c in order)]
         blocks.append(f"<h4>{html.escape(title)}</h4>{render(header, rows)}")
     return "".join(blocks)
+
+
+def _acc(all_images: float | None, conditional: float | None) -> str | None:
+    """The paper's population first, the images the attack fooled in brackets."""
+    if all_images is None:
+        return None
+    cond = "–" if conditional is None else f"{conditional:.3f}"
+    return f"{all_images:.3f} ({cond})"
 
 
 def findings_html(findings: pl.DataFrame) -> str:
@@ -195,33 +208,27 @@ def findings_html(findings: pl.DataFrame) -> str:
         return ""
     df = findings.sort("verdict", "claim", "model", "attack")
     header = [
-        "verdict",
-        "claim",
-        "model",
-        "attack",
-        "at norm",
-        "left",
-        "right",
-        "difference",
-        "95% CI",
-        "n",
-    ]
+        "verdict", "claim", "model", "perturbation of", "attack", "at norm", "effect",
+        "95% CI", "n", "discordant", "p", "p (Holm)",
+    ]  # fmt: skip
     rows, classes = [], []
     for f in df.to_dicts():
-        at = "–" if f["norm"] == "-" else f"{f['norm']} = {f['value']:.3g}"
+        at = "–" if not f["norm"] or f["value"] != f["value"] else f"{f['norm']} = {f['value']:.3g}"
         ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
         rows.append(
             [
                 f["verdict"],
                 f["claim"],
                 short(f["model"]),
+                short(f["source"]),
                 f["attack"],
                 at,
-                f["left"],
-                f["right"],
-                f["difference"],
+                f["effect"],
                 ci,
                 f["n"],
+                f["n_discordant"],
+                f"{f['p_value']:.3g}",
+                f"{f['p_adjusted']:.3g}",
             ]
         )
         classes.append(VERDICT_CLASS.get(f["verdict"], ""))
@@ -246,11 +253,11 @@ def linearity_table(lin: pl.DataFrame) -> str:
     )
 
 
-def transfer_table(transfer: pl.DataFrame) -> str:
-    """Accuracy at the paper's norm and the median critical norms, long form."""
+def transfer_table(transfer: pl.DataFrame, point: float) -> str:
+    """Accuracy at the reference norm and the median critical norms (received), long form."""
     if transfer.is_empty():
         return ""
-    at = transfer.filter(pl.col("value") == PAPER_NORM).pivot(
+    at = transfer.filter(pl.col("value") == point).pivot(
         on="norm", index=["attack", "source", "target"], values="accuracy"
     )
     med = transfer.unique(subset=["attack", "source", "target"]).select(
@@ -259,6 +266,7 @@ def transfer_table(transfer: pl.DataFrame) -> str:
         "target",
         "median_crit_l1pp",
         "median_crit_linf",
+        "median_src_linf",
         "dense_mismatches",
         "dense_checked",
     )
@@ -269,10 +277,11 @@ def transfer_table(transfer: pl.DataFrame) -> str:
         "attack": "attack",
         "source": "source",
         "target": "target",
-        "l1pp": f"acc @ L1/px {PAPER_NORM}",
-        "linf": f"acc @ L∞ {PAPER_NORM}",
-        "median_crit_l1pp": "median critical L1/px",
-        "median_crit_linf": "median critical L∞",
+        "l1pp": f"acc @ received L1/px {point:g}",
+        "linf": f"acc @ received L∞ {point:g}",
+        "median_crit_l1pp": "median critical L1/px (received)",
+        "median_crit_linf": "median critical L∞ (received)",
+        "median_src_linf": "median critical L∞ (source's frame)",
         "dense_mismatches": "dense-grid mismatches",
         "dense_checked": "dense-checked",
     }

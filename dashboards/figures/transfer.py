@@ -15,7 +15,6 @@ from matplotlib.axes import Axes
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, safe
 from dashboards.figures.data import RunData
-from dashboards.protocol import PAPER_NORM
 
 
 def _heatmap(
@@ -58,24 +57,26 @@ def transfer_heatmaps(data: RunData) -> list[Figure]:
     if transfer.is_empty():
         return []
     out = []
+    point = data.point
     for attack in attacks_of(transfer):
         sub = transfer.filter(pl.col("attack") == attack)
         models = sorted(set(sub["source"].to_list()) | set(sub["target"].to_list()))
         panels: list[tuple[np.ndarray, str, str, float | None]] = []
         for norm in ("l1pp", "linf"):
-            at = sub.filter((pl.col("norm") == norm) & (pl.col("value") == PAPER_NORM))
+            at = sub.filter((pl.col("norm") == norm) & (pl.col("value") == point))
             if at.height:
                 label = "L1/pixel" if norm == "l1pp" else "L∞"
                 panels.append(
                     (
                         _matrix(at, models, "accuracy"),
-                        f"accuracy at {label} = {PAPER_NORM}",
+                        f"accuracy at received {label} = {point:g}",
                         ".2f",
                         1.0,
                     )
                 )
         pairs = sub.unique(subset=["source", "target"])
         for column, label in (("median_crit_l1pp", "L1/pixel"), ("median_crit_linf", "L∞")):
+            # the norm the target receives (pipeline/summary/protocol.py)
             if column in pairs.columns:
                 m = _matrix(pairs, models, column)
                 finite = m[np.isfinite(m)]
@@ -95,8 +96,9 @@ def transfer_heatmaps(data: RunData) -> list[Figure]:
                 title=f"Transfer matrices, {attack}",
                 caption=(
                     f"Rows are the network whose {attack} perturbation is applied, columns the "
-                    f"network evaluated: top-k accuracy at the paper's norm {PAPER_NORM} and the "
-                    "median critical norm (higher = the perturbation transfers less)."
+                    f"network evaluated: top-k accuracy at the norm {point:g} the target receives "
+                    "and the median received critical norm (higher = the perturbation "
+                    "transfers less)."
                 ),
                 data=st.to_bytes(fig),
             )

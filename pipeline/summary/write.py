@@ -42,12 +42,13 @@ def write_summaries(run_dir: Path) -> Summaries:
     return out
 
 
-def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
-    """Every protocol table to ``summary/<name>.parquet``; returns them by name.
+PROTOCOL_TABLES = (
+    "curves", "transfer", "table1", "table2", "linearity", "findings", "dense_check", "forwards",
+)  # fmt: skip
 
-    Names: curves, transfer, table1, table2, linearity, findings, dense_check,
-    forwards (empty ones are not written).
-    """
+
+def protocol_tables(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
+    """Every protocol table, aggregated from the evaluation shards (nothing written)."""
     crit = proto.load_critical(run_dir)
     lin = proto.load_linearity(run_dir)
     grids = settings.grids()
@@ -63,6 +64,13 @@ def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.D
         "dense_check": proto.dense_check(crit, proto.attack_scales(run_dir)),
         "forwards": proto.condition_forwards(crit),
     }
+    assert tuple(tables) == PROTOCOL_TABLES
+    return tables
+
+
+def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
+    """Every protocol table to ``summary/<name>.parquet``; returns them by name."""
+    tables = protocol_tables(run_dir, settings)
     for name, table in tables.items():
         _write(run_dir, name, table)
     return tables

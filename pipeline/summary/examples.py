@@ -1,0 +1,41 @@
+"""Example perturbations for figures: stored directions with their clean inputs.
+
+The report's perceptibility grids redraw a few minimum perturbations; reading
+the store and the images belongs here (the summary layer), so the dashboards
+only draw tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from pipeline.config import BenchmarkConfig
+from pipeline.images import load_input
+from pipeline.models import resolve_cfg
+from pipeline.store import Encoded, decode
+
+
+def stored_perturbations(run_dir: Path) -> pl.DataFrame:
+    """The attack stage's store (the MP set-up), rows with a finite scale."""
+    files = sorted((run_dir / "perturbations").rglob("shard-*.parquet"))
+    if not files:
+        return pl.DataFrame()
+    return pl.read_parquet(files, hive_partitioning=False).filter(pl.col("scale").is_finite())
+
+
+def example(
+    row: dict[str, Any], path: str, config: BenchmarkConfig | None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(clean input, stored direction, scale) of one store row, in its model's frame."""
+    model = str(row["model"])
+    overrides = (
+        next((m.preprocess for m in config.models if m.name == model), None) if config else None
+    )
+    x = load_input(path, resolve_cfg(model, overrides))
+    shape = tuple(int(s) for s in row["shape"])
+    d = decode(Encoded(str(row["codec"]), shape, float(row["norm"]), bytes(row["data"])))
+    return x, d, float(row["scale"])

@@ -1,0 +1,149 @@
+"""The batched evaluation engine against closed forms on linear models, and against the
+reference path (one bracket-and-bisect line search per condition, tasks/critical.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tasks import norms
+from tasks.criterion import TopK
+from tasks.critical import critical_scales
+from tasks.evaluation.conditions import ConditionBatch
+from tasks.evaluation.engine import Grids, evaluate
+from tasks.geometry import Window, crop_resize
+from tasks.linesearch import LineSearch
+from tasks.probing import ScoreQueue
+from tasks.protocol import CONDITIONS
+from tasks.views import CropView
+from tests.linear import random_linear
+
+pytestmark = pytest.mark.unit
+
+GRID = tuple(float(v) for v in torch.linspace(0, 60, 31))  # linf 0..60 every 2
+
+
+def binary() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    model, x = random_linear(2, shape=(3, 16, 16), seed=4)
+    labels = model(x).argmax(1)
+    w = (model.weight[labels] - model.weight[1 - labels]).view_as(x)
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) < 0.3
+    d = torch.where(noise, w.sign(), -w.sign()) * 0.25  # mostly downhill, sometimes not
+    return model, x, labels, d
+
+
+def closed_form(
+    model: torch.nn.Module, tx: torch.Tensor, td: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    w = model.weight[labels] - model.weight[1 - labels]
+    margin = (tx.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[1 - labels]
+    slope = -(td.flatten(1) * w).sum(1)
+    return torch.where(slope > 0, margin / slope, torch.full_like(margin, math.inf))
+
+
+def condition(
+    name: str, x: torch.Tensor, d: torch.Tensor, labels: torch.Tensor, **kw: object
+) -> ConditionBatch:
+    n = x.shape[0]
+    return ConditionBatch(
+        spec=CONDITIONS.get(name), frame="mp", rows=list(range(n)), x=x, d=d, labels=labels,
+        has_direction=torch.ones(n, dtype=torch.bool), **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+class CountingQueue(ScoreQueue):
+    rounds = 0
+
+    def flush(self) -> None:
+        self.rounds += 1
+        super().flush()
+
+
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+def test_critical_scales_match_the_closed_form(search: str) -> None:
+    model, x, labels, d = binary()
+    window = [Window((1.0, 0.0, 16.0, 15.0))]
+    crops = [window] * x.shape[0]
+    conds = [condition("mp", x, d, labels), condition("object_crop", x, d, labels, crops=crops)]
+    grids = Grids({"linf": GRID}, rtol=1e-3, search=search)
+    queue = CountingQueue(model, batch_size=7)
+    mp, crop = evaluate(queue, conds, TopK(1), grids, "linf", lambda c: ())
+    tx, _ = crop_resize(x, crops, (16, 16))
+    td, _ = crop_resize(d, crops, (16, 16))
+    for found, expected, clean in (
+        (mp, closed_form(model, x, d, labels), torch.ones(x.shape[0], dtype=torch.bool)),
+        (crop, closed_form(model, tx, td, labels), model(tx).argmax(1) == labels),
+    ):
+        assert torch.equal(found.clean_correct, clean)
+        linf = expected * 0.25  # |d| = 0.25 everywhere, no clipping below 60 (room >= 63)
+        inside = clean & torch.isfinite(expected) & (linf < 60)
+        assert inside.sum() >= 4
+        torch.testing.assert_close(found.scale[inside], expected[inside].float(), rtol=2e-3, atol=0)
+        torch.testing.assert_close(
+            found.crit["linf"][inside], linf[inside].float(), rtol=2e-3, atol=0
+        )
+        beyond = clean & ~(linf < 60)
+        assert torch.isinf(found.scale[beyond]).all()  # censored at the largest grid norm
+    # both conditions' points of a round share batches: only each round's last one is partial
+    assert queue.stats.calls <= queue.stats.images // 7 + queue.rounds
+
+
+def test_norms_are_those_of_the_perturbation_actually_added() -> None:
+    model, x, labels, d = binary()
+    x = x.clone()
+    x[:, :, :4] = 254.0  # a bright band: the added perturbation clips there
+    (found,) = evaluate(
+        ScoreQueue(model, 64),
+        [condition("mp", x, d, labels)],
+        TopK(1),
+        Grids({"linf": GRID, "l1pp": (0.0, 1.0, 5.0)}, rtol=1e-3),
+        "linf",
+        lambda c: (),
+    )
+    ok = torch.isfinite(found.scale) & (found.scale > 0)
+    added = (x + found.scale.view(-1, 1, 1, 1) * d).clamp(0, 255) - x
+    torch.testing.assert_close(found.crit["l1pp"][ok], norms.l1pp(added)[ok])
+    assert (found.crit["l1pp"][ok] < found.scale[ok] * 0.25).all()  # clipping removed some
+
+
+def test_the_engine_agrees_with_the_reference_line_search() -> None:
+    """Issue 12: the grid scan and the old per-condition bracket-and-bisect give the same curves."""
+    model, x, labels, d = binary()
+    view = CropView.of(
+        [[Window((0.0, 0.0, 12.0, 12.0)), Window((4.0, 4.0, 16.0, 16.0), flip=True)]] * x.shape[0],
+        (16, 16),
+    )
+    ref = critical_scales(
+        model,
+        x,
+        d,
+        labels,
+        criterion=TopK(1),
+        view=view,
+        bounds=(0.0, 255.0),
+        search=LineSearch(rtol=1e-4),
+    )
+    cond = condition("ten_crop", x, d, labels, crops=[list(w) for w in view.windows])
+    (new,) = evaluate(
+        ScoreQueue(model, 64),
+        [cond],
+        TopK(1),
+        Grids({"linf": GRID}, rtol=0.01),
+        "linf",
+        lambda c: (),
+    )
+    for v in GRID:
+        reference = (ref.scale * 0.25 > v).float().mean()
+        assert float((new.crit["linf"] > v).float().mean()) == pytest.approx(float(reference))
+
+
+def test_a_dense_sample_counts_disagreements_of_a_non_monotone_ray() -> None:
+    model, x, labels, d = binary()
+    cond = condition("mp", x, d, labels, dense=x.shape[0])
+    (found,) = evaluate(
+        ScoreQueue(model, 64), [cond], TopK(1), Grids({"linf": GRID}), "linf", lambda c: ("linf",)
+    )
+    assert all(m == 0 for m in found.dense_mismatch)  # a linear model's rays are monotone
+    assert found.dense_earlier == [False] * x.shape[0]
