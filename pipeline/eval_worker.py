@@ -116,9 +116,16 @@ class Evaluator:
             self._batch(unit, idx, stored, clean, rows, queue)
             sink.extend(rows)
         except Exception as exc:
-            queue.pending.clear()
-            if is_out_of_memory(exc) and self.model.shift.device.type == "cuda":
+            queue.reset()
+            oom = is_out_of_memory(exc)
+            if oom and self.model.shift.device.type == "cuda":
                 torch.cuda.empty_cache()
+            if oom and queue.batch_size > 1:  # smaller forward batches, for the rest of the unit
+                queue.batch_size //= 2
+                self.halvings += 1
+                if len(idx) == 1:
+                    self._resilient(unit, idx, stored, clean, sink, queue)
+                    return
             if len(idx) > 1:
                 self.halvings += 1
                 mid = len(idx) // 2

@@ -131,3 +131,31 @@ def test_cross_pair_reports_the_norm_the_target_receives(
         assert r["crit_l2"] < 0.8 * r["src_l2"]  # resizing a checkerboard loses energy
         checked += 1
     assert checked >= 1
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """Fault injection: the wrapped network fails above ``limit`` inputs, as a full GPU would."""
+
+    def __init__(self, net: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.net, self.limit, self.failures = net, limit, 0
+        self.shift, self.cfg, self.name = net.shift, net.cfg, net.name  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit:
+            self.failures += 1
+            raise RuntimeError(f"CUDA out of memory (injected): batch of {x.shape[0]}")
+        return self.net(x)
+
+
+def test_an_evaluation_batch_that_runs_out_of_memory_is_halved_not_lost(
+    stored: tuple[list[dict], Path],
+) -> None:
+    rows, path = stored
+    ev = evaluator("efficientnet_lite0")
+    ev.model = RunsOutOfMemory(ev.model, limit=5)  # type: ignore[assignment]
+    out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "masks")))
+    assert ev.model.failures > 0 and out.halvings > 0  # type: ignore[attr-defined]
+    for task in ("norm_sweep", "masks"):
+        table = out.tables[task].to_pylist()
+        assert table and all(r["error"] is None for r in table), task
