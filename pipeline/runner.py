@@ -29,11 +29,14 @@ from tqdm import tqdm
 
 from dashboards.protocol import write_protocol_summaries
 from dashboards.report import build_report
+from dashboards.transfer_artifacts import run_matrix_artifacts
 from pipeline import interrupts
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
+from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
 from pipeline.evaluation import EvalOutput, EvalUnit
+from pipeline.mlflow_dataset import dataset_input
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
@@ -99,12 +102,15 @@ def run_benchmark(
     extra_tags: dict[str, str] | None = None,
     on_unit_done: Callable[[ShardOutput], None] | None = None,
     reuse_run_by_name: bool = False,
+    on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
 ) -> RunSummary:
     """Run every missing work unit of ``cfg`` and summarise the whole run.
 
     ``on_unit_done`` is called in the driver after each shard is written (progress
     hooks, and the fault-injection tests kill actors from it).
     ``reuse_run_by_name`` reopens an MLflow run of the same name (nightly runs).
+    ``on_eval_unit_done``: the same for each evaluation unit, once its shards and
+    progress metrics are logged.
     """
     start = time.perf_counter()
     run_name = run_name or cfg.name
@@ -145,6 +151,10 @@ def run_benchmark(
     )
     for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet"):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
+    ds = cfg.dataset
+    tracker.log_dataset(
+        dataset_input(ds.layout, ds.root, manifest.table, manifest.bad_rows.num_rows)
+    )
     # Shards and summaries that an earlier run wrote while MLflow was down.
     synced = sync_artifacts(tracker, run_dir, models)
     if synced:
@@ -161,9 +171,12 @@ def run_benchmark(
         synced_files=synced,
         mlflow_run_id=tracker.run_id(),
     )
+    tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
     try:
         with interrupts.graceful():
-            stages = _Stages(cfg, run_dir, tracker, manifest.table, summary, on_unit_done)
+            stages = _Stages(
+                cfg, run_dir, tracker, manifest.table, summary, on_unit_done, on_eval_unit_done
+            )
             stages.run(plan.units)
             _summarise(run_dir, tracker, summary)
             if eval_tasks(cfg):
@@ -206,6 +219,17 @@ def _report(run_dir: Path, tracker: Tracker, tags: dict[str, str]) -> None:
     for path in sorted(page.parent.rglob("*")):
         if path.is_file():
             tracker.log_artifact(path)
+    _log_transfer_matrices(run_dir, tracker)
+
+
+def _log_transfer_matrices(run_dir: Path, tracker: Tracker) -> None:
+    """Each transfer matrix (attack x evaluation point) as a heatmap and a table on the parent."""
+    made, missing = run_matrix_artifacts(run_dir, DEFAULT_POINTS)
+    for norm, value in missing:
+        log(f"transfer matrices: {norm}={value:g} is not on the config's eval grid; no matrix")
+    for matrix in made:
+        tracker.log_bytes(matrix.png, f"{matrix.stem}.png")
+        tracker.log_table(matrix.table, f"{matrix.stem}.json")
 
 
 def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
@@ -356,9 +380,11 @@ class _Stages:
         manifest: pa.Table,
         summary: RunSummary,
         on_unit_done: Callable[[ShardOutput], None] | None,
+        on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.tracker = cfg, run_dir, tracker
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
+        self.on_eval_unit_done = on_eval_unit_done
         self.actors: dict[str, list[Any]] = {}
 
     def run(self, attack_units: list[WorkUnit]) -> None:
@@ -423,7 +449,12 @@ class _Stages:
         return self._schedule(units, "process", on_output, "attack shards")
 
     def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
+        progress = EvalProgress.for_units(self.run_dir, units)  # running accuracy, to MLflow
+
         def on_output(out: EvalOutput) -> None:
             write_eval_output(out, self.run_dir, self.tracker)
+            progress.record(out.tables.values(), self.tracker)
+            if self.on_eval_unit_done:
+                self.on_eval_unit_done(out)
 
         return self._schedule(units, "evaluate", on_output, "eval shards")
