@@ -38,7 +38,7 @@ def run_links(tracking_uri: str, run: RunRef, current: RunRef | None = None) -> 
         _link(run_url(tracking_uri, exp, rid, "artifacts/report/index.html"), "report in MLflow"),
     ]
     if current is not None and current.run_id != rid:
-        ids = [current.run_id, rid]
+        ids = [*current.run_ids, *run.run_ids]
         url = compare_url(tracking_uri, ids, [current.experiment_id, exp])
         links.append(_link(url, "compare with tonight"))
     local = Path(run.run_dir) / "report" / "index.html" if run.run_dir else None

@@ -51,22 +51,26 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
+def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    """The per-model child runs of a parent run."""
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
+        max_results=500,
+    )
+
+
 def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
     """Every metric of a parent run and its children, as ``<model>/<metric>`` for children."""
     parent = client.get_run(parent_id)
     out = dict(parent.data.metrics)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
-        max_results=500,
-    )
-    for child in children:
+    for child in child_runs(client, parent):
         model = child.data.tags.get("model", child.info.run_name or child.info.run_id)
         out.update({f"{model}/{k}": v for k, v in child.data.metrics.items()})
     return out
 
 
-def run_ref(run: Run) -> RunRef:
+def run_ref(client: MlflowClient, run: Run) -> RunRef:
     tags = run.data.tags
     return RunRef(
         run_id=run.info.run_id,
@@ -75,6 +79,7 @@ def run_ref(run: Run) -> RunRef:
         run_dir=tags.get("run_dir", ""),
         git_sha=tags.get("git_sha", ""),
         start_time_ms=run.info.start_time,
+        children=tuple(sorted(c.info.run_id for c in child_runs(client, run))),
     )
 
 
@@ -94,7 +99,7 @@ def baseline_runs(
     parents = [
         r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
     ]
-    return [run_ref(r) for r in parents[:n]]
+    return [run_ref(client, r) for r in parents[:n]]
 
 
 def run_nightly(
@@ -127,7 +132,7 @@ def run_nightly(
         )
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     run_id = summary.mlflow_run_id
-    current = run_ref(client.get_run(run_id))
+    current = run_ref(client, client.get_run(run_id))
     base = baseline_runs(client, current.experiment_id, cfg.name, run_id, baseline_n)
     report = Report(
         name, run_id, cfg.name, base, current=current, tracking_uri=summary.tracking_uri

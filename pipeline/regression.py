@@ -129,6 +129,12 @@ class RunRef:
     run_dir: str = ""  # the run's ``run_dir`` tag: where its Parquet and report live
     git_sha: str = ""
     start_time_ms: int | None = None
+    children: tuple[str, ...] = ()  # the per-model child runs, where most metrics live
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The parent and its children: what a comparison in MLflow should show."""
+        return [self.run_id, *self.children]
 
 
 @dataclass
@@ -147,13 +153,13 @@ class Report:
 
     @property
     def compare_url(self) -> str | None:
-        """MLflow's comparison view of tonight's run and its baseline runs (HTTP stores)."""
+        """MLflow's comparison view of tonight's runs and the baseline runs (HTTP stores):
+        parents and their per-model children, so every compared metric is in it."""
         if self.current is None or not self.baselines:
             return None
         runs = [self.current, *self.baselines]
-        return compare_url(
-            self.tracking_uri, [r.run_id for r in runs], [r.experiment_id for r in runs]
-        )
+        ids = [i for r in runs for i in r.run_ids]
+        return compare_url(self.tracking_uri, ids, [r.experiment_id for r in runs])
 
     @property
     def regressions(self) -> list[Comparison]:

@@ -29,7 +29,7 @@ def _heatmap(
     ax.set_ylabel("source (perturbation from)")
     ax.set_title(title, fontsize=9)
     finite = matrix[np.isfinite(matrix)]
-    mid = (float(finite.max()) + float(finite.min())) / 2 if finite.size else 0.0
+    top = vmax if vmax is not None else (float(finite.max()) if finite.size else 0.0)
     for (i, j), v in np.ndenumerate(matrix):
         if np.isfinite(v):
             ax.text(
@@ -39,7 +39,9 @@ def _heatmap(
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="black" if v > mid else "white",
+                color="black"
+                if top > 0 and v / top > 0.5
+                else "white",  # viridis is light in its upper half
             )
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
 
