@@ -30,14 +30,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
+from pipeline.system_metrics import SystemMetrics
 
 STATE_FILE = "mlflow.json"
 PROBE_TIMEOUT_S = 5.0
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-#: MLflow's own switch for system metrics; "false" turns ours off too (it defaults on here).
-SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
 
 
 def default_tracking_uri(output_dir: Path) -> str:
@@ -66,7 +65,7 @@ class Tracker:
         self.children: dict[str, str] = {}
         self.available = True
         self.experiment_id: str | None = None
-        self._monitor: Any = None  # mlflow's SystemMetricsMonitor while the parent run runs
+        self._system = SystemMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(
@@ -126,7 +125,7 @@ class Tracker:
     def finish(self, success: bool = True, status: str | None = None) -> None:
         """Terminate every run: FINISHED, FAILED, or ``status`` (e.g. KILLED on interrupt)."""
         status = status or RunStatus.to_string(RunStatus.FINISHED if success else RunStatus.FAILED)
-        self._stop_system_metrics()  # its last samples land while the run is still RUNNING
+        self._system.stop()  # its last samples land while the run is still RUNNING
 
         def close() -> None:
             for run_id in [*self.children.values(), self.parent_id]:
@@ -206,29 +205,10 @@ class Tracker:
                 self._guard(self.client.log_inputs, run_id, [dataset])
 
     def start_system_metrics(self) -> None:
-        """CPU, memory, disk, network (and GPU where NVML finds one) on the parent run.
-
-        MLflow's own monitor, given the run id and tracking URI explicitly (no
-        fluent active run), sampling every ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
-        seconds (10 by default) in a thread; ``finish`` stops it. A resumed run
-        continues its steps. ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns it off.
-        """
-        off = os.environ.get(SYSTEM_METRICS_ENV, "").strip().lower() in ("false", "0")
-        if off or not self.available or not self.parent_id or self._monitor is not None:
-            return
-        try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-            monitor = SystemMetricsMonitor(
-                self.parent_id, resume_logging=True, tracking_uri=self.tracking_uri
-            )
-        except Exception as exc:  # psutil missing, store down: the run goes on without them
-            print(
-                f"warning: no MLflow system metrics ({type(exc).__name__}: {exc})", file=sys.stderr
-            )
-            return
-        monitor.start()
-        self._monitor = monitor
+        """CPU, memory, disk, network (and GPU where NVML finds one) on the parent run
+        (pipeline.system_metrics); ``finish`` stops it."""
+        if self.available and self.parent_id:
+            self._system.start(self.parent_id, self.tracking_uri)
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:
         """A file made in memory (a figure) on the parent run, at ``artifact_file``."""
@@ -270,17 +250,13 @@ class Tracker:
     def _mark_experiment(self, exp_id: str) -> None:
         """Tag the experiment as model training (new and existing ones, every start).
 
-        MLflow UIs that read the kind from this tag (3.x before the workflow
-        switch, Databricks) then open it on the runs table; MLflow 3.17's UI
-        follows its ``workflowType`` switch instead (pipeline.mlflow_ui links set it).
+        It is what MLflow's API and UI write for the kind. MLflow 3.17's open-source
+        UI, though, opens an experiment by its ``workflowType`` switch, not by this
+        tag (its bundle reads the tag only when a build flag is off, and ships with
+        it on), so the links foveabench writes set the switch (pipeline.mlflow_ui).
         """
         self.experiment_id = exp_id
         self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-
-    def _stop_system_metrics(self) -> None:
-        if self._monitor is not None:
-            monitor, self._monitor = self._monitor, None
-            monitor.finish()
 
     # -- internals ---------------------------------------------------------------------
     def _guard(self, fn: Any, *args: Any) -> None:
