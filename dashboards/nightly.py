@@ -16,6 +16,7 @@ from pathlib import Path
 from dashboards.figures import Figure
 from dashboards.figures._style import grid, to_bytes
 from dashboards.page import card, figure_html, page, section
+from pipeline.mlflow_ui import compare_url, run_url
 from pipeline.regression import Comparison, Report, RunRef, fmt_num
 
 #: Row colour class of each comparison status (the report's ok/bad/meh palette).
@@ -24,24 +25,22 @@ MAX_BARS = 40
 SECTIONS = ("Runs compared", "Verdict", "Largest changes", "Every metric")
 
 
-def run_url(tracking_uri: str, run: RunRef) -> str | None:
-    """The run's page in the MLflow UI, when the tracking store is an HTTP server."""
-    if not tracking_uri.startswith(("http://", "https://")) or not run.experiment_id:
-        return None
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
-
-
 def _link(url: str | None, text: str) -> str:
     return f'<a href="{html.escape(url)}">{html.escape(text)}</a>' if url else ""
 
 
-def run_links(tracking_uri: str, run: RunRef) -> str:
-    """MLflow run page, the report artifact in MLflow, and the report on disk."""
-    url = run_url(tracking_uri, run)
+def run_links(tracking_uri: str, run: RunRef, current: RunRef | None = None) -> str:
+    """MLflow run page, the report artifact in MLflow, the report on disk, and (for a
+    baseline) MLflow's comparison of it with tonight's run."""
+    exp, rid = run.experiment_id, run.run_id
     links = [
-        _link(url, "MLflow run"),
-        _link(f"{url}/artifactPath/report/index.html" if url else None, "report in MLflow"),
+        _link(run_url(tracking_uri, exp, rid), "MLflow run"),
+        _link(run_url(tracking_uri, exp, rid, "artifacts/report/index.html"), "report in MLflow"),
     ]
+    if current is not None and current.run_id != rid:
+        ids = [*current.run_ids, *run.run_ids]
+        url = compare_url(tracking_uri, ids, [current.experiment_id, exp])
+        links.append(_link(url, "compare with tonight"))
     local = Path(run.run_dir) / "report" / "index.html" if run.run_dir else None
     if local is not None and local.is_file():
         links.append(_link(local.resolve().as_uri(), "report on disk"))
@@ -60,11 +59,16 @@ def runs_html(report: Report) -> str:
     rows = "".join(
         f'<tr id="run-{html.escape(r.run_id)}"><th>{role}</th><td>{html.escape(r.name)}</td>'
         f"<td><code>{html.escape(r.run_id)}</code></td><td><code>{html.escape(r.git_sha[:12])}</code></td>"
-        f"<td>{_started(r.start_time_ms)}</td><td>{run_links(report.tracking_uri, r)}</td></tr>"
+        f"<td>{_started(r.start_time_ms)}</td><td>{run_links(report.tracking_uri, r, report.current)}</td></tr>"
         for role, r in runs
     )
     head = "<tr><th>role</th><th>run</th><th>run id</th><th>git sha</th><th>started</th><th>links</th></tr>"
     note = ""
+    if report.compare_url:
+        note = (
+            f'<p id="compare-runs">{_link(report.compare_url, "Compare these runs in MLflow")}: '
+            "tonight's run beside the baseline runs, metric by metric.</p>"
+        )
     if not report.tracking_uri.startswith(("http://", "https://")):
         note = (
             f"<p class=note>The tracking store is {html.escape(report.tracking_uri or 'unknown')}: "

@@ -88,7 +88,17 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     except ThresholdError as exc:
         print(f"thresholds error: {exc}", file=sys.stderr)
         return 2
-    result = run_nightly(cfg, baseline_n=args.baseline_runs, thresholds=thresholds, date=args.date)
+    from dashboards.nightly import write_report
+    from pipeline.cli_report import report_and_log
+
+    result = run_nightly(
+        cfg,
+        baseline_n=args.baseline_runs,
+        thresholds=thresholds,
+        date=args.date,
+        report_run=report_and_log,
+        write_page=write_report,
+    )
     print("\n".join(result.lines))
     return result.exit_code
 

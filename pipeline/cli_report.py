@@ -94,12 +94,25 @@ def report_and_log(run_dir: Path, tracker: Any, tags: dict[str, str]) -> None:
     """``report/index.html`` and its figures, logged to the parent run under ``report/``
     (the hook ``foveabench run`` and ``nightly`` hand to the runner)."""
     from dashboards.report import build_report
+    from dashboards.transfer_artifacts import run_matrix_artifacts
+    from pipeline.eval_progress import DEFAULT_POINTS
+    from pipeline.summary.points import point_list, read_eval_points
 
     page = build_report(run_dir, tags=tags)
     print(f"report: {page}", file=sys.stderr)
     for path in sorted(page.parent.rglob("*")):
         if path.is_file():
             tracker.log_artifact(path)
+    # each transfer matrix (attack x evaluation point) as a heatmap and a table on the parent
+    points = point_list(read_eval_points(run_dir)) or list(DEFAULT_POINTS)
+    made, missing = run_matrix_artifacts(run_dir, points)
+    for norm, value in missing:
+        print(
+            f"transfer matrices: no {norm}={value:g} on the eval grid; no matrix", file=sys.stderr
+        )
+    for matrix in made:
+        tracker.log_bytes(matrix.png, f"{matrix.stem}.png")
+        tracker.log_table(matrix.table, f"{matrix.stem}.json")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

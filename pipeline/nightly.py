@@ -12,15 +12,20 @@ part of its own baseline. Exit codes are for schedulers: 0 no regression,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from dashboards.nightly import write_report
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
+
+if TYPE_CHECKING:
+    from pipeline.runner import Reporter
 from pipeline.regression import (
     Report,
     RunRef,
@@ -29,6 +34,9 @@ from pipeline.regression import (
     median_baseline,
     summary_lines,
 )
+
+#: Writes the regression page and its JSON; returns (json path, html path).
+PageWriter = Callable[[Report, Path], tuple[Path, Path]]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -51,22 +59,26 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
+def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    """The per-model child runs of a parent run."""
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
+        max_results=500,
+    )
+
+
 def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
     """Every metric of a parent run and its children, as ``<model>/<metric>`` for children."""
     parent = client.get_run(parent_id)
     out = dict(parent.data.metrics)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
-        max_results=500,
-    )
-    for child in children:
+    for child in child_runs(client, parent):
         model = child.data.tags.get("model", child.info.run_name or child.info.run_id)
         out.update({f"{model}/{k}": v for k, v in child.data.metrics.items()})
     return out
 
 
-def run_ref(run: Run) -> RunRef:
+def run_ref(client: MlflowClient, run: Run) -> RunRef:
     tags = run.data.tags
     return RunRef(
         run_id=run.info.run_id,
@@ -75,6 +87,7 @@ def run_ref(run: Run) -> RunRef:
         run_dir=tags.get("run_dir", ""),
         git_sha=tags.get("git_sha", ""),
         start_time_ms=run.info.start_time,
+        children=tuple(sorted(c.info.run_id for c in child_runs(client, run))),
     )
 
 
@@ -94,7 +107,7 @@ def baseline_runs(
     parents = [
         r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
     ]
-    return [run_ref(r) for r in parents[:n]]
+    return [run_ref(client, r) for r in parents[:n]]
 
 
 def run_nightly(
@@ -103,8 +116,14 @@ def run_nightly(
     baseline_n: int = 7,
     thresholds: Thresholds,
     date: dt.date | None = None,
+    report_run: Reporter | None = None,
+    write_page: PageWriter,
 ) -> NightlyResult:
-    """Run (or resume) tonight's benchmark, then compare it with the baseline."""
+    """Run (or resume) tonight's benchmark, then compare it with the baseline.
+
+    ``report_run`` builds the run's report and ``write_page`` the regression page
+    (both from the CLI: pipeline/ never draws).
+    """
     from pipeline.runner import run_benchmark
 
     sha = provenance.git_sha()
@@ -114,6 +133,7 @@ def run_nightly(
         run_name=name,
         extra_tags={NIGHTLY_TAG: "true", "nightly_date": (date or utc_today()).isoformat()},
         reuse_run_by_name=True,
+        report=report_run,
     )
     if summary.mlflow_run_id is None:
         return NightlyResult(
@@ -127,7 +147,7 @@ def run_nightly(
         )
     client = MlflowClient(tracking_uri=summary.tracking_uri)
     run_id = summary.mlflow_run_id
-    current = run_ref(client.get_run(run_id))
+    current = run_ref(client, client.get_run(run_id))
     base = baseline_runs(client, current.experiment_id, cfg.name, run_id, baseline_n)
     report = Report(
         name, run_id, cfg.name, base, current=current, tracking_uri=summary.tracking_uri
@@ -138,7 +158,7 @@ def run_nightly(
             median_baseline([run_metrics(client, b.run_id) for b in base]),
             thresholds,
         )
-    paths = write_report(report, summary.run_dir / "nightly")
+    paths = write_page(report, summary.run_dir / "nightly")
     for path in paths:
         client.log_artifact(run_id, str(path), "nightly")
     client.set_tag(run_id, "nightly_verdict", report.verdict)

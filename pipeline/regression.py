@@ -3,7 +3,7 @@
 Thresholds are data (YAML), matched by metric-name glob, first match wins::
 
     defaults: {abs: 0.0, rel: 0.05}          # when no rule matches
-    ignore: ["*running/*", "*images_done"]   # streamed progress, not results
+    ignore: ["*running/*", "*images_done", "*eval/*", "system/*"]   # progress, hardware
     metrics:
       "*/clean_top*": {abs: 0.02}             # accuracy: 2 points
       "*/mp/*/median_*": {rel: 0.10}          # norms: 10 %
@@ -26,9 +26,12 @@ from typing import Any
 
 import yaml
 
+from pipeline.mlflow_ui import compare_url
+
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "defaults": {"abs": 0.0, "rel": 0.05},
-    "ignore": ["running/*", "*/running/*", "images_done", "*/images_done"],
+    # streamed progress (attack stage: running/, evaluation stage: eval/), not results
+    "ignore": ["running/*", "*/running/*", "images_done", "*/images_done", "*eval/*", "system/*"],
     "metrics": {
         "*clean_top*": {"abs": 0.02},
         "*/images": {"abs": 0.0},
@@ -126,6 +129,12 @@ class RunRef:
     run_dir: str = ""  # the run's ``run_dir`` tag: where its Parquet and report live
     git_sha: str = ""
     start_time_ms: int | None = None
+    children: tuple[str, ...] = ()  # the per-model child runs, where most metrics live
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The parent and its children: what a comparison in MLflow should show."""
+        return [self.run_id, *self.children]
 
 
 @dataclass
@@ -141,6 +150,16 @@ class Report:
     @property
     def baseline_runs(self) -> list[str]:
         return [b.name for b in self.baselines]
+
+    @property
+    def compare_url(self) -> str | None:
+        """MLflow's comparison view of tonight's runs and the baseline runs (HTTP stores):
+        parents and their per-model children, so every compared metric is in it."""
+        if self.current is None or not self.baselines:
+            return None
+        runs = [self.current, *self.baselines]
+        ids = [i for r in runs for i in r.run_ids]
+        return compare_url(self.tracking_uri, ids, [r.experiment_id for r in runs])
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -162,6 +181,7 @@ class Report:
             "current": asdict(self.current) if self.current else None,
             "baselines": [asdict(b) for b in self.baselines],
             "tracking_uri": self.tracking_uri,
+            "compare_url": self.compare_url,
             "regressions": [r.metric for r in self.regressions],
             "metrics": [asdict(r) for r in self.rows],
         }
@@ -215,6 +235,8 @@ def summary_lines(report: Report) -> list[str]:
         f"{sum(r.status == 'ok' for r in report.rows)} metrics ok, "
         f"{len(report.regressions)} regressed)"
     ]
+    if report.compare_url:
+        lines.append(f"  compare in MLflow: {report.compare_url}")
     for r in report.regressions:
         lines.append(
             f"  REGRESSION {r.metric}: {fmt_num(r.baseline)} -> {fmt_num(r.current)} "

@@ -31,8 +31,10 @@ from tqdm import tqdm
 from pipeline import interrupts
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
+from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
+from pipeline.mlflow_dataset import dataset_input
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
     attack_shard_path,
@@ -45,7 +47,7 @@ from pipeline.runmeta import run_params, run_tags
 from pipeline.scheduler import ShardScheduler
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
-from pipeline.summary.points import fix_eval_points
+from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
 from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
@@ -113,6 +115,7 @@ def run_benchmark(
     on_unit_done: Callable[[ShardOutput], None] | None = None,
     reuse_run_by_name: bool = False,
     report: Reporter | None = None,
+    on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
 ) -> RunSummary:
     """Run every missing work unit of ``cfg`` and summarise the whole run.
 
@@ -121,6 +124,8 @@ def run_benchmark(
     ``reuse_run_by_name`` reopens an MLflow run of the same name (nightly runs).
     ``report`` is called with the run dir, the tracker and the run's tags once
     everything is summarised.
+    ``on_eval_unit_done``: the same for each evaluation unit, once its shards and
+    progress metrics are logged.
     """
     start = time.perf_counter()
     run_name = run_name or cfg.name
@@ -161,6 +166,10 @@ def run_benchmark(
     )
     for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet"):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
+    ds = cfg.dataset
+    tracker.log_dataset(
+        dataset_input(ds.layout, ds.root, manifest.table, manifest.bad_rows.num_rows)
+    )
     # Shards and summaries that an earlier run wrote while MLflow was down.
     synced = sync_artifacts(tracker, run_dir, models)
     if synced:
@@ -177,9 +186,12 @@ def run_benchmark(
         synced_files=synced,
         mlflow_run_id=tracker.run_id(),
     )
+    tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
     try:
         with interrupts.graceful():
-            stages = _Stages(cfg, run_dir, tracker, manifest.table, summary, on_unit_done)
+            stages = _Stages(
+                cfg, run_dir, tracker, manifest.table, summary, on_unit_done, on_eval_unit_done
+            )
             stages.run(plan.units)
             _summarise(run_dir, tracker, summary)
             if eval_tasks(cfg):
@@ -379,9 +391,11 @@ class _Stages:
         manifest: pa.Table,
         summary: RunSummary,
         on_unit_done: Callable[[ShardOutput], None] | None,
+        on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.tracker = cfg, run_dir, tracker
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
+        self.on_eval_unit_done = on_eval_unit_done
         self.actors: dict[str, list[Any]] = {}
 
     def run(self, attack_units: list[WorkUnit]) -> None:
@@ -449,7 +463,13 @@ class _Stages:
         return self._schedule(units, "process", on_output, "attack shards")
 
     def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
+        points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
+        progress = EvalProgress.for_units(self.run_dir, units, points)  # running accuracy
+
         def on_output(out: EvalOutput) -> None:
             write_eval_output(out, self.run_dir, self.tracker)
+            progress.record(out.tables.values(), self.tracker)
+            if self.on_eval_unit_done:
+                self.on_eval_unit_done(out)
 
         return self._schedule(units, "evaluate", on_output, "eval shards")

@@ -13,24 +13,30 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import DatasetInput, Metric, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
+from pipeline.system_metrics import SystemMetrics
 
 STATE_FILE = "mlflow.json"
 PROBE_TIMEOUT_S = 5.0
+#: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def default_tracking_uri(output_dir: Path) -> str:
@@ -58,6 +64,8 @@ class Tracker:
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}
         self.available = True
+        self.experiment_id: str | None = None
+        self._system = SystemMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(
@@ -87,6 +95,7 @@ class Tracker:
         reuse_by_name: bool,
     ) -> None:
         exp_id = self._experiment_id()
+        self._mark_experiment(exp_id)
         state = self._load_state()
         existing = state.get("parent") if state else None
         if not self._run_exists(existing) and reuse_by_name:
@@ -116,6 +125,7 @@ class Tracker:
     def finish(self, success: bool = True, status: str | None = None) -> None:
         """Terminate every run: FINISHED, FAILED, or ``status`` (e.g. KILLED on interrupt)."""
         status = status or RunStatus.to_string(RunStatus.FINISHED if success else RunStatus.FAILED)
+        self._system.stop()  # its last samples land while the run is still RUNNING
 
         def close() -> None:
             for run_id in [*self.children.values(), self.parent_id]:
@@ -182,6 +192,71 @@ class Tracker:
         for key, value in tags.items():
             if self.parent_id:
                 self._guard(self.client.set_tag, self.parent_id, key, value)
+
+    # -- reviewing in the MLflow UI (issue 15) ----------------------------------------
+    def log_dataset(self, dataset: DatasetInput) -> None:
+        """The run's input (pipeline.mlflow_dataset) on the parent and every child run.
+
+        MLflow keeps one entry per (name, digest) and run, so logging it on every
+        resumed start adds nothing twice.
+        """
+        for run_id in [self.parent_id, *self.children.values()]:
+            if run_id:
+                self._guard(self.client.log_inputs, run_id, [dataset])
+
+    def start_system_metrics(self) -> None:
+        """CPU, memory, disk, network (and GPU where NVML finds one) on the parent run
+        (pipeline.system_metrics); ``finish`` stops it."""
+        if self.available and self.parent_id:
+            self._system.start(self.parent_id, self.tracking_uri)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """A file made in memory (a figure) on the parent run, at ``artifact_file``."""
+        run_id = self.parent_id
+        if not run_id:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / posixpath.basename(artifact_file)
+            path.write_bytes(data)
+            directory = posixpath.dirname(artifact_file) or None
+            self._guard(self.client.log_artifact, run_id, str(path), directory)
+
+    def log_table(self, columns: Mapping[str, Sequence[Any]], artifact_file: str) -> None:
+        """A table artifact (``MlflowClient.log_table``, read by MLflow's table viewer).
+
+        ``log_table`` appends to an existing file; a rerun's table replaces it
+        instead, written in the same format (pandas ``split`` JSON).
+        """
+        run_id = self.parent_id
+        if not run_id:
+            return
+
+        def log() -> None:
+            import pandas as pd
+
+            frame = pd.DataFrame({k: list(v) for k, v in columns.items()})
+            directory = posixpath.dirname(artifact_file) or None
+            logged = {a.path for a in self.client.list_artifacts(run_id, directory)}
+            if artifact_file not in logged:
+                self.client.log_table(run_id, frame, artifact_file)
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / posixpath.basename(artifact_file)
+                frame.to_json(path, orient="split", index=False)
+                self.client.log_artifact(run_id, str(path), directory)
+
+        self._guard(log)
+
+    def _mark_experiment(self, exp_id: str) -> None:
+        """Tag the experiment as model training (new and existing ones, every start).
+
+        It is what MLflow's API and UI write for the kind. MLflow 3.17's open-source
+        UI, though, opens an experiment by its ``workflowType`` switch, not by this
+        tag (its bundle reads the tag only when a build flag is off, and ships with
+        it on), so the links foveabench writes set the switch (pipeline.mlflow_ui).
+        """
+        self.experiment_id = exp_id
+        self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     # -- internals ---------------------------------------------------------------------
     def _guard(self, fn: Any, *args: Any) -> None:

@@ -7,12 +7,14 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from pipeline.mlflow_ui import WORKFLOW
 from tests.browser import chrome, keep_artifact, screenshot
 from tests.ops_helpers import foveabench, free_port, mlflow_server
 
@@ -172,10 +174,23 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
     check_regression_page(run_dir / "nightly" / "regression.html", run_id, baseline_id, tmp_path)
 
 
-def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: Path) -> None:
-    """In Chromium: the report's look, its figure loads, and both runs' links open in MLflow."""
+def wait_for_text(driver: Any, *texts: str) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    try:
+        WebDriverWait(driver, 60).until(
+            lambda d: all(t in d.find_element("tag name", "body").text for t in texts)
+        )
+    except TimeoutException:
+        body = driver.find_element("tag name", "body").text
+        raise AssertionError(
+            f"{driver.current_url} never showed {texts}; it shows:\n{body}"
+        ) from None
+
+
+def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: Path) -> None:
+    """In Chromium: the report's look, its figure loads, and both runs' links open in MLflow."""
     from dashboards.page import CSS
 
     assert CSS in page.read_text(), "the nightly page does not share the run report's style"
@@ -192,19 +207,25 @@ def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: P
         for rid in (run_id, baseline_id):
             row = driver.find_element("id", f"run-{rid}")
             anchors = {a.text: a.get_attribute("href") for a in row.find_elements("tag name", "a")}
-            assert anchors["MLflow run"].endswith(f"/runs/{rid}"), anchors
-            assert anchors["report in MLflow"].endswith(
-                f"/runs/{rid}/artifactPath/report/index.html"
+            assert f"/runs/{rid}?{WORKFLOW}" in anchors["MLflow run"], anchors
+            assert (
+                f"/runs/{rid}/artifacts/report/index.html?{WORKFLOW}"
+                in (anchors["report in MLflow"])
             )
             links[rid] = anchors
         assert "report on disk" in links[run_id]  # tonight's report/index.html is on this disk
+        assert "compare with tonight" in links[baseline_id]
+        compare = driver.find_element("css selector", "#compare-runs a").get_attribute("href")
+        assert compare == links[baseline_id]["compare with tonight"]  # one baseline: same pair
         screenshot(driver, tmp_path / "nightly.png")
         keep_artifact(tmp_path / "nightly.png")
+        client = MlflowClient(links[run_id]["MLflow run"].split("/#/")[0])
+        names = {rid: client.get_run(rid).info.run_name for rid in links}
         for rid, anchors in links.items():  # the MLflow UI resolves each link to that run
-            name = MlflowClient(anchors["MLflow run"].split("/#/")[0]).get_run(rid).info.run_name
             driver.get(anchors["MLflow run"])
-            WebDriverWait(driver, 60).until(
-                lambda d, name=name: name in d.find_element("tag name", "body").text
-            )
+            wait_for_text(driver, names[rid])
+        driver.get(compare)  # MLflow's comparison of the two runs and their child runs
+        # parents and children: a child's metric is in the (virtualised, first rows) table
+        wait_for_text(driver, "Comparing 4 Runs", *names.values(), "clean_top5")
     finally:
         driver.quit()

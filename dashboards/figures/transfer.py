@@ -1,6 +1,6 @@
 """Heatmaps of every transfer matrix (source x target), per attack.
 
-Panels: accuracy at the paper's 5.3 in L1/pixel and in L∞, and the median
+Panels: accuracy at the reference norm (5.3) the target receives, in L1/pixel and L∞, and the median
 critical norm (how large the source's perturbation must get before the target
 fails, for the median image). 5.3 can sit where every self entry is already 0
 for modern networks; the median critical norm stays informative there.
@@ -28,7 +28,7 @@ def _heatmap(
     ax.set_ylabel("source (perturbation from)")
     ax.set_title(title, fontsize=9)
     finite = matrix[np.isfinite(matrix)]
-    mid = (float(finite.max()) + float(finite.min())) / 2 if finite.size else 0.0
+    top = vmax if vmax is not None else (float(finite.max()) if finite.size else 0.0)
     for (i, j), v in np.ndenumerate(matrix):
         if np.isfinite(v):
             ax.text(
@@ -38,7 +38,9 @@ def _heatmap(
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="black" if v > mid else "white",
+                color="black"
+                if top > 0 and v / top > 0.5
+                else "white",  # viridis is light in its upper half
             )
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
 
@@ -51,6 +53,35 @@ def _matrix(df: pl.DataFrame, models: list[str], column: str) -> np.ndarray:
     return out
 
 
+NORM_TEXT = {"l1pp": "L1/pixel", "linf": "L∞", "l2": "L2"}
+Panel = tuple[np.ndarray, str, str, float | None]  # matrix, title, number format, colour max
+
+
+def models_of(transfer: pl.DataFrame) -> list[str]:
+    return sorted(set(transfer["source"].to_list()) | set(transfer["target"].to_list()))
+
+
+def at_point(transfer: pl.DataFrame, norm: str, value: float) -> pl.DataFrame:
+    """The rows of one evaluation point (grid values are floats read back from Parquet)."""
+    return transfer.filter((pl.col("norm") == norm) & ((pl.col("value") - value).abs() < 1e-9))
+
+
+def accuracy_panel(at: pl.DataFrame, models: list[str], norm: str, value: float) -> Panel:
+    """Top-k accuracy of every (source, target) at one norm value: 0..1, two decimals."""
+    title = f"accuracy at received {NORM_TEXT.get(norm, norm)} = {value:g}"
+    return _matrix(at, models, "accuracy"), title, ".2f", 1.0
+
+
+def draw(panels: list[Panel], models: list[str], suptitle: str) -> bytes:
+    """The panels side by side as one PNG."""
+    fig, axes = st.grid(len(panels), max_cols=4)
+    for ax, (matrix, title, fmt, vmax) in zip(axes, panels, strict=True):
+        _heatmap(ax, matrix, models, title, fmt, vmax)
+    fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return st.to_bytes(fig)
+
+
 def transfer_heatmaps(data: RunData) -> list[Figure]:
     """One figure per attack: the accuracy and median-critical-norm matrices."""
     transfer = data.table("transfer")
@@ -60,35 +91,22 @@ def transfer_heatmaps(data: RunData) -> list[Figure]:
     point = data.point
     for attack in attacks_of(transfer):
         sub = transfer.filter(pl.col("attack") == attack)
-        models = sorted(set(sub["source"].to_list()) | set(sub["target"].to_list()))
-        panels: list[tuple[np.ndarray, str, str, float | None]] = []
+        models = models_of(sub)
+        panels: list[Panel] = []
         for norm in ("l1pp", "linf"):
-            at = sub.filter((pl.col("norm") == norm) & (pl.col("value") == point))
+            at = at_point(sub, norm, point)
             if at.height:
-                label = "L1/pixel" if norm == "l1pp" else "L∞"
-                panels.append(
-                    (
-                        _matrix(at, models, "accuracy"),
-                        f"accuracy at received {label} = {point:g}",
-                        ".2f",
-                        1.0,
-                    )
-                )
+                panels.append(accuracy_panel(at, models, norm, point))
         pairs = sub.unique(subset=["source", "target"])
-        for column, label in (("median_crit_l1pp", "L1/pixel"), ("median_crit_linf", "L∞")):
-            # the norm the target receives (pipeline/summary/protocol.py)
-            if column in pairs.columns:
-                m = _matrix(pairs, models, column)
+        for norm in ("l1pp", "linf"):
+            if f"median_crit_{norm}" in pairs.columns:
+                m = _matrix(pairs, models, f"median_crit_{norm}")
                 finite = m[np.isfinite(m)]
                 vmax = float(finite.max()) if finite.size else None
-                panels.append((m, f"median critical {label} (0..255)", ".3g", vmax))
+                panels.append((m, f"median critical {NORM_TEXT[norm]} (0..255)", ".3g", vmax))
         if not panels:
             continue
-        fig, axes = st.grid(len(panels), max_cols=4)
-        for ax, (matrix, title, fmt, vmax) in zip(axes, panels, strict=True):
-            _heatmap(ax, matrix, models, title, fmt, vmax)
-        fig.suptitle(f"{attack}: transfer between networks", fontsize=11)
-        fig.tight_layout()
+        png = draw(panels, models, f"{attack}: transfer between networks")
         out.append(
             Figure(
                 name=f"transfer_{safe(attack)}",
@@ -100,7 +118,7 @@ def transfer_heatmaps(data: RunData) -> list[Figure]:
                     "and the median received critical norm (higher = the perturbation "
                     "transfers less)."
                 ),
-                data=st.to_bytes(fig),
+                data=png,
             )
         )
     return out

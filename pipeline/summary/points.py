@@ -52,3 +52,14 @@ def fix_eval_points(run_dir: Path, settings: EvalCfg) -> Points:
 def read_eval_points(run_dir: Path) -> Points:
     path = run_dir / FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def point_list(points: Points) -> list[tuple[str, float]]:
+    """Every (norm, value) of the run's points, once (progress metrics, transfer artifacts)."""
+    found = {
+        (str(where["norm"]), float(v))
+        for attacks in points.values()
+        for where in attacks.values()
+        for v in where["values"]  # type: ignore[attr-defined]
+    }
+    return sorted(found)
