@@ -81,7 +81,7 @@ def test_a_run_is_reviewable_in_the_mlflow_ui(
             """In the driver, after the unit's metrics were logged, before the run ends."""
             state = json.loads((tmp_path / "results/review/mlflow.json").read_text())
             child = state["children"][MODEL]
-            history = client.get_metric_history(child, f"{PAIR}/acc_at_l1pp_5.3")
+            history = client.get_metric_history(child, f"{PAIR}/acc_at_linf_5.3")
             seen.append(
                 {
                     "status": client.get_run(state["parent"]).info.status,
@@ -193,7 +193,7 @@ def child_charts(driver: Any, server: str, exp_id: str, child_id: str, tmp_path:
     url = run_url(server, exp_id, child_id, "model-metrics")
     assert url is not None
     driver.get(url)
-    wait_for(driver, body_has(PAIR, "acc_at_l1pp_5.3", "images_done"), "the eval/ charts")
+    wait_for(driver, body_has(PAIR, "acc_at_linf_5.3", "images_done"), "the eval/ charts")
     traces = ".js-plotly-plot .scatterlayer .trace"
     wait_for(driver, lambda d: d.find_elements("css selector", traces), "a drawn line")
     keep_view(driver, tmp_path / "mlflow_child_metrics.png")
