@@ -1,32 +1,40 @@
 """What the network alone sustains: the yardstick for our attacks' bookkeeping.
 
 An attack's time is its network passes plus everything else (line searches,
-active-set shrinking, optimiser steps). :func:`measure_ceiling` times the
-passes alone, the way the attacks make them: the same images, batch size and
-dtype, weights frozen and ``requires_grad`` on the input only, after warm-up
-passes (allocator, kernel selection), as the median of several repetitions.
+active-set shrinking, optimiser steps). :class:`Profiled` records every pass
+an attack makes: a no-grad forward, a forward that builds the graph, or a
+backward to the input (DeepFool's Jacobian: one graph forward, K backwards),
+each with its batch size. :func:`measure_ceiling` times those passes alone,
+the way the attacks make them: the same images and dtype, weights frozen and
+``requires_grad`` on the input only, after warm-up passes, as the median of
+several repetitions, at every batch size the attack used (its active set
+shrinks as images finish; on a CPU a small batch can cost less per image).
 
-Every attack query is a no-grad forward or a forward that builds the graph
-followed by one or more input-gradient backwards (DeepFool's Jacobian: one
-forward, K backwards). A graph forward costs at least a no-grad forward, so
-``n_forward`` forwards and ``n_backward`` backwards take at least
-:meth:`Ceiling.seconds` of them: the share of our wall time that this least
-time makes up cannot exceed 100% except by timing noise.
+:func:`least_seconds` is then the time the attack's own passes take at that
+pace, so its share of the attack's wall time cannot exceed 100% except by
+timing noise; the rest is bookkeeping.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-REPEATS = 5
+REPEATS = 3
 WARMUP = 2
+
+Pass = Literal["forward", "graph", "backward"]
+#: (pass, batch size) -> how many times the attack made it.
+Calls = Mapping[tuple[Pass, int], int]
 
 
 @dataclass(frozen=True)
@@ -37,19 +45,60 @@ class Ceiling:
     dtype: str
     repeats: int
     forward_per_s: float  # no-grad forward
-    gradient_per_s: float  # graph forward + one backward to the input
-    backward_per_s: float  # that backward alone
+    graph_per_s: float  # forward that builds the graph to the input
+    backward_per_s: float  # one backward to the input
 
-    def seconds(self, n_forward: int, n_backward: int) -> float:
-        """The least time ``n_forward`` image-forwards and ``n_backward`` image-backwards take."""
-        return n_forward / self.forward_per_s + n_backward / self.backward_per_s
+    @property
+    def gradient_per_s(self) -> float:
+        """A graph forward and one backward: one input gradient."""
+        return 1.0 / (1.0 / self.graph_per_s + 1.0 / self.backward_per_s)
+
+    def per_s(self, kind: Pass) -> float:
+        return {"forward": self.forward_per_s, "graph": self.graph_per_s}.get(
+            kind, self.backward_per_s
+        )
 
     def describe(self) -> str:
-        return (
-            f"batch {self.batch} ({self.dtype}): forward {self.forward_per_s:.1f} img/s, "
-            f"forward+backward {self.gradient_per_s:.1f} img/s, backward alone "
-            f"{self.backward_per_s:.1f} img/s"
-        )
+        return f"{self.forward_per_s:.1f} / {self.gradient_per_s:.1f} / {self.backward_per_s:.1f}"
+
+
+class Profiled(nn.Module):
+    """``model`` that records each pass it makes, by kind and batch size, in ``calls``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls: collections.Counter[tuple[Pass, int]] = collections.Counter()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        b = int(x.shape[0])
+        if out.requires_grad:
+            self.calls["graph", b] += 1
+            out.register_hook(functools.partial(self._backward, b))  # once per backward
+        else:
+            self.calls["forward", b] += 1
+        return out
+
+    def _backward(self, batch: int, grad: torch.Tensor) -> None:
+        self.calls["backward", batch] += 1
+
+
+def image_passes(calls: Calls, kind: Pass) -> int:
+    """Image-passes of ``kind`` (a call at batch b counts b), as the attacks count queries."""
+    return sum(b * n for (k, b), n in calls.items() if k == kind)
+
+
+def least_seconds(calls: Calls, ceilings: Mapping[int, Ceiling]) -> tuple[float, float]:
+    """(forwards, backwards): the time ``calls`` take at the ceiling of their batch sizes."""
+    fwd = bwd = 0.0
+    for (kind, b), n in calls.items():
+        seconds = n * b / ceilings[b].per_s(kind)
+        if kind == "backward":
+            bwd += seconds
+        else:
+            fwd += seconds
+    return fwd, bwd
 
 
 @contextlib.contextmanager
@@ -100,12 +149,15 @@ def measure_ceiling(
         _sync(xb)
         start = time.perf_counter()
         with torch.enable_grad():
-            loss = nn.functional.cross_entropy(model(xi), labels, reduction="sum")
+            logits = model(xi)
             _sync(xb)
-            mid = time.perf_counter()
+            graph = time.perf_counter() - start
+            loss = nn.functional.cross_entropy(logits, labels, reduction="sum")  # not a pass
+            _sync(xb)
+            start = time.perf_counter()
             torch.autograd.grad(loss, xi)
         _sync(xb)
-        return mid - start, time.perf_counter() - mid
+        return graph, time.perf_counter() - start
 
     with frozen(model):
         for _ in range(warmup):
@@ -113,12 +165,11 @@ def measure_ceiling(
             gradient()
         fwd = [forward() for _ in range(repeats)]
         graph, back = zip(*(gradient() for _ in range(repeats)), strict=True)
-    both = [g + b for g, b in zip(graph, back, strict=True)]
     return Ceiling(
         batch=batch,
         dtype=str(xb.dtype).removeprefix("torch."),
         repeats=repeats,
         forward_per_s=batch / statistics.median(fwd),
-        gradient_per_s=batch / statistics.median(both),
+        graph_per_s=batch / statistics.median(graph),
         backward_per_s=batch / statistics.median(back),
     )

@@ -1,9 +1,10 @@
 """The bench's table: aligned text for the terminal, a section for docs/benchmarks.md.
 
-The three ``% ceil`` columns say how much of our wall time the network passes
-we counted need at the ceiling's pace (:mod:`pipeline.bench.ceiling`):
-``fwd % ceil`` the forwards, ``grad % ceil`` the input-gradient backwards,
-``net % ceil`` both, so at most 100%; the rest is bookkeeping.
+The three ``% ceil`` columns say how much of our wall time our attack's own
+network passes need at the ceiling's pace, each at its batch size
+(:mod:`pipeline.bench.ceiling`): ``fwd % ceil`` the forwards, ``grad % ceil``
+the backwards to the input, ``net % ceil`` both, so at most 100%; the rest is
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
         if r.skipped:
             continue
         bound = ">=" if r.n_peer == 0 and r.peer_unfinished else ""
-        ceiling = report.ceilings.get(r.batch)
-        fwd, grad = r.ceiling_shares(ceiling) if ceiling else (float("nan"), float("nan"))
+        fwd, grad = r.ceiling_shares(report.ceilings)
         rows.append([
             r.attack, r.peer, r.norm, f"{r.n_ours}/{r.n_peer}",
             _f(r.ours_seconds / r.n_ours), bound + _f(r.peer_per_image), ("<=" if bound else "") + _f(r.time_ratio),

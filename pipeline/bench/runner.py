@@ -11,9 +11,9 @@
   side that fails on hard images is not rewarded with a smaller median.
 * **Time per image.** A peer too slow for all N images runs on the first M
   (said in the table); ratios are of seconds per image.
-* **The ceiling** (:mod:`pipeline.bench.ceiling`), measured at the batch size
-  each pair's attack is called with: the share of our time that the network
-  passes we counted need at that pace.
+* **The ceiling** (:mod:`pipeline.bench.ceiling`): every network pass of our
+  attack is recorded with its batch size, the passes are timed alone at those
+  batch sizes, and the table shows the share of our wall time they need.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from pipeline.bench import machine
-from pipeline.bench.ceiling import Ceiling, measure_ceiling
+from pipeline.bench.ceiling import Ceiling, Pass, Profiled, least_seconds, measure_ceiling
 from pipeline.bench.images import BenchImages, load_images
 from pipeline.bench.pairs import PAIRS, Pair, PairSettings
 from pipeline.bench.peers import PeerMissing
@@ -65,6 +65,7 @@ class PairResult:
     n_paired: int
     n_forward: int
     n_backward: int
+    calls: dict[tuple[Pass, int], int] = field(default_factory=dict)  # our network passes
     skipped: str | None = None
     peer_unfinished: int = 0  # images the peer was still working on when its budget ran out
 
@@ -82,12 +83,12 @@ class PairResult:
     def norm_ratio(self) -> float:
         return self.ours_median / self.peer_median if self.peer_median > 0 else float("nan")
 
-    def ceiling_shares(self, ceiling: Ceiling) -> tuple[float, float]:
-        """(forward, backward) shares of our wall time the counted passes need at ``ceiling``."""
-        return (
-            ceiling.seconds(self.n_forward, 0) / self.ours_seconds,
-            ceiling.seconds(0, self.n_backward) / self.ours_seconds,
-        )
+    def ceiling_shares(self, ceilings: dict[int, Ceiling]) -> tuple[float, float]:
+        """(forward, backward): shares of our wall time our passes need at the ceiling."""
+        if not self.calls or any(b not in ceilings for _, b in self.calls):
+            return float("nan"), float("nan")
+        fwd, bwd = least_seconds(self.calls, ceilings)
+        return fwd / self.ours_seconds, bwd / self.ours_seconds
 
 
 def _median(values: torch.Tensor) -> float:
@@ -128,8 +129,11 @@ def run_pair(
     attack = create(
         pair.attack, criterion=PAIR_CRITERION, line_search=LineSearch(rtol=rtol), **pair.params
     )
+    profiled = Profiled(model)
     start = time.perf_counter()
-    results = [attack(model, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)]
+    results = [
+        attack(profiled, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)
+    ]
     ours_seconds = time.perf_counter() - start
     ours_norm = torch.cat([r.norms()[pair.norm] for r in results])
     ours_ok = torch.cat([r.success for r in results])
@@ -150,6 +154,7 @@ def run_pair(
         "ours_success": float(ours_ok.float().mean()),
         "n_forward": int(sum(int(r.n_forward.sum()) for r in results)),
         "n_backward": int(sum(int(r.n_backward.sum()) for r in results)),
+        "calls": dict(profiled.calls),
     }
     try:
         start = time.perf_counter()
@@ -188,7 +193,7 @@ class BenchReport:
     images: BenchImages
     batch: int
     rtol: float
-    ceilings: dict[int, Ceiling]  # by batch size
+    ceilings: dict[int, Ceiling]  # by batch size: every size our attacks called the model with
     results: list[PairResult]
     peak_rss_mib: float
     seconds: float
@@ -218,7 +223,8 @@ def run_bench(
     log: Callable[[str], None] = print,
     success_attacks: Sequence[str] = (),
 ) -> BenchReport:
-    """Load the model and photos once; per pair, the ceiling at its batch, then the pair."""
+    """Load the model and photos once; run every pair, then time the network alone at
+    every batch size our attacks called it with (the ceiling)."""
     from pipeline.models import load_model
 
     unknown = [a for a in attacks if a not in PAIRS]
@@ -227,15 +233,9 @@ def run_bench(
     start = time.perf_counter()
     model = load_model(model_name)
     images = load_images(model, layout, root, n_images, model.cfg)
-    ceilings: dict[int, Ceiling] = {}
     results = []
     for name in attacks:
-        pair = PAIRS.get(name)
-        b = pair_batch(pair, len(images.labels), batch)
-        if b not in ceilings:
-            log(f"measuring the ceiling at batch {b} ...")
-            ceilings[b] = measure_ceiling(model, images.x, b)
-        log(f"{name} vs {pair.peer} ...")
+        log(f"{name} vs {PAIRS.get(name).peer} ...")
         result = run_pair(name, model, images, batch, rtol, peer_images=peer_images)
         if result.skipped:
             log(f"  skipped: {result.skipped}")
@@ -245,6 +245,9 @@ def run_bench(
                 f"({result.n_peer} images), norm ratio {result.norm_ratio:.3f}"
             )
         results.append(result)
+    sizes = sorted({b for r in results if not r.skipped for _, b in r.calls})
+    log(f"the ceiling at batch sizes {sizes} ...")
+    ceilings = {b: measure_ceiling(model, images.x, b) for b in sizes}
     success = []
     if success_attacks:
         log(f"success under top-5: {', '.join(success_attacks)} ...")
