@@ -52,6 +52,14 @@ def describe(device: str | torch.device = "cpu") -> str:
     return f"{cpu}; {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): timings need a quiet machine."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

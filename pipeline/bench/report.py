@@ -46,7 +46,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
             r.attack, r.peer, r.norm, f"{r.n_ours}/{r.n_peer}",
             _f(r.ours_seconds / r.n_ours), bound + _f(r.peer_per_image), ("<=" if bound else "") + _f(r.time_ratio),
             _f(r.ours_median), _f(r.peer_median), _f(r.norm_ratio), str(r.n_paired),
-            f"{r.ours_success:.0%}", f"{r.peer_success:.0%}",
+            _pct(r.ours_success), _pct(r.peer_success),
             _f(r.n_backward / r.ours_seconds), _pct(grad), _f(r.n_forward / r.ours_seconds), _pct(fwd),
             _pct(fwd + grad),
         ])  # fmt: skip
@@ -82,10 +82,19 @@ def _notes(report: BenchReport) -> list[str]:
         f"examined: {im.top5_correct} top-5 correct, {im.top1_correct} top-1 correct); "
         f"criterion top-1 on both sides; batch {report.batch}; our line search rtol={report.rtol:g}",
     ]
-    for c in sorted(report.ceilings.values(), key=lambda c: c.batch):
-        out.append(f"ceiling at {c.describe()}; warm, median of {c.repeats}, input gradient only")
+    if report.ceilings:
+        cs = sorted(report.ceilings.values(), key=lambda c: c.batch)
+        out.append(
+            "ceiling, img/s of forward / forward+backward / backward alone at each batch size "
+            f"our attacks used ({cs[0].dtype}, warm, median of {cs[0].repeats}, gradient to the "
+            "input only): " + "; ".join(f"batch {c.batch}: {c.describe()}" for c in cs)
+        )
+    load = ""
+    if report.load is not None:
+        load = f"load average {report.load[0]:.1f} at start, {report.load[1]:.1f} at end; "
     out.append(
-        f"peak RSS {report.peak_rss_mib:.0f} MiB; total {report.seconds:.0f} s; {report.machine()}"
+        f"peak RSS {report.peak_rss_mib:.0f} MiB; total {report.seconds:.0f} s; {load}"
+        f"{report.machine()}"
     )
     for r in report.results:
         if r.skipped:

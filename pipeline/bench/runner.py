@@ -122,8 +122,13 @@ def run_pair(
     batch: int,
     rtol: float,
     peer_images: int | None = None,
+    ceilings: dict[int, Ceiling] | None = None,
 ) -> PairResult:
-    """Run our attack on all images, then the peer on the first M, and compare."""
+    """Run our attack on all images, then the peer on the first M, and compare.
+
+    With ``ceilings``, the batch sizes our attack used that it lacks are timed
+    right after the attack (before the peer), under the load the attack saw.
+    """
     pair = PAIRS.get(name)
     x, y = images.x[: pair.max_images], images.labels[: pair.max_images]
     attack = create(
@@ -135,6 +140,9 @@ def run_pair(
         attack(profiled, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)
     ]
     ours_seconds = time.perf_counter() - start
+    if ceilings is not None:
+        for b in sorted({b for _, b in profiled.calls} - set(ceilings)):
+            ceilings[b] = measure_ceiling(model, x, b)
     ours_norm = torch.cat([r.norms()[pair.norm] for r in results])
     ours_ok = torch.cat([r.success for r in results])
 
@@ -199,6 +207,7 @@ class BenchReport:
     seconds: float
     success: list[SuccessRow] = field(default_factory=list)
     device: str = "cpu"
+    load: tuple[float, float] | None = None  # 1-minute load average at start and end
 
     def machine(self) -> str:
         return machine.describe(self.device)
@@ -223,20 +232,21 @@ def run_bench(
     log: Callable[[str], None] = print,
     success_attacks: Sequence[str] = (),
 ) -> BenchReport:
-    """Load the model and photos once; run every pair, then time the network alone at
+    """Load the model and photos once; run every pair, timing the network alone at
     every batch size our attacks called it with (the ceiling)."""
     from pipeline.models import load_model
 
     unknown = [a for a in attacks if a not in PAIRS]
     if unknown:
         raise ValueError(f"no peer pair for {unknown}; pairs: {PAIRS.names()}")
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), machine.load_average()
     model = load_model(model_name)
     images = load_images(model, layout, root, n_images, model.cfg)
     results = []
+    ceilings: dict[int, Ceiling] = {}
     for name in attacks:
-        log(f"{name} vs {PAIRS.get(name).peer} ...")
-        result = run_pair(name, model, images, batch, rtol, peer_images=peer_images)
+        log(f"{name} vs {PAIRS.get(name).peer} (and the ceiling at batch sizes new to it) ...")
+        result = run_pair(name, model, images, batch, rtol, peer_images, ceilings)
         if result.skipped:
             log(f"  skipped: {result.skipped}")
         else:
@@ -245,9 +255,6 @@ def run_bench(
                 f"({result.n_peer} images), norm ratio {result.norm_ratio:.3f}"
             )
         results.append(result)
-    sizes = sorted({b for r in results if not r.skipped for _, b in r.calls})
-    log(f"the ceiling at batch sizes {sizes} ...")
-    ceilings = {b: measure_ceiling(model, images.x, b) for b in sizes}
     success = []
     if success_attacks:
         log(f"success under top-5: {', '.join(success_attacks)} ...")
@@ -266,4 +273,5 @@ def run_bench(
         seconds=time.perf_counter() - start,
         success=success,
         device=str(next(model.parameters()).device),
+        load=None if load_start is None else (load_start, machine.load_average() or 0.0),
     )
