@@ -31,7 +31,7 @@ from torch import nn
 from pipeline.bench import machine
 from pipeline.bench.ceiling import Ceiling, Pass, Profiled, least_seconds, measure_ceiling
 from pipeline.bench.images import BenchImages, load_images
-from pipeline.bench.pairs import PAIRS, Pair, PairSettings
+from pipeline.bench.pairs import PAIRS, PairSettings
 from pipeline.bench.peers import PeerMissing
 from pipeline.bench.success import SuccessRow, run_success
 from tasks import norms
@@ -53,7 +53,6 @@ class PairResult:
     norm: str
     ours_settings: str
     peer_settings: str
-    batch: int  # the batch our attack was called with (the ceiling's batch)
     n_ours: int
     n_peer: int
     ours_seconds: float
@@ -109,12 +108,6 @@ def _checked(
     return torch.cat(ok)
 
 
-def pair_batch(pair: Pair, n_images: int, batch: int) -> int:
-    """The batch size our attack is called with in ``pair`` (its ceiling's batch)."""
-    n = n_images if pair.max_images is None else min(n_images, pair.max_images)
-    return max(1, min(batch, n))
-
-
 def run_pair(
     name: str,
     model: nn.Module,
@@ -155,7 +148,6 @@ def run_pair(
         "norm": pair.norm,
         "ours_settings": pair.describe_ours(),
         "peer_settings": pair.describe_peer(settings),
-        "batch": pair_batch(pair, len(images.labels), batch),
         "n_ours": len(x),
         "n_peer": m,
         "ours_seconds": ours_seconds,
