@@ -11,8 +11,9 @@ several repetitions, at every batch size the attack used (its active set
 shrinks as images finish; on a CPU a small batch can cost less per image).
 
 :func:`least_seconds` is then the time the attack's own passes take at that
-pace, so its share of the attack's wall time cannot exceed 100% except by
-timing noise; the rest is bookkeeping.
+pace, so on a quiet machine its share of the attack's wall time cannot exceed
+100% except by timing noise; the rest is bookkeeping. (Where other jobs load
+the machine in bursts, a median can land in a burst: docs/benchmarks.md.)
 """
 
 from __future__ import annotations

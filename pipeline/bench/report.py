@@ -3,8 +3,8 @@
 The three ``% ceil`` columns say how much of our wall time our attack's own
 network passes need at the ceiling's pace, each at its batch size
 (:mod:`pipeline.bench.ceiling`): ``fwd % ceil`` the forwards, ``grad % ceil``
-the backwards to the input, ``net % ceil`` both, so at most 100%; the rest is
-bookkeeping.
+the backwards to the input, ``net % ceil`` both, so at most 100% on a quiet
+machine; the rest is bookkeeping.
 """
 
 from __future__ import annotations
