@@ -31,7 +31,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     unknown = [a for a in attacks if a not in PAIRS]
     if unknown:
-        print(f"bench: no peer pair for {unknown}; available: {','.join(PAIRS)}", file=sys.stderr)
+        print(
+            f"bench: no peer pair for {unknown}; available: {','.join(PAIRS.names())}",
+            file=sys.stderr,
+        )
         return 2
     command = bench_command(args)
     report = run_bench(

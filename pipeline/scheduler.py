@@ -11,6 +11,12 @@ restarts it (``max_restarts``) calls fail fast with ``ActorUnavailableError``,
 and feeding it would only burn the shards' attempts. An actor whose ping says
 it is dead for good, or that died more than ``max_restarts`` times, is retired;
 when a model has no actor left, its remaining shards are reported as failed.
+
+The scheduler talks to actors through a :class:`Backend` (submit a call, wait,
+get, kill): :class:`RayBackend` by default, which turns Ray's exceptions into
+the three outcomes the scheduler acts on (:class:`ActorLost`,
+:class:`ActorRestarting`, :class:`UnitFailed`). Tests drive the same logic
+with a plain-Python actor simulation (tests/test_scheduler.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,62 @@ RECOVERY_TIMEOUT_S = 900.0  # a restart that cannot be placed (no free slot) giv
 ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
 
 
+class ActorLost(Exception):
+    """The call's actor died (or its result was lost with it); ``why`` names the cause."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class ActorRestarting(ActorLost):
+    """The actor is being restarted: calls fail fast until it is back."""
+
+
+class UnitFailed(Exception):
+    """The call itself raised on a live actor (the message is the actor's error)."""
+
+
+class Backend(Protocol):
+    """The handful of actor-runtime calls the scheduler makes."""
+
+    def submit(self, handle: Any, method: str, *args: Any) -> Any:
+        """Start ``handle.method(*args)``; return a reference to its result."""
+
+    def wait(self, refs: list[Any], timeout: float) -> list[Any]:
+        """Some of ``refs`` that are done (at most one), or none after ``timeout`` seconds."""
+
+    def get(self, ref: Any) -> Any:
+        """The result; raises :class:`ActorLost`, :class:`ActorRestarting` or :class:`UnitFailed`."""
+
+    def kill(self, handle: Any) -> None:
+        """End the actor for good (no restart)."""
+
+
+class RayBackend:
+    """Ray actors: ``handle.method.remote``, ``ray.wait``, ``ray.get``, ``ray.kill``."""
+
+    def submit(self, handle: Any, method: str, *args: Any) -> Any:
+        return getattr(handle, method).remote(*args)
+
+    def wait(self, refs: list[Any], timeout: float) -> list[Any]:
+        done, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        return list(done)
+
+    def get(self, ref: Any) -> Any:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.ActorUnavailableError as exc:
+            raise ActorRestarting(type(exc).__name__) from exc
+        except ACTOR_ERRORS as exc:
+            raise ActorLost(type(exc).__name__) from exc
+        except ray.exceptions.RayTaskError as exc:
+            raise UnitFailed(str(exc)) from exc
+
+    def kill(self, handle: Any) -> None:
+        ray.kill(handle, no_restart=True)
+
+
 @dataclass
 class _Actor:
     handle: Any
@@ -67,12 +129,14 @@ class ShardScheduler:
         max_restarts: int,
         log: Callable[[str], None],
         method: str = "process",
+        backend: Backend | None = None,
     ) -> None:
         self.actors = [_Actor(h, model) for model, hs in actors.items() for h in hs]
         self.queues: dict[str, collections.deque[Unit]] = collections.defaultdict(collections.deque)
         for unit in units:
             self.queues[unit.model].append(unit)
         self.method = method  # the actor method a unit is given to
+        self.backend: Backend = backend or RayBackend()
         self.max_restarts = max_restarts
         self.max_attempts = max_restarts + 1
         self.log = log
@@ -91,7 +155,7 @@ class ShardScheduler:
         while self.in_flight or self.pings or self._waiting_for_recovery():
             self._send_due_pings()
             refs = [*self.in_flight, *self.pings]
-            done, _ = ray.wait(refs, num_returns=1, timeout=PING_INTERVAL_S) if refs else ([], [])
+            done = self.backend.wait(refs, PING_INTERVAL_S) if refs else []
             if not refs:
                 time.sleep(PING_INTERVAL_S)
             for ref in done:
@@ -105,14 +169,14 @@ class ShardScheduler:
     def kill_all(self) -> None:
         for actor in self.actors:
             with contextlib.suppress(Exception):  # already gone
-                ray.kill(actor.handle, no_restart=True)
+                self.backend.kill(actor.handle)
 
     # -- units -------------------------------------------------------------------------
     def _fill(self, actor: _Actor) -> None:
         busy = sum(1 for a, _, _ in self.in_flight.values() if a is actor)
         while actor.state == "ready" and busy < 2 and self.queues[actor.model]:
             unit = self.queues[actor.model].popleft()
-            ref = getattr(actor.handle, self.method).remote(unit)
+            ref = self.backend.submit(actor.handle, self.method, unit)
             self.in_flight[ref] = (actor, unit, time.monotonic())
             busy += 1
 
@@ -121,13 +185,13 @@ class ShardScheduler:
     ) -> None:
         actor, unit, submitted = self.in_flight.pop(ref)
         try:
-            out = ray.get(ref)
-        except ACTOR_ERRORS as exc:
+            out = self.backend.get(ref)
+        except ActorLost as exc:
             self._on_actor_failure(actor, submitted)
-            self._requeue(unit, type(exc).__name__, on_settled)
+            self._requeue(unit, exc.why, on_settled)
             self._fill_any(unit.model)
             return
-        except ray.exceptions.RayTaskError as exc:
+        except UnitFailed as exc:
             self.result.failed.append(f"{unit.key}: {exc}")
             on_settled()
             self._fill(actor)
@@ -170,20 +234,20 @@ class ShardScheduler:
         pinged = set(map(id, self.pings.values()))
         for actor in self.actors:
             if actor.state == "recovering" and actor.next_ping <= now and id(actor) not in pinged:
-                self.pings[actor.handle.describe.remote()] = actor
+                self.pings[self.backend.submit(actor.handle, "describe")] = actor
 
     def _on_ping(self, ref: Any) -> None:
         actor = self.pings.pop(ref)
         try:
-            ray.get(ref)
-        except ray.exceptions.ActorUnavailableError:
+            self.backend.get(ref)
+        except ActorRestarting:
             now = time.monotonic()
             if now - actor.recovering_since > RECOVERY_TIMEOUT_S:
                 self._retire(actor, f"not restarted within {RECOVERY_TIMEOUT_S:.0f} s")
             actor.next_ping = now + PING_INTERVAL_S  # still restarting
             return
-        except ACTOR_ERRORS as exc:
-            self._retire(actor, f"dead for good ({type(exc).__name__})")
+        except ActorLost as exc:
+            self._retire(actor, f"dead for good ({exc.why})")
             return
         if actor.state == "recovering":
             actor.state = "ready"

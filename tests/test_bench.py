@@ -9,45 +9,122 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from pipeline.bench import PeerMissing, measure_ceiling, require, write_section
-from pipeline.bench.core import (
-    COLUMNS,
-    SECTION,
-    BenchReport,
-    PairResult,
-    format_text,
-    load_images,
-    run_pair,
+from pipeline.bench import (
+    PAIRS,
+    PairSettings,
+    PeerMissing,
+    machine,
+    measure_ceiling,
+    require,
+    write_section,
 )
+from pipeline.bench.ceiling import Ceiling, Profiled, image_passes, least_seconds
+from pipeline.bench.images import load_images
+from pipeline.bench.report import COLUMNS, SECTION, format_text
+from pipeline.bench.runner import BenchReport, PairResult, run_pair
+from tasks import attacks
+from tasks.criterion import TopK
+
+
+class _SlowBackward(torch.autograd.Function):
+    """Identity on the input whose backward takes a known time (as a network's would)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, owner: Slow) -> torch.Tensor:
+        ctx.owner = owner
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        time.sleep(ctx.owner.backward_s)
+        ctx.owner.slept += ctx.owner.backward_s
+        return grad, None
+
+
+class Slow(nn.Module):
+    """A linear classifier whose every forward call and every backward call take a known time."""
+
+    def __init__(self, forward_s: float, backward_s: float, first_call_s: float = 0.0) -> None:
+        super().__init__()
+        self.lin = nn.Linear(12, 10)
+        self.forward_s, self.backward_s, self.first_call_s = forward_s, backward_s, first_call_s
+        self.weights_with_grad: list[bool] = []  # seen at each call
+        self.slept = 0.0  # network time spent, first call's extra excluded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.weights_with_grad.append(any(p.requires_grad for p in self.parameters()))
+        time.sleep(self.forward_s + self.first_call_s)
+        self.slept += self.forward_s
+        self.first_call_s = 0.0
+        return self.lin(_SlowBackward.apply(x, self).flatten(1))
+
+    def exact_ceiling(self, batch: int) -> Ceiling:
+        """What :func:`measure_ceiling` would find on an idle machine."""
+        fwd, bwd = batch / self.forward_s, batch / self.backward_s
+        return Ceiling(batch, "float32", 1, forward_per_s=fwd, graph_per_s=fwd, backward_per_s=bwd)
 
 
 @pytest.mark.unit
-def test_ceiling_counts_images_per_second() -> None:
-    """A model that sleeps a known time per pass gives a known images/s."""
-    import time
+def test_ceiling_is_warm_per_pass_and_input_gradient_only() -> None:
+    """Known pass times give known images/s: forward 20 ms, backward 10 ms, batch 4.
 
-    class Slow(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = nn.Linear(12, 3)
+    The first call's extra 300 ms (a cold start) is a warm-up pass, never timed.
+    """
+    model = Slow(forward_s=0.02, backward_s=0.01, first_call_s=0.3)
+    ceiling = measure_ceiling(model, torch.rand(3, 3, 2, 2), batch=4, repeats=1)
+    assert ceiling.batch == 4 and ceiling.dtype == "float32" and ceiling.repeats == 1
+    # Sleeps only ever run long: at most 4 / 0.02 img/s. A timed cold pass would give
+    # under 4 / 0.3 = 13 img/s; the lower bounds leave room for a busy machine's jitter.
+    assert 40 < ceiling.forward_per_s <= 200
+    assert 40 < ceiling.graph_per_s <= 200
+    assert 40 < ceiling.backward_per_s <= 400
+    assert ceiling.gradient_per_s <= 4 / 0.03
+    # Frozen while measured (as the attacks run), restored after.
+    assert model.weights_with_grad and not any(model.weights_with_grad)
+    assert all(p.requires_grad for p in model.parameters())
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            time.sleep(0.02)
-            return self.lin(x.flatten(1))
 
-    ceiling = measure_ceiling(Slow(), torch.rand(3, 3, 2, 2), batch=4, repeats=2)
-    assert ceiling.batch == 4
-    # One forward sleeps 20 ms: at most 4 / 0.02 = 200 img/s; the lower bound leaves
-    # room for a busy machine (best-of-2 of a pass slowed 4x still passes).
-    assert 50 < ceiling.forward_per_s <= 200
-    assert 50 < ceiling.gradient_per_s <= 200
-    assert ceiling.gradient_per_s <= ceiling.forward_per_s * 1.2
+@pytest.mark.unit
+def test_no_attack_exceeds_the_ceiling_deepfool_included() -> None:
+    """The least time of an attack's passes is the network time it really spent.
+
+    DeepFool makes K backwards per graph forward and its active set shrinks, so
+    per gradient it beats one forward+backward (the old yardstick) and it calls
+    the model at several batch sizes. Counted pass by pass at each batch size,
+    its passes at the ceiling take exactly the time the network spent, never
+    more than the attack's wall time.
+    """
+    torch.manual_seed(0)  # a run of 78 passes at batch sizes 4, 3 and 2
+    model = Slow(forward_s=0.004, backward_s=0.002)
+    x = torch.rand(4, 3, 2, 2) * 255
+    with torch.no_grad():
+        labels = model(x).argmax(1)  # correct clean, so every image is attacked
+    for p in model.parameters():
+        p.requires_grad_(False)  # as load_model leaves a network
+    model.slept = 0.0
+    profiled = Profiled(model)
+    start = time.perf_counter()
+    result = attacks.create("deepfool", criterion=TopK(1), candidates=3)(profiled, x, labels)
+    seconds = time.perf_counter() - start
+
+    calls = profiled.calls  # the profile agrees with the attack's own query counts
+    assert image_passes(calls, "forward") + image_passes(calls, "graph") == int(
+        result.n_forward.sum()
+    )
+    assert image_passes(calls, "backward") == int(result.n_backward.sum()) >= 3 * 4
+    assert all(calls["backward", b] == 3 * n for (kind, b), n in calls.items() if kind == "graph")
+    assert len({b for _, b in calls}) > 1, "the active set never shrank"
+
+    fwd, bwd = least_seconds(calls, {b: model.exact_ceiling(b) for _, b in calls})
+    assert fwd + bwd == pytest.approx(model.slept) and fwd + bwd <= seconds
 
 
 @pytest.mark.unit
@@ -75,7 +152,6 @@ def test_section_is_replaced_and_others_kept(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("art") is None, reason="needs the 'bench' extra (ART)")
 def test_sign_vs_art_on_real_photos() -> None:
-    from pipeline.bench.core import Ceiling
     from pipeline.models import load_model
 
     torch.set_num_threads(2)
@@ -93,19 +169,20 @@ def test_sign_vs_art_on_real_photos() -> None:
         images=images,
         batch=2,
         rtol=0.05,
-        ceiling=Ceiling(batch=2, forward_per_s=10.0, gradient_per_s=5.0),
+        ceilings={b: measure_ceiling(model, images.x, b, repeats=1) for _, b in result.calls},
         results=[result],
         peak_rss_mib=1.0,
         seconds=1.0,
     )
     text = format_text(report)
     header = text.splitlines()[0]
-    for column in ("time ours/peer", "norm ours/peer", "success ours", "grad % ceil"):
+    for column in ("time ours/peer", "norm ours/peer", "success ours", "grad % ceil", "net % ceil"):
         assert column in header
     row = text.splitlines()[2].split()
     assert row[0] == "sign"
     numbers = [float(c.rstrip("%")) for c in row[-(len(COLUMNS) - 5) :] if c != "-"]
     assert numbers and all(math.isfinite(v) for v in numbers)
+    assert row[-1].endswith("%"), "net % ceil: every batch size of our passes has a ceiling"
 
 
 @pytest.mark.integration
@@ -127,3 +204,30 @@ def test_success_table_counts_only_verified_top5_successes() -> None:
         assert math.isfinite(r.median) and r.median > 0
     table = success_markdown(rows)
     assert len(table) == 4 and "100.0%" in table[2] and "norm=l2" in table[3]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", PAIRS.names())
+def test_pair_is_one_declaration_read_from_the_attack(name: str) -> None:
+    """Norms come from the attack class; shared settings exist once and are renamed for the peer."""
+    pair = PAIRS.get(name)
+    assert pair.norm == attacks.get(pair.attack).norm
+    attacks.create(pair.attack, **pair.params)  # our side accepts every parameter it is given
+    assert set(pair.peer_names) <= set(pair.shared), "a rename of a setting that is not shared"
+    settings = PairSettings(batch=8, rtol=0.01, ours_median=1.0)
+    kwargs = pair.peer_kwargs(settings)
+    for ours, value in pair.shared.items():
+        assert kwargs[pair.peer_names.get(ours, ours)] == value
+    described = pair.describe_peer(settings)
+    assert described.startswith(pair.peer_call + "(")
+    assert all(f"{k}=" in described for k in kwargs)
+
+
+@pytest.mark.unit
+def test_machine_names_the_real_device() -> None:
+    text = machine.describe("cpu")
+    assert machine.cpu_model() in text and f"{machine.cores()} cores" in text
+    if torch.cuda.is_available():
+        assert str(torch.cuda.device_count()) + " x " in text and "not used" in text
+    else:
+        assert "no CUDA device" in text

@@ -19,18 +19,18 @@ import torch
 from torch import nn
 
 from tasks.attacks import create
+from tasks.attacks import get as attack_class
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
 
 CRITERION = TopK(5)
-#: Each attack's native norm (0..255 units): what its median is reported in.
-NATIVE_NORM = {"bfgs": "l1pp", "sign": "linf", "deepfool": "l2", "cw": "l2", "ddn": "l2"}
 DEFAULT_ATTACKS = ("bfgs", "sign", "deepfool", "cw", "ddn")
 
 
 @dataclass(frozen=True)
 class SuccessRow:
     attack: str
+    norm: str  # the attack's native norm, read from its class
     params: str
     n: int
     claimed: int  # successes the attack reported
@@ -66,6 +66,7 @@ def run_success(
     for name in attacks:
         kwargs = (params or {}).get(name, {})
         attack = create(name, criterion=CRITERION, line_search=LineSearch(rtol=rtol), **kwargs)
+        norm = attack_class(name).norm  # its native norm: what its median is reported in
         claimed = verified = 0
         found: list[float] = []
         start = time.perf_counter()
@@ -75,10 +76,11 @@ def run_success(
             ok = result.success & _verified(model, xb, xb + result.perturbation, yb)
             claimed += int(result.success.sum())
             verified += int(ok.sum())
-            found += result.norms()[NATIVE_NORM[name]][ok].tolist()
+            found += result.norms()[norm][ok].tolist()
         rows.append(
             SuccessRow(
                 attack=name,
+                norm=norm,
                 params=", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults",
                 n=len(x),
                 claimed=claimed,
@@ -98,6 +100,6 @@ def success_markdown(rows: Sequence[SuccessRow]) -> list[str]:
     for r in rows:
         lines.append(
             f"| {r.attack} | {r.params} | {r.n} | {r.rate:.1%} | {r.claimed} | "
-            f"{NATIVE_NORM[r.attack]} {r.median:.4g} | {r.seconds / max(r.n, 1):.3g} |"
+            f"{r.norm} {r.median:.4g} | {r.seconds / max(r.n, 1):.3g} |"
         )
     return lines

@@ -1,6 +1,6 @@
 """Attack-stage throughput with 1, 2, 4... actors on the same shards (docs/benchmarks.md).
 
-    python -m pipeline.scaling configs/imagenet-sample.yaml --actors 1 2 4
+    python -m pipeline.bench.scaling configs/imagenet-sample.yaml --actors 1 2 4
 
 Each count runs the config fresh (one model, its first attack) on a local Ray
 with ``ray.cpus_per_actor`` = cores / max(actors), so every count fits at once

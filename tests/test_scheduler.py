@@ -1,0 +1,227 @@
+"""The shard scheduler's retire/recover logic against a plain-Python actor simulation.
+
+The real-Ray fault tests (tests/test_cluster.py: SIGKILL a busy actor, remove a
+node) show the scheduler works with Ray; these pin down each rule on its own, in
+a second: requeue on death, recovery after a ping, retirement after
+``max_restarts`` deaths or when the actor is dead for good, and units failing
+once no actor of their model is left. :class:`FakeBackend` answers the same
+four calls :class:`~pipeline.scheduler.RayBackend` does, with the outcomes
+RayBackend turns Ray's exceptions into.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pipeline import scheduler
+from pipeline.scheduler import ActorLost, ActorRestarting, ShardScheduler, UnitFailed
+
+
+@dataclass(frozen=True)
+class Unit:
+    model: str
+    key: str
+
+
+class FakeActor:
+    """One model actor as Ray runs it, following a script.
+
+    It answers its calls in order; on its ``crash_on``-th call (counted over its
+    whole life) it dies, and with it every call queued on that incarnation. Ray
+    brings it back ``restarts`` times (after that it is dead for good); while it
+    restarts, calls fail fast and its first ``unavailable_pings`` pings say so.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        crash_on: tuple[int, ...] = (),
+        restarts: int = 0,
+        unavailable_pings: int = 1,
+        fail_units: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.crash_on = set(crash_on)
+        self.restarts = restarts
+        self.unavailable_pings = unavailable_pings
+        self.fail_units = set(fail_units)  # keys whose call raises on a live actor
+        self.state = "alive"  # alive | restarting | dead
+        self.epoch = 0  # incarnation
+        self.calls = self.deaths = self.pings_left = 0
+        self.done: list[tuple[int, str]] = []  # (incarnation, unit key) it returned output for
+
+    def answer(self, ref: Ref) -> Any:
+        if ref.method == "describe":
+            return self._ping()
+        if ref.epoch != self.epoch:
+            raise ActorLost("ActorDiedError")  # queued on the incarnation that died
+        if self.state == "dead":
+            raise ActorLost("ActorDiedError")
+        if self.state == "restarting":
+            raise ActorRestarting("ActorUnavailableError")
+        self.calls += 1
+        if self.calls in self.crash_on:
+            self._die()
+            raise ActorLost("ActorDiedError")
+        (unit,) = ref.args
+        if unit.key in self.fail_units:
+            raise UnitFailed(f"ValueError: cannot read the image of {unit.key}")
+        self.done.append((self.epoch, unit.key))
+        return unit.key
+
+    def _die(self) -> None:
+        self.deaths += 1
+        self.epoch += 1
+        if self.deaths > self.restarts:
+            self.state = "dead"
+        else:
+            self.state, self.pings_left = "restarting", self.unavailable_pings
+
+    def _ping(self) -> str:
+        if self.state == "dead":
+            raise ActorLost("ActorDiedError")
+        if self.state == "restarting":
+            if self.pings_left > 0:
+                self.pings_left -= 1
+                raise ActorRestarting("ActorUnavailableError")
+            self.state = "alive"
+        return self.name
+
+
+@dataclass(frozen=True)
+class Ref:
+    actor: FakeActor
+    method: str
+    args: tuple[Any, ...]
+    epoch: int  # the actor's incarnation when the call was submitted
+
+
+@dataclass
+class FakeBackend:
+    """Every call is done at once; ``wait`` hands back the oldest (Ray's FIFO per actor)."""
+
+    killed: list[str] = field(default_factory=list)
+
+    def submit(self, handle: FakeActor, method: str, *args: Any) -> Ref:
+        return Ref(handle, method, args, handle.epoch)
+
+    def wait(self, refs: list[Any], timeout: float) -> list[Any]:
+        return refs[:1]
+
+    def get(self, ref: Ref) -> Any:
+        return ref.actor.answer(ref)
+
+    def kill(self, handle: FakeActor) -> None:
+        handle.state = "dead"
+        self.killed.append(handle.name)
+
+
+@dataclass
+class Run:
+    outputs: collections.Counter[str]
+    settled: int
+    failed: list[str]
+    requeued: int
+    log: list[str]
+
+
+def run(actors: dict[str, list[FakeActor]], units: list[Unit], max_restarts: int) -> Run:
+    log: list[str] = []
+    outputs: collections.Counter[str] = collections.Counter()
+    settled = 0
+
+    def on_settled() -> None:
+        nonlocal settled
+        settled += 1
+
+    sched = ShardScheduler(dict(actors), units, max_restarts, log.append, backend=FakeBackend())
+    result = sched.run(lambda key: outputs.update([key]), on_settled)
+    return Run(outputs, settled, result.failed, result.requeued, log)
+
+
+def units(model: str, n: int) -> list[Unit]:
+    return [Unit(model, f"{model}/{i}") for i in range(n)]
+
+
+@pytest.mark.unit
+def test_a_dead_actors_units_are_requeued_and_it_works_again_after_a_ping() -> None:
+    actor = FakeActor("a", crash_on=(1,), restarts=1, unavailable_pings=2)
+    work = units("m", 4)
+    r = run({"m": [actor]}, work, max_restarts=1)
+
+    assert r.failed == [] and r.settled == 4
+    assert r.outputs == {u.key: 1 for u in work}, "a unit lost or delivered twice"
+    assert r.requeued == 2, "both calls queued on the dead actor go back to the queue"
+    assert actor.deaths == 1 and {epoch for epoch, _ in actor.done} == {1}
+    assert any("requeued" in line for line in r.log)
+    assert any("back after a restart" in line for line in r.log)
+
+
+@pytest.mark.unit
+def test_an_actor_dying_more_than_max_restarts_is_retired_and_its_units_fail() -> None:
+    """Ray would restart it again; the scheduler stops trusting it. Another model goes on."""
+    flaky = FakeActor("a", crash_on=(1, 2), restarts=5, unavailable_pings=0)
+    healthy = FakeActor("b")
+    r = run({"m": [flaky], "n": [healthy]}, [*units("m", 3), *units("n", 2)], max_restarts=1)
+
+    assert sorted(r.outputs) == ["n/0", "n/1"] and r.settled == 5
+    assert sorted(r.failed) == [
+        "m/0: lost with its actor 2 times",
+        "m/1: lost with its actor 2 times",
+        "m/2: no live actor left for m",
+    ]
+    assert any("retired: died 2 times" in line for line in r.log)
+
+
+@pytest.mark.unit
+def test_an_actor_dead_for_good_is_retired_on_its_ping_and_a_live_one_takes_its_units() -> None:
+    dead = FakeActor("a", crash_on=(1,), restarts=0)
+    live = FakeActor("b")
+    work = units("m", 6)
+    r = run({"m": [dead, live]}, work, max_restarts=3)
+
+    assert r.failed == [] and r.settled == 6
+    assert r.outputs == {u.key: 1 for u in work}
+    assert sorted(key for _, key in live.done) == sorted(u.key for u in work)
+    assert any("retired: dead for good (ActorDiedError)" in line for line in r.log)
+
+
+@pytest.mark.unit
+def test_orphaned_units_fail_when_no_actor_is_left() -> None:
+    actor = FakeActor("a", crash_on=(1,), restarts=0)
+    r = run({"m": [actor]}, units("m", 3), max_restarts=3)
+
+    assert not r.outputs and r.settled == 3
+    assert sorted(r.failed) == [f"m/{i}: no live actor left for m" for i in range(3)]
+
+
+@pytest.mark.unit
+def test_a_restart_that_never_completes_is_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler, "RECOVERY_TIMEOUT_S", 0.0)
+    actor = FakeActor("a", crash_on=(1,), restarts=1, unavailable_pings=10**6)
+    r = run({"m": [actor]}, units("m", 2), max_restarts=3)
+
+    assert any("not restarted within 0 s" in line for line in r.log)
+    assert sorted(r.failed) == ["m/0: no live actor left for m", "m/1: no live actor left for m"]
+
+
+@pytest.mark.unit
+def test_a_unit_that_raises_fails_alone_and_its_actor_keeps_working() -> None:
+    actor = FakeActor("a", fail_units=("m/1",))
+    r = run({"m": [actor]}, units("m", 4), max_restarts=1)
+
+    assert r.failed == ["m/1: ValueError: cannot read the image of m/1"]
+    assert sorted(r.outputs) == ["m/0", "m/2", "m/3"] and r.settled == 4
+    assert r.requeued == 0 and actor.state == "alive"
+
+
+@pytest.mark.unit
+def test_kill_all_ends_every_actor_for_good() -> None:
+    backend = FakeBackend()
+    actors = {"m": [FakeActor("a"), FakeActor("b")], "n": [FakeActor("c")]}
+    ShardScheduler(actors, [], 1, print, backend=backend).kill_all()
+    assert sorted(backend.killed) == ["a", "b", "c"]
