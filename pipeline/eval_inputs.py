@@ -114,7 +114,8 @@ def object_setup(
     if not rows:
         return None, None
     cfg, device = model.cfg, model.shift.device
-    crops, views = [], {name: [] for name in view_names}  # type: dict[str, list[list[ObjectView]]]
+    crops: list[torch.Tensor] = []
+    views: dict[str, list[list[ObjectView]]] = {name: [] for name in view_names}
     for j in rows:
         i = idx[j]
         mapped = data.boxes[j]

@@ -55,9 +55,13 @@ class ImageCache:
 
     def prefetch(self, paths: Sequence[str], cfg: PreprocessCfg) -> Future[None]:
         """Decode ``paths`` into the cache in the background."""
-        return self._pool.submit(lambda: [self._input(p, cfg) for p in paths] and None)
+        return self._pool.submit(self._decode_all, list(paths), cfg)
 
     # -- internals -------------------------------------------------------------------------
+    def _decode_all(self, paths: list[str], cfg: PreprocessCfg) -> None:
+        for p in paths:
+            self._input(p, cfg)
+
     def _input(self, path: str, cfg: PreprocessCfg) -> torch.Tensor:
         key = (path, _cfg_key(cfg))
         found = self._get(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -81,14 +82,10 @@ class LinearityProbe:
         for j in range(self.x.shape[0]):
             for a in self.points:
                 xj, ej = self.x[j : j + 1], self.e[j : j + 1]
-                self._on_x[(j, a)] = queue.add(
-                    1, lambda _, xj=xj, ej=ej, a=a: (xj + a * ej).clamp(lo, hi)
-                )
+                self._on_x[(j, a)] = queue.add(1, partial(_along, xj, ej, a, (lo, hi)))
                 self.image_forwards[j] += 1
                 if a != 0.0 or j == 0:  # f(reference) is the same for every image
-                    self._alone[(j, a)] = queue.add(
-                        1, lambda _, ej=ej, a=a: self.reference + a * ej
-                    )
+                    self._alone[(j, a)] = queue.add(1, partial(_along, self.reference, ej, a, None))
                     self.image_forwards[j] += 1
         for name, effect in self.effects.items():
             for kb, kv, j, scale in effect.items:
@@ -99,9 +96,7 @@ class LinearityProbe:
                             continue
                         at = scale * on
                         q = queue.add(
-                            cond.n_views(k),
-                            lambda views, c=cond, k=k, at=at: c.inputs(k, at, views),
-                            cond.keys(k, at),
+                            cond.n_views(k), partial(cond.inputs, k, at), cond.keys(k, at)
                         )
                         self._fx[(name, which, j, on)] = q
                         self.image_forwards[j] += len(q.compute)
@@ -147,3 +142,11 @@ class LinearityProbe:
             effect.image = f_x - t_x
             effect.perturbation = (f_xe - f_x) - (t_xe - t_x)
         return False
+
+
+def _along(
+    x: torch.Tensor, e: torch.Tensor, a: float, bounds: tuple[float, float] | None, _: list[int]
+) -> torch.Tensor:
+    """``x + a e`` (clipped to ``bounds``): one probe input (a single view)."""
+    out = x + a * e
+    return out if bounds is None else out.clamp(*bounds)

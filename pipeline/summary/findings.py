@@ -127,7 +127,7 @@ def findings(crit: pl.DataFrame, lin: pl.DataFrame, points: Points, alpha: float
         selfs = crit.filter(pl.col("source") == pl.col("target"))
         for (model, attack), group in selfs.group_by("source", "attack"):
             where = points.get(str(model), {}).get(str(attack), {})
-            values = [float(v) for v in where.get("values", [])]  # type: ignore[union-attr]
+            values = [float(v) for v in where.get("values", [])]  # type: ignore[attr-defined]
             rows += _model_rows(crit, group, str(model), str(attack), values)
     if not lin.is_empty():
         for (model, attack), group in lin.group_by("source", "attack"):
@@ -190,7 +190,7 @@ def _accuracy_rows(
     at: list[float],
     pairs: pl.DataFrame,
 ) -> list[dict[str, object]]:
-    out = []
+    out: list[dict[str, object]] = []
     if pairs.is_empty():
         return out
     left, right = pairs["l"].to_numpy(), pairs["r"].to_numpy()

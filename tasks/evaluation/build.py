@@ -11,6 +11,7 @@ here branches on a condition's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -66,7 +67,7 @@ def _build(b: BatchData, spec: ConditionSpec) -> ConditionBatch | None:
     x, d = b.x[sel], b.direction[sel]
     has = b.has_direction[sel.cpu()]
     scale = b.scale[sel.cpu()]
-    common = {
+    common: dict[str, Any] = {
         "spec": spec,
         "frame": "mp",
         "rows": rows,
@@ -104,7 +105,7 @@ def _object_condition(b: BatchData, spec: ConditionSpec) -> ConditionBatch | Non
     if o is None:
         return None
     sel = torch.tensor(o.rows, dtype=torch.long, device=o.x.device)
-    common = {
+    common: dict[str, Any] = {
         "spec": spec,
         "frame": "object",
         "rows": o.rows,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -103,7 +104,7 @@ def evaluate(
 
 
 def _maker(c: ConditionBatch, j: int, s: float) -> Callable[[list[int]], torch.Tensor]:
-    return lambda views: c.inputs(j, s, views)
+    return partial(c.inputs, j, s)
 
 
 def _scan_for(c: ConditionBatch, grids: Grids, axis: str) -> GridScan:
