@@ -28,6 +28,9 @@ from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
 from pipeline.summary.axes import native_norm
+from tasks.protocol import CONDITIONS, MP, mp_foveations
+
+HEADLINE_FOVEATION = mp_foveations()[0]  # the paper's strongest: the object crop
 
 SECTIONS = (
     ("Minimum perturbations", "How large each network's minimum perturbation e* is."),
@@ -178,11 +181,11 @@ def headline_html(data: RunData) -> str:
     t2 = data.table("table2")
     if t2.height:
         for r in t2.filter(
-            (pl.col("value") == data.point) & pl.col("condition").is_in(["mp", "object_crop"])
+            (pl.col("value") == data.point) & pl.col("condition").is_in([MP, HEADLINE_FOVEATION])
         ).to_dicts():
             if is_baseline(r["attack"]):  # the baseline is in the figures
                 continue
-            what = "no foveation" if r["condition"] == "mp" else "object crop"
+            what = "no foveation" if r["condition"] == MP else CONDITIONS.get(r["condition"]).label
             cards.append(
                 card(
                     f"{r['accuracy']:.3f}",

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tasks.protocol import TASKS
+from tasks.protocol import TASKS, mp_foveations
 
 
 class ConfigError(ValueError):
@@ -81,7 +81,7 @@ class EvalCfg:
     linf_grid: tuple[float, ...] = (
         0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0,
     )  # fmt: skip
-    crops: tuple[str, ...] = ("object_crop", "ten_crop", "three_crop", "saliency_crop")
+    crops: tuple[str, ...] = field(default_factory=mp_foveations)
     saliency: str = "spectral_residual"
     dense_check: int = 2  # images per shard and condition also swept on the dense grids
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)

@@ -33,9 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.results import eval_shard_path
+from tasks.protocol import MP
 
 NORMS = ("l1pp", "l2", "linf")
-CONDITION = "mp"  # the full perturbation: the transfer matrices' condition
+CONDITION = MP  # the full perturbation: the transfer matrices' condition
 #: (norm, value) points the progress reports accuracy at, until the config names them.
 DEFAULT_POINTS: tuple[tuple[str, float], ...] = (("l1pp", 5.3), ("linf", 5.3))
 KEY_COLUMNS = ("source", "target", "attack")

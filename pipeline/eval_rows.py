@@ -14,14 +14,20 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.eval_unit import EvalUnit
-from pipeline.results import CRITICAL_SCHEMA, LINEARITY_SCHEMA, PERTURBATION_SCHEMA, table_from_rows
+from pipeline.results import (
+    CRITICAL_SCHEMA,
+    EFFECT_COLUMNS,
+    LINEARITY_SCHEMA,
+    PERTURBATION_SCHEMA,
+    table_from_rows,
+)
 from pipeline.store import record
 from tasks.attacks.base import AttackResult
 from tasks.evaluation.build import BatchData, ObjectSetup
 from tasks.evaluation.conditions import ConditionBatch
 from tasks.evaluation.engine import ConditionResult
 from tasks.linearity import LinearityProbe
-from tasks.protocol import ConditionSpec
+from tasks.protocol import OBJECT, ConditionSpec
 
 NO_BOX = "no ground-truth box in this image; box-based conditions are skipped for it"
 NO_PERTURBATION = "no perturbation: the source got the image wrong clean or its attack failed"
@@ -113,9 +119,12 @@ class RowSink:
             }
             for name, e in probe.effects.items()
         }
-        obj = effects.get("object_crop", {})
-        one = effects.get("one_crop_object", {})
         for p, j in enumerate(have):
+            fig6 = {
+                f"{prefix}_{term}": effects.get(setup, {}).get(p, (None, None))[k]
+                for setup, prefix in EFFECT_COLUMNS.items()
+                for k, term in enumerate(("image", "perturbation"))
+            }
             self.rows["linearity"].append(
                 {
                     **self.base(idx[j]),
@@ -124,10 +133,7 @@ class RowSink:
                     "alone": out.alone[p].tolist(),
                     "err_interpolation": float(out.err_interpolation[p]),
                     "err_alone": float(out.err_alone[p]),
-                    "fov_object_image": obj.get(p, (None, None))[0],
-                    "fov_object_perturbation": obj.get(p, (None, None))[1],
-                    "fov_one_crop_image": one.get(p, (None, None))[0],
-                    "fov_one_crop_perturbation": one.get(p, (None, None))[1],
+                    **fig6,
                     "n_image_forwards": int(probe.image_forwards[p]),
                     "seconds": float(probe.image_forwards[p]) * seconds_per_forward,
                 }
@@ -142,7 +148,7 @@ class RowSink:
                         self.unit.image_ids[idx[j]],
                         self.unit.target,
                         self.unit.attack,
-                        "object",
+                        OBJECT,
                         float(setup.scale[k]),
                         setup.direction[k],
                     )

@@ -29,11 +29,19 @@ from pipeline.store import read_store
 from tasks import attacks as attack_registry
 from tasks.criterion import TopK
 from tasks.evaluation.build import BatchData, build_conditions
-from tasks.evaluation.conditions import ConditionBatch
 from tasks.evaluation.engine import Grids, evaluate
 from tasks.linearity import Effect, LinearityProbe
 from tasks.probing import ScoreQueue
-from tasks.protocol import CONDITIONS, ConditionSpec, conditions_of
+from tasks.protocol import (
+    CONDITIONS,
+    MP,
+    OBJECT,
+    SETUPS,
+    ConditionSpec,
+    base_of,
+    conditions_of,
+    effect_of,
+)
 
 AUTOCAST = {"bf16": torch.bfloat16}
 
@@ -71,7 +79,7 @@ class Evaluator:
                     continue
                 if baseline and not spec.baseline_ok:
                     continue
-                if spec.views and spec.setup == "mp" and spec.name not in self.settings.crops:
+                if spec.views and spec.setup == MP and spec.name not in self.settings.crops:
                     continue
                 out.append(spec)
         return out
@@ -152,10 +160,10 @@ class Evaluator:
         data = load_batch(unit, idx, self.model, self.images, stored, clean, self.settings, dense)
         specs = rows.specs
         wants_object = data.self_pair and (
-            any(s.setup == "object" for s in specs) or "linearity" in unit.tasks
+            any(s.setup == OBJECT for s in specs) or "linearity" in unit.tasks
         )
         if wants_object:
-            views = [c.name for c in CONDITIONS.in_order() if c.setup == "object" and c.views]
+            views = [c.name for c in CONDITIONS.in_order() if c.setup == OBJECT and c.views]
             data.object, attack = object_setup(
                 unit,
                 idx,
@@ -205,28 +213,36 @@ class Evaluator:
 
 
 def _effects(data: BatchData, have: list[int]) -> dict[str, Effect]:
-    """Fig. 6: T = object crop in the MP set-up, T = one shifted crop in the MP-Object set-up."""
-    specs = {name: CONDITIONS.get(name) for name in ("object_crop", "mp_object", "one_crop_object")}
-    built: dict[str, ConditionBatch] = {
-        c.spec.name: c for c in build_conditions(data, list(specs.values()))
-    }
+    """Fig. 6 per set-up, keyed by set-up: its foveation T (tasks.protocol ``effect``).
+
+    MP: x is the input, T its object crop (the probe's own x and x + e* are the
+    base). MP-Object: x is the object crop, T one shifted crop of it.
+    """
     effects: dict[str, Effect] = {}
-    crop = built.get("object_crop")
-    if crop is not None:
-        items = [
-            (0, crop.rows.index(j), p, float(data.scale[j]))
-            for p, j in enumerate(have)
-            if j in crop.rows
-        ]
-        effects["object_crop"] = Effect(None, crop, items)
-    base, one, o = built.get("mp_object"), built.get("one_crop_object"), data.object
-    if base is not None and one is not None and o is not None:
-        items = [
-            (k, k, have.index(j), float(o.scale[k]))
-            for k, j in enumerate(o.rows)
-            if j in have and bool(o.has_direction[k])
-        ]
-        effects["one_crop_object"] = Effect(base, one, items)
+    for setup in SETUPS:
+        t, base = effect_of(setup), base_of(setup)
+        if t is None:
+            continue
+        specs = [t] if setup == MP else [t, base]
+        built = {c.spec.name: c for c in build_conditions(data, specs)}
+        view = built.get(t.name)
+        if view is None:
+            continue
+        if setup == MP:
+            items = [
+                (0, view.rows.index(j), p, float(data.scale[j]))
+                for p, j in enumerate(have)
+                if j in view.rows
+            ]
+            effects[setup] = Effect(None, view, items)
+        elif base.name in built and data.object is not None:
+            o = data.object
+            items = [
+                (k, k, have.index(j), float(o.scale[k]))
+                for k, j in enumerate(o.rows)
+                if j in have and bool(o.has_direction[k])
+            ]
+            effects[setup] = Effect(built[base.name], view, items)
     return effects
 
 

@@ -29,7 +29,7 @@ from pipeline.results import (
 from pipeline.tracking import Tracker
 from tasks import attacks as attack_registry
 from tasks.geometry import Box
-from tasks.protocol import TASKS
+from tasks.protocol import OBJECT, TASKS
 from tasks.protocol import eval_tasks as protocol_eval_tasks
 
 
@@ -112,7 +112,7 @@ def write_eval_output(out: EvalOutput, run_dir: Path, tracker: Tracker) -> None:
     if out.object_perturbations is not None:
         write_atomic(
             out.object_perturbations,
-            perturbation_shard_path(run_dir, u.target, u.attack, u.shard, setup="object"),
+            perturbation_shard_path(run_dir, u.target, u.attack, u.shard, setup=OBJECT),
         )
     for task, table in out.tables.items():
         path = eval_shard_path(run_dir, task, u.source, u.target, u.attack, u.shard)

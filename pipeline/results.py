@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.protocol import MP, OBJECT
+
 SCHEMA_VERSION = 2  # 2: evaluation rows over all images, received norms, set-up column
 
 ATTACK_SCHEMA = pa.schema(
@@ -125,6 +127,9 @@ CRITICAL_SCHEMA = pa.schema(
     ]
 )
 
+#: Fig. 6's columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
+EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}
+
 LINEARITY_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -172,10 +177,10 @@ def attack_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Pat
 
 
 def perturbation_shard_path(
-    run_dir: Path, model: str, attack: str, shard: int, setup: str = "mp"
+    run_dir: Path, model: str, attack: str, shard: int, setup: str = MP
 ) -> Path:
     """``perturbations/`` (the attack stage's) or ``object_perturbations/`` (MP-Object's)."""
-    root = "perturbations" if setup == "mp" else f"{setup}_perturbations"
+    root = "perturbations" if setup == MP else f"{setup}_perturbations"
     return run_dir / root / f"model={model}" / f"attack={attack}" / shard_name(shard)
 
 

@@ -39,6 +39,7 @@ from tasks.bounds import UnsupportedLayerError, peck_bound
 from tasks.clean import clean_measures, clean_scores
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
+from tasks.protocol import MP
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ class ModelWorker:
             rows.append(row)
             if row["success"] and row["clean_correct"]:
                 perts.append(
-                    record(b["image_id"], b["model"], name, "mp", row["scale"], result.direction[j])
+                    record(b["image_id"], b["model"], name, MP, row["scale"], result.direction[j])
                 )
 
 

@@ -15,8 +15,15 @@ from typing import Literal
 
 from tasks.registry import Registry
 
+#: The minimum perturbation on the whole input: both the base condition (no foveation)
+#: and the set-up whose perturbation it is (the other set-up is MP-Object, "object").
+MP = "mp"
+#: The MP-Object set-up: the minimum perturbation of the object crop (Luo et al. sec. 4).
+OBJECT = "object"
+SETUPS = (MP, OBJECT)
+
 Pairs = Literal["all", "self"]
-Setup = Literal["mp", "object"]
+Setup = str  # one of SETUPS
 Stage = Literal["attack", "eval"]
 
 
@@ -54,6 +61,9 @@ class ConditionSpec:
     reference: str | None = None
     refine: bool = True
     baseline_ok: bool = False  # evaluated for baseline directions (random) too
+    better_than: str | None = None  # a further claim of the paper: accuracy above this one's
+    effect: bool = False  # Fig. 6's foveation T of its set-up (score changes of x and e*)
+    base: bool = False  # the set-up's condition without foveation (MP, MP-Object)
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -74,21 +84,41 @@ for _task in (
     TASKS.add(_task.name, _task)
 
 for _cond in (
-    ConditionSpec("mp", "norm_sweep", "MP", pairs="all", baseline_ok=True),
+    ConditionSpec(MP, "norm_sweep", "MP", pairs="all", baseline_ok=True, base=True),
     ConditionSpec("object_mask", "masks", "Object Masked MP", needs_box=True, refine=False),
-    ConditionSpec("background_mask", "masks", "Background Masked MP", needs_box=True, refine=False),
     ConditionSpec(
-        "object_crop", "foveation", "Object Crop MP", needs_box=True, views=True, reference="mp"
+        "background_mask",
+        "masks",
+        "Background Masked MP",
+        needs_box=True,
+        refine=False,
+        better_than="object_mask",
     ),
-    ConditionSpec("ten_crop", "foveation", "10 Crop MP", views=True, reference="mp"),
-    ConditionSpec("three_crop", "foveation", "3 Crop MP", views=True, reference="mp"),
-    ConditionSpec("saliency_crop", "foveation", "Saliency Crop MP", views=True, reference="mp"),
-    ConditionSpec("mp_object", "foveation", "MP-Object", setup="object", needs_box=True),
+    ConditionSpec(
+        "object_crop",
+        "foveation",
+        "Object Crop MP",
+        needs_box=True,
+        views=True,
+        reference=MP,
+        effect=True,
+    ),
+    ConditionSpec("ten_crop", "foveation", "10 Crop MP", views=True, reference=MP),
+    ConditionSpec("three_crop", "foveation", "3 Crop MP", views=True, reference=MP),
+    ConditionSpec(
+        "saliency_crop",
+        "foveation",
+        "Saliency Crop MP",
+        views=True,
+        reference=MP,
+        better_than="three_crop",
+    ),
+    ConditionSpec("mp_object", "foveation", "MP-Object", setup=OBJECT, needs_box=True, base=True),
     ConditionSpec(
         "ten_crop_object",
         "foveation",
         "10 Crop MP-Object",
-        setup="object",
+        setup=OBJECT,
         needs_box=True,
         views=True,
         reference="mp_object",
@@ -97,10 +127,11 @@ for _cond in (
         "one_crop_object",
         "foveation",
         "1 Crop MP-Object",
-        setup="object",
+        setup=OBJECT,
         needs_box=True,
         views=True,
         reference="mp_object",
+        effect=True,
     ),
 ):
     CONDITIONS.add(_cond.name, _cond)
@@ -119,3 +150,18 @@ def eval_tasks() -> list[str]:
 def table1_ratios() -> list[tuple[str, str]]:
     """(numerator, denominator) condition names of Table 1, in declaration order."""
     return [(c.name, c.reference) for c in CONDITIONS.in_order() if c.reference is not None]
+
+
+def mp_foveations() -> tuple[str, ...]:
+    """The foveations of the MP set-up (crops of the input), in declaration order."""
+    return tuple(c.name for c in CONDITIONS.in_order() if c.views and c.setup == MP)
+
+
+def base_of(setup: str) -> ConditionSpec:
+    """A set-up's condition without foveation (MP, MP-Object)."""
+    return next(c for c in CONDITIONS.in_order() if c.setup == setup and c.base)
+
+
+def effect_of(setup: str) -> ConditionSpec | None:
+    """Fig. 6's foveation T of a set-up."""
+    return next((c for c in CONDITIONS.in_order() if c.setup == setup and c.effect), None)

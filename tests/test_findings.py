@@ -47,7 +47,7 @@ def test_a_strong_effect_on_60_images_holds_and_a_reversed_one_is_reversed() -> 
     f = findings(crit, pl.DataFrame(), POINTS, alpha=0.05)
     got = {(r["claim_id"], r["value"]): r["verdict"] for r in f.to_dicts()}
     assert got[("object_crop_vs_mp", 5.3)] == "holds"
-    assert got[("background_vs_object", 5.3)] == "holds"
+    assert got[("background_mask_vs_object_mask", 5.3)] == "holds"
     assert got[("ten_crop_vs_mp", 5.3)] == "insufficient"  # both wrong at 5.3: no discordant pair
     ratios = {r["claim_id"]: r for r in f.filter(pl.col("test") == "sign_exact").to_dicts()}
     assert ratios["object_crop_ratio"]["verdict"] == "holds"

@@ -14,12 +14,12 @@ import polars as pl
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, max_n, norm_for, safe
 from dashboards.figures.data import RunData
-from tasks.protocol import conditions_of
+from tasks.protocol import MP, OBJECT, conditions_of
 
-MASK_CONDITIONS = ("mp", *(c.name for c in conditions_of("masks")))
-FOVEATION_CONDITIONS = ("mp", *(c.name for c in conditions_of("foveation")))
+MASK_CONDITIONS = (MP, *(c.name for c in conditions_of("masks")))
+FOVEATION_CONDITIONS = (MP, *(c.name for c in conditions_of("foveation")))
 #: The MP-Object set-up is drawn dashed, so its curves read apart from the MP set-up's.
-DASHED = {c.name for c in conditions_of("foveation") if c.setup == "object"}
+DASHED = {c.name for c in conditions_of("foveation") if c.setup == OBJECT}
 
 
 def transfer_curves(data: RunData) -> list[Figure]:
@@ -27,7 +27,7 @@ def transfer_curves(data: RunData) -> list[Figure]:
     curves = data.table("curves")
     if curves.is_empty():
         return []
-    mp = curves.filter(pl.col("condition") == "mp")
+    mp = curves.filter(pl.col("condition") == MP)
     targets = sorted(mp["target"].unique().to_list())
     out = []
     for norm in ("l1pp", "linf"):
@@ -88,7 +88,7 @@ def _condition_figure(
         & pl.col("condition").is_in(list(conditions))
     )
     present = set(sub["condition"].unique().to_list())
-    if present <= {"mp"}:  # nothing to compare MP with
+    if present <= {MP}:  # nothing to compare MP with
         return None
     models = sorted(sub["source"].unique().to_list())
     fig, axes = st.grid(len(models))
@@ -103,7 +103,7 @@ def _condition_figure(
                 line["accuracy"],
                 color=st.CONDITION_COLOR.get(cond),
                 linestyle="--" if cond in DASHED else "-",
-                linewidth=2.0 if cond == "mp" else 1.4,
+                linewidth=2.0 if cond == MP else 1.4,
                 marker=".",
                 label=st.CONDITION_LABEL.get(cond, cond),
             )

@@ -27,10 +27,11 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from pipeline.results import EFFECT_COLUMNS
 from pipeline.summary.axes import native_norm
 from pipeline.summary.points import Points
 from pipeline.summary.stats import Test, difference_test, holm, mcnemar, ratio_test, verdict
-from tasks.protocol import CONDITIONS, table1_ratios
+from tasks.protocol import CONDITIONS, MP, effect_of, table1_ratios
 from tasks.registry import Registry
 
 Kind = Literal["accuracy", "ratio", "difference"]
@@ -52,68 +53,23 @@ CLAIMS: Registry[Claim] = Registry("claim")
 
 
 def _declare() -> None:
-    add = lambda c: CLAIMS.add(c.name, c)  # noqa: E731
-    add(
-        Claim(
-            "cross_model",
-            "another network's perturbation fools less than the network's own (Fig. 2, 7)",
-            "accuracy",
-            "mp",
-            "mp",
-            cross=True,
-        )
-    )
-    add(
-        Claim(
-            "background_vs_object",
-            "background-masked accuracy > object-masked accuracy (Fig. 3, 8)",
-            "accuracy",
-            "background_mask",
-            "object_mask",
-        )
-    )
+    def add(claim: Claim) -> None:
+        CLAIMS.add(claim.name, claim)
+
+    add(Claim("cross_model", "another network's perturbation fools less than the network's own (Fig. 2, 7)", "accuracy", MP, MP, cross=True))  # fmt: skip
     for c in CONDITIONS.in_order():
         if c.reference is not None:
             label, ref = c.label, CONDITIONS.get(c.reference).label
-            add(
-                Claim(
-                    f"{c.name}_vs_{c.reference}",
-                    f"{label} accuracy > {ref} accuracy (Fig. 5, 13; Table 2)",
-                    "accuracy",
-                    c.name,
-                    c.reference,
-                    at_zero=True,
-                )
-            )
-            add(
-                Claim(
-                    f"{c.name}_ratio",
-                    f"critical norm {label} / {ref} > 1 (Table 1)",
-                    "ratio",
-                    c.name,
-                    c.reference,
-                )
-            )
-    add(
-        Claim(
-            "saliency_vs_three",
-            "Saliency Crop MP accuracy > 3 Crop MP accuracy (sec. 4)",
-            "accuracy",
-            "saliency_crop",
-            "three_crop",
-        )
-    )
-    add(
-        Claim(
-            "linearity_error",
-            "error of f(e*) > error of the local linear interpolation (Fig. 12)",
-            "difference",
-            "err_alone",
-            "err_interpolation",
-        )
-    )
-    for t in ("object", "one_crop"):
-        add(Claim(f"fig6_{t}", f"the foveation changes the perturbation's score more than the image's (Fig. 6, T = {t.replace('_', ' ')})", "difference", f"fov_{t}_perturbation", f"fov_{t}_image", absolute=True))  # fmt: skip
+            add(Claim(f"{c.name}_vs_{c.reference}", f"{label} accuracy > {ref} accuracy (Fig. 5, 13; Table 2)", "accuracy", c.name, c.reference, at_zero=True))  # fmt: skip
+            add(Claim(f"{c.name}_ratio", f"critical norm {label} / {ref} > 1 (Table 1)", "ratio", c.name, c.reference))  # fmt: skip
+        if c.better_than is not None:
+            other = CONDITIONS.get(c.better_than).label
+            add(Claim(f"{c.name}_vs_{c.better_than}", f"{c.label} accuracy > {other} accuracy (Fig. 3, 8; sec. 4)", "accuracy", c.name, c.better_than))  # fmt: skip
+    add(Claim("linearity_error", "error of f(e*) > error of the local linear interpolation (Fig. 12)", "difference", "err_alone", "err_interpolation"))  # fmt: skip
+    for setup, prefix in EFFECT_COLUMNS.items():
+        t = effect_of(setup)
+        label = t.label if t is not None else setup
+        add(Claim(f"fig6_{setup}", f"the foveation changes the perturbation's score more than the image's (Fig. 6, T = {label})", "difference", f"{prefix}_perturbation", f"{prefix}_image", absolute=True))  # fmt: skip
 
 
 _declare()
@@ -225,7 +181,7 @@ def _join(df: pl.DataFrame, left: str, right: str, col: str) -> pl.DataFrame:
 
 
 def _join_sources(df: pl.DataFrame, other: str, model: str, col: str) -> pl.DataFrame:
-    mp = df.filter(pl.col("condition") == "mp")
+    mp = df.filter(pl.col("condition") == MP)
     left = mp.filter(pl.col("source") == other).select("image_id", pl.col(col).alias("l"))
     right = mp.filter(pl.col("source") == model).select("image_id", pl.col(col).alias("r"))
     return left.join(right, on="image_id")

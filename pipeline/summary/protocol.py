@@ -24,7 +24,7 @@ import polars as pl
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 from pipeline.summary.stats import ratio_test
-from tasks.protocol import CONDITIONS, table1_ratios
+from tasks.protocol import CONDITIONS, MP, table1_ratios
 
 KEYS = ["source", "target", "attack", "setup", "condition"]
 CRITICAL_TASKS = tuple(dict.fromkeys(c.task for c in CONDITIONS.in_order()))
@@ -81,7 +81,7 @@ def transfer_matrices(crit: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     """
     if crit.is_empty() or curves.is_empty():
         return pl.DataFrame()
-    mp = crit.filter(pl.col("condition") == "mp")
+    mp = crit.filter(pl.col("condition") == MP)
     perturbed = pl.col("has_perturbation")
     medians = mp.group_by("source", "target", "attack").agg(
         *[
@@ -93,7 +93,7 @@ def transfer_matrices(crit: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
         pl.col("dense_mismatch").drop_nulls().len().alias("dense_checked"),
         pl.col("n_image_forwards").mean().alias("image_forwards_per_image"),
     )
-    acc = curves.filter(pl.col("condition") == "mp").drop("condition", "setup")
+    acc = curves.filter(pl.col("condition") == MP).drop("condition", "setup")
     return acc.join(medians, on=["source", "target", "attack"], how="left").sort(
         "attack", "source", "target", "norm", "value"
     )
@@ -229,7 +229,7 @@ def dense_check(crit: pl.DataFrame, attack_scales: pl.DataFrame) -> pl.DataFrame
     )
     if not attack_scales.is_empty():
         own = crit.filter(
-            (pl.col("condition") == "mp")
+            (pl.col("condition") == MP)
             & (pl.col("source") == pl.col("target"))
             & pl.col("has_perturbation")
         ).join(

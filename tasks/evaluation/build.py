@@ -18,7 +18,7 @@ import torch
 from tasks.evaluation.conditions import ConditionBatch, ObjectView
 from tasks.foveation import MASKS, VIEWS, ViewInputs
 from tasks.geometry import Box, box_mask
-from tasks.protocol import ConditionSpec
+from tasks.protocol import MP, OBJECT, ConditionSpec
 
 
 @dataclass
@@ -60,7 +60,7 @@ def build_conditions(data: BatchData, specs: list[ConditionSpec]) -> list[Condit
 
 
 def _build(b: BatchData, spec: ConditionSpec) -> ConditionBatch | None:
-    if spec.setup == "object":
+    if spec.setup == OBJECT:
         return _object_condition(b, spec)
     rows = [j for j in range(b.x.shape[0]) if b.boxes[j] or not spec.needs_box]
     sel = torch.tensor(rows, dtype=torch.long, device=b.x.device)
@@ -69,7 +69,7 @@ def _build(b: BatchData, spec: ConditionSpec) -> ConditionBatch | None:
     scale = b.scale[sel.cpu()]
     common: dict[str, Any] = {
         "spec": spec,
-        "frame": "mp",
+        "frame": MP,
         "rows": rows,
         "labels": b.labels[sel],
         "has_direction": has,
@@ -107,7 +107,7 @@ def _object_condition(b: BatchData, spec: ConditionSpec) -> ConditionBatch | Non
     sel = torch.tensor(o.rows, dtype=torch.long, device=o.x.device)
     common: dict[str, Any] = {
         "spec": spec,
-        "frame": "object",
+        "frame": OBJECT,
         "rows": o.rows,
         "x": o.x,
         "d": o.direction,
