@@ -28,6 +28,7 @@ from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
 from pipeline.summary.axes import native_norm
+from pipeline.summary.run_info import run_provenance
 from tasks.protocol import CONDITIONS, MP, mp_foveations
 
 HEADLINE_FOVEATION = mp_foveations()[0]  # the paper's strongest: the object crop
@@ -58,7 +59,7 @@ class Provenance:
     """Who/what/where of a run; ``source`` says whether tags came from MLflow."""
 
     tags: dict[str, str] = field(default_factory=dict)
-    source: str = "recomputed at report time (MLflow tags unavailable)"
+    source: str = "not recorded"
     tracking_uri: str = ""
     run_id: str = ""
 
@@ -106,6 +107,22 @@ def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenan
     prov = Provenance(
         tracking_uri=str(state.get("tracking_uri", "")), run_id=str(state.get("parent") or "")
     )
+    recorded = run_provenance(data.run_dir)
+    if recorded is not None:  # written at run start: the code and inputs that made the results
+        prov.tags = {
+            "git_sha": str(recorded.get("git_sha", "unknown")),
+            "config_hash": str(recorded.get("config_hash", "")),
+            "dataset_hash": str(recorded.get("dataset_hash", "")),
+            "n_images": str(recorded.get("n_images", "")),
+            **{f"version.{k}": str(v) for k, v in dict(recorded.get("versions", {})).items()},
+            **{k: v for k, v in (tags or {}).items() if k in ("config_name", "dataset")},
+        }
+        if data.config:
+            ds = data.config.dataset
+            prov.tags.setdefault("dataset", f"{ds.layout}:{ds.root or ''}")
+            prov.tags.setdefault("config_name", data.config.name)
+        prov.source = f"{data.run_dir / 'provenance.json'} (written at run start)"
+        return prov
     found = dict(tags) if tags is not None else fetch_tags(prov.tracking_uri, prov.run_id)
     if found:
         prov.tags = {
@@ -113,16 +130,11 @@ def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenan
         }
         prov.source = f"MLflow run {prov.run_id or '(given)'} at {prov.tracking_uri or '(given)'}"
         return prov
-    from pipeline import provenance as pv
-
-    prov.tags = {"git_sha": pv.git_sha(), **{f"version.{k}": v for k, v in pv.versions().items()}}
+    # never recomputed here: the installed code may not be the code that made the run
+    prov.source = "not recorded (no provenance.json in the run dir, MLflow tags unavailable)"
     if data.config:
         ds = data.config.dataset
-        prov.tags["dataset"] = f"{ds.layout}:{ds.root or ''}"
-        prov.tags["config_name"] = data.config.name
-    if data.manifest.height:
-        prov.tags["dataset_hash"] = pv.dataset_hash(data.manifest.to_arrow())
-        prov.tags["n_images"] = str(data.manifest.height)
+        prov.tags = {"dataset": f"{ds.layout}:{ds.root or ''}", "config_name": data.config.name}
     return prov
 
 

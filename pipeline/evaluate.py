@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.config import BenchmarkConfig
-from pipeline.eval_unit import EvalOutput, EvalUnit
+from pipeline.eval_unit import EvalUnit
 from pipeline.models import resolve_cfg
 from pipeline.plan import shard_slices
 from pipeline.results import (
@@ -24,12 +24,10 @@ from pipeline.results import (
     eval_shard_path,
     is_complete,
     perturbation_shard_path,
-    write_atomic,
 )
-from pipeline.tracking import Tracker
 from tasks import attacks as attack_registry
 from tasks.geometry import Box
-from tasks.protocol import OBJECT, TASKS
+from tasks.protocol import TASKS
 from tasks.protocol import eval_tasks as protocol_eval_tasks
 
 
@@ -104,17 +102,3 @@ def plan_eval_units(
 
 def _existing(path: Path) -> str:
     return str(path.resolve()) if path.is_file() else ""
-
-
-def write_eval_output(out: EvalOutput, run_dir: Path, tracker: Tracker) -> None:
-    """MP-Object perturbations first, task shards last (a finished shard implies its store)."""
-    u = out.unit
-    if out.object_perturbations is not None:
-        write_atomic(
-            out.object_perturbations,
-            perturbation_shard_path(run_dir, u.target, u.attack, u.shard, setup=OBJECT),
-        )
-    for task, table in out.tables.items():
-        path = eval_shard_path(run_dir, task, u.source, u.target, u.attack, u.shard)
-        write_atomic(table, path)
-        tracker.log_artifact(path, model=u.target)

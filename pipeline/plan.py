@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.attack_unit import AttackUnit
 from pipeline.config import BenchmarkConfig
 from pipeline.results import attack_shard_path, bounds_shard_path, clean_shard_path, is_complete
-from pipeline.worker import WorkUnit
 
 
 @dataclass(frozen=True)
 class Plan:
-    units: list[WorkUnit]
+    units: list[AttackUnit]
     n_shards: int
     skipped: int  # (model, shard) pairs with nothing left to do
     skipped_files: int  # shard files already complete
@@ -69,7 +69,7 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
                 skipped += 1
                 continue
             units.append(
-                WorkUnit(
+                AttackUnit(
                     model=model.name,
                     shard=shard,
                     image_ids=tuple(shard_ids),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -41,3 +44,47 @@ def dataset_hash(manifest: pa.Table) -> str:
     for col in ("image_id", "label", "boxes"):
         h.update(str(manifest.column(col).to_pylist()).encode())
     return h.hexdigest()[:16]
+
+
+FILE = "provenance.json"
+METADATA_KEY = b"foveabench.provenance"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of the resolved config (the YAML shape, keys sorted)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_provenance(
+    config: dict[str, Any], manifest: pa.Table, preprocess: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What produced a run's results (lm-evaluation-harness style): code, packages, inputs."""
+    return {
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "config_hash": config_hash(config),
+        "dataset_hash": dataset_hash(manifest),
+        "n_images": manifest.num_rows,
+        "preprocess": preprocess,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_run_provenance(run_dir: Path, prov: dict[str, Any]) -> Path:
+    """``<run>/provenance.json``, written at run start (a resumed run writes its own)."""
+    path = run_dir / FILE
+    path.write_text(json.dumps(prov, indent=2, sort_keys=True))
+    return path
+
+
+def read_run_provenance(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / FILE
+    try:
+        return dict(json.loads(path.read_text())) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def schema_metadata(prov: dict[str, Any]) -> dict[bytes, bytes]:
+    """The same record for a Parquet file's schema metadata."""
+    return {METADATA_KEY: json.dumps(prov, sort_keys=True).encode()}

@@ -198,8 +198,13 @@ def table_from_rows(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet so that ``path`` exists only when the file is complete."""
+def write_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    """Write Parquet so that ``path`` exists only when the file is complete.
+
+    ``metadata`` joins the schema's (the run's provenance, on every shard).
+    """
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:

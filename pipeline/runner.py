@@ -28,19 +28,17 @@ import ray
 import yaml
 from tqdm import tqdm
 
-from pipeline import interrupts
+from pipeline import interrupts, provenance
+from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
-from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
+from pipeline.evaluate import eval_tasks, plan_eval_units
 from pipeline.mlflow_dataset import dataset_input
+from pipeline.models import resolve_cfg
 from pipeline.plan import plan_units, remove_stale_temp_files
 from pipeline.results import (
-    attack_shard_path,
-    bounds_shard_path,
-    clean_shard_path,
-    perturbation_shard_path,
     write_atomic,
 )
 from pipeline.runmeta import run_params, run_tags
@@ -51,7 +49,8 @@ from pipeline.summary.points import fix_eval_points, point_list, read_eval_point
 from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
-from pipeline.worker import RemoteModelWorker, ShardOutput, WorkerSpec, WorkUnit
+from pipeline.worker import RemoteModelWorker, WorkerSpec
+from pipeline.write import ResultWriter
 
 RESULT_DIRS = (
     "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
@@ -96,6 +95,7 @@ def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Path:
     if fresh and run_dir.exists():
         for name in (
             *RESULT_DIRS, "manifest.parquet", "bad_rows.parquet", "mlflow.json", FIXED_POINTS,
+            provenance.FILE,
         ):  # fmt: skip
             target = run_dir / name
             if target.is_dir():
@@ -112,7 +112,7 @@ def run_benchmark(
     fresh: bool = False,
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
-    on_unit_done: Callable[[ShardOutput], None] | None = None,
+    on_unit_done: Callable[[AttackOutput], None] | None = None,
     reuse_run_by_name: bool = False,
     report: Reporter | None = None,
     on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
@@ -164,7 +164,13 @@ def run_benchmark(
         models,
         reuse_by_name=reuse_run_by_name,
     )
-    for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet"):
+    prov = provenance.run_provenance(
+        cfg.as_dict(),
+        manifest.table,
+        {m.name: resolve_cfg(m.name, m.preprocess).as_dict() for m in cfg.models},
+    )
+    provenance.write_run_provenance(run_dir, prov)
+    for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet", provenance.FILE):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
     ds = cfg.dataset
     tracker.log_dataset(
@@ -189,9 +195,8 @@ def run_benchmark(
     tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
     try:
         with interrupts.graceful():
-            stages = _Stages(
-                cfg, run_dir, tracker, manifest.table, summary, on_unit_done, on_eval_unit_done
-            )
+            writer = ResultWriter(run_dir, tracker, prov)
+            stages = _Stages(cfg, writer, manifest.table, summary, on_unit_done, on_eval_unit_done)
             stages.run(plan.units)
             _summarise(run_dir, tracker, summary)
             if eval_tasks(cfg):
@@ -267,7 +272,7 @@ class _RunningStats:
         self.l1pp: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
         self.steps: collections.Counter[str] = collections.Counter()
 
-    def update(self, out: ShardOutput) -> tuple[str, dict[str, float], int]:
+    def update(self, out: AttackOutput) -> tuple[str, dict[str, float], int]:
         model = out.unit.model
         self.steps[model] += 1
         if out.clean is not None:
@@ -284,23 +289,6 @@ class _RunningStats:
             if values:
                 metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
         return model, metrics, self.steps[model]
-
-
-def _write_unit(out: ShardOutput, run_dir: Path, tracker: Tracker) -> None:
-    """Perturbations first, attack rows last: an attack shard implies its store."""
-    unit = out.unit
-    for attack, (rows, perts) in out.attacks.items():
-        write_atomic(perts, perturbation_shard_path(run_dir, unit.model, attack, unit.shard))
-        path = attack_shard_path(run_dir, unit.model, attack, unit.shard)
-        write_atomic(rows, path)
-        tracker.log_artifact(path, model=unit.model)
-    for table, path in (
-        (out.clean, clean_shard_path(run_dir, unit.model, unit.shard)),
-        (out.bounds, bounds_shard_path(run_dir, unit.model, unit.shard)),
-    ):
-        if table is not None:
-            write_atomic(table, path)
-            tracker.log_artifact(path, model=unit.model)
 
 
 def _cluster_gpus() -> float:
@@ -386,19 +374,19 @@ class _Stages:
     def __init__(
         self,
         cfg: BenchmarkConfig,
-        run_dir: Path,
-        tracker: Tracker,
+        writer: ResultWriter,
         manifest: pa.Table,
         summary: RunSummary,
-        on_unit_done: Callable[[ShardOutput], None] | None,
+        on_unit_done: Callable[[AttackOutput], None] | None,
         on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
     ) -> None:
-        self.cfg, self.run_dir, self.tracker = cfg, run_dir, tracker
+        self.cfg, self.writer = cfg, writer
+        self.run_dir, self.tracker = writer.run_dir, writer.tracker
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
         self.on_eval_unit_done = on_eval_unit_done
         self.actors: dict[str, list[Any]] = {}
 
-    def run(self, attack_units: list[WorkUnit]) -> None:
+    def run(self, attack_units: list[AttackUnit]) -> None:
         try:
             if attack_units:
                 seconds, computed = self._timed(self._attack_stage, attack_units)
@@ -448,11 +436,11 @@ class _Stages:
             result = scheduler.run(on_output, lambda: bar.update(1))
         return result.failed, result.requeued
 
-    def _attack_stage(self, units: list[WorkUnit]) -> tuple[list[str], int]:
+    def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[str], int]:
         stats = _RunningStats()
 
-        def on_output(out: ShardOutput) -> None:
-            _write_unit(out, self.run_dir, self.tracker)
+        def on_output(out: AttackOutput) -> None:
+            self.writer.attack_output(out)
             if out.halvings:
                 log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
             model, metrics, step = stats.update(out)
@@ -467,7 +455,7 @@ class _Stages:
         progress = EvalProgress.for_units(self.run_dir, units, points)  # running accuracy
 
         def on_output(out: EvalOutput) -> None:
-            write_eval_output(out, self.run_dir, self.tracker)
+            self.writer.eval_output(out)
             progress.record(out.tables.values(), self.tracker)
             if self.on_eval_unit_done:
                 self.on_eval_unit_done(out)

@@ -15,10 +15,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import ray
 import torch
 
+from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import EvalCfg
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.eval_worker import Evaluator
@@ -40,38 +40,6 @@ from tasks.clean import clean_measures, clean_scores
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
 from tasks.protocol import MP
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """One shard of images for one model: which tasks are still missing."""
-
-    model: str
-    shard: int
-    image_ids: tuple[str, ...]
-    paths: tuple[str, ...]
-    labels: tuple[int, ...]
-    attacks: tuple[str, ...]  # attack names still to compute for this shard
-    clean: bool
-    bounds: bool = False  # Peck's certified lower bounds still to compute
-
-    @property
-    def key(self) -> str:
-        """Identity of the unit in logs and retry counts."""
-        return f"{self.model}/shard-{self.shard:05d}"
-
-
-@dataclass
-class ShardOutput:
-    unit: WorkUnit
-    clean: pa.Table | None
-    attacks: dict[str, tuple[pa.Table, pa.Table]] = field(default_factory=dict)
-    bounds: pa.Table | None = None
-    seconds: float = 0.0
-    worker: str = ""
-    pid: int = 0  # process of the actor that computed it (fault-injection tests kill it)
-    node_id: str = ""  # Ray node it ran on ("" outside Ray)
-    halvings: int = 0  # times a batch was split after running out of memory
 
 
 @dataclass(frozen=True)
@@ -98,7 +66,7 @@ class _BatchRows:
     perts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bounds: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_error(self, unit: WorkUnit, base: dict[str, Any], message: str) -> None:
+    def add_error(self, unit: AttackUnit, base: dict[str, Any], message: str) -> None:
         """One image failed before any task ran: an error row in every task's table."""
         if unit.clean:
             self.clean.append({**base, "error": message})
@@ -163,7 +131,7 @@ class ModelWorker:
             "threads": torch.get_num_threads(),
         }
 
-    def process(self, unit: WorkUnit) -> ShardOutput:
+    def process(self, unit: AttackUnit) -> AttackOutput:
         start = time.perf_counter()
         self._halvings = 0
         rows = _BatchRows(
@@ -173,7 +141,7 @@ class ModelWorker:
         for lo in range(0, len(unit.image_ids), size):
             idx = list(range(lo, min(lo + size, len(unit.image_ids))))
             rows.extend(self._process_resilient(unit, idx))
-        out = ShardOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
+        out = AttackOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
         out.worker = str(self.device)
         out.pid = os.getpid()
         out.node_id = _node_id()
@@ -189,7 +157,7 @@ class ModelWorker:
             )
         return out
 
-    def _process_resilient(self, unit: WorkUnit, idx: list[int]) -> _BatchRows:
+    def _process_resilient(self, unit: AttackUnit, idx: list[int]) -> _BatchRows:
         """Process a batch; on failure split it in halves down to single images.
 
         Out of memory is the common case (a batch that fits one GPU may not fit
@@ -212,7 +180,7 @@ class ModelWorker:
             message = f"{unit.paths[idx[0]]}: {what}: {type(exc).__name__}: {exc}"
             return self._error_rows(unit, idx, message)
 
-    def _error_rows(self, unit: WorkUnit, idx: list[int], message: str) -> _BatchRows:
+    def _error_rows(self, unit: AttackUnit, idx: list[int], message: str) -> _BatchRows:
         rows = _BatchRows(attacks={a: [] for a in unit.attacks})
         for i in idx:
             base = {"image_id": unit.image_ids[i], "label": unit.labels[i], "model": unit.model}
@@ -220,7 +188,7 @@ class ModelWorker:
         return rows
 
     def _load(
-        self, unit: WorkUnit, idx: list[int]
+        self, unit: AttackUnit, idx: list[int]
     ) -> tuple[list[int], torch.Tensor | None, dict[int, str]]:
         """Load images; a file that fails becomes an error, the rest go on."""
         good, tensors, errors = [], [], {}
@@ -233,7 +201,7 @@ class ModelWorker:
         x = torch.stack(tensors).to(self.device) if tensors else None
         return good, x, errors
 
-    def _process_batch(self, unit: WorkUnit, idx: list[int]) -> _BatchRows:
+    def _process_batch(self, unit: AttackUnit, idx: list[int]) -> _BatchRows:
         """Clean scores and every attack for one batch; raises if the batch must be split."""
         rows = _BatchRows(
             attacks={a: [] for a in unit.attacks}, perts={a: [] for a in unit.attacks}

@@ -29,10 +29,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
+from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
 from pipeline.data import build_manifest
 from pipeline.runner import run_benchmark
-from pipeline.worker import ModelWorker, ShardOutput, WorkerSpec, WorkUnit
+from pipeline.worker import ModelWorker, WorkerSpec
 from tasks.attacks.registry import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +166,7 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(tmp_path
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     paths = [*table.column("path").to_pylist()[:3], str(broken)]
-    unit = WorkUnit(
+    unit = AttackUnit(
         model=MODEL,
         shard=0,
         image_ids=tuple(table.column("image_id").to_pylist()),
@@ -249,7 +250,7 @@ def test_sigkill_busy_actor_requeues_its_shards_exactly_once(
     delivered: collections.Counter[tuple[str, int]] = collections.Counter()
     killed: list[int] = []
 
-    def kill_first_producer(out: ShardOutput) -> None:
+    def kill_first_producer(out: AttackOutput) -> None:
         delivered[(out.unit.model, out.unit.shard)] += 1
         if not killed:  # the actor that produced this already runs its next shard
             os.kill(out.pid, signal.SIGKILL)
@@ -272,7 +273,7 @@ def test_removing_a_worker_node_mid_run_loses_nothing(
     removed: list[str] = []
     delivered: collections.Counter[int] = collections.Counter()
 
-    def remove_node_of_busy_actor(out: ShardOutput) -> None:
+    def remove_node_of_busy_actor(out: AttackOutput) -> None:
         delivered[out.unit.shard] += 1
         if not removed and out.node_id in workers:
             three_node_cluster.remove_node(workers[out.node_id], allow_graceful=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +164,8 @@ def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
             ).glob("*.parquet")
             (row,) = pq.read_table(shard).to_pylist()
             assert row["error"] is None and row["condition"] == "mp" and row["crit_linf"] > 0
+            stamped = json.loads(pq.read_schema(shard).metadata[b"foveabench.provenance"])
+            assert stamped == json.loads((run_dir / "provenance.json").read_text())
         masks = pq.read_table(
             next((run_dir / f"evals/masks/source={source}/target={source}").rglob("*.parquet"))
         )

@@ -27,6 +27,7 @@ from pipeline.cli import main as cli_main
 from pipeline.config import parse_config
 from pipeline.data import build_manifest
 from pipeline.models import resolve_cfg
+from pipeline.provenance import run_provenance, write_run_provenance
 from pipeline.results import (
     ATTACK_SCHEMA,
     CLEAN_SCHEMA,
@@ -95,6 +96,8 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
     manifest = build_manifest("sample", None, 3)
     write_atomic(manifest.table, run_dir / "manifest.parquet")
     write_atomic(manifest.bad_rows, run_dir / "bad_rows.parquet")
+    prov = run_provenance({"name": "unit"}, manifest.table, {})
+    write_run_provenance(run_dir, {**prov, "git_sha": "planted0sha"})
     tasks = ["clean", "min_perturbation"] + (
         ["norm_sweep", "masks", "foveation", "linearity", "transfer"] if protocol_stage else []
     )
@@ -315,13 +318,15 @@ def test_attack_only_run_skips_protocol_figures(tmp_path: Path) -> None:
     assert "Linearity summary" not in page  # no empty tables
 
 
-def test_provenance_without_mlflow_is_recomputed(built: tuple[Path, float], full_run: Path) -> None:
-    from pipeline.provenance import git_sha
-
-    page = built[0].read_text()
-    assert f'<code id="git-sha">{git_sha()}</code>' in page
-    assert "recomputed at report time" in page
-    data = RunData.load(full_run)
+def test_provenance_comes_from_the_run_not_from_the_installed_code(
+    built: tuple[Path, float], full_run: Path, tmp_path: Path
+) -> None:
+    page = built[0].read_text()  # make_run wrote provenance.json as a run's start does
+    assert '<code id="git-sha">planted0sha</code>' in page and "written at run start" in page
+    bare = make_run(tmp_path / "bare", protocol_stage=False)
+    (bare / "provenance.json").unlink()
+    data = RunData.load(bare)
+    assert '<code id="git-sha">unknown</code>' in provenance_html(data, provenance(data))
     tagged = provenance_html(data, provenance(data, {"git_sha": "abc123", "config_name": "unit"}))
     assert '<code id="git-sha">abc123</code>' in tagged and "MLflow run" in tagged
 

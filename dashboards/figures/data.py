@@ -10,18 +10,17 @@ itself when its table is empty.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
-from pipeline.config import BenchmarkConfig, EvalCfg, parse_config
+from pipeline.config import BenchmarkConfig, EvalCfg
 from pipeline.summary import attacks as aggregate
 from pipeline.summary import measures
 from pipeline.summary import protocol as proto
+from pipeline.summary.run_info import run_config
 from pipeline.summary.write import PROTOCOL_TABLES, protocol_tables
 
 
@@ -72,10 +71,7 @@ class RunData:
     @classmethod
     def load(cls, run_dir: Path) -> RunData:
         data = cls(run_dir=run_dir)
-        cfg_path = run_dir / "config.yaml"
-        if cfg_path.is_file():
-            data.config_text = cfg_path.read_text()
-            data.config = _parse(data.config_text, cfg_path)
+        data.config_text, data.config = run_config(run_dir)
         data.manifest = _read(run_dir / "manifest.parquet")
         data.bad_rows = _read(run_dir / "bad_rows.parquet")
         data.clean = data._summary("clean", lambda: aggregate.clean_summary(run_dir))
@@ -108,12 +104,3 @@ class RunData:
                 if found[name].height:
                     self.recomputed.append(name)
         self.protocol = found
-
-
-def _parse(text: str, path: Path) -> BenchmarkConfig | None:
-    """The run's config; a config this version cannot parse still shows as text."""
-    try:
-        return parse_config(yaml.safe_load(text) or {}, str(path))
-    except Exception as exc:  # an old or hand-edited config must not stop the report
-        warnings.warn(f"{path}: not parsed ({exc}); figures use default grids", stacklevel=2)
-        return None

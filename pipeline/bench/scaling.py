@@ -21,9 +21,9 @@ from pathlib import Path
 
 import ray
 
+from pipeline.attack_unit import AttackOutput
 from pipeline.config import RayCfg, load_config
 from pipeline.runner import run_benchmark
-from pipeline.worker import ShardOutput
 
 
 def measure(
@@ -45,7 +45,7 @@ def measure(
         )
         landed: list[tuple[float, int]] = []
 
-        def on_done(o: ShardOutput) -> None:
+        def on_done(o: AttackOutput) -> None:
             landed.append((time.perf_counter(), len(o.unit.image_ids)))
 
         summary = run_benchmark(cfg, on_unit_done=on_done)
