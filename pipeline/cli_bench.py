@@ -25,7 +25,32 @@ def bench_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def cmd_eval_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench.evaluation import format_eval_text, run_eval_bench
+    from pipeline.config import EvalCfg
+
+    parts = ["foveabench", "bench", "--eval", "--model", args.model, "--images", str(args.images)]
+    parts += ["--batch", str(args.batch), "--attacks", args.attacks, "--search", args.search]
+    parts += ["--cross-model", args.cross_model or "", "--layout", args.layout, "--root", args.root]
+    report = run_eval_bench(
+        model_name=args.model,
+        cross_model=args.cross_model or None,
+        attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
+        n_images=args.images,
+        batch=args.batch,
+        settings=EvalCfg(search=args.search, dense_check=0),
+        layout=args.layout,
+        root=None if args.layout == "sample" else args.root,
+        command=shlex.join(parts),
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(format_eval_text(report))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.eval:
+        return cmd_eval_bench(args)
     from pipeline.bench import PAIRS, format_markdown, format_text, run_bench, write_section
 
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -77,4 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", default="ilsvrc")
     p.add_argument("--root", default=DEFAULT_ROOT)
     p.add_argument("--out", help="markdown file whose '## Attacks vs peers' section to replace")
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="the evaluation stage instead: image-forwards per condition and share of the forward "
+        "ceiling (uses --model, --images, --batch, --attacks, --layout/--root)",
+    )
+    p.add_argument("--cross-model", default="efficientnet_lite1", help="--eval: the cross target")
+    p.add_argument(
+        "--search", default="scan", choices=("scan", "bisect"), help="--eval: eval.search"
+    )
     p.set_defaults(func=cmd_bench)

@@ -78,6 +78,7 @@ class RowSink:
                     **{f"crit_{n}": float(v[k]) for n, v in result.crit.items()},
                     **{f"src_{n}": float(v[k]) for n, v in result.source.items()},
                     "n_image_forwards": int(result.image_forwards[k]),
+                    "n_views": cond.n_views(k),
                     "seconds": float(result.image_forwards[k]) * seconds_per_forward,
                     "dense_mismatch": result.dense_mismatch[k],
                     "dense_earlier": result.dense_earlier[k],

@@ -119,6 +119,7 @@ CRITICAL_SCHEMA = pa.schema(
         ("src_l2", pa.float64()),
         ("src_linf", pa.float64()),
         ("n_image_forwards", pa.int64()),  # network inputs spent on this row (views counted)
+        ("n_views", pa.int64()),  # network inputs per query of the condition (its crops)
         ("seconds", pa.float64()),  # the batch's wall time, shared by image-forwards
         ("dense_mismatch", pa.int64()),  # dense-grid points disagreeing; null: not sampled
         ("dense_earlier", pa.bool_()),  # the dense grid found an earlier crossing

@@ -33,7 +33,7 @@ def rows(
         {"image_id": f"img{i}", "label": 1, "source": source, "target": target, "attack": "sign",
          "setup": setup, "condition": condition, "has_perturbation": p, "clean_correct": c > 0,
          "critical_scale": c, "crit_l1pp": c, "crit_l2": c, "crit_linf": c,
-         "src_l1pp": s, "src_l2": s, "src_linf": s, "n_image_forwards": 10,
+         "src_l1pp": s, "src_l2": s, "src_linf": s, "n_image_forwards": 10, "n_views": 1,
          "dense_mismatch": None, "dense_earlier": None, "error": None}
         for i, (c, p, s) in enumerate(zip(crits, perturbed, src, strict=True))
     ]  # fmt: skip

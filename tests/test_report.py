@@ -85,6 +85,7 @@ def _crit(
         **{f"crit_{k}": v for k, v in norms.items()},
         **{f"src_{k}": v for k, v in norms.items()},
         "n_image_forwards": 10,
+        "n_views": 1,
         "dense_mismatch": 0,
         "dense_earlier": False,
     }

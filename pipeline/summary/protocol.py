@@ -265,14 +265,18 @@ def attack_scales(run_dir: Path) -> pl.DataFrame:
 
 
 def condition_forwards(crit: pl.DataFrame) -> pl.DataFrame:
-    """Image-forwards per image for each condition (the evaluation's cost, views counted)."""
+    """The evaluation's cost per condition: image-forwards per image, and per image and view
+    (every crop is one network input; views asked twice are sent once)."""
     if crit.is_empty():
         return pl.DataFrame()
-    views = {c.name: c.views for c in CONDITIONS.in_order()}
     return (
         crit.with_columns(pl.col("source").eq(pl.col("target")).alias("self_pair"))
         .group_by("attack", "self_pair", "condition")
-        .agg(pl.col("n_image_forwards").mean().alias("per_image"), pl.len().alias("rows"))
-        .with_columns(pl.col("condition").replace_strict(views, default=False).alias("views"))
+        .agg(
+            pl.col("n_image_forwards").mean().alias("per_image"),
+            (pl.col("n_image_forwards") / pl.col("n_views").clip(1)).mean().alias("per_view"),
+            pl.col("n_views").mean().alias("views"),
+            pl.len().alias("rows"),
+        )
         .sort("attack", "self_pair", "condition")
     )
