@@ -1,4 +1,9 @@
-"""The attack stage's unit of work: one shard of images for one model, and what it returns."""
+"""The attack stage's unit of work: consecutive shards of images for one model, and its output.
+
+A unit is usually one shard; when shards are smaller than the batch size, the
+planner joins consecutive ones (with the same missing tasks) so every batch is
+full, and the writer splits the rows back into their shards.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,23 @@ class AttackUnit:
     attacks: tuple[str, ...]  # attack names still to compute for this shard
     clean: bool
     bounds: bool = False  # Peck's certified lower bounds still to compute
+    sizes: tuple[int, ...] = ()  # images of each shard from ``shard`` on (empty: one shard)
 
     @property
     def key(self) -> str:
         """Identity of the unit in logs and retry counts."""
-        return f"{self.model}/shard-{self.shard:05d}"
+        last = self.shard + max(1, len(self.sizes)) - 1
+        tail = f"..{last:05d}" if last != self.shard else ""
+        return f"{self.model}/shard-{self.shard:05d}{tail}"
+
+    def shards(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(shard index, its image ids) for every shard of the unit."""
+        sizes = self.sizes or (len(self.image_ids),)
+        out, lo = [], 0
+        for k, n in enumerate(sizes):
+            out.append((self.shard + k, self.image_ids[lo : lo + n]))
+            lo += n
+        return out
 
 
 @dataclass

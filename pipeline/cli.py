@@ -30,6 +30,8 @@ def print_summary(summary: object) -> None:
         f"computed {summary.computed_units} model-shards, skipped {summary.skipped_units} "
         f"already complete ({summary.skipped_files} shard files)"
     )
+    for model, rate in sorted(summary.attack_images_per_s.items()):
+        print(f"attack stage: {model}: {rate:.2f} images/s per actor (every attack of the run)")
     if summary.computed_eval_units:
         print(
             f"evaluated {summary.computed_eval_units} (source, target, attack) shards "

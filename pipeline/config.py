@@ -55,7 +55,7 @@ class MlflowCfg:
 class RayCfg:
     address: str | None = None  # None: start a local Ray
     gpus_per_actor: float = 1.0  # used when the cluster has GPUs
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float | None = None  # None: an equal share of the cluster's CPUs
     actors_per_model: int | None = None  # None: one per GPU share, else one
     max_restarts: int = 3
 

@@ -8,6 +8,7 @@ killed mid-write (SIGKILL leaves no chance to clean up) are removed at start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
     want_clean = "clean" in cfg.tasks
     want_bounds = "bounds" in cfg.tasks
     attacks = [a.name for a in cfg.attacks] if "min_perturbation" in cfg.tasks else []
-    units, skipped, skipped_files = [], 0, 0
+    units: list[AttackUnit] = []
+    skipped = skipped_files = 0
     for model in cfg.models:
         for shard, (lo, hi) in enumerate(slices):
             shard_ids = ids[lo:hi]
@@ -68,16 +70,39 @@ def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
             if not clean and not bounds and not todo:
                 skipped += 1
                 continue
+            unit = AttackUnit(
+                model=model.name,
+                shard=shard,
+                image_ids=tuple(shard_ids),
+                paths=tuple(paths[lo:hi]),
+                labels=tuple(labels[lo:hi]),
+                attacks=todo,
+                clean=clean,
+                bounds=bounds,
+            )
             units.append(
-                AttackUnit(
-                    model=model.name,
-                    shard=shard,
-                    image_ids=tuple(shard_ids),
-                    paths=tuple(paths[lo:hi]),
-                    labels=tuple(labels[lo:hi]),
-                    attacks=todo,
-                    clean=clean,
-                    bounds=bounds,
-                )
+                _join(units.pop(), unit) if _joinable(units, unit, cfg.batch_size) else unit
             )
     return Plan(units=units, n_shards=len(slices), skipped=skipped, skipped_files=skipped_files)
+
+
+def _joinable(units: list[AttackUnit], unit: AttackUnit, batch: int) -> bool:
+    """Join ``unit`` to the previous one while that one cannot fill a batch alone."""
+    if not units:
+        return False
+    last = units[-1]
+    same = (last.model, last.attacks, last.clean, last.bounds) == (
+        unit.model, unit.attacks, unit.clean, unit.bounds,
+    )  # fmt: skip
+    follows = last.shard + max(1, len(last.sizes)) == unit.shard
+    return same and follows and len(last.image_ids) < batch
+
+
+def _join(a: AttackUnit, b: AttackUnit) -> AttackUnit:
+    return dataclasses.replace(
+        a,
+        image_ids=a.image_ids + b.image_ids,
+        paths=a.paths + b.paths,
+        labels=a.labels + b.labels,
+        sizes=(*(a.sizes or (len(a.image_ids),)), len(b.image_ids)),
+    )

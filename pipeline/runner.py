@@ -77,6 +77,8 @@ class RunSummary:
     seconds: float = 0.0
     requeued_units: int = 0  # units resubmitted after their actor died
     attack_seconds: float = 0.0  # wall time of the attack stage (throughput)
+    #: attack-stage images per second of actor time, per model (every attack of the run)
+    attack_images_per_s: dict[str, float] = field(default_factory=dict)
     synced_files: int = 0  # files on disk that an earlier run had not logged to MLflow
     mlflow_run_id: str | None = None
     computed_eval_units: int = 0
@@ -296,7 +298,7 @@ def _cluster_gpus() -> float:
 
 
 def actor_shares(
-    n_actors: int, cpus_per_actor: float, gpus_per_actor: float, cluster: dict[str, float]
+    n_actors: int, cpus_per_actor: float | None, gpus_per_actor: float, cluster: dict[str, float]
 ) -> tuple[float, float]:
     """CPU and GPU each actor asks for, so that every actor can be placed at once.
 
@@ -305,7 +307,10 @@ def actor_shares(
     models than GPUs, the requests shrink to fractional shares of what exists.
     """
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    cpu = min(cpus_per_actor, cpus / n_actors) if cpus else cpus_per_actor
+    if cpus_per_actor is None:  # an equal share: a one-model run on 2 cores uses both
+        cpu = cpus / n_actors if cpus else 1.0
+    else:
+        cpu = min(cpus_per_actor, cpus / n_actors) if cpus else cpus_per_actor
     gpu = min(gpus_per_actor, gpus / n_actors) if gpus else 0.0
     return math.floor(cpu * 1e4) / 1e4, math.floor(gpu * 1e4) / 1e4  # round down: must fit
 
@@ -337,7 +342,7 @@ def _start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any
             rtol=cfg.rtol,
             batch_size=cfg.batch_size,
             device=cfg.device,
-            threads=max(1, int(cfg.ray.cpus_per_actor)),
+            threads=max(1, math.floor(cpu_share)),  # torch threads = the cores it was given
             eval=cfg.eval,
         )
         options = {
@@ -438,8 +443,13 @@ class _Stages:
 
     def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[str], int]:
         stats = _RunningStats()
+        busy: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
 
         def on_output(out: AttackOutput) -> None:
+            spent = busy[out.unit.model]
+            spent[0] += len(out.unit.image_ids)
+            spent[1] += out.seconds
+            self.summary.attack_images_per_s[out.unit.model] = spent[0] / max(spent[1], 1e-9)
             self.writer.attack_output(out)
             if out.halvings:
                 log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import provenance
 from pipeline.attack_unit import AttackOutput
@@ -43,17 +44,25 @@ class ResultWriter:
             self.tracker.log_artifact(path, model=model)
 
     def attack_output(self, out: AttackOutput) -> None:
-        """Perturbations first, attack rows last: an attack shard implies its store."""
+        """Per shard of the unit: perturbations first, attack rows last (an attack shard
+        implies its store)."""
         u, run_dir = out.unit, self.run_dir
-        for attack, (rows, perts) in out.attacks.items():
-            self.table(perts, perturbation_shard_path(run_dir, u.model, attack, u.shard), log=False)
-            self.table(rows, attack_shard_path(run_dir, u.model, attack, u.shard), u.model)
-        for table, path in (
-            (out.clean, clean_shard_path(run_dir, u.model, u.shard)),
-            (out.bounds, bounds_shard_path(run_dir, u.model, u.shard)),
-        ):
-            if table is not None:
-                self.table(table, path, u.model)
+        for shard, ids in u.shards():
+            keep = pa.array(ids)
+
+            def part(table: pa.Table, keep: pa.Array = keep) -> pa.Table:
+                return table.filter(pc.is_in(table["image_id"], value_set=keep))
+
+            for attack, (rows, perts) in out.attacks.items():
+                path = perturbation_shard_path(run_dir, u.model, attack, shard)
+                self.table(part(perts), path, log=False)
+                self.table(part(rows), attack_shard_path(run_dir, u.model, attack, shard), u.model)
+            for table, path in (
+                (out.clean, clean_shard_path(run_dir, u.model, shard)),
+                (out.bounds, bounds_shard_path(run_dir, u.model, shard)),
+            ):
+                if table is not None:
+                    self.table(part(table), path, u.model)
 
     def eval_output(self, out: EvalOutput) -> None:
         """MP-Object perturbations first, task shards last (a finished shard implies its store)."""

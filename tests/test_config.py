@@ -66,3 +66,6 @@ def test_actors_always_fit_the_cluster() -> None:
     assert cpu == 1.0 and gpu * 3 <= 1.0 and gpu > 0
     # room to spare: what the config asks for
     assert actor_shares(2, 1.0, 1.0, {"CPU": 16.0, "GPU": 4.0}) == (1.0, 1.0)
+    # default: an equal share of the cluster's cores (one model on 2 cores gets both)
+    assert actor_shares(1, None, 1.0, {"CPU": 2.0}) == (2.0, 0.0)
+    assert actor_shares(3, None, 1.0, {"CPU": 2.0})[0] == 0.6666
