@@ -34,10 +34,10 @@ from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
-from pipeline.evaluate import eval_tasks, plan_eval_units
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.models import resolve_cfg
-from pipeline.plan import plan_units, remove_stale_temp_files
+from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
+from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.results import (
     write_atomic,
 )
@@ -147,7 +147,7 @@ def run_benchmark(
             f"see {run_dir / 'bad_rows.parquet'}"
         )
 
-    plan = plan_units(cfg, manifest.table, run_dir)
+    plan = plan_attack_units(cfg, manifest.table, run_dir)
     if plan.skipped_files:
         log(
             f"resume: {plan.skipped_files} shard files already complete, not recomputed "

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import load_config
 from pipeline.mlflow_dataset import dataset_input
-from pipeline.plan import plan_units
+from pipeline.plan_attacks import plan_attack_units
 from pipeline.runmeta import run_params, run_tags
 from pipeline.summary.metrics import final_metrics
 from pipeline.summary.write import write_summaries
@@ -102,7 +102,7 @@ def sync_run(run_dir: Path) -> SyncReport:
     bad = run_dir / "bad_rows.parquet"
     n_bad = pq.read_metadata(bad).num_rows if bad.is_file() else 0
     tracker.log_dataset(dataset_input(cfg.dataset.layout, cfg.dataset.root, manifest, n_bad))
-    complete = not plan_units(cfg, manifest, run_dir).units
+    complete = not plan_attack_units(cfg, manifest, run_dir).units
     tables = write_summaries(run_dir)
     n_files = sync_artifacts(tracker, run_dir, models)
     n_metrics = sum(

@@ -1,4 +1,4 @@
-"""Sharding and resume: which (model, shard) work units are still missing.
+"""Planning the attack stage: which (model, shard) units are still missing.
 
 Shards are fixed slices of the manifest sorted by ``image_id`` (stable across
 runs). A unit lists only the tasks whose shard file is not complete yet, so a
@@ -41,7 +41,7 @@ def shard_slices(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + shard_size, n_rows)) for lo in range(0, n_rows, shard_size)]
 
 
-def plan_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
+def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
     ids = manifest.column("image_id").to_pylist()
     paths = manifest.column("path").to_pylist()
     labels = manifest.column("label").to_pylist()

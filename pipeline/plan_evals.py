@@ -1,4 +1,4 @@
-"""The evaluation stage's driver side: which (source, target, attack, shard) units remain.
+"""Planning the evaluation stage: which (source, target, attack, shard) units remain.
 
 Runs after the attack stage, over the perturbation store (never recomputing an
 attack). Which pairs a task runs on is read from the protocol's task registry
@@ -18,7 +18,7 @@ import pyarrow as pa
 from pipeline.config import BenchmarkConfig
 from pipeline.eval_unit import EvalUnit
 from pipeline.models import resolve_cfg
-from pipeline.plan import shard_slices
+from pipeline.plan_attacks import shard_slices
 from pipeline.results import (
     attack_shard_path,
     eval_shard_path,
