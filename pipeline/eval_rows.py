@@ -82,6 +82,9 @@ class RowSink:
                     "seconds": float(result.image_forwards[k]) * seconds_per_forward,
                     "dense_mismatch": result.dense_mismatch[k],
                     "dense_earlier": result.dense_earlier[k],
+                    "autocast_agrees": (
+                        None if result.autocast_agrees is None else result.autocast_agrees[k]
+                    ),
                 }
             )
 

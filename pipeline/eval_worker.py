@@ -12,6 +12,7 @@ images; only an image that fails alone becomes error rows.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 
@@ -29,7 +30,8 @@ from pipeline.store import read_store
 from tasks import attacks as attack_registry
 from tasks.criterion import TopK
 from tasks.evaluation.build import BatchData, build_conditions
-from tasks.evaluation.engine import Grids, evaluate
+from tasks.evaluation.conditions import ConditionBatch
+from tasks.evaluation.engine import ConditionResult, Grids, evaluate
 from tasks.linearity import Effect, LinearityProbe
 from tasks.probing import ScoreQueue
 from tasks.protocol import (
@@ -105,10 +107,11 @@ class Evaluator:
         out.halvings = self.halvings
         return out
 
-    def _queue(self) -> ScoreQueue:
-        autocast = AUTOCAST.get(self.settings.autocast or "")
+    def _queue(self, exact: bool = False) -> ScoreQueue:
+        """The batched forward queue (bf16 autocast when configured, unless ``exact``)."""
+        autocast = None if exact else AUTOCAST.get(self.settings.autocast or "")
         cuda = self.model.shift.device.type == "cuda"
-        return ScoreQueue(self.model, self.forward_batch, autocast if cuda else None, cuda)
+        return ScoreQueue(self.model, self.forward_batch, autocast, cuda)
 
     def _resilient(
         self,
@@ -191,11 +194,36 @@ class Evaluator:
         )
         seconds = time.perf_counter() - start
         per_forward = seconds / max(1, queue.stats.images - calls_before)
+        if queue.autocast is not None:  # the dense sample again in fp32: do scales agree?
+            self._check_precision(conditions, results, axis)
         for cond, result in zip(conditions, results, strict=True):
             rows.conditions(idx, data, cond, result, per_forward)
         rows.missing(idx, data, covered)
         if probe is not None:
             rows.linearity(idx, data, probe, per_forward)
+
+    def _check_precision(
+        self, conditions: list[ConditionBatch], results: list[ConditionResult], axis: str
+    ) -> None:
+        """bf16 autocast is opt-in and checked: the dense-sample images of every condition are
+        scanned again in fp32; ``result.autocast_agrees`` says whether the critical scales agree
+        within the search tolerance."""
+        sample = [(c, r) for c, r in zip(conditions, results, strict=True) if c.dense]
+        if not sample:
+            return
+        exact = evaluate(
+            self._queue(exact=True),
+            [c.head(c.dense) for c, _ in sample],
+            self.criterion,
+            self.grids,
+            axis,
+            lambda c: (),
+        )
+        for (c, r), e in zip(sample, exact, strict=True):
+            r.autocast_agrees = [
+                _same_scale(float(r.scale[k]), float(e.scale[k]), self.settings.rtol)
+                for k in range(c.dense)
+            ] + [None] * (len(c.rows) - c.dense)
 
     def _linearity(self, data: BatchData) -> LinearityProbe | None:
         """Fig. 4, 6, 9-12 probes for the images with the source's perturbation."""
@@ -244,6 +272,13 @@ def _effects(data: BatchData, have: list[int]) -> dict[str, Effect]:
             ]
             effects[setup] = Effect(built[base.name], view, items)
     return effects
+
+
+def _same_scale(a: float, b: float, rtol: float) -> bool:
+    """Equal critical scales up to the search tolerance (0 and inf compare exactly)."""
+    if a == b:
+        return True
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= rtol * max(a, b) * 1.01
 
 
 def _read_clean(path: str) -> dict[str, bool]:

@@ -123,6 +123,7 @@ CRITICAL_SCHEMA = pa.schema(
         ("seconds", pa.float64()),  # the batch's wall time, shared by image-forwards
         ("dense_mismatch", pa.int64()),  # dense-grid points disagreeing; null: not sampled
         ("dense_earlier", pa.bool_()),  # the dense grid found an earlier crossing
+        ("autocast_agrees", pa.bool_()),  # bf16 runs: the fp32 scan agrees; null: not checked
         ("error", pa.string()),
         ("schema_version", pa.int32()),
     ]

@@ -68,7 +68,7 @@ def unit(rows: list[dict], path: Path, target: str, tasks: tuple[str, ...]) -> E
 
 
 def evaluator(name: str, **settings: object) -> Evaluator:
-    cfg = EvalCfg(dense_check=0, **settings)  # type: ignore[arg-type]
+    cfg = EvalCfg(**{"dense_check": 0, **settings})  # type: ignore[arg-type]
     made = attacks.create("sign", criterion=TopK(5))
     made.quantize = roundtrip
     return Evaluator(load_model(name), TopK(5), cfg, lambda _: made, ImageCache(), batch_size=3)
@@ -159,3 +159,19 @@ def test_an_evaluation_batch_that_runs_out_of_memory_is_halved_not_lost(
     for task in ("norm_sweep", "masks"):
         table = out.tables[task].to_pylist()
         assert table and all(r["error"] is None for r in table), task
+
+
+def test_bf16_autocast_is_checked_against_fp32_on_the_dense_sample(
+    stored: tuple[list[dict], Path],
+) -> None:
+    rows, path = stored
+    ev = evaluator("efficientnet_lite0", autocast="bf16", dense_check=1)  # one sampled image
+    out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "masks")))
+    checked = [
+        r
+        for t in ("norm_sweep", "masks")
+        for r in out.tables[t].to_pylist()
+        if r["autocast_agrees"] is not None
+    ]
+    assert len(checked) == 3  # mp, object mask, background mask of the sampled image
+    assert all(isinstance(r["autocast_agrees"], bool) for r in checked)

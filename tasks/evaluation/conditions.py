@@ -17,8 +17,10 @@ the source's frame at the same scale.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,6 +63,29 @@ class ConditionBatch:
     def __post_init__(self) -> None:
         if not (len(self.rows) == self.x.shape[0] == self.d.shape[0] == self.labels.shape[0]):
             raise ValueError(f"{self.spec.name}: rows, x, d and labels disagree in length")
+
+    def head(self, n: int) -> ConditionBatch:
+        """The same condition on its first ``n`` images (no dense sample)."""
+
+        def cut(value: Any) -> Any:
+            return None if value is None else value[:n]
+
+        return dataclasses.replace(
+            self,
+            rows=self.rows[:n],
+            x=self.x[:n],
+            d=self.d[:n],
+            labels=self.labels[:n],
+            has_direction=self.has_direction[:n],
+            crops=cut(self.crops),
+            object_views=cut(self.object_views),
+            source_x=cut(self.source_x),
+            source_d=cut(self.source_d),
+            guess=cut(self.guess),
+            known_hi=cut(self.known_hi),
+            clean=cut(self.clean),
+            dense=0,
+        )
 
     @property
     def size(self) -> tuple[int, int]:

@@ -48,6 +48,7 @@ class ConditionResult:
     image_forwards: torch.Tensor  # network inputs spent on the image (every view counted)
     dense_mismatch: list[int | None]  # grid points disagreeing with the shortcut (sample)
     dense_earlier: list[bool | None]  # the dense grid found a crossing below the scan's
+    autocast_agrees: list[bool | None] | None = None  # bf16 vs fp32 on the dense sample
 
 
 #: Extra work that rides along in the rounds: called with the queue before each flush
