@@ -15,7 +15,7 @@ from pipeline.eval_unit import EvalUnit
 from pipeline.eval_worker import Evaluator
 from pipeline.image_cache import ImageCache
 from pipeline.images import load_batch
-from pipeline.models import load_model, resolve_cfg
+from pipeline.models import PixelModel, load_model, resolve_cfg
 from pipeline.results import PERTURBATION_SCHEMA, table_from_rows, write_atomic
 from pipeline.store import read_store, record, roundtrip
 from tasks import attacks, norms
@@ -164,14 +164,21 @@ def test_an_evaluation_batch_that_runs_out_of_memory_is_halved_not_lost(
 def test_bf16_autocast_is_checked_against_fp32_on_the_dense_sample(
     stored: tuple[list[dict], Path],
 ) -> None:
+    """bf16 is slow on a CPU, so a small network stands in for the target here."""
     rows, path = stored
-    ev = evaluator("efficientnet_lite0", autocast="bf16", dense_check=1)  # one sampled image
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(), torch.nn.Linear(128, 1000),
+    )  # fmt: skip
+    small = PixelModel(net, resolve_cfg("efficientnet_lite0"), "small").eval()
+    made = attacks.create("sign", criterion=TopK(5))
+    settings = EvalCfg(dense_check=1, autocast="bf16")
+    ev = Evaluator(small, TopK(5), settings, lambda _: made, ImageCache(), batch_size=3)
     out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "masks")))
     checked = [
-        r
-        for t in ("norm_sweep", "masks")
-        for r in out.tables[t].to_pylist()
+        r for t in ("norm_sweep", "masks") for r in out.tables[t].to_pylist()
         if r["autocast_agrees"] is not None
-    ]
+    ]  # fmt: skip
     assert len(checked) == 3  # mp, object mask, background mask of the sampled image
     assert all(isinstance(r["autocast_agrees"], bool) for r in checked)
