@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import ray
 import torch
-from dashboards.measures import bounds_summary
+from pipeline.summary.measures import bounds_summary
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
