@@ -37,6 +37,7 @@ from pipeline.results import CRITICAL_SCHEMA, LINEARITY_SCHEMA, PERTURBATION_SCH
 from pipeline.store import Encoded, decode, encode
 from tasks import attacks as attack_registry
 from tasks import norms
+from tasks.attacks.params import AttackParams
 from tasks.criterion import TopK
 from tasks.critical import critical_scales, dense_correct
 from tasks.geometry import (
@@ -145,7 +146,7 @@ class Evaluator:
         criterion: TopK,
         search: LineSearch,
         settings: EvalCfg,
-        attack_params: dict[str, dict[str, Any]],
+        attack_params: dict[str, AttackParams],
         batch_size: int = 16,
     ) -> None:
         self.model = model
@@ -280,9 +281,11 @@ class Evaluator:
         box = {j: largest_box(b.boxes[j]) for j in have}
         x_full, labels = b.x[have], b.labels[have]
         x_obj, _ = crop_resize(x_full, [[Window(box[j])] for j in have], (h, w))
-        params = self.attack_params.get(b.unit.attack, {})
         attack = attack_registry.create(
-            b.unit.attack, criterion=self.criterion, line_search=self.search, **params
+            b.unit.attack,
+            criterion=self.criterion,
+            line_search=self.search,
+            params=self.attack_params.get(b.unit.attack),
         )
         result = attack(self.model, x_obj, labels)
         fooled = (result.success & result.clean_correct).tolist()

@@ -9,12 +9,10 @@ MLflow run KILLED, and the next run resumes from the finished shards.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from tqdm import tqdm
 
 from dashboards.protocol import write_protocol_summaries
 from dashboards.report import build_report
-from pipeline import interrupts
+from pipeline import interrupts, rundir
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.evaluate import eval_tasks, plan_eval_units, write_eval_output
@@ -43,12 +41,13 @@ from pipeline.results import (
     write_atomic,
 )
 from pipeline.runmeta import final_metrics, run_params, run_tags, transfer_metrics, write_summaries
+from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri
 from pipeline.worker import RemoteModelWorker, ShardOutput, WorkerSpec, WorkUnit
 
-RESULT_DIRS = ("attacks", "clean", "bounds", "perturbations", "evals", "summary", "report")
+RESULT_DIRS = rundir.RESULT_DIRS
 
 
 @dataclass
@@ -79,16 +78,8 @@ def log(message: str) -> None:
 
 
 def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Path:
-    run_dir = Path(cfg.output_dir) / run_name
-    if fresh and run_dir.exists():
-        for name in (*RESULT_DIRS, "manifest.parquet", "bad_rows.parquet", "mlflow.json"):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    """``<output_dir>/<run_name>``; ``fresh`` empties it only if foveabench created it."""
+    return rundir.prepare(cfg.output_dir, run_name, fresh)
 
 
 def run_benchmark(
@@ -221,34 +212,6 @@ def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
             log(f"bounds: {row['model']}: {row['violations']} perturbation(s) below the bound")
     for model, metrics in final_metrics(tables).items():
         tracker.log_metrics_once(metrics, model=model)
-
-
-class _RunningStats:
-    """Running metrics streamed to MLflow while shards land."""
-
-    def __init__(self) -> None:
-        self.images: collections.Counter[str] = collections.Counter()
-        self.top5: dict[str, list[bool]] = collections.defaultdict(list)
-        self.l1pp: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
-        self.steps: collections.Counter[str] = collections.Counter()
-
-    def update(self, out: ShardOutput) -> tuple[str, dict[str, float], int]:
-        model = out.unit.model
-        self.steps[model] += 1
-        if out.clean is not None:
-            self.images[model] += out.clean.num_rows
-            self.top5[model].extend(
-                v for v in out.clean.column("top5_correct").to_pylist() if v is not None
-            )
-        metrics: dict[str, float] = {"images_done": float(self.images[model])}
-        if self.top5[model]:
-            metrics["running/clean_top5"] = sum(self.top5[model]) / len(self.top5[model])
-        for attack, (rows, _) in out.attacks.items():
-            values = self.l1pp[(model, attack)]
-            values.extend(v for v in rows.column("l1pp").to_pylist() if v is not None)
-            if values:
-                metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
-        return model, metrics, self.steps[model]
 
 
 def _write_unit(out: ShardOutput, run_dir: Path, tracker: Tracker) -> None:
@@ -409,7 +372,13 @@ class _Stages:
         return result.failed, result.requeued
 
     def _attack_stage(self, units: list[WorkUnit]) -> tuple[list[str], int]:
-        stats = _RunningStats()
+        stats = RunningStats.resume(
+            self.cfg,
+            self.manifest,
+            self.run_dir,
+            units,
+            lambda model: self.tracker.last_step("images_done", model),
+        )
 
         def on_output(out: ShardOutput) -> None:
             _write_unit(out, self.run_dir, self.tracker)

@@ -1,6 +1,6 @@
 """Every registered attack keeps the result contract on a small nonlinear net.
 
-Parametrized over ``ATTACKS.names()`` (as timm's tests over ``list_models``):
+Parametrized over ``ATTACK_SPECS.names()`` (as timm's tests over ``list_models``):
 a reported success is adversarial when recomputed with the model and lies in
 the pixel box; query counts are positive for attacked images; failures have
 nan scale and a zero perturbation; images misclassified clean have scale 0.
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tasks import attacks
-from tasks.attacks import ATTACKS
+from tasks.attacks import ATTACK_SPECS
 from tasks.criterion import TopK
 
 pytestmark = pytest.mark.unit
@@ -67,7 +67,7 @@ def images(n: int = 8, seed: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("k", [1, 5])
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", ATTACK_SPECS.names())
 def test_result_contract(name: str, k: int) -> None:
     model, x = small_net(), images()
     clean = model(x)
@@ -94,7 +94,7 @@ def test_result_contract(name: str, k: int) -> None:
     assert (result.scale[ok] > 0).all()
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", ATTACK_SPECS.names())
 def test_unbeatable_model_fails_cleanly(name: str) -> None:
     """Zero gradients and a flat score: every image fails, with nan scale, no crash."""
     x = images(4)
