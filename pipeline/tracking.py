@@ -77,7 +77,7 @@ class Tracker:
         if not self._probe():
             return
         self._guard(self._start, run_name, tags, params, models, reuse_by_name)
-        self._guard(self.fail_orphans)
+        self._guard(self.fail_orphans, models)
 
     def _start(
         self,
@@ -114,19 +114,19 @@ class Tracker:
                 self.children[model] = child.info.run_id
         self._save_state()
 
-    def fail_orphans(self) -> list[str]:
+    def fail_orphans(self, models: list[str]) -> list[str]:
         """Mark FAILED the RUNNING runs of this run dir that this start did not reopen.
 
         A driver that dies without closing its runs (killed, or a full disk that
         also held the store) leaves them RUNNING. The next start of the same run
         dir (runs carry its absolute path in the ``run_dir`` tag) reopens the runs
-        named in ``mlflow.json``; any other RUNNING run of that dir (after
-        ``--fresh``, a model dropped from the config, a state file never written)
-        is an orphan and is closed here, with a line saying so.
+        named in ``mlflow.json`` for the ``models`` it runs; any other RUNNING run
+        of that dir (after ``--fresh``, a model dropped from the config, a state
+        file never written) is an orphan and is closed here, with a line saying so.
         """
         if not self.parent_id:
             return []
-        in_use = {self.parent_id, *self.children.values()}
+        in_use = {self.parent_id, *(self.children[m] for m in models if m in self.children)}
         run_dir = str(self.run_dir.resolve())
         running = self.client.search_runs(
             [self._experiment_id()], filter_string="attributes.status = 'RUNNING'", max_results=1000

@@ -117,7 +117,8 @@ def spec_for_class(cls: type) -> AttackSpec:
 
 
 def markdown_table() -> str:
-    """The README's attack table (tests/test_attack_specs.py keeps the README equal to it)."""
+    """The README's attack table (``python -m tasks.attacks`` prints it;
+    tests/test_attack_specs.py keeps the README equal to it)."""
     out = ["| attack | minimises | parameters (defaults) | what |", "|---|---|---|---|"]
     for spec in map(ATTACK_SPECS.get, ATTACK_SPECS.names()):
         fields = ", ".join(f"`{r.name}={r.default!r}`" for r in describe(spec.params))
