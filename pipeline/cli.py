@@ -115,7 +115,7 @@ def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> Benchmar
 
     source = str(args.config or "configs/demo.yaml")
     cfg = _with_overrides(load_config(args.config), args)
-    check_paths(cfg, source, fresh=fresh, run_name=getattr(args, "run_name", None))
+    check_paths(cfg, source, fresh=fresh)
     check_models(cfg, source)
     return cfg
 

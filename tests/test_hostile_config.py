@@ -196,3 +196,26 @@ def test_torch_free_name_lists_match_the_registries() -> None:
     assert MODEL_NAMES.names() == models.MODELS.names()
     assert set(MODEL_PREFIXES) == set(models._PREFIXES)
     assert LAYOUT_NAMES.names() == LAYOUTS.names()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"moed": "whole"}, "unknown preprocessing key(s) ['moed']"),
+        ({"input_size": "abc"}, "input_size must be a list"),
+        ({"input_size": [224, -1]}, "input_size must be [height, width] in pixels"),
+        ({"mean": [0.5, 0.5]}, "mean must be three numbers"),
+        ({"std": [0.5, 0.0, 0.5]}, "std must be positive"),
+    ],
+)
+def test_preprocessing_overrides_are_checked_before_any_run(
+    overrides: dict[str, object], fragment: str
+) -> None:
+    from pipeline.config import parse_config
+    from pipeline.preflight import check_models
+
+    cfg = parse_config({"models": ["efficientnet_lite1", {"efficientnet_lite0": overrides}]})
+    with pytest.raises(ConfigError) as info:
+        check_models(cfg, "my.yaml")
+    assert str(info.value).startswith("my.yaml: models[1] = 'efficientnet_lite0': ")
+    assert fragment in str(info.value)
