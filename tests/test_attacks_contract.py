@@ -25,6 +25,8 @@ FAST: dict[str, dict[str, Any]] = {
     "bfgs": {"max_iter": 20},
     "lbfgsb": {"max_iter": 20, "search_steps": 3, "c_init": 1.0},
     "cw": {"max_iter": 50, "binary_steps": 3, "initial_const": 1.0},
+    # (and a smoothing a 16x16 image survives: alpha 0.997 leaves it almost constant)
+    "scw": {"max_iter": 50, "binary_steps": 3, "initial_const": 1.0, "alpha": 0.5, "cg_iters": 10},
     "ddn": {"steps": 20},
     "deepfool": {"max_iter": 20},
 }

@@ -16,7 +16,6 @@ which the manifest turns into one bad row.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -31,6 +30,16 @@ class ImageProblem(Exception):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+
+
+def _oversized(claim: str) -> ImageProblem:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return ImageProblem(
+        "oversized_image",
+        f"the image header claims too many pixels ({claim}; the decompression-bomb limit is "
+        f"{limit} pixels); the file is skipped without being decoded (an ImageNet photo has "
+        "~0.2 Mpixel): downscale it or remove it",
+    )
 
 
 def is_image_file(path: Path) -> bool:
@@ -65,18 +74,15 @@ def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
             "missing_image", f"image file {path} does not exist; add it or fix the path"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                size = im.size
-                im.draft(im.mode, (1, 1))  # no-op except for JPEG
-                im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem(
-            "oversized_image",
-            f"the image header claims too many pixels ({exc}); it is skipped without being "
-            "decoded (an ImageNet photo has ~0.2 Mpixel): downscale the file or remove it",
-        ) from None
+        with Image.open(path) as im:  # parses the header only
+            size = im.size
+            limit = Image.MAX_IMAGE_PIXELS  # None: the user switched PIL's check off
+            if limit is not None and size[0] * size[1] > limit:  # PIL only warns below 2x
+                raise _oversized(f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels")
+            im.draft(im.mode, (1, 1))  # no-op except for JPEG
+            im.load()
+    except Image.DecompressionBombError as exc:  # PIL refuses to even open it
+        raise _oversized(str(exc).split(",")[0]) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageProblem(
             "unreadable_image",
