@@ -1,4 +1,9 @@
-"""``foveabench``: the command line (DESIGN.md, "CLI" is a contract)."""
+"""``foveabench``: the command line (DESIGN.md, "CLI" is a contract).
+
+Nothing heavy is imported at module level (torch, Ray, MLflow, polars,
+pyarrow): ``--help`` and every config error answer in well under 2 s, and a
+command imports what it needs only once its config has been checked.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from pipeline.config import BenchmarkConfig, ConfigError, DatasetCfg, load_config
+from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -95,15 +100,38 @@ def print_summary(summary: object) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_benchmark
-
-    cfg = load_config(args.config)
-    cfg = _with_overrides(cfg, args)
+    if args.help_attack:
+        return help_attack(args.help_attack)
+    cfg = checked_config(args, fresh=args.fresh)
     from pipeline.cli_report import report_and_log
+    from pipeline.runner import run_benchmark
 
     summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)
     print_summary(summary)
     return 1 if summary.failed_units else 0
+
+
+def help_attack(name: str) -> int:
+    """``foveabench run --help-attack NAME``: the attack's parameters and defaults."""
+    from tasks.attacks.specs import attack_spec
+
+    print(attack_spec(name).help_text())
+    return 0
+
+
+def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> BenchmarkConfig:
+    """The config with command-line overrides, its paths checked, then its models resolved.
+
+    Everything but the model check is standard library; the model check imports
+    torch (needed next anyway) and still runs before any manifest, Ray or MLflow.
+    """
+    from pipeline.preflight import check_models, check_paths
+
+    source = str(args.config or "configs/demo.yaml")
+    cfg = _with_overrides(load_config(args.config), args)
+    check_paths(cfg, source, fresh=fresh)
+    check_models(cfg, source)
+    return cfg
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -113,7 +141,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.config:
         dataset = load_config(args.config).dataset
     else:
-        dataset = DatasetCfg(layout=args.layout, root=args.root, limit=args.limit)
+        raw = {"layout": args.layout, "root": args.root, "limit": args.limit}
+        dataset = parse_config({"dataset": raw}, "command line").dataset
     manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
     out = Path(args.out)
     write_atomic(manifest.table, out / "manifest.parquet")
@@ -149,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="YAML config (default: configs/demo.yaml)")
     run.add_argument("--fresh", action="store_true", help="discard finished shards and start over")
     run.add_argument("--output-dir", help="override output_dir from the config")
-    run.add_argument("--limit", type=int, help="override dataset.limit from the config")
+    run.add_argument("--limit", type=count, help="override dataset.limit from the config")
+    run.add_argument(
+        "--help-attack",
+        metavar="NAME",
+        help="print attack NAME's parameters and their defaults, then exit",
+    )
     run.set_defaults(func=cmd_run)
 
     prep = sub.add_parser(
@@ -158,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("config", nargs="?", help="YAML config whose dataset section to use")
     prep.add_argument("--layout", default="sample", help="sample | ilsvrc | kaggle | imagefolder")
     prep.add_argument("--root", help="dataset root")
-    prep.add_argument("--limit", type=int)
+    prep.add_argument("--limit", type=count)
     prep.add_argument("--out", default=".", help="directory for the parquet files")
     prep.set_defaults(func=cmd_prepare)
 
@@ -167,12 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def count(text: str) -> int:
+    """argparse type of ``--limit``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tasks.registry import RegistryError
+
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # includes the dataset's ManifestError and RunDirError
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:  # e.g. --help-attack with an unknown name
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

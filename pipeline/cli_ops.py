@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         "cluster's environment, as set up by ray_cluster.yaml)",
     )
     submit.add_argument("--output-dir", help="override output_dir (a path on the cluster)")
-    submit.add_argument("--limit", type=int, help="override dataset.limit")
+    submit.add_argument("--limit", type=_count, help="override dataset.limit")
     submit.set_defaults(func=cmd_submit)
 
     nightly = subparsers.add_parser(
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         "--date", type=dt.date.fromisoformat, help="UTC date of the run (default: today; backfills)"
     )
     nightly.add_argument("--output-dir", help="override output_dir from the config")
-    nightly.add_argument("--limit", type=int, help="override dataset.limit from the config")
+    nightly.add_argument("--limit", type=_count, help="override dataset.limit from the config")
     nightly.set_defaults(func=cmd_nightly)
 
     sync = subparsers.add_parser(
@@ -52,16 +52,23 @@ def register(subparsers: Any) -> None:
     sync.set_defaults(func=cmd_sync)
 
 
+def _count(text: str) -> int:
+    from pipeline.cli import count
+
+    return count(text)
+
+
 def _config(args: argparse.Namespace) -> Any:
+    """Submit: the config as parsed (its paths are the cluster's, not this machine's)."""
     from pipeline.cli import _with_overrides
 
     return _with_overrides(load_config(args.config), args)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    cfg = _config(args)
     from pipeline import submit as sub
 
-    cfg = _config(args)
     try:
         submission = sub.build_submission(cfg, install_deps=args.install_deps)
         client = sub.connect(args.address)
@@ -79,10 +86,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from pipeline.nightly import run_nightly
+    from pipeline.cli import checked_config
     from pipeline.regression import ThresholdError, load_thresholds
 
-    cfg = _config(args)
+    cfg = checked_config(args)
     try:
         thresholds = load_thresholds(args.thresholds)
     except ThresholdError as exc:
@@ -90,6 +97,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         return 2
     from dashboards.nightly import write_report
     from pipeline.cli_report import report_and_log
+    from pipeline.nightly import run_nightly
 
     result = run_nightly(
         cfg,

@@ -1,32 +1,51 @@
 """Benchmark configuration: YAML in, a validated frozen dataclass out.
 
-The keys in DESIGN.md ("Config") are a contract. Errors name the file, the
-key and what to write instead; nothing unknown is silently ignored.
+The keys in DESIGN.md ("Config") are a contract. Every mistake is found here,
+on the driver, before a model, Ray or MLflow starts, and reported as one line
+that names the file, the key, the bad value and what to write instead; nothing
+unknown is silently ignored. Attack names and parameters are checked against
+the torch-free catalogue (:mod:`tasks.attacks.specs`), model and layout names
+against :mod:`pipeline.names`, so a config error answers in milliseconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
 import itertools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipeline.names import LAYOUT_NAMES, check_model_name
+from tasks.attacks.params import AttackParams
+from tasks.attacks.specs import attack_spec
 from tasks.protocol import TASKS, mp_foveations
+from tasks.registry import RegistryError
+from tasks.typed import ParamError, checked_values, known_keys, param
 
 
 class ConfigError(ValueError):
     """A config file that cannot be run; the message says where and how to fix it."""
+
+    label = "config error"  # how the CLI introduces the message
+
+
+#: A run name becomes a directory name: one path component, no hidden or option-like names.
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
 class DatasetCfg:
     layout: str = "sample"
     root: str | None = None
-    limit: int | None = None
+    limit: int | None = param(None, "first N images of the manifest (sorted by image_id)", ge=0)
 
 
 @dataclass(frozen=True)
@@ -39,10 +58,24 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class AttackRef:
-    """A registry attack name plus its parameters."""
+    """A registry attack name plus its validated parameters (its spec's dataclass).
+
+    ``params`` may be given as a mapping (or left out for the defaults); it is
+    always the dataclass afterwards. Unknown names and bad parameters raise
+    :class:`~tasks.registry.RegistryError` / ``AttackParamError``.
+    """
 
     name: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: AttackParams = None  # type: ignore[assignment]  # None/mapping -> dataclass
+
+    def __post_init__(self) -> None:
+        raw: Any = self.params
+        object.__setattr__(self, "params", attack_spec(self.name).build_params(raw))
+
+    def as_yaml(self) -> str | dict[str, dict[str, Any]]:
+        """``name``, or ``{name: {changed params}}`` (defaults are not repeated)."""
+        changed = self.params.changed()
+        return {self.name: changed} if changed else self.name
 
 
 @dataclass(frozen=True)
@@ -54,10 +87,12 @@ class MlflowCfg:
 @dataclass(frozen=True)
 class RayCfg:
     address: str | None = None  # None: start a local Ray
-    gpus_per_actor: float = 1.0  # used when the cluster has GPUs
-    cpus_per_actor: float | None = None  # None: an equal share of the cluster's CPUs
-    actors_per_model: int | None = None  # None: one per GPU share, else one
-    max_restarts: int = 3
+    gpus_per_actor: float = param(1.0, "GPU share per actor, when the cluster has GPUs", ge=0)
+    cpus_per_actor: float | None = param(
+        None, "CPU cores per actor (None: an equal share of the cluster's CPUs)", gt=0
+    )
+    actors_per_model: int | None = param(None, "None: one per GPU share, else one", ge=1)
+    max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
 
 
 _GRID_DOCS = "0..255 units of the perturbation actually added"
@@ -153,7 +188,7 @@ class BenchmarkConfig:
         d = dataclasses.asdict(self)
         d["criterion"] = {"top_k": d.pop("top_k")}
         d["models"] = [m.name if not m.preprocess else {m.name: m.preprocess} for m in self.models]
-        d["attacks"] = [a.name if not a.params else {a.name: a.params} for a in self.attacks]
+        d["attacks"] = [a.as_yaml() for a in self.attacks]
         d["tasks"] = list(self.tasks)
         return _plain(d)
 
@@ -172,84 +207,216 @@ def default_config_path() -> Path:
     return Path(str(importlib.resources.files("configs").joinpath("demo.yaml")))
 
 
-def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, dict[str, Any]]]:
+def _fail(source: str, where: str, problem: str) -> ConfigError:
+    """``<file>: <key> = <value>: <what is wrong and how to fix it>``, on one line."""
+    return ConfigError(f"{source}: {where}: {problem}".replace("\n", " "))
+
+
+def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, Any]]:
+    if isinstance(raw, str):
+        raise _fail(source, f"{key} = {raw!r}", f"must be a list; write {key}: [{raw}]")
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{source}: '{key}' must be a non-empty list, got {raw!r}")
-    out: list[tuple[str, dict[str, Any]]] = []
+        raise _fail(source, f"{key} = {raw!r}", "must be a non-empty list of names")
+    out: list[tuple[str, Any]] = []
     for i, item in enumerate(raw):
         if isinstance(item, str):
-            out.append((item, {}))
+            name, params = item, None
         elif isinstance(item, dict) and len(item) == 1:
             ((name, params),) = item.items()
-            out.append((str(name), dict(params or {})))
+            if params is not None and not isinstance(params, dict):
+                raise _fail(
+                    source,
+                    f"{key}[{i}] = {item!r}",
+                    f"the settings of {name!r} must be a mapping, e.g. {{{name}: {{key: value}}}}",
+                )
         else:
-            raise ConfigError(
-                f"{source}: {key}[{i}] = {item!r}; write a name or a one-key mapping "
-                f"like {{sign: {{loss: ce}}}}"
+            raise _fail(
+                source,
+                f"{key}[{i}] = {item!r}",
+                "write a name or a one-key mapping like {sign: {loss: ce}}",
             )
+        if any(name == seen for seen, _ in out):
+            raise _fail(source, f"{key}[{i}] = {name!r}", "is listed twice; keep one entry")
+        out.append((str(name), params))
     return out
 
 
 def _section(cls: type, raw: Any, key: str, source: str) -> Any:
+    """A config section: known keys only, each of its field's type and bounds."""
     if raw is None:
         return cls()
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: '{key}' must be a mapping, got {raw!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {sorted(unknown)} in '{key}'; known: {sorted(names)}"
+        raise _fail(source, f"{key} = {raw!r}", "must be a mapping of keys")
+    try:
+        return cls(**checked_values(cls, raw))
+    except ParamError as exc:
+        raise _fail(source, key, f"{exc} ({known_keys(cls)})") from None
+    except ConfigError as exc:  # a section's own cross-field checks (e.g. eval grids)
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _models(raw: Any, source: str) -> tuple[ModelRef, ...]:
+    refs = []
+    for i, (name, preprocess) in enumerate(_named_entries(raw, "models", source)):
+        try:
+            check_model_name(name)
+        except RegistryError as exc:
+            raise _fail(source, f"models[{i}] = {name!r}", str(exc)) from None
+        refs.append(ModelRef(name, dict(preprocess or {})))
+    return tuple(refs)
+
+
+def _attacks(raw: Any, source: str) -> tuple[AttackRef, ...]:
+    refs = []
+    for i, (name, params) in enumerate(_named_entries(raw, "attacks", source)):
+        try:
+            refs.append(AttackRef(name, params))
+        except (RegistryError, ParamError) as exc:
+            raise _fail(source, f"attacks[{i}]", str(exc)) from None
+    return tuple(refs)
+
+
+def _dataset(raw: Any, source: str) -> DatasetCfg:
+    cfg: DatasetCfg = _section(DatasetCfg, raw, "dataset", source)
+    if cfg.layout not in LAYOUT_NAMES:
+        try:
+            LAYOUT_NAMES.get(cfg.layout)
+        except RegistryError as exc:
+            raise _fail(source, f"dataset.layout = {cfg.layout!r}", str(exc)) from None
+    if cfg.layout != "sample" and not cfg.root:
+        raise _fail(
+            source,
+            f"dataset.root = {cfg.root!r}",
+            f"layout {cfg.layout!r} needs dataset.root (the dataset directory)",
         )
-    return cls(**raw)
+    return cfg
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
-    """Validate a YAML mapping into a :class:`BenchmarkConfig`."""
+def _tasks(raw: Any, source: str) -> tuple[str, ...]:
+    known = TASKS.names()
+    if isinstance(raw, str):
+        raise _fail(source, f"tasks = {raw!r}", f"must be a list; write tasks: [{raw}]")
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
+        raise _fail(source, f"tasks = {raw!r}", f"must be a list of {list(known)}")
+    for t in raw:
+        if t not in known:
+            close = difflib.get_close_matches(t, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise _fail(source, f"tasks: {t!r}", f"unknown task; {hint}known: {list(known)}")
+    return tuple(raw)
+
+
+def _top_level(raw: Mapping[str, Any], source: str) -> None:
+    known = [f.name for f in dataclasses.fields(BenchmarkConfig) if f.name != "top_k"]
+    known.append("criterion")
+    for key in raw:
+        if key in known:
+            continue
+        if key == "top_k":
+            fix = f"top_k belongs to the criterion; write criterion: {{top_k: {raw[key]}}}"
+        else:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            fix = f"did you mean {close[0]!r}? " if close else ""
+            fix += f"known: {', '.join(sorted(known))}"
+        raise _fail(source, f"{key} = {raw[key]!r}", f"unknown key; {fix}")
+
+
+def _criterion(raw: Any, source: str) -> int | None:
+    if raw is None:
+        return None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys")
-    raw = dict(raw)
-    known = {f.name for f in dataclasses.fields(BenchmarkConfig)} | {"criterion"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise _fail(source, f"criterion = {raw!r}", "must be a mapping like {top_k: 5}")
+    for key in raw:
+        if key != "top_k":
+            raise _fail(source, f"criterion.{key} = {raw[key]!r}", "unknown key; known: top_k")
+    k = raw.get("top_k", 5)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise _fail(source, f"criterion.top_k = {k!r}", "must be a positive integer (5: top-5)")
+    return k
+
+
+def run_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a run directory name, or None."""
+    if not isinstance(name, str) or not RUN_NAME.match(name):
+        return (
+            "must be one directory name: letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (no '/', no '..'), at most 128 characters"
+        )
+    return None
+
+
+def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
-    for key in ("name", "output_dir", "device"):
-        if key in raw:
-            kwargs[key] = str(raw[key])
+    if "name" in raw:
+        problem = run_name_problem(raw["name"])
+        if problem:
+            raise _fail(source, f"name = {raw['name']!r}", problem)
+        kwargs["name"] = raw["name"]
+    if "output_dir" in raw:
+        value = raw["output_dir"]
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(source, f"output_dir = {value!r}", "must be a directory path")
+        kwargs["output_dir"] = value
+    if "device" in raw:
+        value = raw["device"]
+        if not isinstance(value, str) or not DEVICE.match(value):
+            raise _fail(source, f"device = {value!r}", "use auto, cpu, cuda, cuda:<n> or mps")
+        kwargs["device"] = value
     for key in ("batch_size", "shard_size"):
         if key in raw:
             value = raw[key]
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{source}: '{key}' must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _fail(source, f"{key} = {value!r}", "must be a positive integer")
             kwargs[key] = value
     if "rtol" in raw:
-        kwargs["rtol"] = float(raw["rtol"])
-    criterion = raw.get("criterion") or {}
-    if "top_k" in criterion:
-        k = criterion["top_k"]
-        if not isinstance(k, int) or k < 1:
-            raise ConfigError(f"{source}: criterion.top_k must be a positive integer, got {k!r}")
-        kwargs["top_k"] = k
-    kwargs["dataset"] = _section(DatasetCfg, raw.get("dataset"), "dataset", source)
+        value = raw["rtol"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(source, f"rtol = {value!r}", "must be a number between 0 and 1, e.g. 0.001")
+        kwargs["rtol"] = float(value)
+    return kwargs
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
+    """Validate a YAML mapping into a :class:`BenchmarkConfig` (ConfigError on any mistake)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {raw!r}")
+    _top_level(raw, source)
+    kwargs = _scalars(raw, source)
+    top_k = _criterion(raw.get("criterion"), source)
+    if top_k is not None:
+        kwargs["top_k"] = top_k
+    kwargs["dataset"] = _dataset(raw.get("dataset"), source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
     kwargs["eval"] = _section(EvalCfg, raw.get("eval"), "eval", source)
     if "models" in raw:
-        kwargs["models"] = tuple(
-            ModelRef(n, p) for n, p in _named_entries(raw["models"], "models", source)
-        )
+        kwargs["models"] = _models(raw["models"], source)
     if "attacks" in raw:
-        kwargs["attacks"] = tuple(
-            AttackRef(n, p) for n, p in _named_entries(raw["attacks"], "attacks", source)
-        )
+        kwargs["attacks"] = _attacks(raw["attacks"], source)
     if "tasks" in raw:
-        tasks = tuple(str(t) for t in raw["tasks"])
-        bad = [t for t in tasks if t not in TASKS]
-        if bad:
-            raise ConfigError(f"{source}: unknown task(s) {bad}; this version runs {TASKS.names()}")
-        kwargs["tasks"] = tasks
-    return BenchmarkConfig(**kwargs)
+        kwargs["tasks"] = _tasks(raw["tasks"], source)
+    cfg = BenchmarkConfig(**kwargs)
+    _check_eval_axes(cfg, source)
+    return cfg
+
+
+def _check_eval_axes(cfg: BenchmarkConfig, source: str) -> None:
+    """The evaluation stage reports each attack on its catalogue norm's axis; parameters
+    that make an attack minimise another norm (``gn1: {p: l2}``) would be read on the
+    wrong axis, so they are refused for evaluation tasks rather than misreported."""
+    if not any(TASKS.get(t).stage == "eval" for t in cfg.tasks):
+        return
+    for i, ref in enumerate(cfg.attacks):
+        spec = attack_spec(ref.name)
+        norm = spec.norm_for(ref.params)
+        if norm != spec.norm:
+            raise _fail(
+                source,
+                f"attacks[{i}] = {ref.as_yaml()!r}",
+                f"minimises {norm} with these parameters, but the evaluation tasks read "
+                f"{ref.name} on its {spec.norm} axis; keep its default norm or drop the "
+                "evaluation tasks for this run",
+            )
 
 
 def load_config(path: str | Path | None = None) -> BenchmarkConfig:
@@ -260,5 +427,14 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {problem}; fix the indentation or quoting there"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({exc}); pass a readable UTF-8 YAML file"
+        ) from None
     return parse_config(raw or {}, str(path))

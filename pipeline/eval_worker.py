@@ -27,7 +27,7 @@ from pipeline.image_cache import ImageCache
 from pipeline.models import PixelModel
 from pipeline.oom import is_out_of_memory
 from pipeline.store import read_store
-from tasks import attacks as attack_registry
+from tasks.attacks.specs import attack_spec
 from tasks.criterion import TopK
 from tasks.evaluation.build import BatchData, build_conditions
 from tasks.evaluation.conditions import ConditionBatch
@@ -73,7 +73,7 @@ class Evaluator:
     def specs(self, unit: EvalUnit) -> list[ConditionSpec]:
         """The conditions a unit computes: its tasks' conditions that apply to its pair."""
         self_pair = unit.source == unit.target
-        baseline = attack_registry.get(unit.attack).baseline
+        baseline = attack_spec(unit.attack).baseline
         out = []
         for task in unit.tasks:
             for spec in conditions_of(task):
@@ -181,7 +181,7 @@ class Evaluator:
                 rows.object_store(idx, data.object, attack)
         conditions = build_conditions(data, specs)
         probe = self._linearity(data) if "linearity" in unit.tasks and data.self_pair else None
-        axis = attack_registry.get(unit.attack).norm
+        axis = attack_spec(unit.attack).norm
         covered = {c.spec.name: set(c.rows) for c in conditions}
         results = evaluate(
             queue,

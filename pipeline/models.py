@@ -44,6 +44,14 @@ class PreprocessCfg:
     crop_pct: float = 0.875  # only for center_crop: resize short side to size / crop_pct
 
     def __post_init__(self) -> None:
+        size, mean, std = self.input_size, self.mean, self.std
+        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise ValueError(f"input_size must be [height, width] in pixels, got {size!r}")
+        for key, values in (("mean", mean), ("std", std)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+                raise ValueError(f"{key} must be three numbers (R, G, B in 0..1), got {values!r}")
+        if not all(v > 0 for v in std):
+            raise ValueError(f"std must be positive, got {std!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation {self.interpolation!r} not in {INTERPOLATIONS}")
         if self.mode not in ("whole", "center_crop"):
@@ -63,9 +71,11 @@ class PreprocessCfg:
         for key in ("input_size", "mean", "std"):
             if key in values:
                 v = values[key]
-                values[key] = (
-                    (int(v), int(v)) if key == "input_size" and isinstance(v, int) else tuple(v)
-                )
+                if key == "input_size" and isinstance(v, int):
+                    v = (v, v)
+                if not isinstance(v, (list, tuple)):
+                    raise ValueError(f"preprocessing {key} must be a list, got {v!r}")
+                values[key] = tuple(v)
         return dataclasses.replace(self, **values)
 
     def as_dict(self) -> dict[str, Any]:

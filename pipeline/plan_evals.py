@@ -25,7 +25,7 @@ from pipeline.results import (
     is_complete,
     perturbation_shard_path,
 )
-from tasks import attacks as attack_registry
+from tasks.attacks.specs import attack_spec
 from tasks.geometry import Box
 from tasks.protocol import TASKS
 from tasks.protocol import eval_tasks as protocol_eval_tasks
@@ -57,7 +57,7 @@ def plan_eval_units(
     source_cfgs = {m.name: resolve_cfg(m.name, m.preprocess) for m in cfg.models}
     units, done = [], 0
     for attack in (a.name for a in cfg.attacks):
-        baseline = attack_registry.get(attack).baseline
+        baseline = attack_spec(attack).baseline
         for source in models:
             for shard, (lo, hi) in enumerate(shard_slices(len(rows), cfg.shard_size)):
                 store = perturbation_shard_path(run_dir, source, attack, shard)

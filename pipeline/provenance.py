@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import rundir
+
 PACKAGES = ("foveabench", "torch", "torchvision", "timm", "ray", "mlflow", "polars", "pyarrow")
 
 
@@ -46,7 +48,7 @@ def dataset_hash(manifest: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-FILE = "provenance.json"
+FILE = rundir.PROVENANCE_FILE
 METADATA_KEY = b"foveabench.provenance"
 
 

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import ray
 import yaml
 from tqdm import tqdm
 
-from pipeline import interrupts, provenance
+from pipeline import interrupts, provenance, rundir
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
@@ -42,6 +41,7 @@ from pipeline.results import (
     write_atomic,
 )
 from pipeline.runmeta import run_params, run_tags
+from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
@@ -52,10 +52,7 @@ from pipeline.tracking import Tracker, default_tracking_uri
 from pipeline.worker import RemoteModelWorker, WorkerSpec
 from pipeline.write import ResultWriter
 
-RESULT_DIRS = (
-    "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
-    "report",
-)  # fmt: skip
+RESULT_DIRS = rundir.RESULT_DIRS
 #: Called once the run is summarised, before its MLflow runs close (the CLI builds the
 #: report there: the runner itself never draws).
 Reporter = Callable[[Path, "Tracker", dict[str, str]], None]
@@ -93,19 +90,8 @@ def log(message: str) -> None:
 
 
 def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Path:
-    run_dir = Path(cfg.output_dir) / run_name
-    if fresh and run_dir.exists():
-        for name in (
-            *RESULT_DIRS, "manifest.parquet", "bad_rows.parquet", "mlflow.json", FIXED_POINTS,
-            provenance.FILE,
-        ):  # fmt: skip
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    """``<output_dir>/<run_name>``; ``fresh`` empties it only if foveabench created it."""
+    return rundir.prepare(cfg.output_dir, run_name, fresh)
 
 
 def run_benchmark(
@@ -265,34 +251,6 @@ def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
         tracker.log_metrics_once(metrics, model=model)
 
 
-class _RunningStats:
-    """Running metrics streamed to MLflow while shards land."""
-
-    def __init__(self) -> None:
-        self.images: collections.Counter[str] = collections.Counter()
-        self.top5: dict[str, list[bool]] = collections.defaultdict(list)
-        self.l1pp: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
-        self.steps: collections.Counter[str] = collections.Counter()
-
-    def update(self, out: AttackOutput) -> tuple[str, dict[str, float], int]:
-        model = out.unit.model
-        self.steps[model] += 1
-        if out.clean is not None:
-            self.images[model] += out.clean.num_rows
-            self.top5[model].extend(
-                v for v in out.clean.column("top5_correct").to_pylist() if v is not None
-            )
-        metrics: dict[str, float] = {"images_done": float(self.images[model])}
-        if self.top5[model]:
-            metrics["running/clean_top5"] = sum(self.top5[model]) / len(self.top5[model])
-        for attack, (rows, _) in out.attacks.items():
-            values = self.l1pp[(model, attack)]
-            values.extend(v for v in rows.column("l1pp").to_pylist() if v is not None)
-            if values:
-                metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
-        return model, metrics, self.steps[model]
-
-
 def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
@@ -442,7 +400,13 @@ class _Stages:
         return result.failed, result.requeued
 
     def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[str], int]:
-        stats = _RunningStats()
+        stats = RunningStats.resume(
+            self.cfg,
+            self.manifest,
+            self.run_dir,
+            units,
+            lambda model: self.tracker.last_step("images_done", model),
+        )
         busy: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
 
         def on_output(out: AttackOutput) -> None:

@@ -85,6 +85,7 @@ class Tracker:
         if not self._probe():
             return
         self._guard(self._start, run_name, tags, params, models, reuse_by_name)
+        self._guard(self.fail_orphans, models)
 
     def _start(
         self,
@@ -121,6 +122,49 @@ class Tracker:
                 )
                 self.children[model] = child.info.run_id
         self._save_state()
+
+    def fail_orphans(self, models: list[str]) -> list[str]:
+        """Mark FAILED the RUNNING runs of this run dir that this start did not reopen.
+
+        A driver that dies without closing its runs (killed, or a full disk that
+        also held the store) leaves them RUNNING. The next start of the same run
+        dir (runs carry its absolute path in the ``run_dir`` tag) reopens the runs
+        named in ``mlflow.json`` for the ``models`` it runs; any other RUNNING run
+        of that dir (after ``--fresh``, a model dropped from the config, a state
+        file never written) is an orphan and is closed here, with a line saying so.
+        """
+        if not self.parent_id:
+            return []
+        in_use = {self.parent_id, *(self.children[m] for m in models if m in self.children)}
+        run_dir = str(self.run_dir.resolve())
+        running = self.client.search_runs(
+            [self._experiment_id()], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        orphans = [
+            r
+            for r in running
+            if r.data.tags.get("run_dir") == run_dir and r.info.run_id not in in_use
+        ]
+        for run in orphans:
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            print(
+                f"mlflow: run {run.info.run_id} ({run.info.run_name}) of {run_dir} was left "
+                "RUNNING by a start that died without closing it (killed, or out of disk); "
+                f"marked FAILED; this start logs to run {self.parent_id}",
+                file=sys.stderr,
+            )
+        return [r.info.run_id for r in orphans]
+
+    def last_step(self, key: str, model: str | None = None) -> int:
+        """The highest step logged for metric ``key`` (0: none, or MLflow unavailable),
+        so that a resumed run continues its running curves instead of restarting them."""
+        run_id = self.run_id(model)
+        steps: list[int] = []
+        if run_id and self.available:
+            self._guard(
+                lambda: steps.extend(m.step for m in self.client.get_metric_history(run_id, key))
+            )
+        return max(steps, default=0)
 
     def finish(self, success: bool = True, status: str | None = None) -> None:
         """Terminate every run: FINISHED, FAILED, or ``status`` (e.g. KILLED on interrupt)."""

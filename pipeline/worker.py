@@ -35,6 +35,7 @@ from pipeline.results import (
 from pipeline.store import record, roundtrip
 from tasks import attacks as attack_registry
 from tasks.attacks.base import Attack, AttackResult
+from tasks.attacks.params import AttackParams
 from tasks.bounds import UnsupportedLayerError, peck_bound
 from tasks.clean import clean_measures, clean_scores
 from tasks.criterion import TopK
@@ -48,7 +49,7 @@ class WorkerSpec:
 
     model: str
     preprocess: dict[str, Any]
-    attacks: dict[str, dict[str, Any]]  # name -> params
+    attacks: dict[str, AttackParams]  # name -> its validated parameters
     top_k: int = 5
     rtol: float = 1e-3
     batch_size: int = 16
@@ -102,10 +103,10 @@ class ModelWorker:
         self.criterion = TopK(spec.top_k)
         self.images = ImageCache()  # decoded once, for both stages
         search = LineSearch(rtol=spec.rtol)
-        self.attacks: dict[str, Attack] = {}
+        self.attacks: dict[str, Attack[Any]] = {}
         for name, params in spec.attacks.items():
             attack = attack_registry.create(
-                name, criterion=self.criterion, line_search=search, **params
+                name, criterion=self.criterion, line_search=search, params=params
             )
             attack.quantize = roundtrip  # the scale is found for the stored direction
             self.attacks[name] = attack

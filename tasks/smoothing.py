@@ -30,32 +30,15 @@ is :func:`magnify`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from tasks.attacks.params import SmoothingCfg
+
 _HALF_4 = ((0, 1), (1, 0))
 _HALF_8 = ((0, 1), (1, 0), (1, 1), (1, -1))
-
-
-@dataclass(frozen=True)
-class SmoothingCfg:
-    """Zhang et al.'s ImageNet settings: alpha 0.997, Laplacian kernel, 50 CG iterations."""
-
-    alpha: float = 0.997
-    neighbours: Literal[4, 8] = 8
-    kernel: Literal["laplacian", "gaussian"] = "laplacian"
-    sigma: float = 0.1  # feature kernel scale, colours in [0, 1]
-    cg_iters: int = 50
-    tol: float = 0.0  # stop early when every relative residual is below tol (0: never)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.alpha < 1:
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
-        if self.neighbours not in (4, 8):
-            raise ValueError(f"neighbours must be 4 or 8, got {self.neighbours}")
 
 
 def shift(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

@@ -34,7 +34,9 @@ from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, Ra
 from pipeline.data import build_manifest
 from pipeline.runner import run_benchmark
 from pipeline.worker import ModelWorker, WorkerSpec
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks import ATTACK_SPECS, AttackSpec
+from tasks.attacks.gradient import SignAttack
+from tasks.attacks.params import GradientParams
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 7  # the whole `sample` set
@@ -146,18 +148,23 @@ def test_interrupted_driver_resumes_without_recomputing(tmp_path: Path) -> None:
 
 # -- a failing image becomes an error row (plain ModelWorker, no Ray) -------------------------
 
-if "test_oom_above_one" not in ATTACKS:
 
-    @ATTACKS.register("test_oom_above_one")
-    class _OomAboveOne(ATTACKS.get("sign")):  # type: ignore[misc]
-        """Runs out of memory on any batch of 2+, and always on the coffee photo (label 967)."""
+class _OomAboveOne(SignAttack):
+    """Runs out of memory on any batch of 2+, and always on the coffee photo (label 967)."""
 
-        def __call__(self, model, x, labels):
-            if x.shape[0] > 1:
-                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            if int(labels[0]) == 967:
-                raise torch.OutOfMemoryError("CUDA out of memory (even one image)")
-            return super().__call__(model, x, labels)
+    def __call__(self, model, x, labels):
+        if x.shape[0] > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if int(labels[0]) == 967:
+            raise torch.OutOfMemoryError("CUDA out of memory (even one image)")
+        return super().__call__(model, x, labels)
+
+
+if "test_oom_above_one" not in ATTACK_SPECS:
+    ATTACK_SPECS.add(
+        "test_oom_above_one",
+        AttackSpec("test_oom_above_one", "linf", False, GradientParams, f"{__name__}:_OomAboveOne"),
+    )
 
 
 @pytest.mark.integration
@@ -175,7 +182,7 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(tmp_path
         attacks=("test_oom_above_one",),
         clean=True,
     )
-    spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": {}}, batch_size=4, threads=2)
+    spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": GradientParams()}, batch_size=4, threads=2)
     out = ModelWorker(spec).process(unit)
 
     rows = {r["image_id"]: r for r in out.attacks["test_oom_above_one"][0].to_pylist()}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, load_config, parse_config
+from tasks.attacks.params import DDNParams, GradientParams
 
 pytestmark = pytest.mark.unit
 
@@ -24,24 +25,33 @@ def test_attack_params_and_model_overrides_parse() -> None:
     cfg = parse_config(
         {
             "models": [{"efficientnet_lite0": {"mode": "center_crop"}}],
-            "attacks": [{"sign": {"loss": "ce"}}, "fgv"],
+            "attacks": [{"sign": {"loss": "score"}}, "fgv", {"ddn": {"steps": 7, "gamma": 0.05}}],
             "criterion": {"top_k": 1},
         }
     )
     assert cfg.models[0].preprocess == {"mode": "center_crop"}
-    assert cfg.attacks[0].params == {"loss": "ce"} and cfg.attacks[1].name == "fgv"
+    assert cfg.attacks[0].params == GradientParams(loss="score")
+    assert cfg.attacks[1].name == "fgv" and cfg.attacks[1].params == GradientParams()
+    assert cfg.attacks[2].params == DDNParams(steps=7)
     assert cfg.top_k == 1
-    assert cfg.as_dict()["criterion"] == {"top_k": 1}
+    written = cfg.as_dict()
+    assert written["criterion"] == {"top_k": 1}
+    # the YAML shape, defaults not repeated; it parses back to the same config
+    assert written["attacks"] == [{"sign": {"loss": "score"}}, "fgv", {"ddn": {"steps": 7}}]
+    assert parse_config(written) == cfg
 
 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        ({"modles": ["x"]}, "unknown key(s) ['modles']"),
-        ({"dataset": {"layut": "sample"}}, "unknown key(s) ['layut'] in 'dataset'"),
-        ({"criterion": {"top_k": 0}}, "criterion.top_k must be a positive integer"),
-        ({"attacks": []}, "'attacks' must be a non-empty list"),
-        ({"tasks": ["clean", "telepathy"]}, "unknown task(s) ['telepathy']"),
+        ({"modles": ["x"]}, "modles = ['x']: unknown key; did you mean 'models'?"),
+        (
+            {"dataset": {"layut": "sample"}},
+            "dataset: unknown key 'layut' = 'sample'; did you mean 'layout'?",
+        ),
+        ({"criterion": {"top_k": 0}}, "criterion.top_k = 0: must be a positive integer"),
+        ({"attacks": []}, "attacks = []: must be a non-empty list"),
+        ({"tasks": ["clean", "telepathy"]}, "tasks: 'telepathy': unknown task"),
     ],
 )
 def test_mistakes_are_named(raw: dict, fragment: str, tmp_path: Path) -> None:

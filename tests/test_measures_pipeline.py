@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 import ray
 import torch
-from pipeline.summary.measures import bounds_summary
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
@@ -23,6 +22,7 @@ from pipeline.data import build_manifest
 from pipeline.images import load_batch
 from pipeline.models import load_model
 from pipeline.runner import run_benchmark
+from pipeline.summary.measures import bounds_summary
 from tasks import measures
 
 LITE = "efficientnet_lite0"

@@ -63,9 +63,9 @@ def test_the_registry_answers_what_other_modules_need() -> None:
 
 
 def test_baselines_and_attack_norms_come_from_the_attack_registry() -> None:
-    from tasks.attacks import ATTACKS, get
+    from tasks.attacks.specs import ATTACK_SPECS, attack_spec
 
-    baselines = [a for a in ATTACKS.names() if get(a).baseline]
+    baselines = [a for a in ATTACK_SPECS.names() if attack_spec(a).baseline]
     assert baselines == ["random"]
     found = literals()
     for name in baselines:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
-from pipeline.summary.axes import attack_spec
+from pipeline.summary.axes import is_baseline as _is_baseline
 from tasks.protocol import CONDITIONS
 
 DPI = 100
@@ -42,7 +42,7 @@ CONDITION_COLOR = {c.name: _PALETTE[k % len(_PALETTE)] for k, c in enumerate(CON
 
 def is_baseline(attack: str) -> bool:
     """A reference direction (random noise), not an attack: drawn dashed, left out of tables."""
-    return bool(attack_spec(attack).baseline)
+    return _is_baseline(attack)
 
 
 def short(model: str) -> str:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.bench.peers import art_fgsm_minimal, foolbox3_minimization, foolbox24_lbfgs
-from tasks import attacks
+from tasks.attacks.specs import attack_spec
 from tasks.registry import Registry
 
 
@@ -65,7 +65,8 @@ class Pair:
     @property
     def norm(self) -> str:
         """The norm both sides minimise: our attack class's own (0..255 units)."""
-        return attacks.get(self.attack).norm
+        spec = attack_spec(self.attack)
+        return spec.norm_for(spec.build_params(self.params))
 
     @property
     def params(self) -> dict[str, Any]:

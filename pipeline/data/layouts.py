@@ -5,6 +5,10 @@ A layout yields :class:`Candidate` images (checked later, in one place, by
 problems only the layout can see (an annotation without an image, an image
 without an annotation, a malformed annotation). Whole-dataset problems (no
 root, no annotation files at all) raise :class:`ManifestError`.
+
+Nothing outside the dataset root is read: an annotation file that resolves
+outside it is a bad row (or, for a whole-dataset file, a ManifestError), and a
+Kaggle ``ImageId`` must be a plain file name, never a path.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipeline.config import ConfigError
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
-from pipeline.data.probe import is_image_file
+from pipeline.data.probe import is_image_file, outside_root
 from pipeline.data.sample_set import SAMPLE_PHOTOS
 from pipeline.data.schema import BadRow, Box, Candidate
 from tasks.registry import Registry
@@ -27,8 +32,10 @@ Layout = Callable[[Path | None], Found]
 LAYOUTS: Registry[Layout] = Registry("dataset layout")
 
 
-class ManifestError(ValueError):
+class ManifestError(ConfigError):
     """The dataset as a whole cannot be read; the message says how to fix it."""
+
+    label = "dataset error"
 
 
 def _require_root(root: Path | None, layout: str) -> Path:
@@ -37,6 +44,17 @@ def _require_root(root: Path | None, layout: str) -> Path:
     if not root.is_dir():
         raise ManifestError(f"dataset root {root} is not a directory; fix dataset.root")
     return root
+
+
+def _readable(path: Path, root: Path) -> Path:
+    """``path`` for a whole-dataset file (ground truth, CSV...), if it lies inside ``root``."""
+    where = outside_root(path, root)
+    if where is not None:
+        raise ManifestError(
+            f"{path} resolves to {where}, outside the dataset root {root}; foveabench reads "
+            "nothing outside dataset.root: copy the file into the root"
+        )
+    return path
 
 
 def _images_in(directory: Path) -> dict[str, Path]:
@@ -76,7 +94,7 @@ def _ilsvrc_id_to_wnid(root: Path) -> list[str]:
     if meta is not None:
         from scipy.io import loadmat
 
-        synsets = loadmat(meta, squeeze_me=True)["synsets"]
+        synsets = loadmat(_readable(meta, root), squeeze_me=True)["synsets"]
         by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
         return [by_id[i] for i in range(1, len(wnids()) + 1)]
     listing = _find(root, "wnids.txt")
@@ -86,7 +104,8 @@ def _ilsvrc_id_to_wnid(root: Path) -> list[str]:
             "line in ILSVRC2012_ID order) to turn IDs into wnids; the devkit IDs are NOT "
             "sorted-wnid order, so they cannot be guessed"
         )
-    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    lines = _readable(listing, root).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip()]
 
 
 def _ground_truth(root: Path) -> tuple[Path, dict[str, tuple[str, int]]] | None:
@@ -99,6 +118,7 @@ def _ground_truth(root: Path) -> tuple[Path, dict[str, tuple[str, int]]] | None:
     path = _find(root, GROUND_TRUTH)
     if path is None:
         return None
+    _readable(path, root)
     table = _ilsvrc_id_to_wnid(root)
     labels = {}
     for n, line in enumerate(path.read_text().splitlines(), start=1):
@@ -125,7 +145,7 @@ def ilsvrc(root: Path | None) -> Found:
             f"{root}: no bbox/ folder and no {GROUND_TRUTH}; the ilsvrc layout needs one of them"
         )
     if bbox_dir.is_dir():
-        yield from _from_xml(images, image_dir, bbox_dir)
+        yield from _from_xml(images, image_dir, bbox_dir, root)
         return
     assert truth is not None
     gt_path, labels = truth
@@ -143,7 +163,7 @@ def ilsvrc(root: Path | None) -> Found:
             )
 
 
-def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path) -> Found:
+def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path, root: Path) -> Found:
     xmls = {p.stem: p for p in sorted(bbox_dir.glob("*.xml"))}
     for image_id, path in images.items():
         if image_id not in xmls:
@@ -161,6 +181,14 @@ def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path) -> Found
                 "missing_image",
                 f"annotation has no image {image_id}.JPEG in {image_dir}; add the image or remove the XML",
             )
+            continue
+        where = outside_root(xml, root)
+        if where is not None:
+            reason = (
+                f"annotation resolves to {where}, outside the dataset root {root}; it is not "
+                "read: copy the XML into the root"
+            )
+            yield BadRow(image_id, xml, "outside_root", reason)
             continue
         try:
             objects = read_bbox_xml(xml)
@@ -185,12 +213,13 @@ def kaggle(root: Path | None) -> Found:
     csv_path = root / KAGGLE_CSV
     if not csv_path.is_file():
         raise ManifestError(f"{root}: no {KAGGLE_CSV}; point dataset.root at the Kaggle download")
+    _readable(csv_path, root)
     image_dir = next((root / d for d in _KAGGLE_IMAGE_DIRS if (root / d).is_dir()), None)
     if image_dir is None:
         raise ManifestError(f"{root}: no image folder, expected one of {list(_KAGGLE_IMAGE_DIRS)}")
     images = _images_in(image_dir)
     seen = set()
-    with csv_path.open(newline="") as f:
+    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         if [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
@@ -200,6 +229,14 @@ def kaggle(root: Path | None) -> Found:
                 continue
             image_id = fields[0].strip()
             seen.add(image_id)
+            problem = _not_a_file_name(image_id)
+            if problem:
+                reason = (
+                    f"ImageId {image_id!r} {problem}; it must be an image's file name without "
+                    "extension (like ILSVRC2012_val_00000001), fix the row"
+                )
+                yield BadRow(image_id, csv_path, "bad_annotation", reason, line)
+                continue
             try:
                 objects = parse_prediction_string(
                     fields[1] if len(fields) > 1 else "", f"{csv_path}:{line}"
@@ -217,6 +254,17 @@ def kaggle(root: Path | None) -> Found:
                 "missing_annotation",
                 f"no row of {csv_path} for this image; add its row or remove the image",
             )
+
+
+def _not_a_file_name(image_id: str) -> str | None:
+    """Why a Kaggle ImageId cannot name a file in the image folder, or None."""
+    if not image_id:
+        return "is empty"
+    if "/" in image_id or "\\" in image_id or "\0" in image_id:
+        return "is a path, not a file name (it contains '/', '\\' or a NUL byte)"
+    if image_id in (".", ".."):
+        return "names a directory"
+    return None
 
 
 # --- imagefolder ----------------------------------------------------------------------

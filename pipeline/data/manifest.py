@@ -2,6 +2,9 @@
 
 Layouts only find images; every check that can exclude an image (label, file,
 boxes, duplicates) happens here, once, so all layouts report problems alike.
+A hostile dataset costs rows, never the run: a file name that is not UTF-8, a
+path that leads outside the dataset root and a decompression bomb are bad rows
+like a truncated JPEG.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -27,6 +31,8 @@ from pipeline.data.schema import (
     SCHEMA_VERSION,
     BadRow,
     Candidate,
+    is_utf8,
+    printable,
 )
 
 _CHUNK = 64  # images probed per batch; PIL decodes without the GIL, so threads help
@@ -61,7 +67,8 @@ def build_manifest(layout: str, root: str | Path | None, limit: int | None = Non
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
-    found = LAYOUTS.get(layout)(Path(root).resolve() if root is not None else None)
+    root_path = Path(root).resolve() if root is not None else None
+    found = LAYOUTS.get(layout)(root_path)
     items = sorted(
         _flag_duplicates(found), key=lambda item: (item.image_id, isinstance(item, Candidate))
     )
@@ -71,7 +78,7 @@ def build_manifest(layout: str, root: str | Path | None, limit: int | None = Non
         for chunk in _chunks(items, _CHUNK):
             if limit is not None and len(rows) >= limit:
                 break
-            for checked in pool.map(_check, chunk):
+            for checked in pool.map(partial(_check, root=root_path), chunk):
                 if limit is not None and len(rows) >= limit:
                     break
                 if isinstance(checked, dict):
@@ -108,12 +115,22 @@ def _flag_duplicates(found: Iterable[Candidate | BadRow]) -> Iterator[Candidate 
         yield item
 
 
-def _check(item: Candidate | BadRow) -> dict[str, object] | list[BadRow]:
-    """The manifest row of a candidate, or every reason it is excluded."""
+def _check(item: Candidate | BadRow, root: Path | None) -> dict[str, object] | list[BadRow]:
+    """The manifest row of a candidate, or every reason it is excluded.
+
+    Files are only opened inside ``root`` (None: the embedded sample set).
+    """
     if isinstance(item, BadRow):
         return [item]
     c = item
     source = c.annotation or c.path
+    if not is_utf8(str(c.path)) or not is_utf8(c.image_id):
+        name = printable(str(c.path))
+        why = (
+            f"file name {name} is not valid UTF-8 (its bytes are shown as \\xNN); the manifest "
+            "stores UTF-8 paths, so rename the file (e.g. convmv -f latin1 -t utf8)"
+        )
+        return [BadRow(c.image_id, c.path, "bad_file_name", why)]
     problems: list[BadRow] = []
     label = wnid_to_index().get(c.wnid)
     if label is None:
@@ -127,7 +144,7 @@ def _check(item: Candidate | BadRow) -> dict[str, object] | list[BadRow]:
             )
         )
     try:
-        width, height = probe_image(c.path)
+        width, height = probe_image(c.path, root)
     except ImageProblem as exc:
         # A missing file is the annotation's fault (it names the file); a broken one is the image's.
         where = (source, c.row) if exc.kind == "missing_image" else (c.path, None)

@@ -6,11 +6,16 @@ JPEG in draft mode: libjpeg then scales the DCT to 1/8 size, which still reads
 every entropy-coded byte (so truncation raises "image file is truncated") at
 about half the cost of a full decode (~1 ms for a 500x375 ILSVRC photo).
 Other formats are decoded fully (PNG/others have no cheaper complete check).
+
+Before any of that, two checks that read no image data: the file must lie
+inside the dataset root once links are resolved (nothing outside the root is
+ever read), and a header that claims more pixels than PIL's decompression-bomb
+limit is refused, not decoded. Each failure is an :class:`ImageProblem`,
+which the manifest turns into one bad row.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -27,24 +32,58 @@ class ImageProblem(Exception):
         self.reason = reason
 
 
+def _oversized(claim: str) -> ImageProblem:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return ImageProblem(
+        "oversized_image",
+        f"the image header claims too many pixels ({claim}; the decompression-bomb limit is "
+        f"{limit} pixels); the file is skipped without being decoded (an ImageNet photo has "
+        "~0.2 Mpixel): downscale it or remove it",
+    )
+
+
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def probe_image(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of ``path`` after checking the file decodes completely."""
+def outside_root(path: Path, root: Path) -> str | None:
+    """Where ``path`` really points when that is outside ``root`` (resolved), else None."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop
+        return f"an unresolvable link ({exc})"
+    return None if real.is_relative_to(root) else str(real)
+
+
+def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
+    """``(width, height)`` of ``path`` after checking the file decodes completely.
+
+    With ``root``, a path that resolves outside it (a ``..`` in an annotation, a
+    symbolic link) is refused before the file is opened.
+    """
+    where = outside_root(path, root) if root is not None else None
+    if where is not None:
+        raise ImageProblem(
+            "outside_root",
+            f"{path} resolves to {where}, outside the dataset root {root}; foveabench reads "
+            "nothing outside dataset.root: copy the file into the root (or point dataset.root "
+            "at the directory the links lead to) and fix the annotation",
+        )
     if not path.is_file():
         raise ImageProblem(
             "missing_image", f"image file {path} does not exist; add it or fix the path"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                size = im.size
-                im.draft(im.mode, (1, 1))  # no-op except for JPEG
-                im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        with Image.open(path) as im:  # parses the header only
+            size = im.size
+            limit = Image.MAX_IMAGE_PIXELS  # None: the user switched PIL's check off
+            if limit is not None and size[0] * size[1] > limit:  # PIL only warns below 2x
+                raise _oversized(f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels")
+            im.draft(im.mode, (1, 1))  # no-op except for JPEG
+            im.load()
+    except Image.DecompressionBombError as exc:  # PIL refuses to even open it
+        raise _oversized(str(exc).split(",")[0]) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageProblem(
             "unreadable_image",
             f"unreadable or truncated image ({type(exc).__name__}: {exc}); "

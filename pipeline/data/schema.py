@@ -6,6 +6,7 @@ so they are declared once here and every table is built against them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,32 @@ KINDS: dict[str, tuple[str, str]] = {
     "missing_annotation": ("missing annotation", "missing annotations"),
     "bad_annotation": ("malformed annotation", "malformed annotations"),
     "duplicate_image_id": ("duplicate image_id", "duplicate image_ids"),
+    "oversized_image": ("oversized image", "oversized images"),
+    "outside_root": ("file outside the dataset root", "files outside the dataset root"),
+    "bad_file_name": ("file name that is not UTF-8", "file names that are not UTF-8"),
 }
+
+
+def printable(text: str) -> str:
+    """``text`` with bytes that are not UTF-8 (from a file name) shown as ``\\xNN``.
+
+    Python keeps such bytes as lone surrogates, which Arrow and strict stdout
+    refuse; every string of a bad row passes through here.
+    """
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` (a file name, an id) is valid UTF-8 (holds no escaped bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -104,10 +130,10 @@ class BadRow:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "image_id": self.image_id,
-            "source": str(self.source),
+            "image_id": printable(self.image_id),
+            "source": printable(str(self.source)),
             "row": self.row,
             "kind": self.kind,
-            "reason": self.reason,
+            "reason": printable(self.reason),
             "schema_version": SCHEMA_VERSION,
         }

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline import rundir
 from pipeline.config import EvalCfg
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 
-FILE = "eval_points.json"
+FILE = rundir.EVAL_POINTS_FILE
 
 Points = dict[str, dict[str, dict[str, object]]]  # model -> attack -> {norm, values}
 

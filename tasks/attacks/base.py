@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Generic, TypeVar, cast
 
 import torch
 from torch import nn
 
 from tasks import norms
+from tasks.attacks.params import AttackParams
+from tasks.attacks.specs import AttackSpec, spec_for_class
 from tasks.context import PIXEL_BOUNDS, Bounds, QueryContext
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch, search_scale
@@ -62,40 +64,42 @@ class AttackResult:
         }
 
 
-class Attack(ABC):
-    """Minimum-perturbation attack in pixel space under a top-k criterion."""
+P = TypeVar("P", bound=AttackParams)
 
-    name: ClassVar[str] = ""
+
+class Attack(ABC, Generic[P]):
+    """Minimum-perturbation attack in pixel space under a top-k criterion.
+
+    Its name, norm and parameter dataclass ``P`` come from its entry in
+    :mod:`tasks.attacks.specs`; ``params`` is that dataclass (or a mapping of
+    it), ``overrides`` replace single fields: ``DDNAttack(steps=50)``.
+    """
+
+    params: P
+    #: The norm the attack's own objective minimises, with these parameters.
+    norm: str
     #: Applied to every proposed direction before the final line search (the pipeline sets
     #: its storage codec's round trip, so the scale found is the stored direction's).
     quantize: Callable[[torch.Tensor], torch.Tensor] | None = None
-    #: The norm the attack's own objective minimises: the protocol's axis for it.
-    norm: ClassVar[str] = "linf"
-    #: A reference direction (random noise), shown in the norm sweeps only.
-    baseline: ClassVar[bool] = False
 
     def __init__(
         self,
         criterion: TopK | None = None,
         bounds: Bounds | None = PIXEL_BOUNDS,
         line_search: LineSearch | None = None,
-        **params: Any,
+        params: P | Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> None:
         self.criterion = criterion or TopK()
         self.bounds = bounds
         self.line_search = line_search or LineSearch()
-        unknown = set(params) - set(self.param_names())
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unknown parameter(s) {sorted(unknown)}; "
-                f"it accepts {sorted(self.param_names())}"
-            )
-        self.params = params
+        self.spec: AttackSpec = spec_for_class(type(self))
+        self.params = cast(P, self.spec.build_params(params, **overrides))
+        self.norm = self.spec.norm_for(self.params)
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        """Names of attack-specific keyword parameters (override to accept some)."""
-        return ()
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @abstractmethod
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:

@@ -23,48 +23,31 @@ objective stays linear (no curvature pairs), see :mod:`tasks.attacks.lbfgs`.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
 from tasks.attacks.lbfgs import LBFGS, minimize, perturbation_box
 from tasks.attacks.losses import true_prob, true_score
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import BFGSParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
 SCORES = {"prob": true_prob, "logit": true_score}
 
 
-@ATTACKS.register("bfgs")
-class BFGSAttack(Attack):
+class BFGSAttack(Attack[BFGSParams]):
     """L1-penalised hinge on the true score, projected L-BFGS, Luo's fallback.
 
-    Parameters: ``eta`` (1e-6, the paper's), ``max_iter`` (100), ``history``
-    (L-BFGS memory, 10), ``score`` ("logit" default, or "prob"), ``polish``
-    (0, the paper's: stop at the first adversarial point; ``n`` > 0 keeps
-    L-BFGS going for ``n`` more evaluations and keeps the smallest-L1
-    adversarial iterate, docs/benchmarks.md has what it buys).
+    ``polish`` > 0 keeps L-BFGS going past the first adversarial point and
+    keeps the smallest-L1 adversarial iterate (docs/benchmarks.md has what it buys).
     """
 
-    norm: ClassVar[str] = "l1pp"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("eta", "max_iter", "history", "score", "polish")
-
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        eta = float(self.params.get("eta", 1e-6))
-        settings = LBFGS(
-            max_iter=int(self.params.get("max_iter", 100)),
-            history=int(self.params.get("history", 10)),
-        )
+        p = self.params
+        eta = p.eta
+        settings = LBFGS(max_iter=p.max_iter, history=p.history)
         criterion = ctx.criterion
-        score_name = str(self.params.get("score", "logit"))
-        if score_name not in SCORES:
-            raise ValueError(f"bfgs score {score_name!r}: use one of {sorted(SCORES)}")
-        score = SCORES[score_name]
+        score = SCORES[p.score]
 
         def hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             out = criterion.is_adversarial(logits, labels)
@@ -80,7 +63,7 @@ class BFGSAttack(Attack):
             return margin / g.flatten(1).pow(2).sum(1).clamp_min(1e-30)
 
         best = BestAdversarial(x, norm="l1pp")
-        polish = int(self.params.get("polish", 0))
+        polish = p.polish
         since = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
 
         def on_eval(idx: torch.Tensor, e: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,12 @@ of 255 so that ``initial_const`` and ``lr`` keep the paper's magnitudes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
 
 import torch
 
 from tasks.attacks.base import Attack, Proposal
 from tasks.attacks.losses import LossFn
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import CWParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
@@ -59,13 +58,11 @@ def _weighted_hinge(ctx: QueryContext, c: torch.Tensor, kappa: float) -> LossFn:
 #: ``(variable rows, their batch rows) -> (adversarial images, squared L2 in units of 255)``
 Parametrization = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-CW_PARAMS = ("binary_steps", "max_iter", "lr", "initial_const", "kappa", "abort_early")
-
 
 def cw_minimize(
     ctx: QueryContext,
     x: torch.Tensor,
-    params: dict[str, Any],
+    params: CWParams,
     init: torch.Tensor,
     parametrize: Parametrization,
 ) -> Proposal:
@@ -76,18 +73,17 @@ def cw_minimize(
     image (x10 until the first success, then bisection); early abort when the
     loss stalls; every iterate offered to the best-adversarial tracker.
     """
-    max_iter = int(params.get("max_iter", 1000))
-    kappa = float(params.get("kappa", 0.0))
-    abort_every = max(1, max_iter // 10) if params.get("abort_early", True) else max_iter + 1
+    max_iter, kappa = params.max_iter, params.kappa
+    abort_every = max(1, max_iter // 10) if params.abort_early else max_iter + 1
     n = x.shape[0]
-    c = torch.full((n,), float(params.get("initial_const", 1e-3)), device=x.device)
+    c = torch.full((n,), params.initial_const, device=x.device)
     c_lo, c_hi = torch.zeros_like(c), torch.full_like(c, float("inf"))
     best = BestAdversarial(x, norm="l2")
 
-    for _ in range(int(params.get("binary_steps", 9))):
+    for _ in range(params.binary_steps):
         succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
         var = init.clone().requires_grad_(True)
-        opt = torch.optim.Adam([var], lr=float(params.get("lr", 1e-2)))
+        opt = torch.optim.Adam([var], lr=params.lr)
         active = torch.arange(n, device=x.device)
         prev = torch.full((n,), float("inf"), device=x.device)
         for it in range(max_iter):
@@ -120,20 +116,9 @@ def cw_minimize(
     return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
 
 
-@ATTACKS.register("cw")
-class CarliniWagnerL2(Attack):
-    """Adam on tanh-reparametrised L2 + c * hinge on the top-k margin.
-
-    Parameters: ``binary_steps`` (9, the paper's), ``max_iter`` (1000 per c;
-    the paper allows 10000), ``lr`` (1e-2), ``initial_const`` (1e-3),
-    ``kappa`` (0), ``abort_early`` (True).
-    """
-
-    norm: ClassVar[str] = "l2"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return CW_PARAMS
+class CarliniWagnerL2(Attack[CWParams]):
+    """Adam on tanh-reparametrised L2 + c * hinge on the top-k margin (the paper allows
+    up to 10000 iterations per c)."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         box = _BoxMap(x, ctx.bounds)

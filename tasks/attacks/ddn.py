@@ -14,12 +14,11 @@ Sizes (``init_norm``, ``alpha``) are in units of 255 (images in [0, 1]).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import DDNParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
@@ -30,27 +29,14 @@ def _per_image(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *[1] * (like.dim() - 1))
 
 
-@ATTACKS.register("ddn")
-class DDNAttack(Attack):
-    """L2 attack alternating a gradient step and a norm adjustment.
-
-    Parameters: ``steps`` (100), ``gamma`` (0.05), ``init_norm`` (1.0),
-    ``alpha`` (1.0, annealed to ``alpha / 100``), all from the paper.
-    """
-
-    norm: ClassVar[str] = "l2"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("steps", "gamma", "init_norm", "alpha")
+class DDNAttack(Attack[DDNParams]):
+    """L2 attack alternating a gradient step and a norm adjustment (:class:`DDNParams`)."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         p = self.params
-        steps = int(p.get("steps", 100))
-        gamma = float(p.get("gamma", 0.05))
-        alpha = float(p.get("alpha", 1.0)) * _UNIT
+        steps, gamma, alpha = p.steps, p.gamma, p.alpha * _UNIT
         n = x.shape[0]
-        eps = torch.full((n,), float(p.get("init_norm", 1.0)) * _UNIT, device=x.device)
+        eps = torch.full((n,), p.init_norm * _UNIT, device=x.device)
         delta = torch.zeros_like(x)
         best = BestAdversarial(x, norm="l2")
         for i in range(steps):

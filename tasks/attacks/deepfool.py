@@ -17,12 +17,10 @@ at scale 1) goes to the base's line search.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import DeepFoolParams
 from tasks.context import QueryContext
 
 
@@ -32,27 +30,12 @@ def candidate_classes(logits: torch.Tensor, labels: torch.Tensor, n: int) -> tor
     return others.topk(min(n, logits.shape[1] - 1), dim=1).indices
 
 
-@ATTACKS.register("deepfool")
-class DeepFoolAttack(Attack):
-    """Iterated linearised minimal step to the k-th closest candidate boundary.
-
-    Parameters: ``norm`` ("l2" or "linf", default "l2"), ``candidates`` (10),
-    ``overshoot`` (0.02, the paper's), ``max_iter`` (50, the paper's).
-    """
-
-    norm: ClassVar[str] = "l2"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("norm", "candidates", "overshoot", "max_iter")
+class DeepFoolAttack(Attack[DeepFoolParams]):
+    """Iterated linearised minimal step to the k-th closest candidate boundary."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         p = self.params
-        norm = p.get("norm", "l2")
-        if norm not in ("l2", "linf"):
-            raise ValueError(f"deepfool norm must be 'l2' or 'linf', got {norm!r}")
-        n_cand = int(p.get("candidates", 10))
-        overshoot = float(p.get("overshoot", 0.02))
+        norm, n_cand, overshoot = p.norm, p.candidates, p.overshoot
         k = ctx.criterion.k
         if n_cand < k:
             raise ValueError(f"deepfool needs candidates >= top_k ({k}), got {n_cand}")
@@ -66,7 +49,7 @@ class DeepFoolAttack(Attack):
             cand = candidate_classes(logits, labels, n_cand)
             return logits.gather(1, labels[:, None]) - logits.gather(1, cand)
 
-        for _ in range(int(p.get("max_iter", 50))):
+        for _ in range(p.max_iter):
             f, w, _ = ctx.jacobian(margins, ctx.clip(x[active] + pert[active]), active)
             w = w.flatten(2)
             dual = w.norm(dim=2) if norm == "l2" else w.abs().sum(2)

@@ -22,7 +22,7 @@ smallest budget at which GN is feasible.
 * ``gn2`` (Algorithm 2): ``L`` approximated by the label's probability
   ``f_k(x)`` (no search over classes).
 
-Parameter ``p`` ("linf" default, the paper's experiments; or "l2").
+Parameter ``p`` chooses the norm (:class:`~tasks.attacks.params.GNParams`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import ClassVar
 import torch
 
 from tasks.attacks.base import Attack, Proposal
+from tasks.attacks.params import GNIterParams, GNParams
 from tasks.attacks.pgd import DUAL, BudgetAttack, dual_norm
-from tasks.attacks.registry import ATTACKS
 from tasks.context import QueryContext
 
 
@@ -60,18 +60,10 @@ def gnii_direction(g: torch.Tensor, norm: str) -> torch.Tensor:
     return -shaped / dual_norm(g, norm).pow(q - 1).clamp_min(1e-30).view(-1, *[1] * (g.dim() - 1))
 
 
-class _GNAttack(Attack):
+class _GNAttack(Attack[GNParams]):
     """One linearisation, Proposition 2's direction, the line search on ``eps``."""
 
     surrogate: ClassVar[str] = "margin"
-
-    @property
-    def norm(self) -> str:  # type: ignore[override]
-        return str(self.params.get("p", "linf"))
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("p",)
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         loss = probability_margin(ctx) if self.surrogate == "margin" else label_probability
@@ -80,32 +72,21 @@ class _GNAttack(Attack):
         return Proposal(direction=gnii_direction(grad, self.norm), init_scale=init.clamp(1e-3, 1e5))
 
 
-@ATTACKS.register("gn1")
 class GN1(_GNAttack):
     """Algorithm 1: GNII with ``L`` = eq. (3) on probabilities, closed form."""
 
 
-@ATTACKS.register("gn2")
 class GN2(_GNAttack):
     """Algorithm 2: GNII with ``L`` approximated by the label's probability."""
 
     surrogate: ClassVar[str] = "probability"
 
 
-@ATTACKS.register("gn1_iter")
-class GN1Iterative(BudgetAttack):
-    """Algorithm 1-n: ``n`` GNII steps of budget ``eps / n`` (default ``n = 10``)."""
-
-    @property
-    def norm(self) -> str:  # type: ignore[override]
-        return str(self.params.get("p", "linf"))
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("p", "steps", "max_doublings")
+class GN1Iterative(BudgetAttack[GNIterParams]):
+    """Algorithm 1-n: ``n = steps`` GNII steps of budget ``eps / n``."""
 
     def perturb(self, ctx: QueryContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        n = int(self.params.get("steps", 10))
+        n = self.params.steps
         step = (eps / n).view(-1, *[1] * (x.dim() - 1))
         delta = torch.zeros_like(x)
         active = torch.arange(x.shape[0], device=x.device)

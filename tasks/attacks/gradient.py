@@ -8,55 +8,41 @@ crosses zero, which saves most of the bracketing.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.losses import get_loss
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.losses import LOSSES
+from tasks.attacks.params import GradientParams
 from tasks.context import QueryContext
 
 
-class GradientAttack(Attack):
+class GradientAttack(Attack[GradientParams]):
     """Direction = a function of the loss gradient at the clean image."""
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("loss",)
 
     def shape(self, grad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        loss_fn = get_loss(self.params.get("loss", "ce"))
+        loss_fn = LOSSES[self.params.loss]
         _, grad, logits = ctx.value_and_grad(loss_fn, x)
         direction = -self.shape(grad)  # every loss here is to be decreased
         margin = ctx.criterion.margin(logits, ctx.label())
         # Margin gradient is unknown here; the loss slope along d is a fair proxy.
         slope = (grad * direction).flatten(1).sum(1).abs().clamp_min(1e-12)
         init = (margin.clamp_min(1e-3) / slope).clamp(1e-4, 1e4)
-        return Proposal(direction=direction, init_scale=init if self._uses_logit_loss() else None)
-
-    def _uses_logit_loss(self) -> bool:
-        return self.params.get("loss", "ce") == "score"
+        logit_loss = self.params.loss == "score"
+        return Proposal(direction=direction, init_scale=init if logit_loss else None)
 
 
-@ATTACKS.register("sign")
 class SignAttack(GradientAttack):
     """Sign of the loss gradient; scale = Linf norm in pixel units."""
-
-    norm: ClassVar[str] = "linf"
 
     def shape(self, grad: torch.Tensor) -> torch.Tensor:
         return grad.sign()
 
 
-@ATTACKS.register("fgv")
 class GradientValueAttack(GradientAttack):
     """Raw loss gradient, normalised to unit L2 norm so scale = L2 in pixel units."""
-
-    norm: ClassVar[str] = "l2"
 
     def shape(self, grad: torch.Tensor) -> torch.Tensor:
         n = grad.flatten(1).norm(dim=1).clamp_min(1e-30)

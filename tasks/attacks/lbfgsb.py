@@ -22,14 +22,12 @@ magnitudes of the literature.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
 from tasks.attacks.base import Attack, Proposal
 from tasks.attacks.lbfgs import LBFGS, minimize, perturbation_box
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import LBFGSBParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
@@ -44,33 +42,22 @@ def random_targets(logits: torch.Tensor, labels: torch.Tensor, k: int, seed: int
     return (labels[:, None] + 1 + order) % n_classes  # shifts 1..C-1 never hit the label
 
 
-@ATTACKS.register("lbfgsb")
-class LBFGSBAttack(Attack):
-    """Random-target L2 + C * cross-entropy, bisection on C per image.
-
-    Parameters: ``c_init`` (1e-2), ``c_growth`` (10; the paper doubles),
-    ``search_steps`` (8 solves in all), ``max_iter`` (150, the paper's),
-    ``history`` (15 corrections, the paper's), ``seed`` (0, the targets).
-    """
-
-    norm: ClassVar[str] = "l2"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("c_init", "c_growth", "search_steps", "max_iter", "history", "seed")
+class LBFGSBAttack(Attack[LBFGSBParams]):
+    """Random-target L2 + C * cross-entropy, bisection on C per image (the paper doubles C;
+    ``c_growth`` defaults to a faster growth)."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
         p = self.params
-        settings = LBFGS(max_iter=int(p.get("max_iter", 150)), history=int(p.get("history", 15)))
+        settings = LBFGS(max_iter=p.max_iter, history=p.history)
         n = x.shape[0]
         k = ctx.criterion.k
         clean = ctx.logits(x)
-        target = random_targets(clean, ctx.label(), k, int(p.get("seed", 0)))
+        target = random_targets(clean, ctx.label(), k, p.seed)
         p_adv = torch.zeros_like(clean).scatter_(1, target, 1.0 / k)
-        c = torch.full((n,), float(p.get("c_init", 1e-2)), device=x.device)
+        c = torch.full((n,), p.c_init, device=x.device)
         c_lo = torch.zeros_like(c)
         c_hi = torch.full_like(c, float("inf"))
-        growth = float(p.get("c_growth", 10.0))
+        growth = p.c_growth
         best = BestAdversarial(x, norm="l2")
         lower, upper = perturbation_box(x, ctx.bounds)
         d = torch.zeros_like(x)
@@ -94,7 +81,7 @@ class LBFGSBAttack(Attack):
         def step0(g: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
             return 1.0 / g.flatten(1).norm(dim=1).clamp_min(1e-12)  # a 1-pixel L2 first step
 
-        for _ in range(int(p.get("search_steps", 8))):
+        for _ in range(p.search_steps):
             d = minimize(objective, d, step0, lower, upper, settings, on_eval).e
             top = ctx.logits(ctx.clip(x + d)).topk(k, dim=1).indices
             reached = (top.sort(1).values == target.sort(1).values).all(1)

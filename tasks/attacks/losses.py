@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from tasks.attacks.params import LossName
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -38,11 +40,5 @@ def neg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return -F.cross_entropy(logits, labels, reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {"score": true_score, "prob": true_prob, "ce": neg_cross_entropy}
-
-
-def get_loss(name: str) -> LossFn:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; use one of {sorted(LOSSES)}") from None
+#: Every :data:`~tasks.attacks.params.LossName` (a test checks that none is missing).
+LOSSES: dict[LossName, LossFn] = {"score": true_score, "prob": true_prob, "ce": neg_cross_entropy}

@@ -8,27 +8,17 @@ repeat; draws depend on the batch order, which the pipeline keeps fixed.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import NoiseParams
 from tasks.context import QueryContext
 
 
-@ATTACKS.register("random")
-class RandomNoiseAttack(Attack):
-    """Uniform [-1, 1] noise direction. Parameters: ``seed`` (0)."""
-
-    norm: ClassVar[str] = "linf"
-    baseline: ClassVar[bool] = True
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("seed",)
+class RandomNoiseAttack(Attack[NoiseParams]):
+    """Uniform [-1, 1] noise direction."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        g = torch.Generator().manual_seed(int(self.params.get("seed", 0)))
+        g = torch.Generator().manual_seed(self.params.seed)
         noise = torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1
         return Proposal(direction=noise.to(x.device))

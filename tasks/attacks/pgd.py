@@ -19,13 +19,16 @@ the paper's hinge has zero gradient.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import TypeVar
 
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.registry import ATTACKS
+from tasks.attacks.params import BudgetParams, IterativeParams
 from tasks.context import QueryContext
+
+B = TypeVar("B", bound=BudgetParams)
+I = TypeVar("I", bound=IterativeParams)  # noqa: E741
 
 DUAL = {"l2": 2.0, "linf": 1.0}
 
@@ -39,12 +42,8 @@ def dual_norm(g: torch.Tensor, norm: str) -> torch.Tensor:
     return g.flatten(1).norm(p=DUAL[norm], dim=1)
 
 
-class BudgetAttack(Attack):
+class BudgetAttack(Attack[B]):
     """An attack run at a per-image budget ``eps``; the base line search then minimises."""
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("steps", "rel_step", "max_doublings")
 
     @abstractmethod
     def perturb(self, ctx: QueryContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -60,7 +59,7 @@ class BudgetAttack(Attack):
         eps = self.first_budget(ctx, x)
         delta = torch.zeros_like(x)
         done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for attempt in range(int(self.params.get("max_doublings", 3)) + 1):
+        for attempt in range(self.params.max_doublings + 1):
             todo = (~done).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
@@ -73,7 +72,7 @@ class BudgetAttack(Attack):
         return Proposal(direction=delta / _view(eps, x), init_scale=eps.clone())
 
 
-class IterativeGradientAttack(BudgetAttack):
+class IterativeGradientAttack(BudgetAttack[I]):
     """``x <- clip(P_eps(x - step * n(g)))`` for ``steps`` iterations (Zhang eq. 10-11)."""
 
     def normalise(self, g: torch.Tensor) -> torch.Tensor:
@@ -89,8 +88,8 @@ class IterativeGradientAttack(BudgetAttack):
         return g
 
     def perturb(self, ctx: QueryContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        steps = int(self.params.get("steps", 10))
-        step = float(self.params.get("rel_step", 0.25)) * eps
+        steps = self.params.steps
+        step = self.params.rel_step * eps
         delta = torch.zeros_like(x)
         active = torch.arange(x.shape[0], device=x.device)
         for _ in range(steps):
@@ -107,11 +106,8 @@ class IterativeGradientAttack(BudgetAttack):
         return delta
 
 
-@ATTACKS.register("pgd2")
-class PGD2(IterativeGradientAttack):
+class PGD2(IterativeGradientAttack[I]):
     """L2 projected gradient descent (Zhang et al.'s PGD2; the L2 I-FGSM of cleverhans)."""
-
-    norm: ClassVar[str] = "l2"
 
     def normalise(self, g: torch.Tensor) -> torch.Tensor:
         return g / _view(g.flatten(1).norm(dim=1).clamp_min(1e-30), g)
@@ -121,11 +117,8 @@ class PGD2(IterativeGradientAttack):
         return delta * _view(torch.clamp(eps / n, max=1.0), delta)
 
 
-@ATTACKS.register("ifgsm")
-class IFGSM(IterativeGradientAttack):
+class IFGSM(IterativeGradientAttack[IterativeParams]):
     """Kurakin et al.'s iterative FGSM: sign steps, projected on the Linf ball."""
-
-    norm: ClassVar[str] = "linf"
 
     def normalise(self, g: torch.Tensor) -> torch.Tensor:
         return g.sign()

@@ -18,36 +18,21 @@ feature kernel, 50 CG iterations).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
-from tasks.attacks.cw import _UNIT, CW_PARAMS, cw_minimize
+from tasks.attacks.cw import _UNIT, cw_minimize
+from tasks.attacks.params import SmoothCWParams, SmoothPGDParams
 from tasks.attacks.pgd import PGD2
-from tasks.attacks.registry import ATTACKS
 from tasks.context import QueryContext
-from tasks.smoothing import LaplacianSmoother, SmoothingCfg
-
-_SMOOTHING_PARAMS = ("alpha", "cg_iters", "neighbours", "sigma")
+from tasks.smoothing import LaplacianSmoother
 
 
-def smoothing_cfg(params: dict[str, object]) -> SmoothingCfg:
-    """The attack's smoothing settings (defaults: the paper's ImageNet ones)."""
-    chosen = {k: params[k] for k in _SMOOTHING_PARAMS if k in params}
-    return SmoothingCfg(**chosen)  # type: ignore[arg-type]
-
-
-@ATTACKS.register("qpgd2")
-class QuickSmoothPGD2(PGD2):
+class QuickSmoothPGD2(PGD2[SmoothPGDParams]):
     """PGD2 with the gradient smoothed like the clean image at every step (eq. 12)."""
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return PGD2.param_names() + _SMOOTHING_PARAMS
-
     def perturb(self, ctx: QueryContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        self._smoother = LaplacianSmoother(x, smoothing_cfg(self.params))
+        self._smoother = LaplacianSmoother(x, self.params)
         return super().perturb(ctx, x, eps)
 
     def transform_gradient(
@@ -56,23 +41,12 @@ class QuickSmoothPGD2(PGD2):
         return self._smoother.subset(idx)(g)
 
 
-@ATTACKS.register("scw")
-class SmoothCarliniWagner(Attack):
-    """sC&W: C&W L2 on the latent ``z`` with ``r = s^_alpha(z)`` (Zhang et al. eq. 16-18).
-
-    Parameters as ``cw`` (``binary_steps``, ``max_iter``, ``lr``,
-    ``initial_const``, ``kappa``, ``abort_early``) plus the smoothing's
-    ``alpha``, ``cg_iters``, ``neighbours``, ``sigma``.
-    """
-
-    norm: ClassVar[str] = "l2"
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return CW_PARAMS + _SMOOTHING_PARAMS
+class SmoothCarliniWagner(Attack[SmoothCWParams]):
+    """sC&W: C&W L2 on the latent ``z`` with ``r = s^_alpha(z)`` (Zhang et al. eq. 16-18);
+    ``cw``'s parameters plus the smoothing's (:class:`~tasks.attacks.params.SmoothCWParams`)."""
 
     def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
-        smoother = LaplacianSmoother(x, smoothing_cfg(self.params))
+        smoother = LaplacianSmoother(x, self.params)
 
         def parametrize(z: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             r = _UNIT * smoother.subset(rows)(z)

@@ -1,0 +1,43 @@
+"""What ``foveabench run`` checks on the driver before a manifest, Ray or MLflow starts.
+
+:func:`check_paths` (standard library only, milliseconds): the run name, a
+writable ``output_dir``, ``--fresh`` only on a run directory foveabench made,
+an existing dataset root. :func:`check_models` imports the model registry
+(torch) and resolves every model with its preprocessing overrides, so a
+``timm:<typo>`` or a bad ``input_size`` fails here, not in an actor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import rundir
+from pipeline.config import BenchmarkConfig, ConfigError
+
+
+def check_paths(
+    cfg: BenchmarkConfig, source: str, *, fresh: bool = False, run_name: str | None = None
+) -> Path:
+    """The run directory, once the paths a local run needs are known to work."""
+    root = cfg.dataset.root
+    if cfg.dataset.layout != "sample" and root and "://" not in root and not Path(root).is_dir():
+        raise ConfigError(
+            f"{source}: dataset.root = {root!r}: no such directory (from {Path.cwd()}); "
+            "point dataset.root at the dataset folder"
+        )
+    try:
+        return rundir.check(cfg.output_dir, run_name or cfg.name, fresh)
+    except rundir.RunDirError as exc:
+        raise rundir.RunDirError(f"{source}: {exc}") from None
+
+
+def check_models(cfg: BenchmarkConfig, source: str) -> None:
+    """Resolve every model (existence of ``timm:``/``torchvision:`` names, preprocessing keys)."""
+    from pipeline.models import resolve_cfg
+    from tasks.registry import RegistryError
+
+    for i, ref in enumerate(cfg.models):
+        try:
+            resolve_cfg(ref.name, ref.preprocess)
+        except (RegistryError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: models[{i}] = {ref.name!r}: {exc}") from None

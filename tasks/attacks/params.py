@@ -1,0 +1,176 @@
+"""Every attack's parameters: one frozen, keyword-only dataclass per parameter set.
+
+Defaults are written once, here (``foveabench run --help-attack NAME`` and the
+README's attack table print them); the config parser builds these when it
+reads a YAML file, so a misspelled key fails on the driver before anything
+heavy starts. Attacks that share an optimiser share its parameter set (``cw``
+and ``scw``; ``pgd2``, ``ifgsm`` and ``qpgd2``). No torch in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tasks.typed import ParamError, Params, param
+
+#: Losses whose gradient gives ``sign``/``fgv`` their direction (see :mod:`tasks.attacks.losses`).
+LossName = Literal["score", "prob", "ce"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackParams(Params):
+    """Base of every attack's parameters."""
+
+    def minimised_norm(self) -> str | None:
+        """The norm these settings make the attack minimise, when a parameter chooses it."""
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientParams(AttackParams):
+    """One-gradient attacks (``sign``, ``fgv``)."""
+
+    loss: LossName = param("ce", "loss whose gradient is the direction ('score': true logit)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoiseParams(AttackParams):
+    """The random baseline."""
+
+    seed: int = param(0, "seed of the uniform noise generator")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BFGSParams(AttackParams):
+    """Luo et al.'s L1-penalised hinge with projected L-BFGS."""
+
+    eta: float = param(1e-6, "weight of ||e||_1 in the objective (the paper's value)", ge=0)
+    max_iter: int = param(100, "L-BFGS iterations", ge=1)
+    history: int = param(10, "L-BFGS memory (curvature pairs kept)", ge=1)
+    score: Literal["logit", "prob"] = param("logit", "score the hinge decreases")
+    polish: int = param(
+        0, "evaluations past the first adversarial point (0: stop there, as the paper)", ge=0
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LBFGSBParams(AttackParams):
+    """Tabacof & Valle's random-target L-BFGS-B with a search on C."""
+
+    c_init: float = param(1e-2, "first value of C, the weight of the cross-entropy", gt=0)
+    c_growth: float = param(10.0, "factor C grows by until the target is reached", gt=1)
+    search_steps: int = param(8, "L-BFGS solves in the search on C", ge=1)
+    max_iter: int = param(150, "L-BFGS iterations per solve (the paper's)", ge=1)
+    history: int = param(15, "L-BFGS corrections kept (the paper's)", ge=1)
+    seed: int = param(0, "seed of the random targets")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CWParams(AttackParams):
+    """Carlini & Wagner's L2 optimisation (shared by ``cw`` and ``scw``)."""
+
+    binary_steps: int = param(9, "binary-search steps on the constant c (the paper's)", ge=1)
+    max_iter: int = param(1000, "Adam iterations per value of c", ge=1)
+    lr: float = param(1e-2, "Adam learning rate", gt=0)
+    initial_const: float = param(1e-3, "first value of c", gt=0)
+    kappa: float = param(0.0, "confidence margin of the hinge", ge=0)
+    abort_early: bool = param(True, "stop a value of c once the loss stalls")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DDNParams(AttackParams):
+    """Rony et al.'s Decoupled Direction and Norm (values from the paper)."""
+
+    steps: int = param(100, "iterations", ge=1)
+    gamma: float = param(0.05, "factor the norm shrinks or grows by per step", gt=0, lt=1)
+    init_norm: float = param(1.0, "first norm, in units of 255", gt=0)
+    alpha: float = param(1.0, "first step size, cosine-annealed to alpha / 100", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeepFoolParams(AttackParams):
+    """Moosavi-Dezfooli et al.'s DeepFool."""
+
+    norm: Literal["l2", "linf"] = param("l2", "norm of the linearised minimal step")
+    candidates: int = param(10, "highest other classes tried per step (at least top_k)", ge=1)
+    overshoot: float = param(0.02, "relative overshoot of the accumulated step (the paper's)", ge=0)
+    max_iter: int = param(50, "iterations (the paper's)", ge=1)
+
+    def minimised_norm(self) -> str | None:
+        return self.norm
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetParams(AttackParams):
+    """Fixed-budget iterations turned minimum-perturbation by a per-image budget."""
+
+    steps: int = param(10, "iterations at one budget", ge=1)
+    max_doublings: int = param(3, "times the budget doubles while the attack fails", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IterativeParams(BudgetParams):
+    """PGD2 and I-FGSM (Zhang et al. sec. 5.1)."""
+
+    rel_step: float = param(0.25, "step size as a fraction of the budget", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GNParams(AttackParams):
+    """Balda et al.'s GNII (Algorithms 1 and 2)."""
+
+    p: Literal["linf", "l2"] = param("linf", "norm of the constraint (the paper's experiments)")
+
+    def minimised_norm(self) -> str | None:
+        return self.p
+
+
+@dataclass(frozen=True, kw_only=True)
+class GNIterParams(BudgetParams, GNParams):
+    """Balda et al.'s Algorithm 1-n: ``steps`` GNII steps of budget ``eps / steps``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothingCfg(AttackParams):
+    """Zhang et al.'s image-guided Laplacian smoothing (their ImageNet settings)."""
+
+    alpha: float = param(
+        0.997, "smoothing strength alpha of L_a = (I - a Wn) / (1 - a)", ge=0, lt=1
+    )
+    neighbours: Literal[4, 8] = param(8, "pixel neighbours in the graph")
+    kernel: Literal["laplacian", "gaussian"] = param("laplacian", "feature kernel on the colours")
+    sigma: float = param(0.1, "feature kernel scale, colours in [0, 1]", gt=0)
+    cg_iters: int = param(50, "conjugate-gradient iterations per solve", ge=1)
+    tol: float = param(0.0, "stop CG once every relative residual is below this (0: never)", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothPGDParams(SmoothingCfg, IterativeParams):
+    """qPGD2: PGD2 with the gradient smoothed every step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothCWParams(SmoothingCfg, CWParams):
+    """sC&W: C&W on the smoothed latent variable."""
+
+
+__all__ = [
+    "AttackParams",
+    "BFGSParams",
+    "BudgetParams",
+    "CWParams",
+    "DDNParams",
+    "DeepFoolParams",
+    "GNIterParams",
+    "GNParams",
+    "GradientParams",
+    "IterativeParams",
+    "LBFGSBParams",
+    "LossName",
+    "NoiseParams",
+    "ParamError",
+    "SmoothCWParams",
+    "SmoothPGDParams",
+    "SmoothingCfg",
+]

@@ -1,0 +1,166 @@
+"""Faults of issue 13, reproduced for real: MLflow runs a crash left RUNNING, and the
+running metrics of a resumed run (real SQLite store, real Ray, real weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from pipeline import rundir
+from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.runner import run_benchmark
+from pipeline.tracking import Tracker
+from pipeline.worker import ShardOutput
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
+
+#: Opens the runs of a run dir as the runner does, then dies as a crash would (SIGKILL:
+#: no finally, no atexit, no chance to close the runs).
+CRASH = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.tracking import Tracker
+uri, run_dir = sys.argv[1], Path(sys.argv[2])
+models = [m for m in sys.argv[3].split(",") if m]
+tracker = Tracker(uri, "foveabench", run_dir, run_dir.parent / "mlartifacts")
+tags = {"run_dir": str(run_dir.resolve()), "config_name": "crash"}
+tracker.start(run_dir.name, tags, {}, models)
+print(tracker.parent_id, *(tracker.children[m] for m in models), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def crash(uri: str, run_dir: Path, models: list[str]) -> list[str]:
+    """Run ids (parent first) that a killed driver left open."""
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH, uri, str(run_dir), ",".join(models)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def start(uri: str, run_dir: Path, models: list[str]) -> Tracker:
+    tracker = Tracker(uri, "foveabench", run_dir, run_dir.parent / "mlartifacts")
+    tracker.start(run_dir.name, {"run_dir": str(run_dir.resolve())}, {}, models)
+    return tracker
+
+
+@pytest.mark.integration
+def test_runs_left_running_by_a_crash_are_resumed_or_failed(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    run_dir = rundir.prepare(str(out), "orphan", fresh=False)
+    other = rundir.prepare(str(out), "other", fresh=False)
+    client = MlflowClient(tracking_uri=uri)
+
+    def status(run_id: str) -> str:
+        return str(client.get_run(run_id).info.status)
+
+    parent, lite0, lite1 = crash(uri, run_dir, MODELS)
+    (elsewhere,) = crash(uri, other, [])
+    assert {status(r) for r in (parent, lite0, lite1, elsewhere)} == {"RUNNING"}
+
+    # The same run dir starts again with one model: its runs are reopened (mlflow.json
+    # names them); the dropped model's run is an orphan.
+    tracker = start(uri, run_dir, MODELS[:1])
+    assert tracker.parent_id == parent and tracker.children["efficientnet_lite0"] == lite0
+    assert status(lite1) == "FAILED" and status(parent) == "RUNNING"
+    err = capfd.readouterr().err
+    assert f"mlflow: run {lite1}" in err and "left RUNNING" in err and "marked FAILED" in err
+    tracker.finish()
+
+    # Crash again, then start over with --fresh: mlflow.json is gone, new runs are made,
+    # and every run of the crashed start is closed.
+    parent, lite0 = crash(uri, run_dir, MODELS[:1])
+    # (a reopened child keeps the status it had: FINISHED here, RUNNING if never closed)
+    left_running = [r for r in (parent, lite0) if status(r) == "RUNNING"]
+    assert parent in left_running
+    run_dir = rundir.prepare(str(out), "orphan", fresh=True)
+    tracker = start(uri, run_dir, MODELS[:1])
+    assert tracker.parent_id != parent
+    assert [status(r) for r in left_running] == ["FAILED"] * len(left_running)
+    assert capfd.readouterr().err.count("marked FAILED") == len(left_running)
+    assert status(elsewhere) == "RUNNING", "a run of another run dir was touched"
+    tracker.finish()
+
+
+# -- resume: running metrics seeded from the shards on disk ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+class _Stop(KeyboardInterrupt):
+    """Ctrl-C right after the first shard landed."""
+
+
+@pytest.mark.integration
+def test_resumed_running_metrics_are_those_of_the_whole_run(
+    local_ray: None, tmp_path: Path
+) -> None:
+    cfg = BenchmarkConfig(
+        name="resume",
+        dataset=DatasetCfg(layout="sample", limit=6),
+        models=(ModelRef(MODELS[0]),),
+        attacks=(AttackRef("sign"),),
+        output_dir=str(tmp_path),
+        shard_size=2,
+        batch_size=2,
+    )
+
+    def stop(out: ShardOutput) -> None:
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        run_benchmark(cfg, on_unit_done=stop)
+    summary = run_benchmark(dataclasses.replace(cfg))
+    assert summary.computed_units == 2 and not summary.failed_units, "not a resume"
+
+    run_dir = tmp_path / "resume"
+    child = json.loads((run_dir / "mlflow.json").read_text())["children"][MODELS[0]]
+    client = MlflowClient(tracking_uri=summary.tracking_uri)
+
+    def history(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(child, key))
+
+    images = history("images_done")
+    steps = [s for s, _ in images]
+    assert steps == sorted(set(steps)) and len(steps) == 3, f"steps {steps}"
+    assert [v for _, v in images] == [2.0, 4.0, 6.0]
+
+    def column(directory: Path, name: str) -> list[object]:
+        return [
+            v
+            for p in sorted(directory.rglob("shard-*.parquet"))
+            for v in pq.read_table(p).column(name).to_pylist()
+        ]
+
+    clean = column(run_dir / "clean", "top5_correct")
+    assert len(clean) == 6
+    assert history("running/clean_top5")[-1][1] == pytest.approx(sum(clean) / len(clean))
+    l1pp = [v for v in column(run_dir / "attacks", "l1pp") if v is not None]
+    median = sorted(l1pp)[len(l1pp) // 2]
+    assert history("running/mp/sign/median_l1pp")[-1][1] == pytest.approx(median)
+    assert median == pytest.approx(statistics.median_high(l1pp))
