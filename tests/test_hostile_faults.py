@@ -18,10 +18,10 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from pipeline import rundir
+from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.runner import run_benchmark
 from pipeline.tracking import Tracker
-from pipeline.worker import ShardOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
@@ -130,7 +130,7 @@ def test_resumed_running_metrics_are_those_of_the_whole_run(
         batch_size=2,
     )
 
-    def stop(out: ShardOutput) -> None:
+    def stop(out: AttackOutput) -> None:
         raise _Stop
 
     with pytest.raises(_Stop):
