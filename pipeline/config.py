@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
-import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,19 +21,14 @@ from typing import Any
 
 import yaml
 
+from pipeline.config_error import ConfigError
+from pipeline.eval_config import EvalCfg
 from pipeline.names import LAYOUT_NAMES, check_model_name
 from tasks.attacks.params import AttackParams
 from tasks.attacks.specs import attack_spec
-from tasks.protocol import TASKS, mp_foveations
+from tasks.protocol import TASKS
 from tasks.registry import RegistryError
 from tasks.typed import ParamError, checked_values, known_keys, param
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be run; the message says where and how to fix it."""
-
-    label = "config error"  # how the CLI introduces the message
-
 
 #: A run name becomes a directory name: one path component, no hidden or option-like names.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -93,77 +87,6 @@ class RayCfg:
     )
     actors_per_model: int | None = param(None, "None: one per GPU share, else one", ge=1)
     max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
-
-
-_GRID_DOCS = "0..255 units of the perturbation actually added"
-TRANSFER_RESOLUTIONS = ("target", "common")
-
-
-@dataclass(frozen=True)
-class EvalCfg:
-    """The protocol's grids, foveations, tolerances and statistics (Luo et al.'s values).
-
-    Every search runs on the grid of its attack's norm (the attack's ``norm``,
-    e.g. BFGS: l1pp, Sign: linf) and stops at the grid's largest value; the
-    curves of the ``mp`` condition (norm sweeps, transfer) are reported on
-    every grid.
-    """
-
-    l1pp_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0)
-    l2_grid: tuple[float, ...] = (
-        0.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0,
-    )  # fmt: skip
-    linf_grid: tuple[float, ...] = (
-        0.0, 0.5, 1.0, 2.0, 3.0, 5.3, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0,
-    )  # fmt: skip
-    crops: tuple[str, ...] = field(default_factory=mp_foveations)
-    saliency: str = "spectral_residual"
-    dense_check: int = 2  # images per shard and condition also swept on the dense grids
-    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
-    seed: int = 0
-    rtol: float = 0.05  # precision of refined critical scales (Table 1, transfer medians)
-    #: ``scan``: every grid point below a reported crossing is checked (the first crossing
-    #: on the grid is never stepped over); ``bisect``: bisection over grid indices, fewer
-    #: forwards, exact on monotone rays (the dense sample reports how often they are not).
-    search: str = "scan"
-    #: Evaluation points of the findings, on each attack's norm axis, fixed before any
-    #: evaluation result exists (the paper's Table 2 point); ``median_point`` adds each
-    #: model's grid point nearest its median attack-stage norm (attack stage only).
-    points: tuple[float, ...] = (5.3,)
-    median_point: bool = True
-    alpha: float = 0.05  # family-wise error rate of the findings (Holm)
-    #: ``target``: a source perturbation is resized to the target's input and reported
-    #: against the norm the target receives; ``common``: each pair is evaluated at the
-    #: source's input size (the target network takes it), so nothing is resampled.
-    transfer_resolution: str = "target"
-    batch_size: int | None = None  # network inputs per forward call (None: 4x the run's)
-    autocast: str | None = None  # "bf16": evaluation forwards in bfloat16 (GPU), checked
-
-    def __post_init__(self) -> None:
-        for key in ("l1pp_grid", "l2_grid", "linf_grid", "crops", "alphas", "points"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))
-        for key in ("l1pp_grid", "l2_grid", "linf_grid"):
-            grid = getattr(self, key)
-            if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] < 0:
-                raise ConfigError(f"eval.{key} must be ascending non-negative {_GRID_DOCS}: {grid}")
-        if self.transfer_resolution not in TRANSFER_RESOLUTIONS:
-            raise ConfigError(
-                f"eval.transfer_resolution {self.transfer_resolution!r}: use one of "
-                f"{', '.join(TRANSFER_RESOLUTIONS)}"
-            )
-        if self.search not in ("scan", "bisect"):
-            raise ConfigError(f"eval.search {self.search!r}: use scan or bisect")
-        if self.autocast not in (None, "bf16"):
-            raise ConfigError(f"eval.autocast {self.autocast!r}: use bf16 or leave it out")
-        if not 0 < self.rtol < 1 or not 0 < self.alpha < 1:
-            raise ConfigError("eval.rtol and eval.alpha must be in (0, 1)")
-
-    def grid(self, norm: str) -> tuple[float, ...]:
-        """The grid of a norm axis (l1pp, l2, linf)."""
-        return tuple(getattr(self, f"{norm}_grid"))
-
-    def grids(self) -> dict[str, tuple[float, ...]]:
-        return {n: self.grid(n) for n in ("l1pp", "l2", "linf")}
 
 
 @dataclass(frozen=True)

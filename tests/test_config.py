@@ -66,7 +66,7 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
 
 
 def test_actors_always_fit_the_cluster() -> None:
-    from pipeline.runner import actor_shares
+    from pipeline.actors import actor_shares
 
     # 3 models on a 2-core laptop: every actor must be placeable at once
     cpu, gpu = actor_shares(3, 1.0, 1.0, {"CPU": 2.0})

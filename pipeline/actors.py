@@ -1,0 +1,96 @@
+"""Ray for a run: join or start the cluster, then one actor per model (or per GPU share).
+
+Every actor holds its network for both stages; the requests are sized so all
+of them can be placed at once (an actor that cannot be placed would wait forever).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from typing import Any
+
+import ray
+
+from pipeline.config import BenchmarkConfig
+from pipeline.worker import RemoteModelWorker, WorkerSpec
+
+
+def _cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def actor_shares(
+    n_actors: int, cpus_per_actor: float | None, gpus_per_actor: float, cluster: dict[str, float]
+) -> tuple[float, float]:
+    """CPU and GPU each actor asks for, so that every actor can be placed at once.
+
+    All actors live through both stages (each holds its network), so an actor
+    that cannot be placed would wait forever: with 3 models on 2 CPUs, or more
+    models than GPUs, the requests shrink to fractional shares of what exists.
+    """
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if cpus_per_actor is None:  # an equal share: a one-model run on 2 cores uses both
+        cpu = cpus / n_actors if cpus else 1.0
+    else:
+        cpu = min(cpus_per_actor, cpus / n_actors) if cpus else cpus_per_actor
+    gpu = min(gpus_per_actor, gpus / n_actors) if gpus else 0.0
+    return math.floor(cpu * 1e4) / 1e4, math.floor(gpu * 1e4) / 1e4  # round down: must fit
+
+
+def start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any]]:
+    gpus = _cluster_gpus()
+    if cfg.ray.actors_per_model:
+        n_per_model = cfg.ray.actors_per_model
+    elif gpus:
+        n_per_model = max(1, int(gpus // cfg.ray.gpus_per_actor) // len(models))
+    else:
+        n_per_model = 1
+    cpu_share, per_gpu = actor_shares(
+        n_per_model * len(models),
+        cfg.ray.cpus_per_actor,
+        cfg.ray.gpus_per_actor,
+        {k: float(v) for k, v in ray.cluster_resources().items()},
+    )
+    actors: dict[str, list[Any]] = {}
+    attack_params = {a.name: a.params for a in cfg.attacks}
+    for ref in cfg.models:
+        if ref.name not in models:
+            continue
+        spec = WorkerSpec(
+            model=ref.name,
+            preprocess=ref.preprocess,
+            attacks=attack_params,
+            top_k=cfg.top_k,
+            rtol=cfg.rtol,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            threads=max(1, math.floor(cpu_share)),  # torch threads = the cores it was given
+            eval=cfg.eval,
+        )
+        options = {
+            "num_cpus": cpu_share,
+            "num_gpus": per_gpu,
+            "max_restarts": cfg.ray.max_restarts,
+            "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
+        }
+        actors[ref.name] = [
+            RemoteModelWorker.options(**options).remote(spec) for _ in range(n_per_model)
+        ]
+    where = f"{per_gpu} GPU each" if per_gpu else f"CPU, {cpu_share} core(s) each"
+    print(
+        f"ray: {sum(map(len, actors.values()))} model actors ({where})", file=sys.stderr, flush=True
+    )
+    return actors
+
+
+def init_ray(cfg: BenchmarkConfig) -> None:
+    if ray.is_initialized():
+        return
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        # A configured cluster, or the one a Ray job runs in (RAY_ADDRESS is set there).
+        ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
+    else:  # "local": never attach to some other `ray start` cluster on this machine
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
