@@ -51,6 +51,10 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries))
             raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {known})") from None
 
+    def remove(self, name: str) -> None:
+        """Drop an entry (tests that register a temporary one clean up after themselves)."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -17,6 +17,7 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
+from pipeline.cli_report import report_and_log
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
 from pipeline.images import load_batch
@@ -50,7 +51,7 @@ def test_measures_and_bounds_reach_summary_mlflow_and_report(
         shard_size=4,
         batch_size=4,
     )
-    summary = run_benchmark(cfg)
+    summary = run_benchmark(cfg, report=report_and_log)  # the CLI composes run + report
     assert not summary.failed_units
     run_dir = tmp_path / "measures"
 
