@@ -79,3 +79,12 @@ def test_actors_always_fit_the_cluster() -> None:
     # default: an equal share of the cluster's cores (one model on 2 cores gets both)
     assert actor_shares(1, None, 1.0, {"CPU": 2.0}) == (2.0, 0.0)
     assert actor_shares(3, None, 1.0, {"CPU": 2.0})[0] == 0.6666
+
+
+@pytest.mark.unit
+def test_evaluation_tasks_refuse_parameters_that_move_an_attack_off_its_axis() -> None:
+    raw = {"attacks": [{"deepfool": {"norm": "linf"}}], "tasks": ["clean", "norm_sweep"]}
+    with pytest.raises(ConfigError, match="minimises linf.*on its l2 axis"):
+        parse_config(raw, "x.yaml")
+    # without evaluation tasks the attack stage reports every norm: allowed
+    parse_config({**raw, "tasks": ["clean", "min_perturbation"]}, "x.yaml")
