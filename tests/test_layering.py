@@ -1,0 +1,61 @@
+"""The layers import one way and modules stay small (issue 14's "must show", enforced).
+
+tasks/ (plain PyTorch) <- pipeline/ (Ray, files, MLflow) <- the CLI, which alone
+composes dashboards/. A module over ~400 lines is doing more than one job.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 420
+
+
+def imported(path: Path) -> set[str]:
+    """Top-level package names a module imports (anywhere in it, lazy imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_only_the_cli_imports_dashboards() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in modules("pipeline")
+        if not p.name.startswith("cli") and "dashboards" in imported(p)
+    ]
+    assert offenders == [], "pipeline/ draws nothing; compose dashboards in pipeline/cli*.py"
+
+
+def test_tasks_stay_plain_pytorch() -> None:
+    banned = {"ray", "mlflow", "pyarrow", "polars", "pipeline", "dashboards"}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(imported(p) & banned)
+        for p in modules("tasks")
+        if imported(p) & banned
+    }
+    assert offenders == {}
+
+
+def test_no_module_over_about_400_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for package in ("pipeline", "tasks", "dashboards")
+        for p in modules(package)
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}, "split these by job"
