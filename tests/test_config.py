@@ -84,7 +84,7 @@ def test_actors_always_fit_the_cluster() -> None:
 @pytest.mark.unit
 def test_evaluation_tasks_refuse_parameters_that_move_an_attack_off_its_axis() -> None:
     raw = {"attacks": [{"deepfool": {"norm": "linf"}}], "tasks": ["clean", "norm_sweep"]}
-    with pytest.raises(ConfigError, match="minimises linf.*on its l2 axis"):
+    with pytest.raises(ConfigError, match=r"minimises linf.*on its l2 axis"):
         parse_config(raw, "x.yaml")
     # without evaluation tasks the attack stage reports every norm: allowed
     parse_config({**raw, "tasks": ["clean", "min_perturbation"]}, "x.yaml")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.results import CRITICAL_SCHEMA
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 from pipeline.summary.stats import ratio_test
@@ -35,7 +36,13 @@ def load_critical(run_dir: Path) -> pl.DataFrame:
     frames = [f for t in CRITICAL_TASKS if (f := scan(run_dir, f"evals/{t}")) is not None]
     if not frames:
         return pl.DataFrame()
-    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("error").is_null())
+    crit = pl.concat(frames, how="diagonal_relaxed")
+    # a run resumed across a schema addition: columns its older shards never had are null
+    empty = pl.from_arrow(CRITICAL_SCHEMA.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    missing = [name for name in empty.columns if name not in crit.columns]
+    crit = crit.with_columns(pl.lit(None, dtype=empty.schema[n]).alias(n) for n in missing)
+    return crit.filter(pl.col("error").is_null())
 
 
 def load_linearity(run_dir: Path) -> pl.DataFrame:
