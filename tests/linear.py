@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -77,3 +79,13 @@ def decoy_minimum(model: Linear, x: torch.Tensor, norm: str) -> torch.Tensor:
     margin = x.flatten(1) @ w + model.bias[0] - model.bias[1]
     dual = {"l2": w.norm(), "linf": w.abs().sum()}[norm]
     return margin / dual
+
+
+def binary_critical_scale(
+    model: Linear, tx: torch.Tensor, td: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """s* = margin(T x) / -(w_y - w_o) . T d for a binary linear model (inf if it never flips)."""
+    w = model.weight[labels] - model.weight[1 - labels]
+    margin = (tx.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[1 - labels]
+    slope = -(td.flatten(1) * w).sum(1)
+    return torch.where(slope > 0, margin / slope, torch.full_like(margin, math.inf))

@@ -3,8 +3,6 @@ reference path (one bracket-and-bisect line search per condition, tasks/critical
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -18,7 +16,7 @@ from tasks.linesearch import LineSearch
 from tasks.probing import ScoreQueue
 from tasks.protocol import CONDITIONS
 from tasks.views import CropView
-from tests.linear import random_linear
+from tests.linear import binary_critical_scale, random_linear
 
 pytestmark = pytest.mark.unit
 
@@ -32,15 +30,6 @@ def binary() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) < 0.3
     d = torch.where(noise, w.sign(), -w.sign()) * 0.25  # mostly downhill, sometimes not
     return model, x, labels, d
-
-
-def closed_form(
-    model: torch.nn.Module, tx: torch.Tensor, td: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    w = model.weight[labels] - model.weight[1 - labels]
-    margin = (tx.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[1 - labels]
-    slope = -(td.flatten(1) * w).sum(1)
-    return torch.where(slope > 0, margin / slope, torch.full_like(margin, math.inf))
 
 
 def condition(
@@ -62,7 +51,7 @@ class CountingQueue(ScoreQueue):
 
 
 @pytest.mark.parametrize("search", ["scan", "bisect"])
-def test_critical_scales_match_the_closed_form(search: str) -> None:
+def test_critical_scales_match_the_binary_critical_scale(search: str) -> None:
     model, x, labels, d = binary()
     window = [Window((1.0, 0.0, 16.0, 15.0))]
     crops = [window] * x.shape[0]
@@ -73,8 +62,8 @@ def test_critical_scales_match_the_closed_form(search: str) -> None:
     tx, _ = crop_resize(x, crops, (16, 16))
     td, _ = crop_resize(d, crops, (16, 16))
     for found, expected, clean in (
-        (mp, closed_form(model, x, d, labels), torch.ones(x.shape[0], dtype=torch.bool)),
-        (crop, closed_form(model, tx, td, labels), model(tx).argmax(1) == labels),
+        (mp, binary_critical_scale(model, x, d, labels), torch.ones(x.shape[0], dtype=torch.bool)),
+        (crop, binary_critical_scale(model, tx, td, labels), model(tx).argmax(1) == labels),
     ):
         assert torch.equal(found.clean_correct, clean)
         linf = expected * 0.25  # |d| = 0.25 everywhere, no clipping below 60 (room >= 63)

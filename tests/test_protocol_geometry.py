@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -19,7 +17,7 @@ from tasks.geometry import (
 )
 from tasks.linesearch import LineSearch
 from tasks.views import CropView
-from tests.linear import random_linear
+from tests.linear import binary_critical_scale, random_linear
 
 pytestmark = pytest.mark.unit
 
@@ -84,16 +82,6 @@ def _binary(seed: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, model(x).argmax(1)
 
 
-def _closed_form_scale(
-    model: torch.nn.Module, tx: torch.Tensor, td: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """s* = margin(T x) / -(w_y - w_o) . T d for a binary linear model (inf if it never flips)."""
-    w = model.weight[labels] - model.weight[1 - labels]
-    margin = (tx.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[1 - labels]
-    slope = -(td.flatten(1) * w).sum(1)
-    return torch.where(slope > 0, margin / slope, torch.full_like(margin, math.inf))
-
-
 def test_masked_critical_scale_matches_closed_form() -> None:
     model, x, labels = _binary(seed=1)
     d = torch.randn_like(x)
@@ -101,7 +89,7 @@ def test_masked_critical_scale_matches_closed_form() -> None:
     mask[:, 4:12, 2:9] = 1
     for m in (mask, 1 - mask):
         md = m * d
-        expected = _closed_form_scale(model, x, md, labels)
+        expected = binary_critical_scale(model, x, md, labels)
         found = critical_scales(
             model, x, md, labels, criterion=TopK(1), bounds=None, search=LineSearch(rtol=1e-4)
         )
@@ -118,7 +106,7 @@ def test_cropped_critical_scale_matches_closed_form() -> None:
     view = CropView.of([window] * x.shape[0], (16, 16))
     tx, _ = crop_resize(x, [window] * x.shape[0], (16, 16))
     td, _ = crop_resize(d, [window] * x.shape[0], (16, 16))
-    expected = _closed_form_scale(model, tx, td, labels)
+    expected = binary_critical_scale(model, tx, td, labels)
     t_correct = model(tx).argmax(1) == labels
     found = critical_scales(
         model, x, d, labels, criterion=TopK(1), view=view, bounds=None, search=LineSearch(rtol=1e-4)

@@ -30,6 +30,7 @@ import polars as pl
 from pipeline.results import EFFECT_COLUMNS
 from pipeline.summary.axes import native_norm
 from pipeline.summary.points import Points
+from pipeline.summary.protocol import paired
 from pipeline.summary.stats import Test, difference_test, holm, mcnemar, ratio_test, verdict
 from tasks.protocol import CONDITIONS, MP, effect_of, table1_ratios
 from tasks.registry import Registry
@@ -114,11 +115,11 @@ def _model_rows(
     out = []
     for claim in CLAIMS.in_order():
         if claim.kind == "ratio":
-            pairs = _join(selfs, claim.left, claim.right, col).filter(
-                pl.col("ok_l") & pl.col("ok_r") & pl.col("p_l") & pl.col("p_r") & (pl.col("r") > 0)
+            pairs = paired(selfs, claim.left, claim.right, col).filter(
+                pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
             )
             if pairs.height:
-                test = ratio_test(pairs["l"].to_numpy(), pairs["r"].to_numpy())
+                test = ratio_test(pairs["a"].to_numpy(), pairs["b"].to_numpy())
                 out.append(
                     _row(claim, model, model, attack, norm, math.nan, test, math.nan, math.nan)
                 )
@@ -132,7 +133,7 @@ def _model_rows(
                 pairs = _join_sources(mine, other, model, col)
                 out += _accuracy_rows(claim, model, other, attack, norm, at, pairs)
         else:
-            pairs = _join(selfs, claim.left, claim.right, col)
+            pairs = paired(selfs, claim.left, claim.right, col)
             out += _accuracy_rows(claim, model, model, attack, norm, at, pairs)
     return out
 
@@ -149,7 +150,7 @@ def _accuracy_rows(
     out: list[dict[str, object]] = []
     if pairs.is_empty():
         return out
-    left, right = pairs["l"].to_numpy(), pairs["r"].to_numpy()
+    left, right = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     for v in at:
         ok_l, ok_r = left > v, right > v
         out.append(
@@ -168,22 +169,10 @@ def _accuracy_rows(
     return out
 
 
-def _join(df: pl.DataFrame, left: str, right: str, col: str) -> pl.DataFrame:
-    def side(condition: str, tag: str) -> pl.DataFrame:
-        return df.filter(pl.col("condition") == condition).select(
-            "image_id",
-            pl.col(col).alias(tag),
-            pl.col("clean_correct").alias(f"ok_{tag}"),
-            pl.col("has_perturbation").alias(f"p_{tag}"),
-        )
-
-    return side(left, "l").join(side(right, "r"), on="image_id")
-
-
 def _join_sources(df: pl.DataFrame, other: str, model: str, col: str) -> pl.DataFrame:
     mp = df.filter(pl.col("condition") == MP)
-    left = mp.filter(pl.col("source") == other).select("image_id", pl.col(col).alias("l"))
-    right = mp.filter(pl.col("source") == model).select("image_id", pl.col(col).alias("r"))
+    left = mp.filter(pl.col("source") == other).select("image_id", pl.col(col).alias("a"))
+    right = mp.filter(pl.col("source") == model).select("image_id", pl.col(col).alias("b"))
     return left.join(right, on="image_id")
 
 

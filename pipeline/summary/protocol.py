@@ -122,7 +122,7 @@ def table1(crit: pl.DataFrame) -> pl.DataFrame:
     for num, den in table1_ratios():
         for (model, attack), group in selfs.group_by("source", "attack"):
             norm = native_norm(str(attack))
-            pairs = _pair(group, num, den, f"crit_{norm}").filter(
+            pairs = paired(group, num, den, f"crit_{norm}").filter(
                 pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
             )
             if pairs.is_empty():
@@ -149,9 +149,12 @@ def table1(crit: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out).sort("attack", "model", "ratio") if out else pl.DataFrame()
 
 
-def _pair(group: pl.DataFrame, a: str, b: str, col: str) -> pl.DataFrame:
+def paired(df: pl.DataFrame, a: str, b: str, col: str) -> pl.DataFrame:
+    """Conditions ``a`` and ``b`` of the same images side by side: ``col`` as columns
+    ``a``/``b``, clean-correct as ``ok_a``/``ok_b``, has-perturbation as ``p_a``/``p_b``."""
+
     def side(condition: str, tag: str) -> pl.DataFrame:
-        return group.filter(pl.col("condition") == condition).select(
+        return df.filter(pl.col("condition") == condition).select(
             "image_id",
             pl.col(col).alias(tag),
             pl.col("clean_correct").alias(f"ok_{tag}"),
