@@ -143,7 +143,7 @@ class Evaluator:
                 self._resilient(unit, idx[:mid], stored, clean, sink, queue)
                 self._resilient(unit, idx[mid:], stored, clean, sink, queue)
                 return
-            what = "out of memory with a batch of 1" if is_out_of_memory(exc) else "failed"
+            what = "out of memory with a batch of 1" if oom else "failed"
             sink.error(
                 idx[0], f"{unit.paths[idx[0]]}: evaluation {what}: {traceback.format_exc(limit=4)}"
             )
@@ -158,7 +158,7 @@ class Evaluator:
         queue: ScoreQueue,
     ) -> None:
         queue.reset()  # cached views belong to one batch of images
-        start, calls_before = time.perf_counter(), queue.stats.images
+        start, images_before = time.perf_counter(), queue.stats.images
         dense = max(0, self.settings.dense_check - idx[0])
         data = load_batch(unit, idx, self.model, self.images, stored, clean, self.settings, dense)
         specs = rows.specs
@@ -193,7 +193,7 @@ class Evaluator:
             riders=[probe] if probe is not None else None,
         )
         seconds = time.perf_counter() - start
-        per_forward = seconds / max(1, queue.stats.images - calls_before)
+        per_forward = seconds / max(1, queue.stats.images - images_before)
         if queue.autocast is not None:  # the dense sample again in fp32: do scales agree?
             self._check_precision(conditions, results, axis)
         for cond, result in zip(conditions, results, strict=True):
