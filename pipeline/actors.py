@@ -40,7 +40,10 @@ def actor_shares(
     return math.floor(cpu * 1e4) / 1e4, math.floor(gpu * 1e4) / 1e4  # round down: must fit
 
 
-def start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any]]:
+def start_actors(
+    cfg: BenchmarkConfig, models: list[str], run_dir: str = "", prov: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
+    """Actors per model; with ``run_dir`` they write their own results there."""
     gpus = _cluster_gpus()
     if cfg.ray.actors_per_model:
         n_per_model = cfg.ray.actors_per_model
@@ -69,6 +72,8 @@ def start_actors(cfg: BenchmarkConfig, models: list[str]) -> dict[str, list[Any]
             device=cfg.device,
             threads=max(1, math.floor(cpu_share)),  # torch threads = the cores it was given
             eval=cfg.eval,
+            run_dir=run_dir,
+            provenance=prov or {},
         )
         options = {
             "num_cpus": cpu_share,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
 
@@ -93,7 +92,7 @@ def print_summary(summary: object) -> None:
         print(f"WARNING: critical-scale shortcut disagrees with the dense grid: {line}")
     for failure in summary.failed_units:
         print(f"FAILED {failure}", file=sys.stderr)
-    print(f"\nresults: {summary.run_dir.resolve()}")
+    print(f"\nresults: {summary.run_dir}")
     from pipeline.tracking import ui_command
 
     print(f"browse:  {ui_command(summary.tracking_uri)}")
@@ -136,7 +135,7 @@ def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> Benchmar
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.data import build_manifest
-    from pipeline.results import write_atomic
+    from pipeline.storage import Location, write_table
 
     if args.config:
         dataset = load_config(args.config).dataset
@@ -144,9 +143,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raw = {"layout": args.layout, "root": args.root, "limit": args.limit}
         dataset = parse_config({"dataset": raw}, "command line").dataset
     manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
-    out = Path(args.out)
-    write_atomic(manifest.table, out / "manifest.parquet")
-    write_atomic(manifest.bad_rows, out / "bad_rows.parquet")
+    out = Location(args.out)
+    write_table(manifest.table, out / "manifest.parquet")
+    write_table(manifest.bad_rows, out / "bad_rows.parquet")
     print(manifest.summary_line(), file=sys.stderr)
     print(f"wrote {out / 'manifest.parquet'} ({manifest.table.num_rows} rows)")
     return 0

@@ -11,10 +11,15 @@ report is built from those.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pipeline.storage import Location, is_uri
 
 RUN_DIR_TAG = "run_dir"  # absolute run directory, when the runner sets it
 
@@ -29,8 +34,14 @@ def _is_run_dir(path: Path) -> bool:
 
 def locate(
     ref: str, tracking_uri: str | None, download_dir: str | None
-) -> tuple[Path, dict[str, str] | None]:
-    """(run directory, the parent run's tags or None) for a directory or an MLflow run id."""
+) -> tuple[Path | Location, dict[str, str] | None]:
+    """(run directory, the parent run's tags or None) for a directory, a run's URI on an
+    object store or an MLflow run id."""
+    if is_uri(ref):
+        loc = Location(ref)
+        if not (loc / "manifest.parquet").is_file():
+            raise ReportError(f"{ref}: no manifest.parquet there; pass <output_dir>/<run_name>")
+        return loc, None
     path = Path(ref)
     if path.is_dir():
         if not _is_run_dir(path):
@@ -90,7 +101,43 @@ def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
         raise ReportError(f"run {run.info.run_id}: no manifest.parquet among its artifacts")
 
 
-def report_and_log(run_dir: Path, tracker: Any, tags: dict[str, str]) -> None:
+@contextlib.contextmanager
+def local_run_dir(run_dir: Location) -> Iterator[Path]:
+    """The run as a local folder for the dashboards: the folder itself, or for a run on an
+    object store a temporary copy of everything but the perturbation stores (figures and
+    the page are drawn from tables; report/ is uploaded back by the caller)."""
+    if run_dir.is_local:
+        yield run_dir.local_path
+        return
+    with tempfile.TemporaryDirectory(prefix="foveabench-report-") as tmp:
+        local = Path(tmp) / run_dir.name
+        for loc in run_dir.files():
+            rel = loc.relative_to(run_dir)
+            if rel.parts[0] in MIRROR_SKIP:
+                continue
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(loc.read_bytes())
+        yield local
+
+
+MIRROR_SKIP = ("perturbations", "object_perturbations", "report")
+
+
+def _publish(page: Path, run_dir: Location) -> list[Location]:
+    """Copy report/ next to the run's results when the run is not local; return the files."""
+    folder = page.parent
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if run_dir.is_local:
+        return [Location(p) for p in files]
+    out = []
+    for path in files:
+        dest = run_dir / "report" / path.relative_to(folder).as_posix()
+        dest.write_bytes(path.read_bytes())
+        out.append(dest)
+    return out
+
+
+def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> None:
     """``report/index.html`` and its figures, logged to the parent run under ``report/``
     (the hook ``foveabench run`` and ``nightly`` hand to the runner)."""
     from dashboards.report import build_report
@@ -98,14 +145,14 @@ def report_and_log(run_dir: Path, tracker: Any, tags: dict[str, str]) -> None:
     from pipeline.eval_progress import DEFAULT_POINTS
     from pipeline.summary.points import point_list, read_eval_points
 
-    page = build_report(run_dir, tags=tags)
-    print(f"report: {page}", file=sys.stderr)
-    for path in sorted(page.parent.rglob("*")):
-        if path.is_file():
-            tracker.log_artifact(path)
-    # each transfer matrix (attack x evaluation point) as a heatmap and a table on the parent
-    points = point_list(read_eval_points(run_dir)) or list(DEFAULT_POINTS)
-    made, missing = run_matrix_artifacts(run_dir, points)
+    with local_run_dir(run_dir) as local:
+        page = build_report(local, tags=tags)
+        print(f"report: {page if run_dir.is_local else run_dir / 'report'}", file=sys.stderr)
+        for loc in _publish(page, run_dir):
+            tracker.log_artifact(loc)
+        # each transfer matrix (attack x evaluation point) as a heatmap and a table
+        points = point_list(read_eval_points(local)) or list(DEFAULT_POINTS)
+        made, missing = run_matrix_artifacts(local, points)
     for norm, value in missing:
         print(
             f"transfer matrices: no {norm}={value:g} on the eval grid; no matrix", file=sys.stderr
@@ -124,12 +171,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"report: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    page = build_report(run_dir, tags=tags)
-    size = sum(f.stat().st_size for f in page.parent.rglob("*") if f.is_file())
-    print(
-        f"report: {page} ({page.stat().st_size / 1e6:.2f} MB page, {size / 1e6:.2f} MB with "
-        f"figure files, {time.perf_counter() - start:.1f} s)"
-    )
+    where = Location(run_dir)
+    with local_run_dir(where) as local:
+        page = build_report(local, tags=tags)
+        size = sum(f.stat().st_size for f in page.parent.rglob("*") if f.is_file())
+        published = _publish(page, where)
+        print(
+            f"report: {published[0].parent if not where.is_local else page} "
+            f"({page.stat().st_size / 1e6:.2f} MB page, {size / 1e6:.2f} MB with "
+            f"figure files, {time.perf_counter() - start:.1f} s)"
+        )
     return 0
 
 

@@ -25,14 +25,14 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from pipeline.results import eval_shard_path
+from pipeline.partitions import SHARD_COLUMN, partitions, read_partition
+from pipeline.results import eval_partition
+from pipeline.storage import RunDir, location
 from tasks.protocol import MP
 
 NORMS = ("l1pp", "l2", "linf")
@@ -139,7 +139,7 @@ class EvalProgress:
     @classmethod
     def for_units(
         cls,
-        run_dir: Path,
+        run_dir: RunDir,
         units: Iterable[UnitLike],
         points: Sequence[tuple[str, float]] = DEFAULT_POINTS,
     ) -> EvalProgress:
@@ -150,15 +150,18 @@ class EvalProgress:
         """
         progress = cls(points)
         pending = {
-            eval_shard_path(run_dir, task, u.source, u.target, u.attack, u.shard).resolve()
+            (eval_partition(task, u.source, u.target, u.attack), u.shard)
             for u in units
             for task in u.tasks
         }
-        for path in sorted((run_dir / "evals").glob("*/*/*/*/shard-*.parquet")):
-            if path.resolve() not in pending and set(progress._columns) <= set(
-                pq.read_schema(path).names
-            ):
-                progress.update([pq.read_table(path, columns=progress._columns)])
+        root = location(run_dir)
+        for partition in partitions(root, "evals"):
+            rows = read_partition(root, partition, with_shard=True)
+            if rows is None or not set(progress._columns) <= set(rows.column_names):
+                continue
+            redo = [shard for p, shard in pending if p == partition]
+            keep = pc.invert(pc.is_in(rows[SHARD_COLUMN], pa.array(redo, pa.int32())))
+            progress.update([rows.filter(keep).select(progress._columns)])
         return progress
 
     # -- internals ---------------------------------------------------------------------

@@ -23,8 +23,9 @@ class EvalUnit:
     labels: tuple[int, ...]
     sizes: tuple[tuple[int, int], ...]  # (width, height) of each original image
     boxes: tuple[tuple[Box, ...], ...]  # original pixel edges
-    perturbations: str  # the source's perturbation shard for these images
-    target_attacks: str  # the target's attack shard (its clean correctness), "" if none
+    run_dir: str  # the run's location (local path or URI): the actor reads and writes there
+    perturbations: str  # the source's perturbation partition (this shard's rows are read)
+    target_attacks: str  # the target's attack partition (its clean correctness), "" if none
     source_cfg: PreprocessCfg
     tasks: tuple[str, ...]
 

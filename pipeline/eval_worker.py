@@ -16,7 +16,6 @@ import math
 import time
 import traceback
 
-import pyarrow.parquet as pq
 import torch
 
 from pipeline.config import EvalCfg
@@ -26,6 +25,8 @@ from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
 from pipeline.models import PixelModel
 from pipeline.oom import is_out_of_memory
+from pipeline.partitions import read_partition
+from pipeline.storage import Location
 from pipeline.store import read_store
 from tasks.attacks.specs import attack_spec
 from tasks.criterion import TopK
@@ -90,8 +91,9 @@ class Evaluator:
         start = time.perf_counter()
         self.halvings = 0
         queue = self._queue()
-        stored = read_store(unit.perturbations)
-        clean = _read_clean(unit.target_attacks)
+        run_dir = Location(unit.run_dir)
+        stored = read_store(read_partition(run_dir, unit.perturbations, shard=unit.shard))
+        clean = _read_clean(run_dir, unit.target_attacks, unit.shard)
         sink = RowSink(unit, self.specs(unit))
         n = len(unit.image_ids)
         batches = [
@@ -281,13 +283,16 @@ def _same_scale(a: float, b: float, rtol: float) -> bool:
     return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= rtol * max(a, b) * 1.01
 
 
-def _read_clean(path: str) -> dict[str, bool]:
-    """image_id -> clean correctness under the run's criterion, from an attack shard."""
-    if not path:
+def _read_clean(run_dir: Location, partition: str, shard: int) -> dict[str, bool]:
+    """image_id -> clean correctness under the run's criterion, from the target's attack rows."""
+    if not partition:
         return {}
+    columns = ["image_id", "clean_correct", "error"]
     try:
-        table = pq.read_table(path, columns=["image_id", "clean_correct", "error"])
+        table = read_partition(run_dir, partition, columns, shard=shard)
     except (OSError, ValueError):
+        return {}
+    if table is None:
         return {}
     return {
         r["image_id"]: bool(r["clean_correct"])

@@ -13,6 +13,7 @@ refer to the stored pixel grid).
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from pipeline.models import PreprocessCfg
+from pipeline.storage import Location, is_uri
 from tasks.geometry import box_mask
 
 BoxTuple = tuple[float, float, float, float]
@@ -83,7 +85,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def open_rgb(path: str | Path) -> Image.Image:
     """The decoded image, RGB, fully loaded (the file is closed)."""
-    with Image.open(path) as raw:
+    source = io.BytesIO(Location(path).read_bytes()) if is_uri(path) else path
+    with Image.open(source) as raw:
         im = _to_rgb(raw)
         im.load()
     return im

@@ -12,6 +12,7 @@ part of its own baseline. Exit codes are for schedulers: 0 no regression,
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,12 +159,16 @@ def run_nightly(
             median_baseline([run_metrics(client, b.run_id) for b in base]),
             thresholds,
         )
-    paths = write_page(report, summary.run_dir / "nightly")
-    for path in paths:
-        client.log_artifact(run_id, str(path), "nightly")
+    with tempfile.TemporaryDirectory() as tmp:  # the run may live on an object store
+        local = Path(tmp) / "nightly"
+        written = write_page(report, local)
+        for path in written:
+            client.log_artifact(run_id, str(path), "nightly")
+            (summary.run_dir / "nightly" / path.name).write_bytes(path.read_bytes())
+    paths = [summary.run_dir / "nightly" / p.name for p in written]
     client.set_tag(run_id, "nightly_verdict", report.verdict)
     lines = summary_lines(report)
-    lines.append(f"report: {paths[1].resolve()} (also logged to MLflow run {run_id})")
+    lines.append(f"report: {paths[1]} (also logged to MLflow run {run_id})")
     if summary.failed_units:
         lines.append(f"FAILED: {len(summary.failed_units)} model-shard(s) failed")
         return NightlyResult(report, EXIT_FAILED, lines)

@@ -1,22 +1,24 @@
 """Planning the attack stage: which (model, shard) units are still missing.
 
 Shards are fixed slices of the manifest sorted by ``image_id`` (stable across
-runs). A unit lists only the tasks whose shard file is not complete yet, so a
-rerun recomputes nothing that finished. Temporary files of a driver that was
-killed mid-write (SIGKILL leaves no chance to clean up) are removed at start.
+runs). A unit lists only the tasks whose shard has no commit record yet (for
+the shard's current image ids), so a rerun recomputes nothing that finished.
+Temporary files of a local writer that was killed mid-write (SIGKILL leaves no
+chance to clean up) are removed at start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.attack_unit import AttackUnit
 from pipeline.config import BenchmarkConfig
-from pipeline.results import attack_shard_path, bounds_shard_path, clean_shard_path, is_complete
+from pipeline.partitions import CommitIndex
+from pipeline.results import attack_partition, bounds_partition, clean_partition
+from pipeline.storage import Location
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,13 @@ class Plan:
     skipped_files: int  # shard files already complete
 
 
-def remove_stale_temp_files(run_dir: Path) -> int:
-    """Delete ``.<name>.<uuid>.tmp`` files of interrupted atomic writes; return how many."""
+def remove_stale_temp_files(run_dir: Location) -> int:
+    """Delete ``.<name>.<uuid>.tmp`` files of interrupted local writes; return how many.
+    (An object store never shows an interrupted upload.)"""
+    if not run_dir.is_local:
+        return 0
     removed = 0
-    for tmp in run_dir.rglob(".*.tmp"):
+    for tmp in run_dir.local_path.rglob(".*.tmp"):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
@@ -41,7 +46,8 @@ def shard_slices(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + shard_size, n_rows)) for lo in range(0, n_rows, shard_size)]
 
 
-def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -> Plan:
+def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location) -> Plan:
+    commits = CommitIndex.load(run_dir)
     ids = manifest.column("image_id").to_pylist()
     paths = manifest.column("path").to_pylist()
     labels = manifest.column("label").to_pylist()
@@ -54,16 +60,14 @@ def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path) -
     for model in cfg.models:
         for shard, (lo, hi) in enumerate(slices):
             shard_ids = ids[lo:hi]
-            clean = want_clean and not is_complete(
-                clean_shard_path(run_dir, model.name, shard), shard_ids
-            )
-            bounds = want_bounds and not is_complete(
-                bounds_shard_path(run_dir, model.name, shard), shard_ids
+            clean = want_clean and not commits.done(clean_partition(model.name), shard, shard_ids)
+            bounds = want_bounds and not commits.done(
+                bounds_partition(model.name), shard, shard_ids
             )
             todo = tuple(
                 a
                 for a in attacks
-                if not is_complete(attack_shard_path(run_dir, model.name, a, shard), shard_ids)
+                if not commits.done(attack_partition(model.name, a), shard, shard_ids)
             )
             skipped_files += (want_clean and not clean) + (want_bounds and not bounds)
             skipped_files += len(attacks) - len(todo)

@@ -5,26 +5,21 @@ attack). Which pairs a task runs on is read from the protocol's task registry
 (``norm_sweep``: every (source, target) pair, the transfer matrices come from
 it; ``masks``, ``foveation``, ``linearity``: the diagonal). A unit covers every
 image of its shard, with or without the source's perturbation (the paper's
-population), and lists only the tasks whose shard file is not complete yet, so
+population), and lists only the tasks whose shard has no commit record yet, so
 reruns resume.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.config import BenchmarkConfig
 from pipeline.eval_unit import EvalUnit
 from pipeline.models import resolve_cfg
+from pipeline.partitions import CommitIndex
 from pipeline.plan_attacks import shard_slices
-from pipeline.results import (
-    attack_shard_path,
-    eval_shard_path,
-    is_complete,
-    perturbation_shard_path,
-)
+from pipeline.results import attack_partition, eval_partition, perturbation_partition
+from pipeline.storage import Location
 from tasks.attacks.specs import attack_spec
 from tasks.geometry import Box
 from tasks.protocol import TASKS
@@ -45,12 +40,13 @@ def _boxes(row: dict[str, object]) -> tuple[Box, ...]:
 
 
 def plan_eval_units(
-    cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Path
+    cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location
 ) -> tuple[list[EvalUnit], int]:
     """Missing evaluation units, and how many shard files were already complete."""
     tasks = eval_tasks(cfg)
     if not tasks:
         return [], 0
+    commits = CommitIndex.load(run_dir)
     rows = manifest.to_pylist()
     by_id = {r["image_id"]: r for r in rows}
     models = [m.name for m in cfg.models]
@@ -60,19 +56,18 @@ def plan_eval_units(
         baseline = attack_spec(attack).baseline
         for source in models:
             for shard, (lo, hi) in enumerate(shard_slices(len(rows), cfg.shard_size)):
-                store = perturbation_shard_path(run_dir, source, attack, shard)
-                if not store.is_file():
-                    continue  # the attack stage failed for this shard; it is reported there
                 ids = [r["image_id"] for r in rows[lo:hi]]
+                store = perturbation_partition(source, attack)
+                if not commits.done(store, shard, ids):
+                    continue  # the attack stage failed for this shard; it is reported there
                 for target in models:
                     todo = []
                     for task in tasks:
                         self_only = TASKS.get(task).pairs == "self"
                         if self_only and (target != source or baseline):
                             continue
-                        if is_complete(
-                            eval_shard_path(run_dir, task, source, target, attack, shard), ids
-                        ):
+                        partition = eval_partition(task, source, target, attack)
+                        if commits.done(partition, shard, ids):
                             done += 1
                         else:
                             todo.append(task)
@@ -89,9 +84,10 @@ def plan_eval_units(
                             labels=tuple(by_id[i]["label"] for i in ids),
                             sizes=tuple((by_id[i]["width"], by_id[i]["height"]) for i in ids),
                             boxes=tuple(_boxes(by_id[i]) for i in ids),
-                            perturbations=str(store.resolve()),
-                            target_attacks=_existing(
-                                attack_shard_path(run_dir, target, attack, shard)
+                            run_dir=str(run_dir),
+                            perturbations=store,
+                            target_attacks=_committed(
+                                commits, attack_partition(target, attack), shard, ids
                             ),
                             source_cfg=source_cfgs[source],
                             tasks=tuple(todo),
@@ -100,5 +96,5 @@ def plan_eval_units(
     return units, done
 
 
-def _existing(path: Path) -> str:
-    return str(path.resolve()) if path.is_file() else ""
+def _committed(commits: CommitIndex, partition: str, shard: int, ids: list[str]) -> str:
+    return partition if commits.done(partition, shard, ids) else ""

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from pipeline import rundir
 from pipeline.config import BenchmarkConfig, ConfigError
+from pipeline.storage import Location
 
 
 def check_paths(
     cfg: BenchmarkConfig, source: str, *, fresh: bool = False, run_name: str | None = None
-) -> Path:
+) -> Location:
     """The run directory, once the paths a local run needs are known to work."""
     root = cfg.dataset.root
     if cfg.dataset.layout != "sample" and root and "://" not in root and not Path(root).is_dir():

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import rundir
+from pipeline.storage import Location, RunDir, location
 
 PACKAGES = ("foveabench", "torch", "torchvision", "timm", "ray", "mlflow", "polars", "pyarrow")
 
@@ -72,14 +73,14 @@ def run_provenance(
     }
 
 
-def write_run_provenance(run_dir: Path, prov: dict[str, Any]) -> Path:
+def write_run_provenance(run_dir: RunDir, prov: dict[str, Any]) -> Location:
     """``<run>/provenance.json``, written at run start (a resumed run writes its own)."""
-    path = run_dir / FILE
+    path = location(run_dir) / FILE
     path.write_text(json.dumps(prov, indent=2, sort_keys=True))
     return path
 
 
-def read_run_provenance(run_dir: Path) -> dict[str, Any] | None:
+def read_run_provenance(run_dir: RunDir) -> dict[str, Any] | None:
     path = run_dir / FILE
     try:
         return dict(json.loads(path.read_text())) if path.is_file() else None

@@ -1,20 +1,16 @@
-"""Result tables: schemas, the contract layout and atomic shard files.
+"""Result tables: schemas and the contract layout of their partitions.
 
 DESIGN.md "Results" is the contract: every table carries ``schema_version``,
-rows are keyed by ``image_id``, and a shard file exists only when complete
-(written to a temporary name in the same directory, then renamed), so a rerun
-can trust any shard it finds.
+rows are keyed by ``image_id``. A partition folder holds shard pieces while a
+stage runs and one compacted file after it (pipeline/partitions.py); a shard is
+done when its commit record exists.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tasks.protocol import MP, OBJECT
 
@@ -156,75 +152,33 @@ LINEARITY_SCHEMA = pa.schema(
 )
 
 
-def eval_shard_path(
-    run_dir: Path, task: str, source: str, target: str, attack: str, shard: int
-) -> Path:
-    return (
-        run_dir
-        / "evals"
-        / task
-        / f"source={source}"
-        / f"target={target}"
-        / f"attack={attack}"
-        / shard_name(shard)
-    )
+def eval_partition(task: str, source: str, target: str, attack: str) -> str:
+    return f"evals/{task}/source={source}/target={target}/attack={attack}"
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.parquet"
+def attack_partition(model: str, attack: str) -> str:
+    return f"attacks/model={model}/attack={attack}"
 
 
-def attack_shard_path(run_dir: Path, model: str, attack: str, shard: int) -> Path:
-    return run_dir / "attacks" / f"model={model}" / f"attack={attack}" / shard_name(shard)
-
-
-def perturbation_shard_path(
-    run_dir: Path, model: str, attack: str, shard: int, setup: str = MP
-) -> Path:
+def perturbation_partition(model: str, attack: str, setup: str = MP) -> str:
     """``perturbations/`` (the attack stage's) or ``object_perturbations/`` (MP-Object's)."""
     root = "perturbations" if setup == MP else f"{setup}_perturbations"
-    return run_dir / root / f"model={model}" / f"attack={attack}" / shard_name(shard)
+    return f"{root}/model={model}/attack={attack}"
 
 
-def clean_shard_path(run_dir: Path, model: str, shard: int) -> Path:
-    return run_dir / "clean" / f"model={model}" / shard_name(shard)
+def clean_partition(model: str) -> str:
+    return f"clean/model={model}"
 
 
-def bounds_shard_path(run_dir: Path, model: str, shard: int) -> Path:
-    return run_dir / "bounds" / f"model={model}" / shard_name(shard)
+def bounds_partition(model: str) -> str:
+    return f"bounds/model={model}"
+
+
+#: The result tables, each a folder of partitions (DESIGN.md "Results").
+TABLE_ROOTS = ("attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals")
 
 
 def table_from_rows(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) -> a table of ``schema``, stamping ``schema_version``."""
     rows = [{**r, "schema_version": SCHEMA_VERSION} for r in rows]
     return pa.Table.from_pylist(rows, schema=schema)
-
-
-def write_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """Write Parquet so that ``path`` exists only when the file is complete.
-
-    ``metadata`` joins the schema's (the run's provenance, on every shard).
-    """
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def is_complete(path: Path, image_ids: Iterable[str]) -> bool:
-    """A finished shard covers exactly the expected images (guards a changed manifest).
-
-    Sets, not lists: evaluation shards hold several rows (conditions) per image.
-    """
-    if not path.is_file():
-        return False
-    try:
-        found = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
-    except (OSError, pa.ArrowException):
-        return False
-    return set(found) == set(image_ids)

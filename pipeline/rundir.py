@@ -6,7 +6,7 @@ creates a run directory it writes :data:`MARKER` into it; ``--fresh`` deletes
 the results of a directory that carries the marker and refuses any other, so a
 mistyped name or ``output_dir`` can never make it delete someone else's files.
 Symbolic links inside a run directory are unlinked, never followed.
-Standard library only: the CLI runs :func:`check` before heavy imports.
+The CLI runs :func:`check` before heavy imports (pyarrow's filesystems only).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from pipeline.config import ConfigError, run_name_problem
+from pipeline.partitions import COMMITS
+from pipeline.storage import Location
 
 MARKER = ".foveabench-run"
 RESULT_DIRS = (
@@ -35,18 +37,17 @@ class RunDirError(ConfigError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
-def _is_uri(output_dir: str) -> bool:
-    return "://" in output_dir
-
-
-def check(output_dir: str, run_name: str, fresh: bool) -> Path:
+def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     """The run directory, after checking the name, that ``output_dir`` is a writable
-    directory (it is created if missing) and that ``--fresh`` may delete it."""
+    directory (it is created if missing) and that ``--fresh`` may delete it.
+    On an object store the checks are the marker's: writability shows at the first write."""
     problem = run_name_problem(run_name)
     if problem:
         raise RunDirError(f"run name {run_name!r} {problem}")
-    run_dir = Path(output_dir) / run_name
-    if _is_uri(output_dir):
+    run_dir = Location(output_dir) / run_name
+    if not run_dir.is_local:
+        if fresh and not (run_dir / MARKER).is_file() and _results_in(run_dir):
+            raise RunDirError(_NOT_OURS.format(run_dir=run_dir, marker=MARKER))
         return run_dir
     out = Path(output_dir)
     try:
@@ -58,33 +59,36 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Path:
             f"output_dir = {output_dir!r}: not a writable directory ({exc.strerror or exc}); "
             "set output_dir (or --output-dir) to a directory you can write"
         ) from None
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} exists and is not a directory; remove it or rename the run")
-    if fresh and run_dir.is_dir() and not (run_dir / MARKER).is_file() and _results_in(run_dir):
-        raise RunDirError(
-            f"--fresh: {run_dir} was not created by foveabench (it has no {MARKER} file), so "
-            "nothing in it is deleted; remove it yourself or choose another run name"
-        )
+    local = run_dir.local_path
+    if local.exists() and not local.is_dir():
+        raise RunDirError(f"{local} exists and is not a directory; remove it or rename the run")
+    if fresh and local.is_dir() and not (local / MARKER).is_file() and _results_in(run_dir):
+        raise RunDirError(_NOT_OURS.format(run_dir=run_dir, marker=MARKER))
     return run_dir
 
 
-def _results_in(run_dir: Path) -> list[Path]:
-    """What ``--fresh`` would delete (links included, never followed)."""
-    names = (*RESULT_DIRS, *RESULT_FILES)
-    return [run_dir / n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()]
+_NOT_OURS = (
+    "--fresh: {run_dir} was not created by foveabench (it has no {marker} file), so "
+    "nothing in it is deleted; remove it yourself or choose another run name"
+)
+_RESULT_NAMES = (*RESULT_DIRS, COMMITS, *RESULT_FILES)
 
 
-def prepare(output_dir: str, run_name: str, fresh: bool) -> Path:
+def _results_in(run_dir: Location) -> list[str]:
+    """Names of what ``--fresh`` would delete (links included, never followed)."""
+    if not run_dir.is_local:
+        return [n for n in _RESULT_NAMES if (run_dir / n).exists()]
+    local = run_dir.local_path
+    return [n for n in _RESULT_NAMES if (local / n).exists() or (local / n).is_symlink()]
+
+
+def prepare(output_dir: str, run_name: str, fresh: bool) -> Location:
     """Create (or with ``fresh``, empty) the run directory; return it."""
     run_dir = check(output_dir, run_name, fresh)
-    if fresh and run_dir.is_dir():
-        for target in _results_in(run_dir):
-            if target.is_symlink() or not target.is_dir():
-                target.unlink()
-            else:
-                shutil.rmtree(target)
-    if not run_dir.is_dir():
-        run_dir.mkdir(parents=True)
+    if fresh:
+        for name in _results_in(run_dir):
+            _delete(run_dir / name)
+    if not (run_dir / MARKER).is_file() and not _results_in(run_dir):
         (run_dir / MARKER).write_text(
             json.dumps(
                 {"created_by": "foveabench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -92,3 +96,16 @@ def prepare(output_dir: str, run_name: str, fresh: bool) -> Path:
             + "\n"
         )
     return run_dir
+
+
+def _delete(target: Location) -> None:
+    if target.is_local:
+        path = target.local_path
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    elif target.is_file():
+        target.delete()
+    else:
+        target.delete_tree()

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -27,38 +26,37 @@ from tqdm import tqdm
 from pipeline import interrupts, provenance, rundir
 from pipeline.actors import init_ray, start_actors
 from pipeline.attack_unit import AttackOutput, AttackUnit
+from pipeline.compaction import ATTACK_TABLES, EVAL_TABLES, compact_stage
 from pipeline.config import BenchmarkConfig
 from pipeline.data import build_manifest
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.models import resolve_cfg
+from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
-from pipeline.results import (
-    write_atomic,
-)
 from pipeline.runmeta import run_params, run_tags
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
+from pipeline.storage import Location, write_table
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
 from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
-from pipeline.tracking import Tracker, default_tracking_uri
-from pipeline.write import ResultWriter
+from pipeline.tracking import Tracker, default_tracking_uri, local_mlflow_dir
 
 RESULT_DIRS = rundir.RESULT_DIRS
 #: Called once the run is summarised, before its MLflow runs close (the CLI builds the
 #: report there: the runner itself never draws).
-Reporter = Callable[[Path, "Tracker", dict[str, str]], None]
+Reporter = Callable[[Location, "Tracker", dict[str, str]], None]
 DENSE_WARNING = 0.02  # disagreement rate of the critical-scale shortcut that is reported loudly
 
 
 @dataclass
 class RunSummary:
-    run_dir: Path
+    run_dir: Location
     n_images: int
     n_bad_rows: int
     computed_units: int
@@ -86,7 +84,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Path:
+def prepare_run_dir(cfg: BenchmarkConfig, run_name: str, fresh: bool) -> Location:
     """``<output_dir>/<run_name>``; ``fresh`` empties it only if foveabench created it."""
     return rundir.prepare(cfg.output_dir, run_name, fresh)
 
@@ -121,8 +119,8 @@ def run_benchmark(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     manifest = build_manifest(cfg.dataset.layout, cfg.dataset.root, cfg.dataset.limit)
-    write_atomic(manifest.table, run_dir / "manifest.parquet")
-    write_atomic(manifest.bad_rows, run_dir / "bad_rows.parquet")
+    write_table(manifest.table, run_dir / "manifest.parquet")
+    write_table(manifest.bad_rows, run_dir / "bad_rows.parquet")
     log(manifest.summary_line())
     if manifest.table.num_rows == 0:
         raise RuntimeError(
@@ -137,11 +135,11 @@ def run_benchmark(
             f"({plan.skipped} of {plan.n_shards * len(cfg.models)} model-shards fully done)"
         )
 
-    output_dir = Path(cfg.output_dir)
-    tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
-    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, output_dir / "mlartifacts")
+    tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(cfg.output_dir)
+    artifacts = local_mlflow_dir(cfg.output_dir) / "mlartifacts"
+    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, artifacts)
     models = [m.name for m in cfg.models]
-    tags = {**run_tags(cfg, manifest.table, extra_tags), "run_dir": str(run_dir.resolve())}
+    tags = {**run_tags(cfg, manifest.table, extra_tags), "run_dir": str(run_dir)}
     tracker.start(
         run_name,
         tags,
@@ -180,8 +178,10 @@ def run_benchmark(
     tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
     try:
         with interrupts.graceful():
-            writer = ResultWriter(run_dir, tracker, prov)
-            stages = _Stages(cfg, writer, manifest.table, summary, on_unit_done, on_eval_unit_done)
+            stages = _Stages(
+                cfg, run_dir, tracker, prov, manifest.table, summary, on_unit_done,
+                on_eval_unit_done,
+            )  # fmt: skip
             stages.run(plan.units)
             _summarise(run_dir, tracker, summary)
             if eval_tasks(cfg):
@@ -204,7 +204,7 @@ def run_benchmark(
 
 
 def _summarise_protocol(
-    cfg: BenchmarkConfig, run_dir: Path, tracker: Tracker, summary: RunSummary
+    cfg: BenchmarkConfig, run_dir: Location, tracker: Tracker, summary: RunSummary
 ) -> None:
     """Protocol tables to summary/, transfer metrics to the parent run, findings to the summary.
 
@@ -233,7 +233,7 @@ def _summarise_protocol(
             tracker.set_tags({"dense_check_warning": "; ".join(summary.dense_warnings)[:5000]})
 
 
-def _summarise(run_dir: Path, tracker: Tracker, summary: RunSummary) -> None:
+def _summarise(run_dir: Location, tracker: Tracker, summary: RunSummary) -> None:
     tables = write_summaries(run_dir)
     for path in tables.written:
         tracker.log_artifact(path)
@@ -258,14 +258,16 @@ class _Stages:
     def __init__(
         self,
         cfg: BenchmarkConfig,
-        writer: ResultWriter,
+        run_dir: Location,
+        tracker: Tracker,
+        prov: dict[str, Any],
         manifest: pa.Table,
         summary: RunSummary,
         on_unit_done: Callable[[AttackOutput], None] | None,
         on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
     ) -> None:
-        self.cfg, self.writer = cfg, writer
-        self.run_dir, self.tracker = writer.run_dir, writer.tracker
+        self.cfg, self.prov = cfg, prov
+        self.run_dir, self.tracker = run_dir, tracker
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
         self.on_eval_unit_done = on_eval_unit_done
         self.actors: dict[str, list[Any]] = {}
@@ -275,6 +277,7 @@ class _Stages:
             if attack_units:
                 seconds, computed = self._timed(self._attack_stage, attack_units)
                 self.summary.attack_seconds, self.summary.computed_units = seconds, computed
+            self._compact(ATTACK_TABLES)
             if eval_tasks(self.cfg):  # fixed from the attack stage, before any evaluation
                 fix_eval_points(self.run_dir, self.cfg.eval)
                 self.tracker.log_artifact(self.run_dir / FIXED_POINTS)
@@ -285,6 +288,8 @@ class _Stages:
             if eval_units:
                 seconds, computed = self._timed(self._eval_stage, eval_units)
                 self.summary.eval_seconds, self.summary.computed_eval_units = seconds, computed
+            if eval_tasks(self.cfg):
+                self._compact(EVAL_TABLES)
             if not attack_units and not eval_units:
                 log("nothing to compute: every shard of this run is already complete")
         finally:
@@ -307,7 +312,8 @@ class _Stages:
         if not self.actors:
             init_ray(self.cfg)
             interrupts.claim()  # ray.init installed its own SIGTERM handler
-            self.actors = start_actors(self.cfg, [m.name for m in self.cfg.models])
+            models = [m.name for m in self.cfg.models]
+            self.actors = start_actors(self.cfg, models, str(self.run_dir), self.prov)
         return self.actors
 
     def _schedule(
@@ -335,7 +341,6 @@ class _Stages:
             spent[0] += len(out.unit.image_ids)
             spent[1] += out.seconds
             self.summary.attack_images_per_s[out.unit.model] = spent[0] / max(spent[1], 1e-9)
-            self.writer.attack_output(out)
             if out.halvings:
                 log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
             model, metrics, step = stats.update(out)
@@ -343,16 +348,22 @@ class _Stages:
             if self.on_unit_done:
                 self.on_unit_done(out)
 
-        return self._schedule(units, "process", on_output, "attack shards")
+        return self._schedule(units, "process_and_write", on_output, "attack shards")
 
     def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
         points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
         progress = EvalProgress.for_units(self.run_dir, units, points)  # running accuracy
 
         def on_output(out: EvalOutput) -> None:
-            self.writer.eval_output(out)
             progress.record(out.tables.values(), self.tracker)
             if self.on_eval_unit_done:
                 self.on_eval_unit_done(out)
 
-        return self._schedule(units, "evaluate", on_output, "eval shards")
+        return self._schedule(units, "evaluate_and_write", on_output, "eval shards")
+
+    def _compact(self, tables: tuple[str, ...]) -> None:
+        """Fold the stage's shard pieces into one file per partition (on the cluster, not in
+        the driver: perturbation bytes never pass through it) and log those to MLflow."""
+        init_ray(self.cfg)
+        for partition, model in compact_stage(self.run_dir, tables):
+            self.tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)

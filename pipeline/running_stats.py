@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import BenchmarkConfig
-from pipeline.plan_attacks import shard_slices
-from pipeline.results import attack_shard_path, clean_shard_path
+from pipeline.partitions import SHARD_COLUMN, read_partition
+from pipeline.results import attack_partition, clean_partition
+from pipeline.storage import Location, RunDir, location
 
 
 def _present(values: list[Any]) -> list[Any]:
@@ -41,7 +41,7 @@ class RunningStats:
         cls,
         cfg: BenchmarkConfig,
         manifest: pa.Table,
-        run_dir: Path,
+        run_dir: RunDir,
         pending: Iterable[AttackUnit],
         last_step: Callable[[str], int],
     ) -> RunningStats:
@@ -57,17 +57,17 @@ class RunningStats:
                 if unit.clean:
                     todo.add((unit.model, shard, "clean"))
         attacks = [a.name for a in cfg.attacks] if "min_perturbation" in cfg.tasks else []
-        n_shards = len(shard_slices(manifest.num_rows, cfg.shard_size))
+        root = location(run_dir)
         for model in (m.name for m in cfg.models):
             stats.steps[model] = last_step(model)
-            for shard in range(n_shards):
-                path = clean_shard_path(run_dir, model, shard)
-                if "clean" in cfg.tasks and (model, shard, "clean") not in todo and path.is_file():
-                    stats._add_clean(model, pq.read_table(path, columns=["top5_correct"]))
-                for attack in attacks:
-                    path = attack_shard_path(run_dir, model, attack, shard)
-                    if (model, shard, attack) not in todo and path.is_file():
-                        stats._add_attack(model, attack, pq.read_table(path, columns=["l1pp"]))
+            if "clean" in cfg.tasks:
+                done = _done_rows(root, clean_partition(model), model, "clean", todo)
+                if done is not None:
+                    stats._add_clean(model, done)
+            for attack in attacks:
+                done = _done_rows(root, attack_partition(model, attack), model, attack, todo)
+                if done is not None:
+                    stats._add_attack(model, attack, done)
         return stats
 
     def _add_clean(self, model: str, clean: pa.Table) -> None:
@@ -92,3 +92,14 @@ class RunningStats:
             if values:
                 metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
         return model, metrics, self.steps[model]
+
+
+def _done_rows(
+    run_dir: Location, partition: str, model: str, task: str, todo: set[tuple[str, int, str]]
+) -> pa.Table | None:
+    """Committed rows of the partition, minus the shards this session recomputes."""
+    rows = read_partition(run_dir, partition, with_shard=True)
+    if rows is None:
+        return None
+    redo = [shard for (m, shard, t) in todo if (m, t) == (model, task)]
+    return rows.filter(pc.invert(pc.is_in(rows[SHARD_COLUMN], pa.array(redo, pa.int32()))))

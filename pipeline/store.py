@@ -108,12 +108,10 @@ def record(
     }
 
 
-def read_store(path: str) -> dict[str, tuple[Encoded, float]]:
-    """image_id -> (encoded direction, scale) of a perturbation shard."""
-    import pyarrow.parquet as pq
-
+def read_store(table: pa.Table | None) -> dict[str, tuple[Encoded, float]]:
+    """image_id -> (encoded direction, scale) of perturbation-store rows."""
     out = {}
-    for row in pq.read_table(path).to_pylist():
+    for row in table.to_pylist() if table is not None else []:
         enc = Encoded(row["codec"], tuple(row["shape"]), row["norm"], row["data"])
         out[row["image_id"]] = (enc, float(row["scale"]))
     return out

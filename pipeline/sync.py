@@ -11,17 +11,19 @@ twice logs nothing the second time. ``run_benchmark`` calls
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyarrow.parquet as pq
+import yaml
 
-from pipeline.config import load_config
+from pipeline.compaction import LOGGED, mlflow_model
+from pipeline.config import parse_config
 from pipeline.mlflow_dataset import dataset_input
+from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units
 from pipeline.runmeta import run_params, run_tags
+from pipeline.storage import Location, RunDir, location, read_table
 from pipeline.summary.metrics import final_metrics
 from pipeline.summary.write import write_summaries
-from pipeline.tracking import Tracker, default_tracking_uri
+from pipeline.tracking import Tracker, default_tracking_uri, local_mlflow_dir
 
 #: Parent-run files, relative to the run dir (summaries are globbed).
 PARENT_FILES = ("config.yaml", "manifest.parquet", "bad_rows.parquet")
@@ -33,7 +35,7 @@ class SyncError(RuntimeError):
 
 @dataclass
 class SyncReport:
-    run_dir: Path
+    run_dir: Location
     tracking_uri: str
     run_id: str | None
     logged_files: int
@@ -41,29 +43,33 @@ class SyncReport:
     complete: bool
 
 
-def expected_artifacts(run_dir: Path, models: list[str]) -> dict[str | None, list[Path]]:
-    """Every file MLflow should hold, by run: ``None`` = parent, else the model's child."""
-    out: dict[str | None, list[Path]] = {
-        None: [run_dir / f for f in PARENT_FILES if (run_dir / f).is_file()]
-        + sorted((run_dir / "summary").glob("*.parquet"))
+def expected_artifacts(run_dir: RunDir, models: list[str]) -> dict[str | None, list[Location]]:
+    """Every file MLflow should hold, by run: ``None`` = parent, else the model's child
+    (its compacted attack, clean and bounds tables, and the evaluations it ran)."""
+    root = location(run_dir)
+    out: dict[str | None, list[Location]] = {
+        None: [root / f for f in PARENT_FILES if (root / f).is_file()]
+        + (root / "summary").files("*.parquet")
     }
     for model in models:
-        out[model] = [
-            *sorted((run_dir / "clean" / f"model={model}").glob("shard-*.parquet")),
-            *sorted((run_dir / "bounds" / f"model={model}").glob("shard-*.parquet")),
-            *sorted((run_dir / "attacks" / f"model={model}").glob("attack=*/shard-*.parquet")),
-        ]
+        out[model] = []
+    for table in LOGGED:
+        for loc in (root / table).files(f"*/{COMPACTED}"):
+            model = mlflow_model(loc.relative_to(root).parent.as_posix())
+            if model in out:
+                out[model].append(loc)
     return out
 
 
-def sync_artifacts(tracker: Tracker, run_dir: Path, models: list[str]) -> int:
+def sync_artifacts(tracker: Tracker, run_dir: RunDir, models: list[str]) -> int:
     """Log result files that MLflow does not list yet; return how many were logged."""
+    root = location(run_dir)
     logged = 0
-    for model, files in expected_artifacts(run_dir, models).items():
+    for model, files in expected_artifacts(root, models).items():
         if not files or not tracker.available:
             continue
-        tops = {f.relative_to(run_dir).parts[0] for f in files}
-        directories = {None if (run_dir / top).is_file() else top for top in tops}
+        tops = {f.relative_to(root).parts[0] for f in files}
+        directories = {None if (root / top).is_file() else top for top in tops}
         have: set[str] = set()
         for directory in sorted(directories, key=str):
             found = tracker.logged_artifacts(model, directory)
@@ -71,14 +77,15 @@ def sync_artifacts(tracker: Tracker, run_dir: Path, models: list[str]) -> int:
                 return logged
             have |= found
         for path in files:
-            if path.relative_to(run_dir).as_posix() not in have:
+            if path.relative_to(root).as_posix() not in have:
                 tracker.log_artifact(path, model=model)
                 logged += tracker.available
     return logged
 
 
-def sync_run(run_dir: Path) -> SyncReport:
+def sync_run(where: RunDir | str) -> SyncReport:
     """Bring MLflow up to date with ``run_dir`` (artifacts, final metrics, status)."""
+    run_dir = location(where)
     config_path = run_dir / "config.yaml"
     manifest_path = run_dir / "manifest.parquet"
     if not config_path.is_file() or not manifest_path.is_file():
@@ -86,11 +93,12 @@ def sync_run(run_dir: Path) -> SyncReport:
             f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
             "are written at the start of every run); pass <output_dir>/<run_name>"
         )
-    cfg = load_config(config_path)
-    manifest = pq.read_table(manifest_path)
-    output_dir = run_dir.parent
+    cfg = parse_config(yaml.safe_load(config_path.read_text()), str(config_path))
+    manifest = read_table(manifest_path)
+    output_dir = str(run_dir.parent)
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
-    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, output_dir / "mlartifacts")
+    artifacts = local_mlflow_dir(output_dir) / "mlartifacts"
+    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, artifacts)
     models = [m.name for m in cfg.models]
     tracker.start(run_dir.name, run_tags(cfg, manifest), run_params(cfg), models)
     if not tracker.available:
@@ -100,7 +108,7 @@ def sync_run(run_dir: Path) -> SyncReport:
             f"`foveabench sync {run_dir}` again"
         )
     bad = run_dir / "bad_rows.parquet"
-    n_bad = pq.read_metadata(bad).num_rows if bad.is_file() else 0
+    n_bad = read_table(bad, ["image_id"]).num_rows if bad.is_file() else 0
     tracker.log_dataset(dataset_input(cfg.dataset.layout, cfg.dataset.root, manifest, n_bad))
     complete = not plan_attack_units(cfg, manifest, run_dir).units
     tables = write_summaries(run_dir)

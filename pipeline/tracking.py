@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
+from pipeline.storage import Location, is_uri
 from pipeline.system_metrics import SystemMetrics
 
 STATE_FILE = "mlflow.json"
@@ -39,11 +40,17 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
-def default_tracking_uri(output_dir: Path) -> str:
+def local_mlflow_dir(output_dir: str | Path) -> Path:
+    """Where the embedded SQLite store lives: next to the runs, or, when the runs are on
+    an object store, in ``./foveabench-mlflow`` of the driver's working directory."""
+    return Path.cwd() / "foveabench-mlflow" if is_uri(output_dir) else Path(output_dir)
+
+
+def default_tracking_uri(output_dir: str | Path) -> str:
     """``MLFLOW_TRACKING_URI`` when set (cluster jobs point it at the shared server),
-    else the embedded default: a SQLite file next to the runs (no server needed)."""
+    else the embedded default: a SQLite file (no server needed)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    return env or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+    return env or f"sqlite:///{(local_mlflow_dir(output_dir) / 'mlflow.db').resolve()}"
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -54,7 +61,7 @@ class Tracker:
     """Logs one benchmark run; every call is a no-op after the store failed."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, run_dir: Path, artifact_root: Path
+        self, tracking_uri: str, experiment: str, run_dir: Location, artifact_root: Path
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -136,7 +143,7 @@ class Tracker:
         if not self.parent_id:
             return []
         in_use = {self.parent_id, *(self.children[m] for m in models if m in self.children)}
-        run_dir = str(self.run_dir.resolve())
+        run_dir = str(self.run_dir)
         running = self.client.search_runs(
             [self._experiment_id()], filter_string="attributes.status = 'RUNNING'", max_results=1000
         )
@@ -179,13 +186,21 @@ class Tracker:
         self._guard(close)
 
     # -- logging -----------------------------------------------------------------------
-    def log_artifact(self, path: Path, model: str | None = None) -> None:
-        """Log a result file under its path relative to the run dir."""
+    def log_artifact(self, path: Location, model: str | None = None) -> None:
+        """Log a result file under its path relative to the run dir (a file on an object
+        store is fetched to a temporary file first: MLflow logs local files)."""
         run_id = self.children.get(model) if model else self.parent_id
         rel = path.parent.relative_to(self.run_dir).as_posix()
         artifact_path = None if rel == "." else rel
-        if run_id:
+        if not run_id or not self.available:
+            return
+        if path.is_local:
             self._guard(self.client.log_artifact, run_id, str(path), artifact_path)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(path.read_bytes())
+            self._guard(self.client.log_artifact, run_id, str(local), artifact_path)
 
     def log_metrics(
         self, metrics: Mapping[str, float], step: int, model: str | None = None
@@ -366,7 +381,7 @@ class Tracker:
         except mlflow.exceptions.MlflowException:
             return False
 
-    def _state_path(self) -> Path:
+    def _state_path(self) -> Location:
         return self.run_dir / STATE_FILE
 
     def _load_state(self) -> dict[str, Any] | None:

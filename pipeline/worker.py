@@ -3,8 +3,9 @@
 Like xgboost_ray, :class:`ModelWorker` is a plain class (unit-testable without
 Ray) and :data:`RemoteModelWorker` is the thin ``ray.remote`` wrapper; the
 resources are bound at creation from :class:`ActorResources` by the runner.
-A worker returns Arrow tables; the driver writes them, so workers need no
-shared filesystem.
+A worker writes its own result pieces where the run lives (a local folder or an
+object-store URI, pipeline/write.py) and returns only the small row tables, so
+no perturbation byte passes through the driver and no node needs a shared disk.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pipeline.results import (
     table_from_rows,
 )
 from pipeline.store import record, roundtrip
+from pipeline.write import ResultWriter, strip_attack, strip_eval
 from tasks import attacks as attack_registry
 from tasks.attacks.base import Attack, AttackResult
 from tasks.attacks.params import AttackParams
@@ -56,6 +58,8 @@ class WorkerSpec:
     device: str = "auto"
     threads: int = 1
     eval: EvalCfg = field(default_factory=EvalCfg)
+    run_dir: str = ""  # where the pieces go (local path or URI); "" = the caller writes
+    provenance: dict[str, Any] = field(default_factory=dict)  # stamped on every piece
 
 
 @dataclass
@@ -98,6 +102,7 @@ class ModelWorker:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
         self._halvings = 0
+        self._result_writer: ResultWriter | None = None
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
         self.criterion = TopK(spec.top_k)
@@ -122,6 +127,25 @@ class ModelWorker:
     def evaluate(self, unit: EvalUnit) -> EvalOutput:
         """The evaluation stage on this network (as the target), reusing the loaded model."""
         return self.evaluator.evaluate(unit)
+
+    def _writer(self) -> ResultWriter:
+        if not self.spec.run_dir:
+            raise RuntimeError("this worker was built without a run_dir to write to")
+        if self._result_writer is None:
+            self._result_writer = ResultWriter(self.spec.run_dir, self.spec.provenance)
+        return self._result_writer
+
+    def process_and_write(self, unit: AttackUnit) -> AttackOutput:
+        """The attack stage for a unit, written and committed here; rows go back."""
+        out = self.process(unit)
+        self._writer().attack_output(out)
+        return strip_attack(out)
+
+    def evaluate_and_write(self, unit: EvalUnit) -> EvalOutput:
+        """The evaluation stage for a unit, written and committed here; rows go back."""
+        out = self.evaluate(unit)
+        self._writer().eval_output(out)
+        return strip_eval(out)
 
     def describe(self) -> dict[str, Any]:
         """Where this worker runs and with what preprocessing (for logs and provenance)."""

@@ -10,13 +10,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, load_config
+from pipeline.partitions import read_partition
 from pipeline.runner import run_benchmark
+from pipeline.storage import Location
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +49,17 @@ def small_config(tmp_path: Path, **changes: object) -> BenchmarkConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+def _forget_shard(data: Path, shard: int) -> None:
+    """Drop one shard's rows and its entry in the compacted file's commit metadata."""
+    table = pq.read_table(data)
+    meta = dict(table.schema.metadata)
+    folded = json.loads(meta[b"foveabench.shards"])
+    del folded[str(shard)]
+    meta[b"foveabench.shards"] = json.dumps(folded).encode()
+    keep = pc.not_equal(table["_shard"], shard)
+    pq.write_table(table.filter(keep).replace_schema_metadata(meta), data)
+
+
 def test_run_writes_contract_shards_and_mlflow_then_resumes(
     local_ray: None, tmp_path: Path
 ) -> None:
@@ -56,11 +70,14 @@ def test_run_writes_contract_shards_and_mlflow_then_resumes(
 
     manifest = pq.read_table(run_dir / "manifest.parquet")
     assert manifest.num_rows == 3
-    shards = sorted(
-        (run_dir / "attacks/model=efficientnet_lite0/attack=sign").glob("shard-*.parquet")
-    )
-    assert [p.name for p in shards] == ["shard-00000.parquet", "shard-00001.parquet"]
-    rows = [r for p in shards for r in pq.read_table(p).to_pylist()]
+    partition = "attacks/model=efficientnet_lite0/attack=sign"
+    # compacted after the stage: one file per partition, no pieces or commit records left
+    data = run_dir / partition / "data.parquet"
+    assert sorted(p.name for p in (run_dir / partition).iterdir()) == ["data.parquet"]
+    assert not list((run_dir / "_commits").rglob("*.ok"))
+    table = pq.read_table(data)
+    assert table.column("_shard").to_pylist() == [0, 0, 1], "rows keep their shard"
+    rows = read_partition(Location(run_dir), partition).to_pylist()
     assert set(rows[0]) >= CONTRACT_COLUMNS
     assert sorted(r["image_id"] for r in rows) == sorted(manifest.column("image_id").to_pylist())
     for r in rows:
@@ -78,27 +95,22 @@ def test_run_writes_contract_shards_and_mlflow_then_resumes(
     child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
     assert len(parent.data.tags["git_sha"]) == 40
     assert parent.data.tags["version.torch"].startswith("2.14")
-    logged = {
-        f.path
-        for f in client.list_artifacts(
-            child.info.run_id, "attacks/model=efficientnet_lite0/attack=sign"
-        )
-    }
-    assert logged == {f"attacks/model=efficientnet_lite0/attack=sign/{p.name}" for p in shards}
+    logged = {f.path for f in client.list_artifacts(child.info.run_id, partition)}
+    assert logged == {f"{partition}/data.parquet"}, "MLflow gets the compacted file only"
     assert "clean_top5" in child.data.metrics and "mp/sign/median_l1pp" in child.data.metrics
 
-    mtimes = {p: p.stat().st_mtime_ns for p in shards}
+    mtime = data.stat().st_mtime_ns
     second = run_benchmark(cfg)
     assert second.computed_units == 0 and second.skipped_units == 2
-    assert {p: p.stat().st_mtime_ns for p in shards} == mtimes
+    assert data.stat().st_mtime_ns == mtime, "a finished run's files were rewritten"
     assert len(client.search_runs([exp.experiment_id])) == len(runs), (
         "resume created new MLflow runs"
     )
 
-    shards[1].unlink()  # a lost shard is recomputed, and only that one
+    _forget_shard(data, 1)  # a shard whose rows and commit are lost is recomputed, only it
     third = run_benchmark(cfg)
-    assert third.computed_units == 1 and shards[1].is_file()
-    assert shards[0].stat().st_mtime_ns == mtimes[shards[0]]
+    assert third.computed_units == 1
+    assert pq.read_table(data).column("_shard").to_pylist() == [0, 0, 1]
 
     fresh = run_benchmark(cfg, fresh=True)
     assert fresh.computed_units == 2
@@ -134,7 +146,7 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(tmp_path: Path) -> None
     )
     run_dir = tmp_path / "demo"
     for model in ("efficientnet_lite0", "efficientnet_lite1"):
-        assert list((run_dir / f"attacks/model={model}/attack=sign").glob("shard-*.parquet"))
+        assert (run_dir / f"attacks/model={model}/attack=sign/data.parquet").is_file()
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "nothing to compute" in second.stderr
@@ -162,7 +174,8 @@ def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
             (shard,) = (
                 run_dir / f"evals/norm_sweep/source={source}/target={target}/attack=sign"
             ).glob("*.parquet")
-            (row,) = pq.read_table(shard).to_pylist()
+            assert shard.name == "data.parquet"
+            (row,) = pq.read_table(shard).drop_columns(["_shard"]).to_pylist()
             assert row["error"] is None and row["condition"] == "mp" and row["crit_linf"] > 0
             stamped = json.loads(pq.read_schema(shard).metadata[b"foveabench.provenance"])
             assert stamped == json.loads((run_dir / "provenance.json").read_text())

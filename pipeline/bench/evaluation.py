@@ -29,7 +29,8 @@ from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.eval_worker import Evaluator
 from pipeline.image_cache import ImageCache
 from pipeline.models import load_model
-from pipeline.results import PERTURBATION_SCHEMA, table_from_rows, write_atomic
+from pipeline.partitions import write_committed
+from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
 from pipeline.store import record, roundtrip
 from pipeline.summary.protocol import condition_forwards
 from tasks import attacks as attack_registry
@@ -52,7 +53,7 @@ def _unit(
     source: str,
     target: str,
     attack: str,
-    store: Path,
+    run_dir: Path,
     tasks: tuple[str, ...],
     source_cfg: object,
 ) -> EvalUnit:
@@ -61,7 +62,7 @@ def _unit(
         image_ids=tuple(r["image_id"] for r in rows), paths=tuple(r["path"] for r in rows),
         labels=tuple(r["label"] for r in rows), sizes=tuple((r["width"], r["height"]) for r in rows),
         boxes=tuple(tuple((b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]) for r in rows),
-        perturbations=str(store), target_attacks="", source_cfg=source_cfg, tasks=tasks,  # type: ignore[arg-type]
+        run_dir=str(run_dir), perturbations=perturbation_partition(source, attack), target_attacks="", source_cfg=source_cfg, tasks=tasks,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -94,8 +95,9 @@ def run_eval_bench(
             result = made(model, x, y)
             ok = (result.success & result.clean_correct).tolist()
             perts = [record(r["image_id"], model_name, attack, MP, float(result.scale[i]), result.direction[i]) for i, r in enumerate(rows) if ok[i]]  # fmt: skip
-            store = Path(tmp) / f"{attack}.parquet"
-            write_atomic(table_from_rows(perts, PERTURBATION_SCHEMA), store)
+            store = Path(tmp)
+            partition = perturbation_partition(model_name, attack)
+            write_committed(store, partition, 0, table_from_rows(perts, PERTURBATION_SCHEMA))
             pairs = [(model_name, tuple(eval_tasks()))]
             if cross_model:
                 pairs.append((cross_model, ("norm_sweep",)))

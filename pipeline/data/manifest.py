@@ -24,6 +24,7 @@ from pipeline.data.annotations import box_problem
 from pipeline.data.classes import wnid_to_index
 from pipeline.data.layouts import LAYOUTS
 from pipeline.data.probe import ImageProblem, probe_image
+from pipeline.data.remote import Shadow, probe_remote, shadow_tree
 from pipeline.data.schema import (
     BAD_ROWS_SCHEMA,
     KINDS,
@@ -34,6 +35,7 @@ from pipeline.data.schema import (
     is_utf8,
     printable,
 )
+from pipeline.storage import Location, is_uri
 
 _CHUNK = 64  # images probed per batch; PIL decodes without the GIL, so threads help
 
@@ -67,7 +69,15 @@ def build_manifest(layout: str, root: str | Path | None, limit: int | None = Non
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
-    root_path = Path(root).resolve() if root is not None else None
+    if root is not None and is_uri(root):
+        with shadow_tree(Location(root)) as shadow:
+            return _build(layout, shadow.root, limit, shadow)
+    return _build(layout, Path(root).resolve() if root is not None else None, limit, None)
+
+
+def _build(
+    layout: str, root_path: Path | None, limit: int | None, shadow: Shadow | None
+) -> Manifest:
     found = LAYOUTS.get(layout)(root_path)
     items = sorted(
         _flag_duplicates(found), key=lambda item: (item.image_id, isinstance(item, Candidate))
@@ -78,7 +88,7 @@ def build_manifest(layout: str, root: str | Path | None, limit: int | None = Non
         for chunk in _chunks(items, _CHUNK):
             if limit is not None and len(rows) >= limit:
                 break
-            for checked in pool.map(partial(_check, root=root_path), chunk):
+            for checked in pool.map(partial(_check, root=root_path, shadow=shadow), chunk):
                 if limit is not None and len(rows) >= limit:
                     break
                 if isinstance(checked, dict):
@@ -115,7 +125,9 @@ def _flag_duplicates(found: Iterable[Candidate | BadRow]) -> Iterator[Candidate 
         yield item
 
 
-def _check(item: Candidate | BadRow, root: Path | None) -> dict[str, object] | list[BadRow]:
+def _check(
+    item: Candidate | BadRow, root: Path | None, shadow: Shadow | None = None
+) -> dict[str, object] | list[BadRow]:
     """The manifest row of a candidate, or every reason it is excluded.
 
     Files are only opened inside ``root`` (None: the embedded sample set).
@@ -143,8 +155,9 @@ def _check(item: Candidate | BadRow, root: Path | None) -> dict[str, object] | l
                 c.row,
             )
         )
+    remote = shadow.uri(Path(c.path)) if shadow is not None else None
     try:
-        width, height = probe_image(c.path, root)
+        width, height = probe_remote(remote) if remote else probe_image(c.path, root)
     except ImageProblem as exc:
         # A missing file is the annotation's fault (it names the file); a broken one is the image's.
         where = (source, c.row) if exc.kind == "missing_image" else (c.path, None)
@@ -160,7 +173,7 @@ def _check(item: Candidate | BadRow, root: Path | None) -> dict[str, object] | l
         return problems
     return {
         "image_id": c.image_id,
-        "path": str(c.path),
+        "path": remote or str(c.path),
         "label": label,
         "wnid": c.wnid,
         "width": width,

@@ -7,23 +7,28 @@ the network classified correctly clean (the others need no perturbation).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import cast
 
 import polars as pl
+
+from pipeline.partitions import partitions, read_partition
+from pipeline.storage import RunDir, location
 
 NORM_COLUMNS = ("l1pp", "l2", "linf")
 
 
-def scan(run_dir: Path, sub: str) -> pl.DataFrame | None:
-    """Every shard under ``sub``; shards of an older schema (fewer columns) get nulls."""
-    files = sorted((run_dir / sub).rglob("shard-*.parquet"))
-    if not files:
+def scan(run_dir: RunDir, sub: str) -> pl.DataFrame | None:
+    """Every committed row of the table ``sub`` (compacted files and pieces); pieces of an
+    older schema (fewer columns) get nulls."""
+    root = location(run_dir)
+    tables = [read_partition(root, p) for p in partitions(root, sub)]
+    frames = [cast(pl.DataFrame, pl.from_arrow(t)) for t in tables if t is not None]
+    if not frames:
         return None
-    frames = [pl.read_parquet(f, hive_partitioning=False) for f in files]
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def clean_summary(run_dir: Path) -> pl.DataFrame:
+def clean_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: images, errors, top-1 and top-5 accuracy."""
     df = scan(run_dir, "clean")
     if df is None:
@@ -41,7 +46,7 @@ def clean_summary(run_dir: Path) -> pl.DataFrame:
     )
 
 
-def attack_summary(run_dir: Path, top_pairs: int = 5) -> pl.DataFrame:
+def attack_summary(run_dir: RunDir, top_pairs: int = 5) -> pl.DataFrame:
     """Per (model, attack): success rate, norm statistics and frequent class pairs."""
     df = scan(run_dir, "attacks")
     if df is None:

@@ -7,7 +7,6 @@ only draw tensors.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -16,15 +15,15 @@ import torch
 from pipeline.config import BenchmarkConfig
 from pipeline.images import load_input
 from pipeline.models import resolve_cfg
+from pipeline.storage import RunDir
 from pipeline.store import Encoded, decode
+from pipeline.summary.attacks import scan
 
 
-def stored_perturbations(run_dir: Path) -> pl.DataFrame:
+def stored_perturbations(run_dir: RunDir) -> pl.DataFrame:
     """The attack stage's store (the MP set-up), rows with a finite scale."""
-    files = sorted((run_dir / "perturbations").rglob("shard-*.parquet"))
-    if not files:
-        return pl.DataFrame()
-    return pl.read_parquet(files, hive_partitioning=False).filter(pl.col("scale").is_finite())
+    df = scan(run_dir, "perturbations")
+    return pl.DataFrame() if df is None else df.filter(pl.col("scale").is_finite())
 
 
 def example(

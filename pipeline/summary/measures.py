@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
+from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 
 RHO_NORMS = ("l2", "linf")
@@ -28,7 +27,7 @@ FOOLING_POINTS = 41
 BOUND_RTOL = 1e-4
 
 
-def _attacked(run_dir: Path) -> pl.DataFrame | None:
+def _attacked(run_dir: RunDir) -> pl.DataFrame | None:
     df = scan(run_dir, "attacks")
     if df is None:
         return None
@@ -41,7 +40,7 @@ def _eps99(norm: str) -> pl.Expr:
     return filled.sort().get(index).alias(f"eps99_{norm}")
 
 
-def rho2_summary(run_dir: Path) -> pl.DataFrame:
+def rho2_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: Balda's rho2 for each norm (images with a positive margin)."""
     clean = scan(run_dir, "clean")
     if clean is None or not set(f"fo_{p}" for p in RHO_NORMS) <= set(clean.columns):
@@ -59,7 +58,7 @@ def rho2_summary(run_dir: Path) -> pl.DataFrame:
     )
 
 
-def measure_summary(run_dir: Path) -> pl.DataFrame:
+def measure_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per (model, attack): rho1, eps99 per norm, and the model's rho2 alongside."""
     attacked = _attacked(run_dir)
     if attacked is None or attacked.is_empty():
@@ -78,7 +77,7 @@ def measure_summary(run_dir: Path) -> pl.DataFrame:
     return out.join(rho2, on="model", how="left") if rho2.height else out
 
 
-def fooling_curves(run_dir: Path, points: int = FOOLING_POINTS) -> pl.DataFrame:
+def fooling_curves(run_dir: RunDir, points: int = FOOLING_POINTS) -> pl.DataFrame:
     """Fooling ratio at ``points`` eps per (model, attack, norm), from 0 to the largest found."""
     attacked = _attacked(run_dir)
     if attacked is None or attacked.is_empty():
@@ -108,7 +107,7 @@ def fooling_curves(run_dir: Path, points: int = FOOLING_POINTS) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("model", "attack", "norm", "eps") if rows else pl.DataFrame()
 
 
-def bounds_summary(run_dir: Path) -> pl.DataFrame:
+def bounds_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: how many images got a bound, its median, and whether any attack beat it."""
     bounds = scan(run_dir, "bounds")
     if bounds is None:

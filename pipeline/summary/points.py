@@ -10,12 +10,12 @@ stage is planned and never recomputed, so no evaluation result can move them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 
 from pipeline import rundir
 from pipeline.config import EvalCfg
+from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 
@@ -24,7 +24,7 @@ FILE = rundir.EVAL_POINTS_FILE
 Points = dict[str, dict[str, dict[str, object]]]  # model -> attack -> {norm, values}
 
 
-def fix_eval_points(run_dir: Path, settings: EvalCfg) -> Points:
+def fix_eval_points(run_dir: RunDir, settings: EvalCfg) -> Points:
     """Write (once) and return the evaluation points of every (model, attack)."""
     path = run_dir / FILE
     if path.is_file():
@@ -50,7 +50,7 @@ def fix_eval_points(run_dir: Path, settings: EvalCfg) -> Points:
     return points
 
 
-def read_eval_points(run_dir: Path) -> Points:
+def read_eval_points(run_dir: RunDir) -> Points:
     path = run_dir / FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 

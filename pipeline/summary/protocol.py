@@ -16,12 +16,12 @@ the source's own norm at the same scale beside it (``src_*``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from pipeline.results import CRITICAL_SCHEMA
+from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 from pipeline.summary.stats import ratio_test
@@ -31,7 +31,7 @@ KEYS = ["source", "target", "attack", "setup", "condition"]
 CRITICAL_TASKS = tuple(dict.fromkeys(c.task for c in CONDITIONS.in_order()))
 
 
-def load_critical(run_dir: Path) -> pl.DataFrame:
+def load_critical(run_dir: RunDir) -> pl.DataFrame:
     """Every measured (image, condition) row of the run (error rows left out)."""
     frames = [f for t in CRITICAL_TASKS if (f := scan(run_dir, f"evals/{t}")) is not None]
     if not frames:
@@ -45,7 +45,7 @@ def load_critical(run_dir: Path) -> pl.DataFrame:
     return crit.filter(pl.col("error").is_null())
 
 
-def load_linearity(run_dir: Path) -> pl.DataFrame:
+def load_linearity(run_dir: RunDir) -> pl.DataFrame:
     df = scan(run_dir, "evals/linearity")
     return pl.DataFrame() if df is None else df.filter(pl.col("error").is_null())
 
@@ -266,7 +266,7 @@ def dense_check(crit: pl.DataFrame, attack_scales: pl.DataFrame) -> pl.DataFrame
     ).sort("attack", "source", "target", "condition")
 
 
-def attack_scales(run_dir: Path) -> pl.DataFrame:
+def attack_scales(run_dir: RunDir) -> pl.DataFrame:
     """(model, attack, image_id, attack_scale) from the perturbation store."""
     df = scan(run_dir, "perturbations")
     if df is None:

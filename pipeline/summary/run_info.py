@@ -7,16 +7,16 @@ layer, never from the code that is installed at report time.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.config import BenchmarkConfig, parse_config
 from pipeline.provenance import read_run_provenance
+from pipeline.storage import RunDir
 
 
-def run_config(run_dir: Path) -> tuple[str, BenchmarkConfig | None]:
+def run_config(run_dir: RunDir) -> tuple[str, BenchmarkConfig | None]:
     """``config.yaml``'s text and, when this version can parse it, the config."""
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -29,6 +29,6 @@ def run_config(run_dir: Path) -> tuple[str, BenchmarkConfig | None]:
         return text, None
 
 
-def run_provenance(run_dir: Path) -> dict[str, Any] | None:
+def run_provenance(run_dir: RunDir) -> dict[str, Any] | None:
     """``provenance.json``: git sha, versions, config and dataset hashes, preprocessing."""
     return read_run_provenance(run_dir)

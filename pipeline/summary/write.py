@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
 from pipeline.config import EvalCfg
-from pipeline.results import write_atomic
+from pipeline.storage import Location, RunDir, location, write_table
 from pipeline.summary import protocol as proto
 from pipeline.summary.attacks import attack_summary, clean_summary
 from pipeline.summary.findings import findings
@@ -25,10 +24,10 @@ class Summaries:
     measures: pl.DataFrame  # Balda's rho1 / rho2 / eps99 per (model, attack)
     fooling: pl.DataFrame  # fooling ratio vs eps
     bounds: pl.DataFrame  # Peck's bounds vs what the attacks found, per model
-    written: list[Path] = field(default_factory=list)
+    written: list[Location] = field(default_factory=list)
 
 
-def write_summaries(run_dir: Path) -> Summaries:
+def write_summaries(run_dir: RunDir) -> Summaries:
     """Aggregate the attack stage's shards into ``summary/*.parquet``."""
     out = Summaries(
         clean=clean_summary(run_dir),
@@ -47,7 +46,7 @@ PROTOCOL_TABLES = (
 )  # fmt: skip
 
 
-def protocol_tables(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
+def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFrame]:
     """Every protocol table, aggregated from the evaluation shards (nothing written)."""
     crit = proto.load_critical(run_dir)
     lin = proto.load_linearity(run_dir)
@@ -68,7 +67,7 @@ def protocol_tables(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]
     return tables
 
 
-def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.DataFrame]:
+def write_protocol_summaries(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFrame]:
     """Every protocol table to ``summary/<name>.parquet``; returns them by name."""
     tables = protocol_tables(run_dir, settings)
     for name, table in tables.items():
@@ -76,9 +75,9 @@ def write_protocol_summaries(run_dir: Path, settings: EvalCfg) -> dict[str, pl.D
     return tables
 
 
-def _write(run_dir: Path, name: str, table: pl.DataFrame) -> list[Path]:
+def _write(run_dir: RunDir, name: str, table: pl.DataFrame) -> list[Location]:
     if not table.height:
         return []
-    path = run_dir / "summary" / f"{name}.parquet"
-    write_atomic(table.to_arrow(), path)
+    path = location(run_dir) / "summary" / f"{name}.parquet"
+    write_table(table.to_arrow(), path)
     return [path]

@@ -1,0 +1,37 @@
+"""Compacting a stage's shard pieces on the cluster, one Ray task per partition.
+
+The driver only lists partitions and collects counts: the pieces (perturbation
+bytes included) are read and rewritten by the tasks, where the storage is.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from pipeline.partitions import compact, partitions
+from pipeline.storage import Location
+
+#: Tables each stage writes; perturbations are read by the evaluation stage through the
+#: same reader, so compacting them after the attack stage is safe.
+ATTACK_TABLES = ("attacks", "clean", "bounds", "perturbations")
+EVAL_TABLES = ("evals", "object_perturbations")
+#: Tables mirrored to MLflow (the perturbation stores are large and not for review).
+LOGGED = ("attacks", "clean", "bounds", "evals")
+
+
+@ray.remote(num_cpus=0, max_retries=2)  # IO-bound; the model actors hold the CPUs
+def _compact(run_dir: str, partition: str) -> int:
+    return compact(Location(run_dir), partition)
+
+
+def mlflow_model(partition: str) -> str:
+    """The child run a partition is logged to: its model, or the evaluating target."""
+    fields = dict(p.split("=", 1) for p in partition.split("/") if "=" in p)
+    return fields.get("model") or fields["target"]
+
+
+def compact_stage(run_dir: Location, tables: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Compact every partition of ``tables``; return (partition, model) of those to log."""
+    todo = [p for table in tables for p in partitions(run_dir, table)]
+    ray.get([_compact.remote(str(run_dir), p) for p in todo])
+    return [(p, mlflow_model(p)) for p in todo if p.split("/", 1)[0] in LOGGED]
