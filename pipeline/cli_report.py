@@ -17,9 +17,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.storage import Location, is_uri
+if TYPE_CHECKING:
+    from pipeline.storage import Location
 
 RUN_DIR_TAG = "run_dir"  # absolute run directory, when the runner sets it
 
@@ -37,7 +38,9 @@ def locate(
 ) -> tuple[Path | Location, dict[str, str] | None]:
     """(run directory, the parent run's tags or None) for a directory, a run's URI on an
     object store or an MLflow run id."""
-    if is_uri(ref):
+    if "://" in ref:  # a run on an object store
+        from pipeline.storage import Location
+
         loc = Location(ref)
         if not (loc / "manifest.parquet").is_file():
             raise ReportError(f"{ref}: no manifest.parquet there; pass <output_dir>/<run_name>")
@@ -127,6 +130,8 @@ def _publish(page: Path, run_dir: Location) -> list[Location]:
     """Copy report/ next to the run's results when the run is not local; return the files."""
     folder = page.parent
     files = sorted(p for p in folder.rglob("*") if p.is_file())
+    from pipeline.storage import Location
+
     if run_dir.is_local:
         return [Location(p) for p in files]
     out = []
@@ -170,6 +175,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
+    from pipeline.storage import Location
+
     start = time.perf_counter()
     where = Location(run_dir)
     with local_run_dir(where) as local:

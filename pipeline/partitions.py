@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.rundir import COMMITS
 from pipeline.storage import (
     Location,
     RunDir,
@@ -37,7 +38,6 @@ from pipeline.storage import (
 )
 
 COMPACTED = "data.parquet"
-COMMITS = "_commits"
 SHARD_COLUMN = "_shard"
 _META_KEY = b"foveabench.shards"  # {"<shard>": "<ids digest>"} of the folded pieces
 ROW_GROUP = 8192  # rows per row group at most...

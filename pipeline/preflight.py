@@ -10,10 +10,13 @@ an existing dataset root. :func:`check_models` imports the model registry
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import rundir
 from pipeline.config import BenchmarkConfig, ConfigError
-from pipeline.storage import Location
+
+if TYPE_CHECKING:
+    from pipeline.storage import Location
 
 
 def check_paths(

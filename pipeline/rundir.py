@@ -6,7 +6,7 @@ creates a run directory it writes :data:`MARKER` into it; ``--fresh`` deletes
 the results of a directory that carries the marker and refuses any other, so a
 mistyped name or ``output_dir`` can never make it delete someone else's files.
 Symbolic links inside a run directory are unlinked, never followed.
-The CLI runs :func:`check` before heavy imports (pyarrow's filesystems only).
+The CLI imports this module before heavy imports; :func:`check` loads pyarrow's filesystems.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, run_name_problem
-from pipeline.partitions import COMMITS
-from pipeline.storage import Location
+
+if TYPE_CHECKING:
+    from pipeline.storage import Location
 
 MARKER = ".foveabench-run"
+COMMITS = "_commits"  # shard commit records (pipeline.partitions)
 RESULT_DIRS = (
     "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
     "report",
@@ -40,15 +43,18 @@ class RunDirError(ConfigError):
 def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     """The run directory, after checking the name, that ``output_dir`` is a writable
     directory (it is created if missing) and that ``--fresh`` may delete it.
-    On an object store the checks are the marker's: writability shows at the first write."""
+    On an object store the checks are the marker's: writability shows at the first write.
+    Every refusal comes before pyarrow is imported (the CLI answers config errors fast)."""
     problem = run_name_problem(run_name)
     if problem:
         raise RunDirError(f"run name {run_name!r} {problem}")
-    run_dir = Location(output_dir) / run_name
-    if not run_dir.is_local:
-        if fresh and not (run_dir / MARKER).is_file() and _results_in(run_dir):
-            raise RunDirError(_NOT_OURS.format(run_dir=run_dir, marker=MARKER))
-        return run_dir
+    if "://" in output_dir:
+        from pipeline.storage import Location
+
+        remote = Location(output_dir) / run_name
+        if fresh and not (remote / MARKER).is_file() and _results_in(remote):
+            raise RunDirError(_NOT_OURS.format(run_dir=remote, marker=MARKER))
+        return remote
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -59,12 +65,14 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
             f"output_dir = {output_dir!r}: not a writable directory ({exc.strerror or exc}); "
             "set output_dir (or --output-dir) to a directory you can write"
         ) from None
-    local = run_dir.local_path
+    local = out / run_name
     if local.exists() and not local.is_dir():
         raise RunDirError(f"{local} exists and is not a directory; remove it or rename the run")
-    if fresh and local.is_dir() and not (local / MARKER).is_file() and _results_in(run_dir):
-        raise RunDirError(_NOT_OURS.format(run_dir=run_dir, marker=MARKER))
-    return run_dir
+    if fresh and local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
+        raise RunDirError(_NOT_OURS.format(run_dir=local, marker=MARKER))
+    from pipeline.storage import Location
+
+    return Location(local)
 
 
 _NOT_OURS = (
@@ -74,12 +82,15 @@ _NOT_OURS = (
 _RESULT_NAMES = (*RESULT_DIRS, COMMITS, *RESULT_FILES)
 
 
+def _local_results(local: Path) -> list[str]:
+    return [n for n in _RESULT_NAMES if (local / n).exists() or (local / n).is_symlink()]
+
+
 def _results_in(run_dir: Location) -> list[str]:
     """Names of what ``--fresh`` would delete (links included, never followed)."""
-    if not run_dir.is_local:
-        return [n for n in _RESULT_NAMES if (run_dir / n).exists()]
-    local = run_dir.local_path
-    return [n for n in _RESULT_NAMES if (local / n).exists() or (local / n).is_symlink()]
+    if run_dir.is_local:
+        return _local_results(run_dir.local_path)
+    return [n for n in _RESULT_NAMES if (run_dir / n).exists()]
 
 
 def prepare(output_dir: str, run_name: str, fresh: bool) -> Location:

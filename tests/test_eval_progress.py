@@ -19,7 +19,9 @@ from mlflow.tracking import MlflowClient
 from dashboards.transfer_artifacts import transfer_matrix_artifacts
 from pipeline.eval_progress import EvalProgress, check_points, metric_prefix
 from pipeline.mlflow_ui import compare_url, experiment_url, run_url
-from pipeline.results import CRITICAL_SCHEMA, eval_shard_path, table_from_rows, write_atomic
+from pipeline.partitions import write_committed
+from pipeline.results import CRITICAL_SCHEMA, eval_partition, table_from_rows
+from pipeline.storage import write_table
 from pipeline.summary.protocol import accuracy_curves, transfer_matrices
 from pipeline.tracking import Tracker
 
@@ -97,10 +99,12 @@ class Unit:
 def test_a_resumed_stage_counts_finished_shards_on_disk_but_not_the_pending_ones(
     tmp_path: Path,
 ) -> None:
-    done = eval_shard_path(tmp_path, "norm_sweep", "a", "b", "sign", 0)
-    stale = eval_shard_path(tmp_path, "norm_sweep", "a", "b", "sign", 1)
-    write_atomic(crit_table([9.0, 1.0]), done)
-    write_atomic(crit_table([9.0], start=2), stale)  # incomplete: its unit recomputes it
+    partition = eval_partition("norm_sweep", "a", "b", "sign")
+    write_committed(tmp_path, partition, 0, crit_table([9.0, 1.0]))
+    # a piece without its commit record (a killed writer): never counted
+    write_table(crit_table([1.0], start=4), tmp_path / partition / "shard-00002.parquet")
+    # committed, but this session recomputes it: not counted now
+    write_committed(tmp_path, partition, 1, crit_table([9.0], start=2))
     progress = EvalProgress.for_units(tmp_path, [Unit("a", "b", "sign", 1, ("norm_sweep",))])
     (step,) = progress.update([crit_table([9.0, 9.0], start=2)])
     assert step.step == 4 and step.metrics[f"{PREFIX}/acc_at_l1pp_5.3"] == 3 / 4

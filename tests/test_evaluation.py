@@ -16,7 +16,9 @@ from pipeline.eval_worker import Evaluator
 from pipeline.image_cache import ImageCache
 from pipeline.images import load_batch
 from pipeline.models import PixelModel, load_model, resolve_cfg
-from pipeline.results import PERTURBATION_SCHEMA, table_from_rows, write_atomic
+from pipeline.partitions import read_partition, write_committed
+from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
+from pipeline.storage import Location
 from pipeline.store import read_store, record, roundtrip
 from tasks import attacks, norms
 from tasks.criterion import TopK
@@ -51,9 +53,16 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]:
         if result.success[i] and result.clean_correct[i]
     ]
     assert perts, "sign fooled none of the photos"
-    path = tmp_path_factory.mktemp("store") / "shard-00000.parquet"
-    write_atomic(table_from_rows(perts, PERTURBATION_SCHEMA), path)
+    path = tmp_path_factory.mktemp("store")
+    write_committed(path, STORE, 0, table_from_rows(perts, PERTURBATION_SCHEMA))
     return rows, path
+
+
+STORE = perturbation_partition("efficientnet_lite0", "sign")
+
+
+def stored_directions(run_dir: Path) -> dict[str, tuple[object, float]]:
+    return read_store(read_partition(Location(run_dir), STORE, shard=0))
 
 
 def unit(rows: list[dict], path: Path, target: str, tasks: tuple[str, ...]) -> EvalUnit:
@@ -62,7 +71,7 @@ def unit(rows: list[dict], path: Path, target: str, tasks: tuple[str, ...]) -> E
         image_ids=tuple(r["image_id"] for r in rows), paths=tuple(r["path"] for r in rows),
         labels=tuple(r["label"] for r in rows), sizes=tuple((r["width"], r["height"]) for r in rows),
         boxes=tuple(tuple((b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]) for r in rows),
-        perturbations=str(path), target_attacks="", source_cfg=resolve_cfg("efficientnet_lite0"),
+        run_dir=str(path), perturbations=STORE, target_attacks="", source_cfg=resolve_cfg("efficientnet_lite0"),
         tasks=tasks,
     )  # fmt: skip
 
@@ -79,12 +88,12 @@ def test_self_pair_covers_every_image_and_condition(stored: tuple[list[dict], Pa
     tasks = ("norm_sweep", "masks", "foveation", "linearity")
     out = evaluator("efficientnet_lite0").evaluate(unit(rows, path, "efficientnet_lite0", tasks))
     tables = {t: out.tables[t].to_pylist() for t in tasks}
-    have = set(read_store(str(path)))
+    have = set(stored_directions(path))
     for task in ("norm_sweep", "masks", "foveation"):
         names = {c.name for c in conditions_of(task)}
         got = {(r["image_id"], r["condition"]) for r in tables[task]}
         assert got == {(i, c) for i in IMAGES for c in names}, task  # every image, every condition
-    scales = {i: s for i, (_, s) in read_store(str(path)).items()}
+    scales = {i: s for i, (_, s) in stored_directions(path).items()}
     for r in tables["norm_sweep"]:
         assert r["error"] is None and r["has_perturbation"] == (r["image_id"] in have)
         if r["has_perturbation"]:  # the attack's own crossing, unless the grid found one below
@@ -109,8 +118,8 @@ def test_cross_pair_reports_the_norm_the_target_receives(
     board = ((torch.arange(224)[:, None] + torch.arange(224)[None, :]) % 2 * 2 - 1).float()
     d = board.expand(3, 224, 224).clone()
     perts = [record(r["image_id"], "efficientnet_lite0", "sign", "mp", 8.0, d) for r in rows]
-    path = tmp_path / "shard-00000.parquet"
-    write_atomic(table_from_rows(perts, PERTURBATION_SCHEMA), path)
+    path = tmp_path
+    write_committed(path, STORE, 0, table_from_rows(perts, PERTURBATION_SCHEMA))
     grid = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 255.0)  # a checkerboard needs a lot to fool
     ev = evaluator("efficientnet_lite1", linf_grid=grid)
     out = ev.evaluate(unit(rows, path, "efficientnet_lite1", ("norm_sweep",)))

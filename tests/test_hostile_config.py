@@ -164,14 +164,14 @@ def test_fresh_empties_its_own_run_dir_and_never_follows_links(tmp_path: Path) -
     out, outside = tmp_path / "out", tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("outside the run dir")
-    run_dir = rundir.prepare(str(out), "ours", fresh=False)
+    run_dir = rundir.prepare(str(out), "ours", fresh=False).local_path
     assert (run_dir / rundir.MARKER).is_file()
     (run_dir / "attacks").mkdir()
     (run_dir / "attacks" / "shard-00000.parquet").write_text("x")
     (run_dir / "notes.txt").write_text("the user's")
     (run_dir / "report").symlink_to(outside, target_is_directory=True)
     again = rundir.prepare(str(out), "ours", fresh=True)
-    assert again == run_dir and (run_dir / rundir.MARKER).is_file()
+    assert again.local_path == run_dir and (run_dir / rundir.MARKER).is_file()
     assert not (run_dir / "attacks").exists() and not (run_dir / "report").is_symlink()
     assert (run_dir / "notes.txt").read_text() == "the user's"
     assert (outside / "keep.txt").read_text() == "outside the run dir"

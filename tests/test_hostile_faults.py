@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
@@ -21,6 +20,7 @@ from pipeline import rundir
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.runner import run_benchmark
+from pipeline.summary.attacks import scan
 from pipeline.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,17 +150,15 @@ def test_resumed_running_metrics_are_those_of_the_whole_run(
     assert steps == sorted(set(steps)) and len(steps) == 3, f"steps {steps}"
     assert [v for _, v in images] == [2.0, 4.0, 6.0]
 
-    def column(directory: Path, name: str) -> list[object]:
-        return [
-            v
-            for p in sorted(directory.rglob("shard-*.parquet"))
-            for v in pq.read_table(p).column(name).to_pylist()
-        ]
+    def column(table: str, name: str) -> list[object]:
+        rows = scan(run_dir, table)
+        assert rows is not None, table
+        return rows[name].to_list()
 
-    clean = column(run_dir / "clean", "top5_correct")
+    clean = column("clean", "top5_correct")
     assert len(clean) == 6
     assert history("running/clean_top5")[-1][1] == pytest.approx(sum(clean) / len(clean))
-    l1pp = [v for v in column(run_dir / "attacks", "l1pp") if v is not None]
+    l1pp = [v for v in column("attacks", "l1pp") if v is not None]
     median = sorted(l1pp)[len(l1pp) // 2]
     assert history("running/mp/sign/median_l1pp")[-1][1] == pytest.approx(median)
     assert median == pytest.approx(statistics.median_high(l1pp))

@@ -22,6 +22,7 @@ from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
 from pipeline.images import load_batch
 from pipeline.models import load_model
+from pipeline.partitions import write_committed
 from pipeline.runner import run_benchmark
 from pipeline.summary.measures import bounds_summary
 from tasks import measures
@@ -95,27 +96,35 @@ def test_measures_and_bounds_reach_summary_mlflow_and_report(
 @pytest.mark.unit
 def test_bound_violations_are_counted_against_top1_changes(tmp_path: Path) -> None:
     """A found perturbation below the bound is a violation only if it changed the top-1 class."""
-    (tmp_path / "bounds" / "model=m").mkdir(parents=True)
-    (tmp_path / "attacks" / "model=m" / "attack=a").mkdir(parents=True)
-    pl.DataFrame(
-        {
-            "image_id": ["i1", "i2", "i3"],
-            "model": ["m"] * 3,
-            "bound_l2": [1.0, 2.0, None],
-            "error": [None, None, "bounds: m: cannot bound layer 'x'"],
-        }
-    ).write_parquet(tmp_path / "bounds" / "model=m" / "shard-00000.parquet")
-    pl.DataFrame(
-        {
-            "image_id": ["i1", "i2", "i2", "i3"],
-            "model": ["m"] * 4,
-            "success": [True, True, True, True],
-            "l2": [3.0, 1.5, 0.5, 0.1],
-            "clean_label": [7, 7, 7, 7],
-            "adv_label": [8, 9, 7, 8],  # i2's 0.5 kept the top-1 class: top-5 only
-            "error": [None] * 4,
-        }
-    ).write_parquet(tmp_path / "attacks" / "model=m" / "attack=a" / "shard-00000.parquet")
+    write_committed(
+        tmp_path,
+        "bounds/model=m",
+        0,
+        pl.DataFrame(
+            {
+                "image_id": ["i1", "i2", "i3"],
+                "model": ["m"] * 3,
+                "bound_l2": [1.0, 2.0, None],
+                "error": [None, None, "bounds: m: cannot bound layer 'x'"],
+            }
+        ).to_arrow(),
+    )
+    write_committed(
+        tmp_path,
+        "attacks/model=m/attack=a",
+        0,
+        pl.DataFrame(
+            {
+                "image_id": ["i1", "i2", "i2", "i3"],
+                "model": ["m"] * 4,
+                "success": [True, True, True, True],
+                "l2": [3.0, 1.5, 0.5, 0.1],
+                "clean_label": [7, 7, 7, 7],
+                "adv_label": [8, 9, 7, 8],  # i2's 0.5 kept the top-1 class: top-5 only
+                "error": [None] * 4,
+            }
+        ).to_arrow(),
+    )
     row = bounds_summary(tmp_path).row(0, named=True)
     assert row["images"] == 3 and row["bounded"] == 2 and row["checked"] == 2
     assert row["violations"] == 1  # i2: 1.5 < 2.0

@@ -108,7 +108,7 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
     down = foveabench("run", str(config))  # nothing listens on server.uri yet
     assert down.returncode == 0, down.stderr[-3000:]
     assert down.stderr.count("warning: MLflow unavailable") == 1
-    assert list((run_dir / "attacks").rglob("shard-*.parquet")), "results must land on disk"
+    assert list((run_dir / "attacks").rglob("data.parquet")), "results must land on disk"
     assert not (run_dir / "mlflow.json").exists()
 
     server.start()

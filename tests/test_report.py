@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -27,6 +26,7 @@ from pipeline.cli import main as cli_main
 from pipeline.config import parse_config
 from pipeline.data import build_manifest
 from pipeline.models import resolve_cfg
+from pipeline.partitions import read_partition, write_committed
 from pipeline.provenance import run_provenance, write_run_provenance
 from pipeline.results import (
     ATTACK_SCHEMA,
@@ -34,13 +34,13 @@ from pipeline.results import (
     CRITICAL_SCHEMA,
     LINEARITY_SCHEMA,
     PERTURBATION_SCHEMA,
-    attack_shard_path,
-    clean_shard_path,
-    eval_shard_path,
-    perturbation_shard_path,
+    attack_partition,
+    clean_partition,
+    eval_partition,
+    perturbation_partition,
     table_from_rows,
-    write_atomic,
 )
+from pipeline.storage import Location, write_table
 from pipeline.store import record
 from pipeline.summary.points import fix_eval_points
 from pipeline.summary.write import PROTOCOL_TABLES, write_protocol_summaries, write_summaries
@@ -64,8 +64,8 @@ MAX_BYTES = 5_000_000
 MAX_SECONDS = 30.0
 
 
-def _write(rows: list[dict[str, object]], schema: pa.Schema, path: Path) -> None:
-    write_atomic(table_from_rows(rows, schema), path)
+def _write(rows: list[dict[str, object]], schema: pa.Schema, run_dir: Path, partition: str) -> None:
+    write_committed(run_dir, partition, 0, table_from_rows(rows, schema))
 
 
 def _crit(
@@ -95,8 +95,8 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
     """A run directory in the contract layout (DESIGN.md "Results")."""
     rng = np.random.default_rng(0)
     manifest = build_manifest("sample", None, 3)
-    write_atomic(manifest.table, run_dir / "manifest.parquet")
-    write_atomic(manifest.bad_rows, run_dir / "bad_rows.parquet")
+    write_table(manifest.table, run_dir / "manifest.parquet")
+    write_table(manifest.bad_rows, run_dir / "bad_rows.parquet")
     prov = run_provenance({"name": "unit"}, manifest.table, {})
     write_run_provenance(run_dir, {**prov, "git_sha": "planted0sha"})
     tasks = ["clean", "min_perturbation"] + (
@@ -128,7 +128,7 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
             }
             for r in images
         ]
-        _write(clean, CLEAN_SCHEMA, clean_shard_path(run_dir, model, 0))
+        _write(clean, CLEAN_SCHEMA, run_dir, clean_partition(model))
         for attack in ATTACKS:
             spread = 10.0 if attack == "random" else 1.0
             rows, perts = [], []
@@ -156,8 +156,8 @@ def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
                 )
                 direction = _sign((3, *size), rng)
                 perts.append(record(r["image_id"], model, attack, "mp", linf, direction))
-            _write(perts, PERTURBATION_SCHEMA, perturbation_shard_path(run_dir, model, attack, 0))
-            _write(rows, ATTACK_SCHEMA, attack_shard_path(run_dir, model, attack, 0))
+            _write(perts, PERTURBATION_SCHEMA, run_dir, perturbation_partition(model, attack))
+            _write(rows, ATTACK_SCHEMA, run_dir, attack_partition(model, attack))
     if protocol_stage:
         _write_evals(run_dir, images, rng)
     write_summaries(run_dir)  # what the runner writes after the attack stage
@@ -191,7 +191,8 @@ def _write_evals(run_dir: Path, images: list[dict[str, object]], rng: np.random.
                 _write(
                     sweep,
                     CRITICAL_SCHEMA,
-                    eval_shard_path(run_dir, "norm_sweep", source, target, attack, 0),
+                    run_dir,
+                    eval_partition("norm_sweep", source, target, attack),
                 )
                 if source != target or attack == "random":
                     continue
@@ -203,13 +204,15 @@ def _write_evals(run_dir: Path, images: list[dict[str, object]], rng: np.random.
                 _write(
                     masks,
                     CRITICAL_SCHEMA,
-                    eval_shard_path(run_dir, "masks", source, target, attack, 0),
+                    run_dir,
+                    eval_partition("masks", source, target, attack),
                 )
                 fov = [_crit(rng, b, c, 3.0) for b in base for c in FOVEATIONS]
                 _write(
                     fov,
                     CRITICAL_SCHEMA,
-                    eval_shard_path(run_dir, "foveation", source, target, attack, 0),
+                    run_dir,
+                    eval_partition("foveation", source, target, attack),
                 )
                 lin = []
                 for b in base:
@@ -231,7 +234,8 @@ def _write_evals(run_dir: Path, images: list[dict[str, object]], rng: np.random.
                 _write(
                     lin,
                     LINEARITY_SCHEMA,
-                    eval_shard_path(run_dir, "linearity", source, target, attack, 0),
+                    run_dir,
+                    eval_partition("linearity", source, target, attack),
                 )
 
 
@@ -362,5 +366,5 @@ def test_cli_report_names_what_it_could_not_find(
 
 def test_perturbation_store_decodes_in_grids(full_run: Path) -> None:
     """The grids read the store the attack stage writes (codec, shape, scale)."""
-    table = pq.read_table(perturbation_shard_path(full_run, MODELS[0], "sign", 0))
+    table = read_partition(Location(full_run), perturbation_partition(MODELS[0], "sign"))
     assert table.num_rows == 3
