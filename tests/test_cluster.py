@@ -29,7 +29,14 @@ from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from pipeline.attack_unit import AttackOutput, AttackUnit
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
+from pipeline.config import (
+    AttackRef,
+    BenchmarkConfig,
+    DatasetCfg,
+    ModelRef,
+    RayCfg,
+    load_config,
+)
 from pipeline.data import build_manifest
 from pipeline.runner import run_benchmark
 from pipeline.summary.attacks import scan
@@ -228,6 +235,60 @@ def test_ray_cluster_yaml_validates_against_rays_schema() -> None:
     setup = " ".join(cfg["setup_commands"])
     assert "torch==2.14.1" in setup and "torchvision==0.29.1" in setup
     assert "CHANGE ME" in (ROOT / "ray_cluster.yaml").read_text()
+    # Every node reaches the bucket: the actors on the workers read and write it themselves.
+    if cfg["provider"]["type"] == "aws":
+        for name, node in nodes.items():
+            if name != cfg["head_node_type"]:  # the head gets Ray's default profile
+                assert "IamInstanceProfile" in node["node_config"], f"{name}: no IAM profile"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        (start,) = [c for c in cfg[key] if "ray start" in c]
+        assert ENV_FILE in start.split("ray start")[0], f"{key}: env file not exported first"
+
+
+ENV_FILE = "foveabench-s3.env"  # ray_cluster.yaml's env file on every node
+SECRET = "foveabench-s3"  # the Secret every KubeRay container reads
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+OBJECT_STORE = ("s3://", "gs://")
+
+
+def _gets_the_secret(container: dict) -> bool:
+    """All of ``SECRET`` via envFrom, or at least the credentials via secretKeyRef."""
+    if any(e.get("secretRef", {}).get("name") == SECRET for e in container.get("envFrom", [])):
+        return True
+    refs = {
+        e["name"]
+        for e in container.get("env", [])
+        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == SECRET
+    }
+    return set(CREDENTIALS) <= refs
+
+
+def _storage_ok(spec: dict) -> None:
+    """Data and results reachable from every pod; credentials only from the Secret."""
+    cluster = spec["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"]]
+    pods += [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        for c in pod["containers"]:
+            assert _gets_the_secret(c), f"{c['name']}: does not get the Secret {SECRET}"
+            plain = [e["name"] for e in c.get("env", []) if "value" in e]
+            assert not set(plain) & set(CREDENTIALS), f"{c['name']}: credentials in plain text"
+    assert not any(k in spec["runtimeEnvYAML"] for k in CREDENTIALS), "credentials in the job"
+    # A volume is either on every pod at the same path or on none (the head alone is useless).
+    mounts = [
+        {(m["name"], m["mountPath"]) for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        for pod in pods
+    ]
+    volumes = [sorted(yaml.safe_dump(v) for v in pod.get("volumes", [])) for pod in pods]
+    assert all(m == mounts[0] for m in mounts), f"volume mounts differ between pods: {mounts}"
+    assert all(v == volumes[0] for v in volumes), "volumes differ between pods"
+    env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
+    assert env["MLFLOW_TRACKING_URI"].startswith(("http://", "https://")), "no MLflow server"
+    # The config the entrypoint runs is this repo's, with data and results on object storage.
+    (path,) = [w for w in spec["entrypoint"].split() if w.endswith(".yaml")]
+    cfg = load_config(ROOT / path.removeprefix("/opt/foveabench/"))
+    assert str(cfg.dataset.root).startswith(OBJECT_STORE) and cfg.dataset.layout == "ilsvrc"
+    assert cfg.output_dir.startswith(OBJECT_STORE) and cfg.mlflow.tracking_uri is None
 
 
 def _ray_job_spec_ok(spec: dict) -> None:
@@ -240,6 +301,7 @@ def _ray_job_spec_ok(spec: dict) -> None:
     assert gpu["groupName"] and 0 <= gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
     (container,) = gpu["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    _storage_ok(spec)
 
 
 @pytest.mark.unit
@@ -253,6 +315,13 @@ def test_kuberay_manifests_have_the_required_fields() -> None:
     assert len(cron["spec"]["schedule"].split()) == 5
     _ray_job_spec_ok(cron["spec"]["jobTemplate"])
     assert "foveabench nightly" in cron["spec"]["jobTemplate"]["entrypoint"]
+
+    secret = yaml.safe_load((ROOT / "configs/k8s/s3-secret.example.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == SECRET
+    assert secret["metadata"]["namespace"] == job["metadata"]["namespace"]
+    data = secret["stringData"]
+    assert {*CREDENTIALS, "AWS_REGION", "AWS_ENDPOINT_URL"} <= set(data)
+    assert all(data[k] == "CHANGE-ME" for k in CREDENTIALS), "the example holds real keys?"
 
 
 # -- a real 3-node cluster (module-scoped: these two run last) ------------------------------
