@@ -15,6 +15,8 @@ from typing import Any
 import ray
 
 from pipeline.config import BenchmarkConfig
+from pipeline.model_pool import RemoteModelPool
+from pipeline.scheduler import ANY_MODEL
 from pipeline.worker import RemoteModelWorker, WorkerSpec
 
 
@@ -43,26 +45,33 @@ def actor_shares(
 def start_actors(
     cfg: BenchmarkConfig, models: list[str], run_dir: str = "", prov: dict[str, Any] | None = None
 ) -> dict[str, list[Any]]:
-    """Actors per model; with ``run_dir`` they write their own results there."""
+    """Actors per model, or one pool serving every model (key ``ANY_MODEL``); with
+    ``run_dir`` they write their own results there."""
     gpus = _cluster_gpus()
-    if cfg.ray.actors_per_model:
-        n_per_model = cfg.ray.actors_per_model
+    cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+    pooled = cfg.ray.pooled if cfg.ray.pooled is not None else gpus > 0
+    if pooled:
+        n_actors = cfg.ray.actors or (
+            max(1, int(gpus // cfg.ray.gpus_per_actor)) if gpus else len(models)
+        )
+    elif cfg.ray.actors_per_model:
+        n_actors = cfg.ray.actors_per_model * len(models)
     elif gpus:
-        n_per_model = max(1, int(gpus // cfg.ray.gpus_per_actor) // len(models))
+        n_actors = max(1, int(gpus // cfg.ray.gpus_per_actor) // len(models)) * len(models)
     else:
-        n_per_model = 1
+        n_actors = len(models)
     cpu_share, per_gpu = actor_shares(
-        n_per_model * len(models),
-        cfg.ray.cpus_per_actor,
-        cfg.ray.gpus_per_actor,
-        {k: float(v) for k, v in ray.cluster_resources().items()},
+        n_actors, cfg.ray.cpus_per_actor, cfg.ray.gpus_per_actor, cluster
     )
-    actors: dict[str, list[Any]] = {}
+    options = {
+        "num_cpus": cpu_share,
+        "num_gpus": per_gpu,
+        "max_restarts": cfg.ray.max_restarts,
+        "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
+    }
     attack_params = {a.name: a.params for a in cfg.attacks}
-    for ref in cfg.models:
-        if ref.name not in models:
-            continue
-        spec = WorkerSpec(
+    specs = {
+        ref.name: WorkerSpec(
             model=ref.name,
             preprocess=ref.preprocess,
             attacks=attack_params,
@@ -75,19 +84,22 @@ def start_actors(
             run_dir=run_dir,
             provenance=prov or {},
         )
-        options = {
-            "num_cpus": cpu_share,
-            "num_gpus": per_gpu,
-            "max_restarts": cfg.ray.max_restarts,
-            "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
+        for ref in cfg.models
+        if ref.name in models
+    }
+    actors: dict[str, list[Any]]
+    if pooled:
+        pool = RemoteModelPool.options(**options)
+        actors = {ANY_MODEL: [pool.remote(specs, cfg.ray.model_memory_mb) for _ in range(n_actors)]}
+    else:
+        per_model = n_actors // len(specs)
+        actors = {
+            name: [RemoteModelWorker.options(**options).remote(spec) for _ in range(per_model)]
+            for name, spec in specs.items()
         }
-        actors[ref.name] = [
-            RemoteModelWorker.options(**options).remote(spec) for _ in range(n_per_model)
-        ]
     where = f"{per_gpu} GPU each" if per_gpu else f"CPU, {cpu_share} core(s) each"
-    print(
-        f"ray: {sum(map(len, actors.values()))} model actors ({where})", file=sys.stderr, flush=True
-    )
+    kind = "pooled actors, each serving every model" if pooled else "model actors"
+    print(f"ray: {n_actors} {kind} ({where})", file=sys.stderr, flush=True)
     return actors
 
 

@@ -54,3 +54,4 @@ class AttackOutput:
     pid: int = 0  # process of the actor that computed it (fault-injection tests kill it)
     node_id: str = ""  # Ray node it ran on ("" outside Ray)
     halvings: int = 0  # times a batch was split after running out of memory
+    load_seconds: float = 0.0  # a pooled actor loading the network first (pipeline/model_pool.py)

@@ -87,6 +87,15 @@ class RayCfg:
     )
     actors_per_model: int | None = param(None, "None: one per GPU share, else one", ge=1)
     max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
+    #: Pooled actors serve every model (loaded on demand), scheduled by measured throughput,
+    #: so 8 GPUs and 3 models keep all 8 busy. None: pooled when the cluster has GPUs.
+    pooled: bool | None = None
+    actors: int | None = param(
+        None, "pooled actors (None: one per GPU share, or one per model on CPU)", ge=1
+    )
+    model_memory_mb: float = param(
+        8192.0, "network bytes a pooled actor keeps resident before evicting (LRU)", gt=0
+    )
 
 
 @dataclass(frozen=True)

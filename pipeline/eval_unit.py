@@ -48,3 +48,4 @@ class EvalOutput:
     forward_calls: int = 0  # network calls of the unit (batched rounds)
     image_forwards: int = 0  # network inputs (crops counted) of the unit
     halvings: int = 0  # batches split after running out of memory
+    load_seconds: float = 0.0  # a pooled actor loading the network first (pipeline/model_pool.py)

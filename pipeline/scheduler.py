@@ -12,6 +12,14 @@ and feeding it would only burn the shards' attempts. An actor whose ping says
 it is dead for good, or that died more than ``max_restarts`` times, is retired;
 when a model has no actor left, its remaining shards are reported as failed.
 
+Actors either serve one model (their key in ``actors`` is the model) or every
+model of the run (key :data:`ANY_MODEL`: one pool of actors that load networks
+on demand, pipeline/worker.py ``ModelPool``). A pooled actor takes its next unit
+from the model with the most work left per actor already on it, measured in
+seconds from the units finished so far (so the slowest model gets the most
+actors), and stays on the model it has loaded while that is within a factor
+of two of the best choice (a reload costs seconds).
+
 The scheduler talks to actors through a :class:`Backend` (submit a call, wait,
 get, kill): :class:`RayBackend` by default, which turns Ray's exceptions into
 the three outcomes the scheduler acts on (:class:`ActorLost`,
@@ -41,6 +49,7 @@ class Unit(Protocol):
     def key(self) -> str: ...
 
 
+ANY_MODEL = "*"  # the key of actors that serve every model
 PING_INTERVAL_S = 0.5
 RECOVERY_TIMEOUT_S = 900.0  # a restart that cannot be placed (no free slot) gives up
 ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
@@ -105,8 +114,9 @@ class RayBackend:
 @dataclass
 class _Actor:
     handle: Any
-    model: str
+    model: str  # the model it serves, or ANY_MODEL
     deaths: int = 0
+    current: str = ""  # the model of its last unit (pooled actors keep it loaded)
     last_death: float = float("-inf")
     state: str = "ready"  # ready | recovering | retired
     next_ping: float = 0.0
@@ -144,6 +154,7 @@ class ShardScheduler:
         self.pings: dict[Any, _Actor] = {}
         self.attempts: collections.Counter[str] = collections.Counter()
         self.result = ScheduleResult()
+        self.unit_seconds: dict[str, list[float]] = collections.defaultdict(list)
 
     # -- public ------------------------------------------------------------------------
     def run(
@@ -174,11 +185,35 @@ class ShardScheduler:
     # -- units -------------------------------------------------------------------------
     def _fill(self, actor: _Actor) -> None:
         busy = sum(1 for a, _, _ in self.in_flight.values() if a is actor)
-        while actor.state == "ready" and busy < 2 and self.queues[actor.model]:
-            unit = self.queues[actor.model].popleft()
+        while actor.state == "ready" and busy < 2:
+            model = self._next_model(actor)
+            if model is None:
+                return
+            unit = self.queues[model].popleft()
             ref = self.backend.submit(actor.handle, self.method, unit)
             self.in_flight[ref] = (actor, unit, time.monotonic())
+            actor.current = model
             busy += 1
+
+    def _next_model(self, actor: _Actor) -> str | None:
+        """The queue an actor takes from: its own model's, or for a pooled actor the one
+        with the most measured work left per actor already on it (its loaded one if close)."""
+        if actor.model != ANY_MODEL:
+            return actor.model if self.queues[actor.model] else None
+        on = collections.Counter(u.model for _, u, _ in self.in_flight.values())
+        scores = {m: self._work_left(m) / (1 + on[m]) for m, q in self.queues.items() if q}
+        if not scores:
+            return None
+        best = max(scores, key=lambda m: scores[m])
+        if actor.current in scores and scores[actor.current] * 2 >= scores[best]:
+            return actor.current
+        return best
+
+    def _work_left(self, model: str) -> float:
+        """Seconds of queued work for a model, from its finished units (1 s each before any)."""
+        done = self.unit_seconds.get(model)
+        per_unit = sum(done) / len(done) if done else 1.0
+        return len(self.queues[model]) * per_unit
 
     def _on_unit(
         self, ref: Any, on_output: Callable[[Any], None], on_settled: Callable[[], None]
@@ -196,6 +231,8 @@ class ShardScheduler:
             on_settled()
             self._fill(actor)
             return
+        spent = getattr(out, "seconds", None)  # the actor's own time, without queueing
+        self.unit_seconds[unit.model].append(spent or time.monotonic() - submitted)
         self._fill(actor)  # before writing: the actor never idles on the driver's I/O
         on_output(out)
         on_settled()
@@ -213,7 +250,7 @@ class ShardScheduler:
 
     def _fill_any(self, model: str) -> None:
         for actor in self.actors:
-            if actor.model == model:
+            if actor.model in (model, ANY_MODEL):
                 self._fill(actor)
 
     # -- actor health ------------------------------------------------------------------
@@ -260,12 +297,19 @@ class ShardScheduler:
             self.log(f"an actor for {actor.model} is retired: {why}")
 
     def _waiting_for_recovery(self) -> bool:
-        return any(a.state == "recovering" and self.queues[a.model] for a in self.actors)
+        return any(
+            a.state == "recovering" and any(self.queues[m] for m in self._served(a))
+            for a in self.actors
+        )
+
+    def _served(self, actor: _Actor) -> list[str]:
+        return list(self.queues) if actor.model == ANY_MODEL else [actor.model]
 
     def _fail_orphans(self, on_settled: Callable[[], None]) -> None:
         """A model with queued work and no actor left that could ever run it."""
         for model, queue in self.queues.items():
-            if queue and all(a.state == "retired" for a in self.actors if a.model == model):
+            able = [a for a in self.actors if a.model in (model, ANY_MODEL)]
+            if queue and all(a.state == "retired" for a in able):
                 while queue:
                     unit = queue.popleft()
                     self.result.failed.append(f"{unit.key}: no live actor left for {model}")

@@ -98,7 +98,7 @@ def pick_device(requested: str) -> torch.device:
 class ModelWorker:
     """Holds one pretrained network and computes clean scores and attacks for shards."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, images: ImageCache | None = None) -> None:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
         self._halvings = 0
@@ -106,7 +106,7 @@ class ModelWorker:
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
         self.criterion = TopK(spec.top_k)
-        self.images = ImageCache()  # decoded once, for both stages
+        self.images = images or ImageCache()  # decoded once, for both stages
         search = LineSearch(rtol=spec.rtol)
         self.attacks: dict[str, Attack[Any]] = {}
         for name, params in spec.attacks.items():

@@ -225,3 +225,39 @@ def test_kill_all_ends_every_actor_for_good() -> None:
     actors = {"m": [FakeActor("a"), FakeActor("b")], "n": [FakeActor("c")]}
     ShardScheduler(actors, [], 1, print, backend=backend).kill_all()
     assert sorted(backend.killed) == ["a", "b", "c"]
+
+
+# -- pooled actors: any actor serves any model, by measured throughput ----------------------
+
+
+@pytest.mark.unit
+def test_pooled_actors_take_every_models_units_and_a_dead_ones_go_to_the_others() -> None:
+    pool = [FakeActor("p0", crash_on=(2,)), FakeActor("p1"), FakeActor("p2")]
+    work = [*units("lite0", 5), *units("lite1", 5), *units("lite2", 5)]
+    r = run({scheduler.ANY_MODEL: pool}, work, max_restarts=1)  # p0 is dead for good
+    assert r.failed == [] and r.settled == 15 and r.requeued == 2
+    assert r.outputs == {u.key: 1 for u in work}, "a unit lost or delivered twice"
+    models_seen = {key.split("/")[0] for a in pool[1:] for _, key in a.done}
+    assert models_seen == {"lite0", "lite1", "lite2"}, "pooled actors must serve every model"
+
+
+@pytest.mark.unit
+def test_a_pooled_actor_goes_where_the_most_measured_work_is_left_and_stays_if_close() -> None:
+    sched = ShardScheduler(
+        {scheduler.ANY_MODEL: [FakeActor("p")]},
+        [*units("slow", 4), *units("fast", 4)],
+        max_restarts=0,
+        log=lambda _: None,
+        backend=FakeBackend(),
+    )
+    (actor,) = sched.actors
+    sched.unit_seconds["slow"] = [3.0]  # 4 units x 3 s left
+    sched.unit_seconds["fast"] = [1.0]  # 4 units x 1 s left
+    assert sched._next_model(actor) == "slow"
+    actor.current = "fast"  # loaded, but a third of the best choice: it switches
+    assert sched._next_model(actor) == "slow"
+    sched.unit_seconds["fast"] = [2.0]  # now within a factor of two: no reload
+    assert sched._next_model(actor) == "fast"
+    sched.queues["slow"].clear()
+    sched.queues["fast"].clear()
+    assert sched._next_model(actor) is None
