@@ -50,6 +50,9 @@ class EvalCfg:
     #: source's input size (the target network takes it), so nothing is resampled.
     transfer_resolution: str = "target"
     batch_size: int | None = None  # network inputs per forward call (None: 4x the run's)
+    #: On a GPU the forward batch doubles while a batch peaks under 40% of the device's
+    #: memory, up to this many inputs (out of memory halves it and caps growth below).
+    max_batch_size: int = 4096
     autocast: str | None = None  # "bf16": evaluation forwards in bfloat16 (GPU), checked
 
     def __post_init__(self) -> None:

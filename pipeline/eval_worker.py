@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 
 import torch
 
@@ -24,7 +25,7 @@ from pipeline.eval_rows import RowSink
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
 from pipeline.models import PixelModel
-from pipeline.oom import is_out_of_memory
+from pipeline.oom import BatchGrowth, cuda_memory_share, is_out_of_memory
 from pipeline.partitions import read_partition
 from pipeline.storage import Location
 from pipeline.store import read_store
@@ -60,6 +61,7 @@ class Evaluator:
         make_attack: AttackFactory,
         images: ImageCache,
         batch_size: int = 16,
+        memory_share: Callable[[], float | None] | None = None,
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -68,6 +70,9 @@ class Evaluator:
         self.images = images
         self.batch_size = batch_size
         self.forward_batch = settings.batch_size or 4 * batch_size
+        self.growth = BatchGrowth(cap=max(self.forward_batch, settings.max_batch_size))
+        device = model.shift.device
+        self.memory_share = memory_share or (lambda: cuda_memory_share(device))
         self.grids = Grids(settings.grids(), rtol=settings.rtol, search=settings.search)
         self.halvings = 0
 
@@ -128,13 +133,16 @@ class Evaluator:
             rows = RowSink(unit, sink.specs)
             self._batch(unit, idx, stored, clean, rows, queue)
             sink.extend(rows)
+            queue.batch_size = self.growth.after_success(queue.batch_size, self.memory_share())
+            self.forward_batch = queue.batch_size  # the next unit starts where this one got
         except Exception as exc:
             queue.reset()
             oom = is_out_of_memory(exc)
             if oom and self.model.shift.device.type == "cuda":
                 torch.cuda.empty_cache()
-            if oom and queue.batch_size > 1:  # smaller forward batches, for the rest of the unit
-                queue.batch_size //= 2
+            if oom and queue.batch_size > 1:  # smaller forward batches, from now on
+                queue.batch_size = self.growth.after_out_of_memory(queue.batch_size)
+                self.forward_batch = queue.batch_size
                 self.halvings += 1
                 if len(idx) == 1:
                     self._resilient(unit, idx, stored, clean, sink, queue)

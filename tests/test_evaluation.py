@@ -19,7 +19,7 @@ from pipeline.models import PixelModel, load_model, resolve_cfg
 from pipeline.partitions import read_partition, write_committed
 from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
 from pipeline.storage import Location
-from pipeline.store import read_store, record, roundtrip
+from pipeline.store import Encoded, read_store, record, roundtrip
 from tasks import attacks, norms
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
@@ -61,7 +61,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]:
 STORE = perturbation_partition("efficientnet_lite0", "sign")
 
 
-def stored_directions(run_dir: Path) -> dict[str, tuple[object, float]]:
+def stored_directions(run_dir: Path) -> dict[str, tuple[Encoded, float]]:
     return read_store(read_partition(Location(run_dir), STORE, shard=0))
 
 
@@ -148,9 +148,11 @@ class RunsOutOfMemory(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, limit: int) -> None:
         super().__init__()
         self.net, self.limit, self.failures = net, limit, 0
-        self.shift, self.cfg, self.name = net.shift, net.cfg, net.name  # type: ignore[union-attr]
+        self.sizes: list[int] = []
+        self.shift, self.cfg, self.name = net.shift, net.cfg, net.name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
         if x.shape[0] > self.limit:
             self.failures += 1
             raise RuntimeError(f"CUDA out of memory (injected): batch of {x.shape[0]}")
@@ -162,12 +164,37 @@ def test_an_evaluation_batch_that_runs_out_of_memory_is_halved_not_lost(
 ) -> None:
     rows, path = stored
     ev = evaluator("efficientnet_lite0")
-    ev.model = RunsOutOfMemory(ev.model, limit=5)  # type: ignore[assignment]
+    failing = RunsOutOfMemory(ev.model, limit=5)
+    ev.model = failing  # type: ignore[assignment]
     out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "masks")))
-    assert ev.model.failures > 0 and out.halvings > 0  # type: ignore[attr-defined]
+    assert failing.failures > 0 and out.halvings > 0
     for task in ("norm_sweep", "masks"):
         table = out.tables[task].to_pylist()
         assert table and all(r["error"] is None for r in table), task
+
+
+def test_the_forward_batch_grows_while_memory_is_free_and_stays_below_a_size_that_failed(
+    stored: tuple[list[dict], Path],
+) -> None:
+    """The memory probe stands in for CUDA's peak-memory counter (no GPU in tests): it says
+    each batch used 10% of the device, so the forward batch doubles until the injected
+    out-of-memory at 6+ inputs; then it halves and never grows back to the size that failed."""
+    rows, path = stored
+    made = attacks.create("sign", criterion=TopK(5))
+    made.quantize = roundtrip
+    net = RunsOutOfMemory(load_model("efficientnet_lite0"), limit=5)
+    settings = EvalCfg(dense_check=0, batch_size=2)
+    ev = Evaluator(
+        net, TopK(5), settings, lambda _: made, ImageCache(), batch_size=1,  # type: ignore[arg-type]
+        memory_share=lambda: 0.1,
+    )  # fmt: skip
+    out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "masks")))
+    assert all(r["error"] is None for t in out.tables.values() for r in t.to_pylist())
+    assert max(net.sizes) > 2, f"the batch never grew: {net.sizes}"
+    assert net.failures >= 1 and out.halvings >= 1
+    first_failure = next(i for i, n in enumerate(net.sizes) if n > 5)
+    assert all(n <= 5 for n in net.sizes[first_failure + 1 :]), "grew back to a failing size"
+    assert ev.forward_batch == 4  # kept for the next unit
 
 
 def test_bf16_autocast_is_checked_against_fp32_on_the_dense_sample(
