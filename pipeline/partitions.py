@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from pipeline.rundir import COMMITS
 from pipeline.storage import (
@@ -115,13 +116,21 @@ class CommitIndex:
 
 
 def _committed_pieces(run_dir: Location, partition: str) -> dict[int, str]:
-    """Shard -> digest of the pieces whose commit record exists (latest wins)."""
-    out: dict[int, str] = {}
+    """Shard -> digest of the pieces whose commit record exists. A shard recomputed after
+    its manifest changed can hold an old record beside the new one: the newest wins."""
+    newest: dict[int, tuple[float, str]] = {}
     root = run_dir / COMMITS / partition
-    for loc in root.files("shard-*.ok"):
-        shard, digest, _ = loc.name.split(".")
-        out[int(shard.removeprefix("shard-"))] = digest
-    return out
+    selector = pafs.FileSelector(root.path, allow_not_found=True, recursive=False)
+    for info in root.fs.get_file_info(selector):
+        name = info.base_name
+        if info.type != pafs.FileType.File or not name.endswith(".ok"):
+            continue
+        shard_name, digest, _ = name.split(".")
+        shard = int(shard_name.removeprefix("shard-"))
+        stamp = info.mtime.timestamp() if info.mtime is not None else 0.0
+        if shard not in newest or stamp >= newest[shard][0]:
+            newest[shard] = (stamp, digest)
+    return {shard: digest for shard, (_, digest) in newest.items()}
 
 
 def read_partition(
@@ -141,21 +150,24 @@ def read_partition(
     pieces = _committed_pieces(run_dir, partition)
     if shard is not None:
         pieces = {k: v for k, v in pieces.items() if k == shard}
-    tables = []
+    tables, read = [], []
     wanted = None if columns is None else [c for c in columns if c != SHARD_COLUMN]
     for k in sorted(pieces):
         try:
             piece = read_table(folder / piece_name(k), wanted)
         except FileNotFoundError:
             continue  # folded meanwhile: its rows are in the compacted file
+        if image_ids is not None:
+            piece = piece.filter(pc.is_in(piece["image_id"], pa.array(list(image_ids))))
         if with_shard:
             piece = piece.append_column(SHARD_COLUMN, pa.array([k] * len(piece), pa.int32()))
         tables.append(piece)
+        read.append(k)
     data = folder / COMPACTED
-    if not (shard is not None and shard in pieces) and data.is_file():
+    if not (shard is not None and shard in read) and data.is_file():
         narrow = None if shard is None else [(SHARD_COLUMN, "=", shard)]
         table = read_table(data, None if wanted is None else [*wanted, SHARD_COLUMN], narrow)
-        keep = pc.invert(pc.is_in(table[SHARD_COLUMN], pa.array(sorted(pieces), pa.int32())))
+        keep = pc.invert(pc.is_in(table[SHARD_COLUMN], pa.array(read, pa.int32())))
         if image_ids is not None:
             keep = pc.and_(keep, pc.is_in(table["image_id"], pa.array(list(image_ids))))
         table = table.filter(keep)
@@ -189,14 +201,20 @@ def compact(run_dir: Location, partition: str) -> int:
         return 0
     data = folder / COMPACTED
     folded = _folded(data)
-    tables = []
+    tables, read = [], []
     for k, digest in sorted(pieces.items()):
-        table = read_table(folder / piece_name(k))
+        try:
+            table = read_table(folder / piece_name(k))
+        except FileNotFoundError:  # folded by an earlier compaction that died before the record
+            if folded.get(k) == digest:
+                continue
+            raise
         tables.append(table.append_column(SHARD_COLUMN, pa.array([k] * len(table), pa.int32())))
         folded[k] = digest
+        read.append(k)
     if data.is_file():
         old = read_table(data)
-        stale = pc.is_in(old[SHARD_COLUMN], pa.array(sorted(pieces), pa.int32()))
+        stale = pc.is_in(old[SHARD_COLUMN], pa.array(read, pa.int32()))
         tables.append(old.filter(pc.invert(stale)))
     merged = pa.concat_tables(tables, promote_options="permissive")
     merged = merged.sort_by([("image_id", "ascending"), (SHARD_COLUMN, "ascending")])
@@ -205,7 +223,7 @@ def compact(run_dir: Location, partition: str) -> int:
     rows = max(64, min(ROW_GROUP, GROUP_BYTES * merged.num_rows // max(merged.nbytes, 1)))
     with parquet_writer(data, merged.schema) as writer:
         writer.write_table(merged, row_group_size=rows)
-    for k, digest in pieces.items():
-        (folder / piece_name(k)).delete()
+    for k, digest in pieces.items():  # the record first: a piece left behind is never read
         _record(run_dir, partition, k, digest).delete()
+        (folder / piece_name(k)).delete()
     return len(pieces)

@@ -1,0 +1,87 @@
+"""Shard pieces, commit records and compaction on a real (local) filesystem.
+
+The same code runs against S3 in tests/test_object_store.py; here each rule is
+pinned on its own: a piece counts only once committed, compaction folds pieces
+into one file that is its own commit record, a crash between its steps loses
+and duplicates nothing, and a changed manifest makes a shard's record stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipeline.partitions import (
+    COMPACTED,
+    CommitIndex,
+    commit,
+    compact,
+    piece_name,
+    read_partition,
+    write_committed,
+)
+from pipeline.storage import Location, write_table
+
+PART = "attacks/model=m/attack=a"
+
+
+def rows(ids: list[str], value: float = 1.0) -> pa.Table:
+    return pa.table({"image_id": ids, "l1pp": [value] * len(ids)})
+
+
+def ids_of(table: pa.Table | None) -> list[str]:
+    return [] if table is None else sorted(table.column("image_id").to_pylist())
+
+
+@pytest.mark.unit
+def test_a_piece_counts_only_once_its_commit_record_exists(tmp_path: Path) -> None:
+    run = Location(tmp_path)
+    write_table(rows(["a", "b"]), run / PART / piece_name(0))  # a writer killed before commit
+    assert read_partition(run, PART) is None
+    assert not CommitIndex.load(run).done(PART, 0, ["a", "b"])
+    commit(run, PART, 0, ["a", "b"])
+    assert ids_of(read_partition(run, PART)) == ["a", "b"]
+    assert CommitIndex.load(run).done(PART, 0, ["b", "a"])
+    assert not CommitIndex.load(run).done(PART, 0, ["a", "c"]), "another manifest: stale"
+
+
+@pytest.mark.unit
+def test_compaction_folds_pieces_into_one_file_that_is_its_own_commit_record(
+    tmp_path: Path,
+) -> None:
+    run = Location(tmp_path)
+    write_committed(tmp_path, PART, 1, rows(["c"]))
+    write_committed(tmp_path, PART, 0, rows(["a", "b"]))
+    assert compact(run, PART) == 2
+    assert sorted(p.name for p in (tmp_path / PART).iterdir()) == [COMPACTED]
+    assert not list((tmp_path / "_commits").rglob("*.ok"))
+    index = CommitIndex.load(run)
+    assert index.done(PART, 0, ["a", "b"]) and index.done(PART, 1, ["c"])
+    assert ids_of(read_partition(run, PART)) == ["a", "b", "c"]
+    assert ids_of(read_partition(run, PART, shard=1)) == ["c"]
+    # a later stage adds a shard and replaces one: the file is rewritten with both
+    write_committed(tmp_path, PART, 2, rows(["d"]))
+    write_committed(tmp_path, PART, 1, rows(["c"], value=7.0))
+    assert ids_of(read_partition(run, PART)) == ["a", "b", "c", "d"], "no duplicate before"
+    assert compact(run, PART) == 2
+    table = read_partition(run, PART, with_shard=True)
+    assert table is not None and ids_of(table) == ["a", "b", "c", "d"]
+    assert (
+        dict(zip(table["image_id"].to_pylist(), table["l1pp"].to_pylist(), strict=True))["c"] == 7.0
+    )
+    assert compact(run, PART) == 0, "nothing left to fold"
+
+
+@pytest.mark.unit
+def test_a_compaction_that_died_before_removing_a_record_neither_fails_nor_duplicates(
+    tmp_path: Path,
+) -> None:
+    run = Location(tmp_path)
+    write_committed(tmp_path, PART, 0, rows(["a", "b"]))
+    compact(run, PART)
+    commit(run, PART, 0, ["a", "b"])  # the record came back: its piece is already gone
+    assert ids_of(read_partition(run, PART)) == ["a", "b"]
+    assert compact(run, PART) == 1
+    assert ids_of(read_partition(run, PART)) == ["a", "b"]
