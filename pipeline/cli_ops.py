@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from pathlib import Path
 from typing import Any
 
 from pipeline.config import load_config
@@ -115,7 +114,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from pipeline.sync import SyncError, sync_run
 
     try:
-        report = sync_run(Path(args.run_dir))
+        report = sync_run(args.run_dir)
     except SyncError as exc:
         print(f"sync error: {exc}", file=sys.stderr)
         return 1

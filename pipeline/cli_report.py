@@ -79,7 +79,12 @@ def locate(
     if "output_dir" in run.data.params and MLFLOW_RUN_NAME in tags:
         candidates.append(str(Path(run.data.params["output_dir"]) / tags[MLFLOW_RUN_NAME]))
     for candidate in candidates:
-        if candidate and _is_run_dir(Path(candidate)):
+        if candidate and "://" in candidate:  # computed on a cluster, results on a store
+            from pipeline.storage import Location
+
+            if (Location(candidate) / "manifest.parquet").is_file():
+                return Location(candidate), tags
+        elif candidate and _is_run_dir(Path(candidate)):
             return Path(candidate), tags
     dest = Path(download_dir or f"report-{run.info.run_id[:12]}")
     _download(client, run, dest, uri)
