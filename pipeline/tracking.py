@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
-from pipeline.storage import Location, is_uri
+from pipeline.storage import Location, RunDir, is_uri, location
 from pipeline.system_metrics import SystemMetrics
 
 STATE_FILE = "mlflow.json"
@@ -61,11 +61,11 @@ class Tracker:
     """Logs one benchmark run; every call is a no-op after the store failed."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, run_dir: Location, artifact_root: Path
+        self, tracking_uri: str, experiment: str, run_dir: RunDir, artifact_root: Path
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
-        self.run_dir = run_dir
+        self.run_dir = location(run_dir)
         self.artifact_root = artifact_root
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.parent_id: str | None = None

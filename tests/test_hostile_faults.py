@@ -20,6 +20,7 @@ from pipeline import rundir
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.runner import run_benchmark
+from pipeline.storage import Location
 from pipeline.summary.attacks import scan
 from pipeline.tracking import Tracker
 
@@ -42,7 +43,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def crash(uri: str, run_dir: Path, models: list[str]) -> list[str]:
+def crash(uri: str, run_dir: Location, models: list[str]) -> list[str]:
     """Run ids (parent first) that a killed driver left open."""
     done = subprocess.run(
         [sys.executable, "-c", CRASH, uri, str(run_dir), ",".join(models)],
@@ -55,9 +56,9 @@ def crash(uri: str, run_dir: Path, models: list[str]) -> list[str]:
     return done.stdout.split()
 
 
-def start(uri: str, run_dir: Path, models: list[str]) -> Tracker:
-    tracker = Tracker(uri, "foveabench", run_dir, run_dir.parent / "mlartifacts")
-    tracker.start(run_dir.name, {"run_dir": str(run_dir.resolve())}, {}, models)
+def start(uri: str, run_dir: Location, models: list[str]) -> Tracker:
+    tracker = Tracker(uri, "foveabench", run_dir, run_dir.local_path.parent / "mlartifacts")
+    tracker.start(run_dir.name, {"run_dir": str(run_dir)}, {}, models)
     return tracker
 
 
