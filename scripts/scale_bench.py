@@ -31,22 +31,21 @@ import math
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow.dataset as pads
 import yaml
 
+from pipeline.bench import watch as watching
 from pipeline.bench.scale_data import build_scaled
+from pipeline.bench.watch import Watched, profile_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,130 +53,6 @@ TARGETS = {"manifest_s": 120.0, "driver_rss_gb": 2.0, "report_s": 60.0, "lost_sh
 OWNED = ".scale-bench"  # marks output directories this script may delete
 SHARD = re.compile(r"shard-(\d+)")
 MODEL = re.compile(r"model=([^/]+)")
-
-
-@dataclass
-class Watched:
-    """A subprocess as observed from outside: its lines, time and memory."""
-
-    wall_s: float = 0.0
-    rc: int | None = None
-    driver_peak_rss: int = 0  # bytes, VmHWM of the process itself
-    tree_peak_rss: dict[str, int] = field(default_factory=dict)  # by process name
-    lines: list[tuple[float, str]] = field(default_factory=list)
-    started: float = 0.0  # time.time() at start
-    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
-    killed_at: float | None = None  # seconds after start
-
-    def first(self, pattern: str) -> tuple[float, re.Match[str]] | None:
-        for t, line in self.lines:
-            m = re.search(pattern, line)
-            if m:
-                return t, m
-        return None
-
-
-def _vm_hwm(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    m = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(m.group(1)) * 1024 if m else 0
-
-
-def _read_lines(stream: Any, out: Watched, start: float, log: Any) -> None:
-    buf = b""
-    for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
-        buf += chunk
-        *done, buf = re.split(rb"[\r\n]", buf)
-        for raw in done:
-            if raw.strip():
-                line = raw.decode(errors="replace")
-                out.lines.append((time.perf_counter() - start, line))
-                log.write(f"{out.lines[-1][0]:9.2f} {line}\n")
-        log.flush()
-
-
-def watch(
-    cmd: list[str], log_path: Path, kill_when: Any = None, profile: Path | None = None
-) -> Watched:
-    """Run ``cmd`` in its own session; poll its memory; SIGKILL its group if ``kill_when()``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    out, start = Watched(started=time.time()), time.perf_counter()
-    load_start = os.getloadavg()[0]
-    print(f"$ {' '.join(cmd)}   (log: {log_path})", flush=True)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        spy = _start_profiler(proc.pid, profile) if profile else None
-        reader = threading.Thread(target=_read_lines, args=(proc.stdout, out, start, log))
-        reader.start()
-        seen: dict[int, psutil.Process] = {}
-        tick = 0
-        while proc.poll() is None:
-            out.driver_peak_rss = max(out.driver_peak_rss, _vm_hwm(proc.pid))
-            if tick % 4 == 0:
-                _sample_tree(proc.pid, seen, out.tree_peak_rss)
-            if kill_when is not None and out.killed_at is None and kill_when():
-                out.killed_at = time.perf_counter() - start
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                for p in seen.values():  # anything of this run that left the group
-                    if p.is_running():
-                        p.kill()
-            tick += 1
-            time.sleep(0.25)
-        out.rc = proc.returncode
-        out.wall_s = time.perf_counter() - start
-        out.load = (load_start, os.getloadavg()[0])
-        reader.join(timeout=30)
-        if spy is not None:
-            spy.wait(timeout=60)
-    return out
-
-
-def _sample_tree(pid: int, seen: dict[int, psutil.Process], peaks: dict[str, int]) -> None:
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return
-    for p in children:
-        try:
-            name, rss = p.name(), p.memory_info().rss
-        except psutil.Error:
-            continue
-        seen.setdefault(p.pid, p)
-        peaks[name] = max(peaks.get(name, 0), rss)
-
-
-def _start_profiler(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        print("py-spy not found: no profile", file=sys.stderr)
-        return None
-    cmd = [spy, "record", "--pid", str(pid), "--rate", "20", "--format", "raw", "--idle"]
-    cmd += ["--nonblocking", "--output", str(path)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def profile_summary(path: Path, top: int = 25) -> list[tuple[str, float]]:
-    """Share of the driver's main-thread samples under each frame (inclusive), largest first."""
-    if not path.is_file():
-        return []
-    total, inclusive = 0, Counter[str]()
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or "(threading.py" in stack.split(";", 1)[0]:
-            continue  # samples of other threads start in threading's bootstrap
-        total += int(count)
-        for frame in set(stack.split(";")):
-            inclusive[re.sub(r":\d+\)$", ")", frame)] += int(count)
-    return [(f, n / total) for f, n in inclusive.most_common(top)] if total else []
 
 
 # --- what a run left on disk ------------------------------------------------------------
@@ -271,6 +146,17 @@ def write_config(args: argparse.Namespace, dataset: Path, output_dir: Path, name
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", *args]
+
+
+def watch(
+    cmd: list[str], log_path: Path, kill_when: Any = None, profile: Path | None = None
+) -> Watched:
+    """``cmd`` run from this checkout, with the MLflow store and Ray the config names."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    print(f"$ {' '.join(cmd)}   (log: {log_path})", flush=True)
+    return watching.watch(cmd, log_path, cwd=ROOT, env=env, kill_when=kill_when, profile=profile)
 
 
 def phases(w: Watched, shards: dict[str, int]) -> dict[str, float | None]:
