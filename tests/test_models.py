@@ -55,3 +55,21 @@ def test_registered_model_builds_preprocesses_and_classifies_a_photo(
     assert logits.shape == (1, 1000) and bool(torch.isfinite(logits).all())
     torch.testing.assert_close(logits, direct, rtol=1e-4, atol=1e-4)  # 0..255 in, normalised inside
     assert int(logits.argmax(1)) == label, f"{name} does not see an espresso in {path}"
+
+
+@pytest.mark.unit
+def test_untrained_timm_is_seeded_and_takes_a_small_input() -> None:
+    """``untrained_timm:<name>``: timm's architecture, random weights equal on every actor,
+    timm's default preprocessing unless the config overrides it (the scale benchmark's
+    32 px network, docs/benchmarks.md)."""
+    name = "untrained_timm:test_convnext3"
+    default, reference = load_model(name), timm.models.get_pretrained_cfg("test_convnext3")
+    assert reference is not None and (3, *default.cfg.input_size) == reference.input_size
+    a, b = (load_model(name, {"input_size": [32, 32]}) for _ in range(2))
+    x = torch.rand(2, 3, 32, 32) * 255
+    with torch.no_grad():
+        logits = a(x)
+        torch.testing.assert_close(logits, b(x), rtol=0, atol=0)  # the same seed on every actor
+    assert logits.shape == (2, 1000) and bool(torch.isfinite(logits).all())
+    with pytest.raises(ValueError, match="timm has no model"):
+        load_model("untrained_timm:no_such_net")

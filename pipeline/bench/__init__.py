@@ -7,7 +7,9 @@
   (:mod:`~pipeline.bench.success`) on the photos of :mod:`~pipeline.bench.images`;
 - :mod:`~pipeline.bench.report`: the terminal table and the docs section;
 - :mod:`~pipeline.bench.scaling`: attack-stage throughput with 1, 2, 4... actors
-  (``python -m pipeline.bench.scaling``).
+  (``python -m pipeline.bench.scaling``);
+- :mod:`~pipeline.bench.scale_data` and :mod:`~pipeline.bench.watch`: the 50k-image
+  dataset of links and the subprocess observer of ``scripts/scale_bench.py``.
 
 Installing the peers: docs/benchmarks.md.
 """
