@@ -162,9 +162,11 @@ class ModelWorker:
         rows = _BatchRows(
             attacks={a: [] for a in unit.attacks}, perts={a: [] for a in unit.attacks}
         )
-        size = self.spec.batch_size
-        for lo in range(0, len(unit.image_ids), size):
-            idx = list(range(lo, min(lo + size, len(unit.image_ids))))
+        size, n = self.spec.batch_size, len(unit.image_ids)
+        for lo in range(0, n, size):
+            idx = list(range(lo, min(lo + size, n)))
+            if lo + size < n:  # decode the next batch while this one computes
+                self.images.prefetch(unit.paths[lo + size : lo + 2 * size], self.model.cfg)
             rows.extend(self._process_resilient(unit, idx))
         out = AttackOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
         out.worker = str(self.device)
