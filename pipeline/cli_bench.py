@@ -110,6 +110,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cross-model", default="efficientnet_lite1", help="--eval: the cross target")
     p.add_argument(
-        "--search", default="scan", choices=("scan", "bisect"), help="--eval: eval.search"
+        "--search", default="bisect", choices=("scan", "bisect"), help="--eval: eval.search"
     )
     p.set_defaults(func=cmd_bench)

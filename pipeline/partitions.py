@@ -58,6 +58,15 @@ def _record(run_dir: Location, partition: str, shard: int, digest: str) -> Locat
     return run_dir / COMMITS / partition / f"shard-{shard:05d}.{digest}.ok"
 
 
+def _parse_record(name: str) -> tuple[int, str] | None:
+    """``shard-<nnnnn>.<digest>.ok`` -> (shard, digest); None for any other file."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[2] != "ok" or not parts[0].startswith("shard-"):
+        return None
+    number = parts[0].removeprefix("shard-")
+    return (int(number), parts[1]) if number.isdigit() else None
+
+
 def commit(run_dir: Location, partition: str, shard: int, image_ids: Sequence[str]) -> None:
     """Mark one shard of a partition done (after every file of its unit is written)."""
     record = _record(run_dir, partition, shard, ids_digest(image_ids))
@@ -95,9 +104,9 @@ class CommitIndex:
         root = run_dir / COMMITS
         for loc in root.files("*.ok"):
             rel = loc.relative_to(root)
-            shard, digest, _ = rel.name.split(".")
-            part = index.records.setdefault(rel.parent.as_posix(), {})
-            part.setdefault(int(shard.removeprefix("shard-")), set()).add(digest)
+            if (parsed := _parse_record(rel.name)) is not None:
+                part = index.records.setdefault(rel.parent.as_posix(), {})
+                part.setdefault(parsed[0], set()).add(parsed[1])
         return index
 
     def compacted(self, partition: str) -> dict[int, str]:
@@ -115,22 +124,23 @@ class CommitIndex:
         return set(self.records.get(partition, {})) | set(self.compacted(partition))
 
 
-def _committed_pieces(run_dir: Location, partition: str) -> dict[int, str]:
-    """Shard -> digest of the pieces whose commit record exists. A shard recomputed after
-    its manifest changed can hold an old record beside the new one: the newest wins."""
-    newest: dict[int, tuple[float, str]] = {}
+def _records(run_dir: Location, partition: str) -> dict[int, list[str]]:
+    """Shard -> digests of its commit records, oldest first. A shard recomputed after its
+    manifest changed can hold an old record beside the new one: the newest (last) wins."""
+    found: dict[int, list[tuple[float, str]]] = {}
     root = run_dir / COMMITS / partition
     selector = pafs.FileSelector(root.path, allow_not_found=True, recursive=False)
     for info in root.fs.get_file_info(selector):
-        name = info.base_name
-        if info.type != pafs.FileType.File or not name.endswith(".ok"):
-            continue
-        shard_name, digest, _ = name.split(".")
-        shard = int(shard_name.removeprefix("shard-"))
-        stamp = info.mtime.timestamp() if info.mtime is not None else 0.0
-        if shard not in newest or stamp >= newest[shard][0]:
-            newest[shard] = (stamp, digest)
-    return {shard: digest for shard, (_, digest) in newest.items()}
+        parsed = _parse_record(info.base_name) if info.type == pafs.FileType.File else None
+        if parsed is not None:
+            stamp = info.mtime.timestamp() if info.mtime is not None else 0.0
+            found.setdefault(parsed[0], []).append((stamp, parsed[1]))
+    return {shard: [d for _, d in sorted(stamped)] for shard, stamped in found.items()}
+
+
+def _committed_pieces(run_dir: Location, partition: str) -> dict[int, str]:
+    """Shard -> digest of the pieces whose commit record exists (the newest record)."""
+    return {shard: digests[-1] for shard, digests in _records(run_dir, partition).items()}
 
 
 def read_partition(
@@ -196,7 +206,8 @@ def partitions(run_dir: Location, table_root: str) -> list[str]:
 def compact(run_dir: Location, partition: str) -> int:
     """Fold the partition's committed pieces into ``data.parquet``; return pieces folded."""
     folder = run_dir / partition
-    pieces = _committed_pieces(run_dir, partition)
+    records = _records(run_dir, partition)
+    pieces = {shard: digests[-1] for shard, digests in records.items()}
     if not pieces:
         return 0
     data = folder / COMPACTED
@@ -223,7 +234,8 @@ def compact(run_dir: Location, partition: str) -> int:
     rows = max(64, min(ROW_GROUP, GROUP_BYTES * merged.num_rows // max(merged.nbytes, 1)))
     with parquet_writer(data, merged.schema) as writer:
         writer.write_table(merged, row_group_size=rows)
-    for k, digest in pieces.items():  # the record first: a piece left behind is never read
-        _record(run_dir, partition, k, digest).delete()
+    for k, digests in records.items():  # records first: a piece left behind is never read
+        for digest in digests:  # stale records of an older manifest go with the newest
+            _record(run_dir, partition, k, digest).delete()
         (folder / piece_name(k)).delete()
     return len(pieces)

@@ -31,8 +31,10 @@ RESULT_DIRS = (
 )  # fmt: skip
 PROVENANCE_FILE = "provenance.json"  # the run's provenance (pipeline.provenance)
 EVAL_POINTS_FILE = "eval_points.json"  # the findings' evaluation points (pipeline.summary.points)
+MANIFEST_FINGERPRINT = "manifest.fingerprint"  # what the manifest was built from (data.reuse)
 RESULT_FILES = (
-    "manifest.parquet", "bad_rows.parquet", "mlflow.json", EVAL_POINTS_FILE, PROVENANCE_FILE,
+    "manifest.parquet", "bad_rows.parquet", MANIFEST_FINGERPRINT, "mlflow.json", EVAL_POINTS_FILE,
+    PROVENANCE_FILE,
 )  # fmt: skip
 
 

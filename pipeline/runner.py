@@ -28,7 +28,7 @@ from pipeline.actors import init_ray, start_actors
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.compaction import ATTACK_TABLES, EVAL_TABLES, compact_stage
 from pipeline.config import BenchmarkConfig
-from pipeline.data import build_manifest
+from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.mlflow_dataset import dataset_input
@@ -39,7 +39,7 @@ from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.runmeta import run_params, run_tags
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
-from pipeline.storage import Location, write_table
+from pipeline.storage import Location
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
@@ -118,10 +118,9 @@ def run_benchmark(
         log(f"removed {removed} partial file(s) left by an interrupted run")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
-    manifest = build_manifest(cfg.dataset.layout, cfg.dataset.root, cfg.dataset.limit)
-    write_table(manifest.table, run_dir / "manifest.parquet")
-    write_table(manifest.bad_rows, run_dir / "bad_rows.parquet")
-    log(manifest.summary_line())
+    ds = cfg.dataset
+    manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
+    log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
     if manifest.table.num_rows == 0:
         raise RuntimeError(
             f"no usable images in dataset {cfg.dataset.layout}:{cfg.dataset.root}; "
@@ -155,7 +154,6 @@ def run_benchmark(
     provenance.write_run_provenance(run_dir, prov)
     for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet", provenance.FILE):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
-    ds = cfg.dataset
     tracker.log_dataset(
         dataset_input(ds.layout, ds.root, manifest.table, manifest.bad_rows.num_rows)
     )

@@ -80,7 +80,7 @@ class GridScan:
         rtol: float = 0.05,
         known_hi: torch.Tensor | None = None,
         clean: torch.Tensor | None = None,
-        search: str = "scan",
+        search: str = "bisect",
     ) -> None:
         """``grid``: ``(B, K)`` scales (ascending per row; inf = unreachable norm).
 

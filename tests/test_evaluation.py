@@ -159,6 +159,45 @@ class RunsOutOfMemory(torch.nn.Module):
         return self.net(x)
 
 
+def test_bisect_gives_the_exhaustive_scans_curves_unless_the_ray_is_not_monotone(
+    stored: tuple[list[dict], Path],
+) -> None:
+    """Issue 12.2: the default bisection over grid indices against the scan that checks every
+    grid point below a crossing, on the same photos. Each curve point is "critical norm above
+    v", so the two must put every (image, condition) in the same grid interval; bisection may
+    only report a later crossing where it saw the ray correct again above the scan's crossing
+    (a non-monotone ray, what the dense sample measures). Refined scales agree to rtol."""
+    rows, path = stored
+    tasks = ("norm_sweep", "masks", "foveation")
+    grid = [v for v in EvalCfg().linf_grid if v > 0]  # sign searches the Linf axis
+    found, forwards = {}, {}
+    for search in ("scan", "bisect"):
+        out = evaluator("efficientnet_lite0", search=search).evaluate(
+            unit(rows, path, "efficientnet_lite0", tasks)
+        )
+        table = [r for t in tasks for r in out.tables[t].to_pylist() if r["error"] is None]
+        found[search] = {(r["image_id"], r["condition"]): r for r in table}
+        forwards[search] = sum(r["n_image_forwards"] for r in table)
+    assert found["scan"].keys() == found["bisect"].keys() and len(found["scan"]) >= 20
+
+    def interval(r: dict) -> int:  # grid points the image survives: its curve contribution
+        return sum(v < r["crit_linf"] * (1 - 1e-4) for v in grid)
+
+    same = 0
+    for key, scan in found["scan"].items():
+        bisect = found["bisect"][key]
+        assert scan["clean_correct"] == bisect["clean_correct"], key
+        if interval(bisect) == interval(scan):
+            same += 1
+            if bisect["critical_scale"] not in (0.0, math.inf):
+                assert bisect["critical_scale"] == pytest.approx(scan["critical_scale"], rel=0.1)
+        else:  # only a later crossing, and only over a ray seen correct above the scan's
+            assert interval(bisect) > interval(scan), key
+            assert bisect["scale_lo"] >= scan["critical_scale"], key
+    assert same >= 0.9 * len(found["scan"])
+    assert forwards["bisect"] < 0.8 * forwards["scan"], forwards
+
+
 def test_an_evaluation_batch_that_runs_out_of_memory_is_halved_not_lost(
     stored: tuple[list[dict], Path],
 ) -> None:

@@ -8,6 +8,7 @@ and duplicates nothing, and a changed manifest makes a shard's record stale.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,3 +86,24 @@ def test_a_compaction_that_died_before_removing_a_record_neither_fails_nor_dupli
     assert ids_of(read_partition(run, PART)) == ["a", "b"]
     assert compact(run, PART) == 1
     assert ids_of(read_partition(run, PART)) == ["a", "b"]
+
+
+@pytest.mark.unit
+def test_a_shard_recomputed_for_a_new_manifest_reads_its_newest_record_and_compaction_drops_both(
+    tmp_path: Path,
+) -> None:
+    run = Location(tmp_path)
+    write_committed(tmp_path, PART, 0, rows(["a", "b"]))
+    records = tmp_path / "_commits" / PART
+    (old,) = records.iterdir()
+    os.utime(old, (1.0, 1.0))  # written long before the recomputed shard
+    write_committed(tmp_path, PART, 0, rows(["a", "c"]))  # the same shard, another manifest
+    (records / "README").write_text("not a record")  # foreign files are ignored
+    (records / "shard-x.1.ok").write_text("")
+    assert ids_of(read_partition(run, PART)) == ["a", "c"]
+    index = CommitIndex.load(run)
+    assert index.done(PART, 0, ["a", "c"]) and index.shards(PART) == {0}
+    assert compact(run, PART) == 1
+    assert sorted(p.name for p in records.iterdir()) == ["README", "shard-x.1.ok"]
+    assert CommitIndex.load(run).done(PART, 0, ["a", "c"])
+    assert not CommitIndex.load(run).done(PART, 0, ["a", "b"]), "the stale record is gone"

@@ -82,10 +82,16 @@ def test_known_scale_is_kept_unless_the_grid_below_fools(search: str) -> None:
         assert int(r.n_points[0]) == 1  # only the grid point just below the known scale
 
 
-def test_unreachable_grid_points_cap_the_search() -> None:
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+def test_unreachable_grid_points_cap_the_search(search: str) -> None:
     grid = GRID.clone()
     grid[5:] = float("inf")  # the ray saturates before the norm reaches 7.5
-    scan = GridScan(grid[None])
-    run(scan, lambda _, s: False)
+    scan = GridScan(grid[None], search=search)
+    asked: list[float] = []
+    run(scan, lambda _, s: bool(asked.append(s)))
     r = scan.result()
-    assert math.isinf(float(r.scale[0])) and int(r.n_points[0]) == 6  # clean + 5 reachable
+    assert math.isinf(float(r.scale[0])) and max(asked) == float(grid[4])  # censored at the cap
+    if search == "scan":
+        assert int(r.n_points[0]) == 6  # clean + every one of the 5 reachable points
+    else:
+        assert int(r.n_points[0]) < 6  # galloping skips some of them

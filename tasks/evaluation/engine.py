@@ -30,7 +30,7 @@ class Grids:
 
     values: dict[str, tuple[float, ...]]  # norm -> grid values (0..255 units)
     rtol: float = 0.05  # precision of refined critical scales (Table 1, medians)
-    search: str = "scan"  # scan: every grid point below a crossing checked; bisect: faster
+    search: str = "bisect"  # bisect: grid-index bisection; scan: every point below checked
 
     def positive(self, axis: str) -> tuple[float, ...]:
         return tuple(v for v in self.values[axis] if v > 0)
