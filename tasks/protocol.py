@@ -49,6 +49,9 @@ class ConditionSpec:
     after / before the foveation); ``None`` if it is not a Table 1 numerator.
     ``refine``: whether a continuous critical scale is needed (Table 1 and the
     transfer medians), or the grid interval is enough (the curves).
+    ``guess_from``: a one-view condition of the same set-up whose answer starts this
+    multi-view search (issue 12.2): a crop's crossing lies far above the attack's own
+    scale (20-80x for BFGS), but near that of another crop of the same image.
     """
 
     name: str
@@ -64,6 +67,7 @@ class ConditionSpec:
     better_than: str | None = None  # a further claim of the paper: accuracy above this one's
     effect: bool = False  # Fig. 6's foveation T of its set-up (score changes of x and e*)
     base: bool = False  # the set-up's condition without foveation (MP, MP-Object)
+    guess_from: str | None = None
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -103,8 +107,12 @@ for _cond in (
         reference=MP,
         effect=True,
     ),
-    ConditionSpec("ten_crop", "foveation", "10 Crop MP", views=True, reference=MP),
-    ConditionSpec("three_crop", "foveation", "3 Crop MP", views=True, reference=MP),
+    ConditionSpec(
+        "ten_crop", "foveation", "10 Crop MP", views=True, reference=MP, guess_from="object_crop"
+    ),
+    ConditionSpec(
+        "three_crop", "foveation", "3 Crop MP", views=True, reference=MP, guess_from="object_crop"
+    ),
     ConditionSpec(
         "saliency_crop",
         "foveation",
@@ -112,6 +120,7 @@ for _cond in (
         views=True,
         reference=MP,
         better_than="three_crop",
+        guess_from="object_crop",
     ),
     ConditionSpec("mp_object", "foveation", "MP-Object", setup=OBJECT, needs_box=True, base=True),
     ConditionSpec(
@@ -122,6 +131,7 @@ for _cond in (
         needs_box=True,
         views=True,
         reference="mp_object",
+        guess_from="one_crop_object",
     ),
     ConditionSpec(
         "one_crop_object",

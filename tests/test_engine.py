@@ -136,3 +136,32 @@ def test_a_dense_sample_counts_disagreements_of_a_non_monotone_ray() -> None:
     )
     assert all(m == 0 for m in found.dense_mismatch)  # a linear model's rays are monotone
     assert found.dense_earlier == [False] * x.shape[0]
+
+
+def test_a_multi_view_search_starts_from_its_one_view_conditions_answer() -> None:
+    """Issue 12.2: ten_crop waits for object_crop and starts where it crossed, instead of at
+    the attack's own (far lower) scale: the same answers for fewer forwards."""
+    model, x, labels, d = binary()
+    n = x.shape[0]
+    windows = [[Window((1.0, 0.0, 16.0, 15.0))]] * n
+    tens = [[Window((0.0, 0.0, 15.0, 15.0)), Window((1.0, 1.0, 16.0, 16.0), flip=True)]] * n
+    low = torch.full((n,), 0.5)  # the attack's own scale: far below the crops' crossings
+
+    def run(names: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, int]]:
+        conds = [
+            condition(name, x, d, labels, crops=windows if name == "object_crop" else tens,
+                      guess=low)
+            for name in names
+        ]  # fmt: skip
+        found = evaluate(
+            ScoreQueue(model, 64), conds, TopK(1), Grids({"linf": GRID}), "linf", lambda c: ()
+        )
+        return {
+            c.spec.name: (r.crit["linf"], int(r.image_forwards.sum()))
+            for c, r in zip(conds, found, strict=True)
+        }
+
+    alone = run(("ten_crop",))["ten_crop"]
+    both = run(("object_crop", "ten_crop"))["ten_crop"]
+    torch.testing.assert_close(both[0], alone[0])
+    assert both[1] < alone[1], (both[1], alone[1])

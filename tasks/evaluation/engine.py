@@ -68,9 +68,18 @@ def evaluate(
     """Scan every condition to its critical scale on the ``axis`` grid, all in shared rounds.
 
     ``dense_axes(condition)``: the grids its dense sample is swept on (the axes
-    its curves are reported on).
+    its curves are reported on). A condition whose spec names ``guess_from`` (one of
+    ``conditions``) starts once that one is done, from its answer.
     """
-    scans = [_scan_for(c, grids, axis) for c in conditions]
+    by_name = {c.spec.name: k for k, c in enumerate(conditions)}
+    waits_for = {
+        k: by_name[c.spec.guess_from]
+        for k, c in enumerate(conditions)
+        if c.spec.guess_from in by_name
+    }
+    scans: list[GridScan | None] = [
+        None if k in waits_for else _scan_for(c, grids, axis) for k, c in enumerate(conditions)
+    ]
     forwards = [torch.zeros(c.x.shape[0], dtype=torch.long) for c in conditions]
     dense = [
         _dense_queries(queue, c, grids, dense_axes(c), forwards[k])
@@ -78,10 +87,14 @@ def evaluate(
     ]
     waiting = list(riders or [])
     round_index = 0
-    while not all(s.done for s in scans) or waiting:
+    while not all(s is not None and s.done for s in scans) or waiting:
+        for k, ref in waits_for.items():
+            if scans[k] is None and (ref_scan := scans[ref]) is not None and ref_scan.done:
+                guess = _guess_from(conditions[k], conditions[ref], ref_scan)
+                scans[k] = _scan_for(conditions[k], grids, axis, guess)
         asked: list[tuple[int, int, float, Query]] = []
         for k, (c, scan) in enumerate(zip(conditions, scans, strict=True)):
-            for j, s in scan.pending():
+            for j, s in scan.pending() if scan is not None else []:
                 q = queue.add(c.n_views(j), _maker(c, j, s), c.keys(j, s))
                 asked.append((k, j, s, q))
                 forwards[k][j] += len(q.compute)
@@ -95,12 +108,13 @@ def evaluate(
             adversarial = bool(criterion.is_adversarial(scores, c.labels[j : j + 1])[0])
             verdicts[k].append((j, s, adversarial))
         for scan, v in zip(scans, verdicts, strict=True):
-            if v or not scan.done:
+            if scan is not None and (v or not scan.done):
                 scan.record(v)
         round_index += 1
+    done = [s for s in scans if s is not None]
     return [
         _result(c, scan, forwards[k], dense[k], criterion, grids)
-        for k, (c, scan) in enumerate(zip(conditions, scans, strict=True))
+        for k, (c, scan) in enumerate(zip(conditions, done, strict=True))
     ]
 
 
@@ -108,13 +122,33 @@ def _maker(c: ConditionBatch, j: int, s: float) -> Callable[[list[int]], torch.T
     return partial(c.inputs, j, s)
 
 
-def _scan_for(c: ConditionBatch, grids: Grids, axis: str) -> GridScan:
+def _guess_from(c: ConditionBatch, ref: ConditionBatch, ref_scan: GridScan) -> torch.Tensor | None:
+    """Per image of ``c``: the crossing ``ref`` found (same direction and scale), where it
+    found one above 0 (an image wrong there, or missing from it, keeps ``c``'s own guess).
+    A censored answer starts the search at the top of the grid."""
+    found = dict(zip(ref.rows, ref_scan.result().scale.tolist(), strict=True))
+    guess = c.guess.clone().double() if c.guess is not None else None
+    for j, row in enumerate(c.rows):
+        scale = found.get(row, 0.0)
+        if scale > 0:
+            if guess is None:
+                guess = torch.full((len(c.rows),), float("nan"), dtype=torch.float64)
+            guess[j] = scale
+    return guess
+
+
+def _scan_for(
+    c: ConditionBatch, grids: Grids, axis: str, start: torch.Tensor | None = None
+) -> GridScan:
+    """The condition's search; ``start`` (per image, nan: none) overrides its own guess."""
     grid = c.grid_scales(axis, grids.positive(axis))
     # Images without a perturbation are evaluated unperturbed: only their clean point counts.
     grid = torch.where(c.has_direction[:, None], grid, torch.full_like(grid, float("inf")))
+    wanted = c.guess if start is None else start
     guess = None
-    if c.guess is not None:
-        guess = (grid <= c.guess[:, None].float()).sum(dim=1).clamp_min(1)
+    if wanted is not None:
+        # a nan guess counts no grid point: the search starts at the first one
+        guess = (grid <= wanted[:, None].to(grid.dtype)).sum(dim=1).clamp_min(1)
     return GridScan(
         grid,
         guess=guess,
