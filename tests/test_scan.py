@@ -95,3 +95,39 @@ def test_unreachable_grid_points_cap_the_search(search: str) -> None:
         assert int(r.n_points[0]) == 6  # clean + every one of the 5 reachable points
     else:
         assert int(r.n_points[0]) < 6  # galloping skips some of them
+
+
+def run_with_margin(scan: GridScan, margin: Callable[[float], float]) -> int:
+    """Like :func:`run`, feeding the criterion's margin too (> 0 iff still correct)."""
+    rounds = 0
+    while not scan.done:
+        asked = scan.pending()
+        m = [margin(s) for _, s in asked]
+        scan.record([(i, s, v <= 0) for (i, s), v in zip(asked, m, strict=True)], m)
+        rounds += 1
+        assert rounds < 100
+    return rounds
+
+
+@pytest.mark.parametrize(
+    ("crossing", "curved"), [(4.2, False), (6.1, False), (0.7, True), (21.0, True)]
+)
+def test_known_margins_refine_in_fewer_points_to_the_same_precision(
+    crossing: float, curved: bool
+) -> None:
+    """Issue 12.2: the margin's interpolated zero, bracketed rtol/2 either side, closes a
+    grid interval in one round of two points where bisection needs 3-4; a curved margin
+    takes another round at most, and hi/lo stay an observed adversarial/correct pair."""
+
+    def margin(s: float) -> float:
+        return crossing**2 - s**2 if curved else crossing - s
+
+    guided = GridScan(GRID[None], refine=True, rtol=0.05, search="bisect", guess=torch.tensor([4]))
+    run_with_margin(guided, margin)
+    plain = GridScan(GRID[None], refine=True, rtol=0.05, search="bisect", guess=torch.tensor([4]))
+    run(plain, lambda _, s: margin(s) <= 0)
+    for found in (guided.result(), plain.result()):
+        hi, lo = float(found.scale[0]), float(found.scale_lo[0])
+        assert lo < crossing <= hi and hi - lo <= 0.05 * hi
+    saved = int(plain.result().n_points[0]) - int(guided.result().n_points[0])
+    assert saved >= (0 if curved else 1), (guided.result().n_points, plain.result().n_points)

@@ -102,14 +102,16 @@ def evaluate(
         queue.flush()
         waiting = [r for r, more in zip(waiting, after, strict=True) if more()]
         verdicts: list[list[tuple[int, float, bool]]] = [[] for _ in conditions]
+        margins: list[list[float]] = [[] for _ in conditions]
         for k, j, s, q in asked:
             c = conditions[k]
             scores = aggregate(q.logits)[None]
             adversarial = bool(criterion.is_adversarial(scores, c.labels[j : j + 1])[0])
             verdicts[k].append((j, s, adversarial))
-        for scan, v in zip(scans, verdicts, strict=True):
+            margins[k].append(float(criterion.margin(scores, c.labels[j : j + 1])[0]))
+        for scan, v, m in zip(scans, verdicts, margins, strict=True):
             if scan is not None and (v or not scan.done):
-                scan.record(v)
+                scan.record(v, m)
         round_index += 1
     done = [s for s in scans if s is not None]
     return [
