@@ -182,6 +182,8 @@ class GridScan:
 
     def _advance(self, r: _Ray) -> None:
         if r.phase == "refine":
+            if self._secant(r) is not None:  # the round just answered was a secant round
+                r.secant_rounds += 1
             inside = sorted(s for s in r.verdicts if r.lo < s < r.hi)
             for s in inside:  # the lowest adversarial point, the highest correct one below
                 if r.verdicts[s]:
@@ -227,15 +229,17 @@ class GridScan:
 
     def _refine_points(self, r: _Ray) -> list[float]:
         """Two points around the margin's interpolated zero, or the bracket's midpoint."""
+        return self._secant(r) or [self._midpoint(r)]
+
+    def _secant(self, r: _Ray) -> list[float] | None:
+        """The points ``rtol/2`` either side of the margin's interpolated zero, while
+        the margins at both ends are known and secant rounds are left; else None."""
         m_lo, m_hi = r.margins.get(r.lo, math.nan), r.margins.get(r.hi, math.nan)
-        if r.secant_rounds < SECANT_ROUNDS and m_lo > 0 > m_hi:  # nan: unknown, no
-            zero = r.lo + (r.hi - r.lo) * m_lo / (m_lo - m_hi)
-            points = [zero * (1 - self.rtol / 2), zero * (1 + self.rtol / 2)]
-            points = [p for p in points if r.lo < p < r.hi]
-            if points:
-                r.secant_rounds += 1
-                return points
-        return [self._midpoint(r)]
+        if r.secant_rounds >= SECANT_ROUNDS or not m_lo > 0 > m_hi:  # nan: unknown
+            return None
+        zero = r.lo + (r.hi - r.lo) * m_lo / (m_lo - m_hi)
+        points = [zero * (1 - self.rtol / 2), zero * (1 + self.rtol / 2)]
+        return [p for p in points if r.lo < p < r.hi] or None
 
     @staticmethod
     def _midpoint(r: _Ray) -> float:
