@@ -340,6 +340,16 @@ def _check_eval_axes(cfg: BenchmarkConfig, source: str) -> None:
         return
     for i, ref in enumerate(cfg.attacks):
         spec = attack_spec(ref.name)
+        top = max(cfg.eval.grid(spec.norm))
+        beyond = [v for v in cfg.eval.points if v > top]
+        if beyond:
+            raise _fail(
+                source,
+                f"eval.points = {list(cfg.eval.points)}",
+                f"{beyond} lies beyond eval.{spec.norm}_grid (largest {top}), the axis "
+                f"{ref.name} is reported on: no curve or table can show it; use points "
+                f"up to {top} or extend the grid",
+            )
         norm = spec.norm_for(ref.params)
         if norm != spec.norm:
             raise _fail(

@@ -6,7 +6,9 @@ import itertools
 from dataclasses import dataclass, field
 
 from pipeline.config_error import ConfigError
+from pipeline.summary.claims import primary_claims
 from tasks.protocol import mp_foveations
+from tasks.registry import RegistryError
 
 _GRID_DOCS = "0..255 units of the perturbation actually added"
 TRANSFER_RESOLUTIONS = ("target", "common")
@@ -45,7 +47,13 @@ class EvalCfg:
     #: model's grid point nearest its median attack-stage norm (attack stage only).
     points: tuple[float, ...] = (5.3,)
     median_point: bool = True
-    alpha: float = 0.05  # family-wise error rate of the findings (Holm)
+    #: Add each model's point where its MP accuracy (attack stage) matches the paper's
+    #: Table 2 MP accuracy: the primary family's point (pipeline/summary/points.py).
+    matched_point: bool = True
+    alpha: float = 0.05  # family-wise error rate of the primary findings (Holm)
+    #: The claims of the primary family (claim ids, pipeline/summary/claims.py); None: the
+    #: paper's. Every other finding is exploratory: reported, never "holds".
+    primary: tuple[str, ...] | None = None
     #: ``target``: a source perturbation is resized to the target's input and reported
     #: against the norm the target receives; ``common``: each pair is evaluated at the
     #: source's input size (the target network takes it), so nothing is resampled.
@@ -74,6 +82,14 @@ class EvalCfg:
             raise ConfigError(f"eval.autocast {self.autocast!r}: use bf16 or leave it out")
         if not 0 < self.rtol < 1 or not 0 < self.alpha < 1:
             raise ConfigError("eval.rtol and eval.alpha must be in (0, 1)")
+        if any(not v > 0 for v in self.points):
+            raise ConfigError(f"eval.points must be positive norms, got {list(self.points)}")
+        if self.primary is not None:
+            object.__setattr__(self, "primary", tuple(self.primary))
+            try:
+                primary_claims(self.primary)
+            except RegistryError as exc:
+                raise ConfigError(f"eval.primary: {exc}") from None
 
     def grid(self, norm: str) -> tuple[float, ...]:
         """The grid of a norm axis (l1pp, l2, linf)."""

@@ -30,6 +30,7 @@ from pipeline.store import Encoded, decode
 from tasks.attacks.base import Attack, AttackResult
 from tasks.evaluation.build import BatchData, ObjectSetup
 from tasks.evaluation.conditions import ObjectView
+from tasks.geometry import image_rng
 from tasks.mp_object import OBJECT_VIEWS
 
 Stored = dict[str, tuple[Encoded, float]]
@@ -82,6 +83,7 @@ def load_batch(
     known = [clean.get(unit.image_ids[i]) for i in idx]
     data = BatchData(
         x=x,
+        ids=[unit.image_ids[i] for i in idx],
         labels=torch.tensor([unit.labels[i] for i in idx], device=device),
         direction=resize_direction(d_src, cfg.input_size),
         has_direction=has,
@@ -125,8 +127,9 @@ def object_setup(
             key=lambda n: (mapped[n][2] - mapped[n][0]) * (mapped[n][3] - mapped[n][1]),
         )
         box = unit.boxes[i][k] if len(unit.boxes[i]) == len(mapped) else _largest(unit.boxes[i])
+        rng = image_rng(seed, unit.image_ids[i])
         chosen = {
-            name: OBJECT_VIEWS.get(name)(box, unit.sizes[i], cfg.input_size, seed)
+            name: OBJECT_VIEWS.get(name)(box, unit.sizes[i], cfg.input_size, rng)
             for name in view_names
         }
         windows = sorted({w.box for ws in chosen.values() for w in ws} | {box})

@@ -61,10 +61,12 @@ class RowSink:
         seconds_per_forward: float,
     ) -> None:
         spec = cond.spec
+        lo = result.lo_norms or {}
         for k, j in enumerate(cond.rows):
             has = bool(cond.has_direction[k])
             scale = float(result.scale[k])
             clean = bool(result.clean_correct[k])
+            censored = has and clean and scale == float("inf")
             self.rows[spec.task].append(
                 {
                     **self.base(idx[j]),
@@ -74,9 +76,13 @@ class RowSink:
                     "clean_correct": clean,
                     "critical_scale": scale,
                     "scale_lo": float(result.scale_lo[k]),
-                    "censored": has and clean and scale == float("inf"),
+                    "censored": censored,
                     **{f"crit_{n}": float(v[k]) for n, v in result.crit.items()},
                     **{f"src_{n}": float(v[k]) for n, v in result.source.items()},
+                    **{f"max_tried_{n}": float(v[k]) if censored else None for n, v in lo.items()},
+                    "views": cond.view_names(k),
+                    "background_share": cond.background_share(k),
+                    "line_search_earlier": result.line_search_earlier[k],
                     "n_image_forwards": int(result.image_forwards[k]),
                     "n_views": cond.n_views(k),
                     "seconds": float(result.image_forwards[k]) * seconds_per_forward,

@@ -28,6 +28,9 @@ class EvalUnit:
     target_attacks: str  # the target's attack partition (its clean correctness), "" if none
     source_cfg: PreprocessCfg
     tasks: tuple[str, ...]
+    #: the target's evaluation points for this attack (its norm axis): they join the search
+    #: grid, so every finding's verdict at a point is exact, whatever the grid
+    points: tuple[float, ...] = ()
 
     @property
     def model(self) -> str:

@@ -194,20 +194,21 @@ class Evaluator:
         conditions = build_conditions(data, specs)
         probe = self._linearity(data) if "linearity" in unit.tasks and data.self_pair else None
         axis = attack_spec(unit.attack).norm
+        grids = self.grids.with_points(axis, unit.points)
         covered = {c.spec.name: set(c.rows) for c in conditions}
         results = evaluate(
             queue,
             conditions,
             self.criterion,
-            self.grids,
+            grids,
             axis,
-            lambda c: tuple(self.grids.values) if c.spec.pairs == "all" else (axis,),
+            lambda c: tuple(grids.values) if c.spec.pairs == "all" else (axis,),
             riders=[probe] if probe is not None else None,
         )
         seconds = time.perf_counter() - start
         per_forward = seconds / max(1, queue.stats.images - images_before)
         if queue.autocast is not None:  # the dense sample again in fp32: do scales agree?
-            self._check_precision(conditions, results, axis)
+            self._check_precision(conditions, results, grids, axis)
         for cond, result in zip(conditions, results, strict=True):
             rows.conditions(idx, data, cond, result, per_forward)
         rows.missing(idx, data, covered)
@@ -215,7 +216,11 @@ class Evaluator:
             rows.linearity(idx, data, probe, per_forward)
 
     def _check_precision(
-        self, conditions: list[ConditionBatch], results: list[ConditionResult], axis: str
+        self,
+        conditions: list[ConditionBatch],
+        results: list[ConditionResult],
+        grids: Grids,
+        axis: str,
     ) -> None:
         """bf16 autocast is opt-in and checked: the dense-sample images of every condition are
         scanned again in fp32; ``result.autocast_agrees`` says whether the critical scales agree
@@ -227,7 +232,7 @@ class Evaluator:
             self._queue(exact=True),
             [c.head(c.dense) for c, _ in sample],
             self.criterion,
-            self.grids,
+            grids,
             axis,
             lambda c: (),
         )

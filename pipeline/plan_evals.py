@@ -20,6 +20,7 @@ from pipeline.partitions import CommitIndex
 from pipeline.plan_attacks import shard_slices
 from pipeline.results import attack_partition, eval_partition, perturbation_partition
 from pipeline.storage import Location
+from pipeline.summary.points import points_of, read_eval_points
 from tasks.attacks.specs import attack_spec
 from tasks.geometry import Box
 from tasks.protocol import TASKS
@@ -47,6 +48,7 @@ def plan_eval_units(
     if not tasks:
         return [], 0
     commits = CommitIndex.load(run_dir)
+    points = read_eval_points(run_dir)  # fixed from the attack stage before planning
     rows = manifest.to_pylist()
     by_id = {r["image_id"]: r for r in rows}
     models = [m.name for m in cfg.models]
@@ -91,6 +93,7 @@ def plan_eval_units(
                             ),
                             source_cfg=source_cfgs[source],
                             tasks=tuple(todo),
+                            points=points_of(points, target, attack),
                         )
                     )
     return units, done

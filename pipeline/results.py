@@ -12,9 +12,10 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from tasks.protocol import MP, OBJECT
+from tasks.protocol import EFFECT_COLUMNS as EFFECT_COLUMNS  # the linearity table's Fig. 6
+from tasks.protocol import MP
 
-SCHEMA_VERSION = 2  # 2: evaluation rows over all images, received norms, set-up column
+SCHEMA_VERSION = 3  # 3: censoring past the grid, per-image views, the line-search check
 
 ATTACK_SCHEMA = pa.schema(
     [
@@ -105,15 +106,27 @@ CRITICAL_SCHEMA = pa.schema(
         ("condition", pa.string()),
         ("has_perturbation", pa.bool_()),  # false: evaluated unperturbed at every norm
         ("clean_correct", pa.bool_()),  # correct under the condition at norm 0
-        ("critical_scale", pa.float64()),  # 0: wrong at norm 0; inf: not fooled up to the cap
+        ("critical_scale", pa.float64()),  # 0: wrong at norm 0; inf: never fooled (censored)
         ("scale_lo", pa.float64()),  # largest scale observed correct below it
-        ("censored", pa.bool_()),  # perturbed, and not fooled up to the largest grid norm
+        #: perturbed, correct, and never fooled: up to the largest grid norm for grid-only
+        #: conditions, up to where the perturbation can grow no further for refined ones
+        ("censored", pa.bool_()),
         ("crit_l1pp", pa.float64()),
         ("crit_l2", pa.float64()),
         ("crit_linf", pa.float64()),
         ("src_l1pp", pa.float64()),
         ("src_l2", pa.float64()),
         ("src_linf", pa.float64()),
+        #: censored rows: the added norms at the largest scale tried (the critical norm is
+        #: above them: a lower bound); null otherwise
+        ("max_tried_l1pp", pa.float64()),
+        ("max_tried_l2", pa.float64()),
+        ("max_tried_linf", pa.float64()),
+        ("views", pa.list_(pa.string())),  # the crops / MP-Object views used (drawn per image)
+        ("background_share", pa.float64()),  # MP-Object views: mean share outside the box
+        #: a set-up's base condition (MP, MP-Object, self pairs): a grid point below the
+        #: attack stage's own scale fools the image (its line search missed a crossing)
+        ("line_search_earlier", pa.bool_()),
         ("n_image_forwards", pa.int64()),  # network inputs spent on this row (views counted)
         ("n_views", pa.int64()),  # network inputs per query of the condition (its crops)
         ("seconds", pa.float64()),  # the batch's wall time, shared by image-forwards
@@ -125,8 +138,6 @@ CRITICAL_SCHEMA = pa.schema(
     ]
 )
 
-#: Fig. 6's columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
-EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}
 
 LINEARITY_SCHEMA = pa.schema(
     [

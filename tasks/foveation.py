@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tasks.geometry import Box, Window, object_crops, ten_crop, three_crop, windows_at
+from tasks.geometry import Box, Window, image_rng, object_crops, ten_crop, three_crop, windows_at
 from tasks.registry import Registry
 from tasks.saliency import SALIENCY, top_peaks
 
@@ -31,6 +31,7 @@ class ViewInputs:
 
     x: torch.Tensor
     boxes: list[list[Box]]  # input pixel edges, per image (empty: no box)
+    ids: list[str]  # image ids: random views are drawn per image (run seed, image id)
     seed: int = 0
     saliency: str = "spectral_residual"
 
@@ -54,7 +55,7 @@ def _ten_crop(v: ViewInputs) -> list[list[Window]]:
 @VIEWS.register("three_crop")
 def _three_crop(v: ViewInputs) -> list[list[Window]]:
     h, w = v.x.shape[-2:]
-    return [three_crop(h, w, v.seed)] * v.x.shape[0]
+    return [three_crop(h, w, image_rng(v.seed, i)) for i in v.ids]
 
 
 @VIEWS.register("saliency_crop")

@@ -28,6 +28,10 @@ class Window:
     box: Box
     flip: bool = False
 
+    def describe(self) -> str:
+        """``x0,y0,x1,y1`` in input pixels (``,flip`` when mirrored), for result rows."""
+        return ",".join(f"{v:.1f}" for v in self.box) + (",flip" if self.flip else "")
+
 
 def crop_resize(
     x: torch.Tensor, windows: list[list[Window]], size: tuple[int, int]
@@ -81,10 +85,18 @@ def ten_crop(height: int, width: int, side: float = TEN_CROP_SIDE) -> list[Windo
     return with_flips(five_boxes(full, (side * width, side * height)))
 
 
-def three_crop(height: int, width: int, seed: int = 0, side: float = TEN_CROP_SIDE) -> list[Window]:
-    """3 of the 10 crops, chosen once with a fixed seed (the paper's control for saliency)."""
+def image_rng(seed: int, image_id: str) -> random.Random:
+    """The random draws of one image in one run: seeded by the run's seed and the image id,
+    so a rerun (or a resumed shard) draws the same views, and each image its own."""
+    return random.Random(f"{seed}:{image_id}")  # str seeds hash with SHA-512: stable anywhere
+
+
+def three_crop(
+    height: int, width: int, rng: random.Random, side: float = TEN_CROP_SIDE
+) -> list[Window]:
+    """3 of the 10 crops, drawn at random per image (the paper's control for saliency)."""
     crops = ten_crop(height, width, side)
-    return [crops[i] for i in sorted(random.Random(seed).sample(range(len(crops)), 3))]
+    return [crops[i] for i in sorted(rng.sample(range(len(crops)), 3))]
 
 
 def object_crops(boxes: list[Box]) -> list[Window]:

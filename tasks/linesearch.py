@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tasks import norms
 from tasks.context import QueryContext
 
 
@@ -49,13 +50,7 @@ class ScaleResult:
 
 def saturation_scale(x: torch.Tensor, d: torch.Tensor, ctx: QueryContext) -> torch.Tensor:
     """Scale past which ``clip(x + s d)`` stops changing (inf without bounds)."""
-    n = x.shape[0]
-    if ctx.bounds is None:
-        return torch.full((n,), float("inf"), device=x.device)
-    lo, hi = ctx.bounds
-    room = torch.where(d > 0, hi - x, x - lo)  # distance to the bound d points at
-    needed = torch.where(d != 0, room / d.abs().clamp_min(1e-30), torch.zeros_like(d))
-    return needed.reshape(n, -1).amax(dim=1)
+    return norms.saturation_scale(x, d, ctx.bounds)
 
 
 def search_scale(

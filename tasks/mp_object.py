@@ -60,30 +60,54 @@ def object_windows(
     """``10 Crop MP-Object``: 4 diagonal shifts + the box itself, and their mirrors.
 
     ``image_size`` is the original ``(width, height)``, ``crop_size`` the input
-    ``(height, width)``. Shifts are ``round(f * crop side)`` crop pixels,
-    reduced where the window would leave the image.
+    ``(height, width)``. A corner view is shifted by ``round(f * crop side)`` crop
+    pixels on each axis, ``(1 - f)^2 = 1 - background``. Where the image border stops
+    one axis short, the other axis shifts further so the view still takes
+    ``background`` (``(1 - fx)(1 - fy) = 1 - background``), as far as the image
+    allows; a box that fills the image on both axes cannot shift at all. The centre
+    view is the box itself (Caffe's centre crop in the object's frame: the crops keep
+    the object's scale, so no window of the box's size is more central than the box).
     """
     x0, y0, x1, y1 = box
     width, height = image_size
     h, w = crop_size
     step_x, step_y = (x1 - x0) / w, (y1 - y0) / h
-    f = 1 - math.sqrt(1 - background)
-    want_x, want_y = round(f * w), round(f * h)
-    views = []
-    for sx, sy in ((-1, -1), (1, -1), (-1, 1), (1, 1), (0, 0)):
-        dx = _axis_shift(x0, x1, width, step_x, sx * want_x) if sx else 0
-        dy = _axis_shift(y0, y1, height, step_y, sy * want_y) if sy else 0
+    keep = 1 - background
+
+    def shift_x(sx: int, share: float) -> int:
+        return _axis_shift(x0, x1, width, step_x, sx * round(share * w))
+
+    def shift_y(sy: int, share: float) -> int:
+        return _axis_shift(y0, y1, height, step_y, sy * round(share * h))
+
+    def top_up(kept: float) -> float:  # the other axis's share that keeps ``background``
+        return min(1.0, max(0.0, 1 - keep / max(kept, 1e-9)))
+
+    f = 1 - math.sqrt(keep)
+    views = [ObjectWindow(box, (0, 0))]
+    for sx, sy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        dx, dy = shift_x(sx, f), shift_y(sy, f)
+        if abs(dx) < round(f * w):  # the border stopped x: y takes the rest
+            dy = shift_y(sy, top_up(1 - abs(dx) / w))
+        elif abs(dy) < round(f * h):  # the border stopped y: x takes the rest
+            dx = shift_x(sx, top_up(1 - abs(dy) / h))
         shifted = (x0 + dx * step_x, y0 + dy * step_y, x1 + dx * step_x, y1 + dy * step_y)
-        views.append(ObjectWindow(shifted, (dx, dy)))
+        views.insert(len(views) - 1, ObjectWindow(shifted, (dx, dy)))
     return views + [ObjectWindow(v.box, v.shift, flip=True) for v in views]
 
 
+def background_share(shift: tuple[int, int], crop_size: tuple[int, int]) -> float:
+    """Share of a view of the object crop (``(h, w)``) that lies outside the box."""
+    h, w = crop_size
+    return 1 - (1 - abs(shift[0]) / w) * (1 - abs(shift[1]) / h)
+
+
 def one_object_window(
-    box: Box, image_size: tuple[int, int], crop_size: tuple[int, int], seed: int = 0
+    box: Box, image_size: tuple[int, int], crop_size: tuple[int, int], rng: random.Random
 ) -> list[ObjectWindow]:
-    """``1 Crop MP-Object``: one of the ten, chosen once with a fixed seed."""
+    """``1 Crop MP-Object``: one of the ten, drawn at random per image (as the paper)."""
     views = object_windows(box, image_size, crop_size)
-    return [views[random.Random(seed).randrange(len(views))]]
+    return [views[rng.randrange(len(views))]]
 
 
 def shift_perturbation(e: torch.Tensor, shift: tuple[int, int], flip: bool = False) -> torch.Tensor:
@@ -97,8 +121,9 @@ def shift_perturbation(e: torch.Tensor, shift: tuple[int, int], flip: bool = Fal
     return out.flip(-1) if flip else out
 
 
-#: The MP-Object foveations, by condition name: (box, image size, crop size, seed) -> windows.
-ObjectViewFn = Callable[[Box, tuple[int, int], tuple[int, int], int], list[ObjectWindow]]
+#: The MP-Object foveations, by condition name: (box, image size, crop size, the image's
+#: random draws) -> windows.
+ObjectViewFn = Callable[[Box, tuple[int, int], tuple[int, int], random.Random], list[ObjectWindow]]
 OBJECT_VIEWS: Registry[ObjectViewFn] = Registry("MP-Object view")
-OBJECT_VIEWS.add("ten_crop_object", lambda box, image, crop, seed: object_windows(box, image, crop))
+OBJECT_VIEWS.add("ten_crop_object", lambda box, image, crop, rng: object_windows(box, image, crop))
 OBJECT_VIEWS.add("one_crop_object", one_object_window)

@@ -53,6 +53,19 @@ def room(x: torch.Tensor, d: torch.Tensor, lo: float = 0.0, hi: float = 255.0) -
     return torch.where(d > 0, hi - x, torch.where(d < 0, x - lo, torch.zeros_like(x)))
 
 
+def saturation_scale(
+    x: torch.Tensor, d: torch.Tensor, bounds: tuple[float, float] | None = (0.0, 255.0)
+) -> torch.Tensor:
+    """Per image, the scale past which ``clip(x + s d)`` stops changing (inf without bounds;
+    0 for a zero direction): beyond it the perturbation can grow no further."""
+    n = x.shape[0]
+    if bounds is None:
+        return torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+    r = room(x, d, *bounds)
+    needed = torch.where(d != 0, r / d.abs().clamp_min(1e-30), torch.zeros_like(d))
+    return needed.reshape(n, -1).amax(dim=1)
+
+
 def added(
     x: torch.Tensor, d: torch.Tensor, scale: torch.Tensor, bounds: tuple[float, float] | None
 ) -> torch.Tensor:

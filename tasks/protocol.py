@@ -21,6 +21,8 @@ MP = "mp"
 #: The MP-Object set-up: the minimum perturbation of the object crop (Luo et al. sec. 4).
 OBJECT = "object"
 SETUPS = (MP, OBJECT)
+#: Fig. 6's result columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
+EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}
 
 Pairs = Literal["all", "self"]
 Setup = str  # one of SETUPS
@@ -68,6 +70,9 @@ class ConditionSpec:
     effect: bool = False  # Fig. 6's foveation T of its set-up (score changes of x and e*)
     base: bool = False  # the set-up's condition without foveation (MP, MP-Object)
     guess_from: str | None = None
+    #: the paper's control: this foveation adds only a little over that one (Table 1: 10
+    #: Crop MP-Object vs 1 Crop MP-Object); reported, not a claim a test can sign
+    small_gain_over: str | None = None
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -132,6 +137,7 @@ for _cond in (
         views=True,
         reference="mp_object",
         guess_from="one_crop_object",
+        small_gain_over="one_crop_object",
     ),
     ConditionSpec(
         "one_crop_object",

@@ -7,9 +7,12 @@ needs that critical scale to a few percent. :class:`GridScan` finds it per
 image with these rules (DESIGN.md, "Critical scale"):
 
 - the grid points are the scales at which the *added* perturbation reaches
-  each grid norm (:func:`tasks.norms.scales_at_norms`), up to the largest grid
-  norm: nothing beyond it is reported, so an image never fooled there is
-  right-censored (scale ``inf``);
+  each grid norm (:func:`tasks.norms.scales_at_norms`). A ray that is refined
+  (Table 1, the medians) and still correct at the largest grid norm is followed
+  further, doubling the scale up to its ``ceiling`` (where clipping saturates
+  every value the direction moves: the perturbation can grow no further); only
+  a ray correct there is right-censored (scale ``inf``, ``scale_lo`` the largest
+  scale tried). A grid-only ray (the curves) stops at the largest grid norm;
 - the points evaluated always form a prefix of the grid, so the first
   adversarial point found is the first crossing on the grid: every grid point
   below it was checked. The first round evaluates the clean image and every
@@ -44,7 +47,7 @@ class _Ray:
     grid: list[float]  # ascending reachable scales of the grid norms (0 excluded)
     guess: int  # index of the grid point nearest the expected crossing (first round)
     refine: bool
-    known_hi: float  # a scale known to be adversarial (the attack's own), or nan
+    ceiling: float  # past the grid, refined rays double up to this scale (inf: no further)
     clean: bool | None  # correct at scale 0, when already known
     below: int = -1  # highest grid index known correct (-1: only scale 0)
     above: int | None = None  # lowest grid index known adversarial
@@ -52,7 +55,8 @@ class _Ray:
     chunk: int = 1
     hi: float = math.inf
     lo: float = 0.0
-    phase: str = "start"  # start | search | refine | done
+    phase: str = "start"  # start | search | beyond | refine | done
+    next_beyond: float = math.nan  # the scale asked past the grid
     verdicts: dict[float, bool] = field(default_factory=dict)  # scale -> adversarial
     margins: dict[float, float] = field(default_factory=dict)  # scale -> criterion margin
     secant_rounds: int = 0
@@ -65,7 +69,7 @@ class ScanResult:
 
     clean_correct: torch.Tensor  # (B,) bool
     scale: torch.Tensor  # smallest observed adversarial scale; 0 wrong clean; inf never fooled
-    scale_lo: torch.Tensor  # largest scale observed correct below it
+    scale_lo: torch.Tensor  # largest scale observed correct below it (censored: the largest tried)
     n_points: torch.Tensor  # (B,) long: scale points evaluated (0 included)
 
 
@@ -85,16 +89,17 @@ class GridScan:
         guess: torch.Tensor | None = None,
         refine: bool = False,
         rtol: float = 0.05,
-        known_hi: torch.Tensor | None = None,
+        ceiling: torch.Tensor | None = None,
         clean: torch.Tensor | None = None,
         search: str = "bisect",
     ) -> None:
         """``grid``: ``(B, K)`` scales (ascending per row; inf = unreachable norm).
 
         ``guess``: per image, how many grid points lie at or below the expected
-        crossing (>= 1). ``known_hi``: a scale already known to be adversarial
-        (nan: none); only grid points below it are searched. ``clean``: known
-        correctness at scale 0 (skips that query).
+        crossing (>= 1). ``ceiling``: per image, the scale where the perturbation
+        stops growing (:func:`tasks.norms.saturation_scale`); a refined ray correct on
+        the whole grid is followed up to it. ``clean``: known correctness at scale 0
+        (skips that query).
         """
         if not 0 < rtol < 1:
             raise ValueError(f"rtol must be in (0, 1), got {rtol}")
@@ -104,17 +109,12 @@ class GridScan:
         self.rays: list[_Ray] = []
         for i in range(grid.shape[0]):
             points = sorted({float(s) for s in grid[i].tolist() if 0 < s < math.inf})
-            hi = math.nan if known_hi is None else float(known_hi[i])
-            if hi == hi:  # a known adversarial scale: search only the grid below it
-                points = [s for s in points if s < hi]
-                first = len(points)
-            else:
-                first = 1 if guess is None else int(guess[i])
+            first = 1 if guess is None else int(guess[i])
             ray = _Ray(
                 grid=points,
                 guess=max(1, min(first, len(points))) if points else 0,
                 refine=refine,
-                known_hi=hi,
+                ceiling=math.inf if ceiling is None else float(ceiling[i]),
                 clean=None if clean is None else bool(clean[i]),
             )
             if ray.clean is False:  # known wrong clean: wrong at every norm, nothing to ask
@@ -164,6 +164,8 @@ class GridScan:
     def _round(self, r: _Ray) -> list[float]:
         if r.phase == "refine":
             return self._refine_points(r)
+        if r.phase == "beyond":
+            return [r.next_beyond]
         points = [0.0] if r.phase == "start" and r.clean is None else []
         if not r.grid:
             return points
@@ -181,6 +183,9 @@ class GridScan:
         return (r.below + r.above) // 2
 
     def _advance(self, r: _Ray) -> None:
+        if r.phase == "beyond":
+            self._beyond(r)
+            return
         if r.phase == "refine":
             if self._secant(r) is not None:  # the round just answered was a secant round
                 r.secant_rounds += 1
@@ -224,8 +229,25 @@ class GridScan:
             r.phase = "refine" if r.refine and r.hi - r.lo > self.rtol * r.hi else "done"
         elif (r.below == len(r.grid) - 1) or not r.grid:
             r.lo = r.grid[-1] if r.grid else 0.0
-            r.hi = r.known_hi if r.known_hi == r.known_hi else math.inf
+            r.hi = math.inf
+            if r.refine and r.lo < r.ceiling < math.inf:  # follow the ray past the grid
+                r.phase, r.next_beyond = "beyond", min(2 * r.lo, r.ceiling) or r.ceiling
+            else:
+                r.phase = "done"
+
+    def _beyond(self, r: _Ray) -> None:
+        """Past the grid: the scale just asked fools (bracket, refine) or is correct (double
+        it, up to the ceiling; correct at the ceiling: censored there)."""
+        s = r.next_beyond
+        if r.verdicts[s]:
+            r.hi = s
+            r.phase = "refine" if r.hi - r.lo > self.rtol * r.hi else "done"
+            return
+        r.lo = s
+        if s >= r.ceiling:
             r.phase = "done"
+        else:
+            r.next_beyond = min(2 * s, r.ceiling)
 
     def _refine_points(self, r: _Ray) -> list[float]:
         """Two points around the margin's interpolated zero, or the bracket's midpoint."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 
@@ -20,10 +21,13 @@ from pipeline.partitions import read_partition, write_committed
 from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
 from pipeline.storage import Location
 from pipeline.store import Encoded, read_store, record, roundtrip
+from pipeline.summary.protocol import ratio_pairs
+from pipeline.summary.stats import ratio_test, tie_tolerance
 from tasks import attacks, norms
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
 from tasks.protocol import conditions_of
+from tests.planted import identity_foveation
 
 pytestmark = pytest.mark.integration
 
@@ -96,8 +100,11 @@ def test_self_pair_covers_every_image_and_condition(stored: tuple[list[dict], Pa
     scales = {i: s for i, (_, s) in stored_directions(path).items()}
     for r in tables["norm_sweep"]:
         assert r["error"] is None and r["has_perturbation"] == (r["image_id"] in have)
-        if r["has_perturbation"]:  # the attack's own crossing, unless the grid found one below
-            assert r["critical_scale"] <= scales[r["image_id"]] * (1 + 1e-6)
+        if r["has_perturbation"]:  # searched like every condition, seeded by the attack's scale
+            assert r["critical_scale"] <= scales[r["image_id"]] / (1 - 0.05) * (1 + 1e-6)
+            assert r["line_search_earlier"] is not None  # the attack's line search, checked
+        else:
+            assert r["line_search_earlier"] is None
     for r in tables["foveation"]:  # a view asked twice (3 of the 10 crops) is forwarded once
         if r["error"] is None:
             assert r["n_image_forwards"] >= 0 and r["critical_scale"] >= 0
@@ -257,3 +264,23 @@ def test_bf16_autocast_is_checked_against_fp32_on_the_dense_sample(
     ]  # fmt: skip
     assert len(checked) == 3  # mp, object mask, background mask of the sampled image
     assert all(isinstance(r["autocast_agrees"], bool) for r in checked)
+
+
+def test_an_identity_foveation_on_real_photos_is_a_tie_on_every_image(
+    stored: tuple[list[dict], Path],
+) -> None:
+    """Issue 21.1 on a real network: a foveation that does nothing, searched exactly like its
+    reference, gives every image the reference's critical norm within the search's precision
+    (every pair a tie): nothing a finding could sign."""
+    rows, path = stored
+    with identity_foveation() as name:
+        ev = evaluator("efficientnet_lite0", crops=(name,))
+        out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "foveation")))
+        crit = pl.concat(
+            [pl.from_arrow(out.tables[t]) for t in ("norm_sweep", "foveation")],  # type: ignore[misc]
+            how="diagonal_relaxed",
+        ).filter(pl.col("error").is_null())
+        pairs = ratio_pairs(crit, name, "mp", "linf")
+        assert pairs.height >= 2
+        test = ratio_test(pairs["a"].to_numpy(), pairs["b"].to_numpy(), tie_tolerance(0.05))
+        assert test.n_discordant == 0, pairs

@@ -21,17 +21,21 @@ def test_exact_tests_on_known_numbers() -> None:
     assert (t.n, t.n_discordant, t.p_value) == (12, 4, pytest.approx(0.125))
     assert t.effect == pytest.approx(4 / 12) and t.ci_low < 0.0 < t.ci_high
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    r = ratio_test(np.array([2.0, 4.0, np.inf, 3.0]), np.array([1.0, 2.0, 1.0, 1.0]))
-    assert (
-        r.n_discordant == 4 and r.direction == 1 and r.effect == pytest.approx(2.5)
-    )  # median of 2, 2, 3, inf
+    r = ratio_test(
+        np.array([2.0, 4.0, np.inf, 3.0]),
+        np.array([1.0, 2.0, 1.0, 1.0]),
+        after_floor=np.array([np.nan, np.nan, 5.0, np.nan]),  # never fooled up to 5
+    )
+    assert (r.n_discordant, r.direction) == (4, 1)
+    assert r.effect == r.effect_high == pytest.approx(2.5)  # 2, 2, 3, >= 5: the median is 2.5
 
 
 def test_two_images_are_insufficient() -> None:
     """Both differences +1 at n=2: a percentile bootstrap said "holds"; an exact test cannot."""
     crit = frame(rows("m", "m", "mp", [1.0, 1.0]), rows("m", "m", "object_crop", [100.0, 100.0]))
     f = findings(crit, pl.DataFrame(), POINTS, alpha=0.05)
-    mine = f.filter(pl.col("claim_id").is_in(["object_crop_vs_mp", "object_crop_ratio"]))
+    claims = ["object_crop_clean_gain", "object_crop_vs_mp", "object_crop_ratio"]
+    mine = f.filter(pl.col("claim_id").is_in(claims))
     assert mine.height == 3 and set(mine["verdict"]) == {"insufficient"}  # 0, 5.3, and the ratio
 
 
@@ -45,16 +49,17 @@ def test_a_strong_effect_on_60_images_holds_and_a_reversed_one_is_reversed() -> 
         rows("m", "m", "background_mask", [100.0] * n),
     )
     f = findings(crit, pl.DataFrame(), POINTS, alpha=0.05)
-    got = {(r["claim_id"], r["value"]): r["verdict"] for r in f.to_dicts()}
-    assert got[("object_crop_vs_mp", 5.3)] == "holds"
-    assert got[("background_mask_vs_object_mask", 5.3)] == "holds"
-    assert got[("ten_crop_vs_mp", 5.3)] == "insufficient"  # both wrong at 5.3: no discordant pair
+    got = {(r["claim_id"], r["value"]): (r["verdict"], r["family"]) for r in f.to_dicts()}
+    assert got[("background_mask_vs_object_mask", 5.3)] == ("holds", "primary")
+    # the accuracy form of a foveation claim is exploratory: its ratio is the test
+    assert got[("object_crop_vs_mp", 5.3)] == ("inconclusive", "exploratory")
+    assert got[("ten_crop_vs_mp", 5.3)][0] == "insufficient"  # both wrong at 5.3: no pair
     ratios = {r["claim_id"]: r for r in f.filter(pl.col("test") == "sign_exact").to_dicts()}
     assert ratios["object_crop_ratio"]["verdict"] == "holds"
     assert ratios["ten_crop_ratio"]["verdict"] == "reversed"
     assert set(f.columns) >= {
         "claim", "model", "attack", "norm", "value", "n", "n_discordant", "effect",
-        "ci_low", "ci_high", "p_value", "p_adjusted", "verdict",
+        "ci_low", "ci_high", "p_value", "p_adjusted", "verdict", "family",
     }  # fmt: skip
 
 

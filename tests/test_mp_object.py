@@ -13,8 +13,14 @@ from tasks import attacks
 from tasks.criterion import TopK
 from tasks.evaluation.conditions import ConditionBatch, ObjectView
 from tasks.evaluation.engine import Grids, evaluate
+from tasks.geometry import image_rng
 from tasks.linesearch import LineSearch
-from tasks.mp_object import object_windows, one_object_window, shift_perturbation
+from tasks.mp_object import (
+    background_share,
+    object_windows,
+    one_object_window,
+    shift_perturbation,
+)
 from tasks.probing import ScoreQueue
 from tasks.protocol import CONDITIONS
 
@@ -40,7 +46,10 @@ def test_windows_keep_the_object_scale_and_take_21_percent_background() -> None:
         overlap = (200 - abs(x0 - BOX[0])) * (200 - abs(y0 - BOX[1]))
         assert 1 - overlap / 200**2 == pytest.approx(0.21, abs=0.005)
     assert views[4].shift == (0, 0) and views[4].box == BOX
-    assert one_object_window(BOX, (500, 375), (224, 224))[0] in views
+    draws = {
+        one_object_window(BOX, (500, 375), (224, 224), image_rng(0, f"i{k}"))[0] for k in range(30)
+    }
+    assert draws <= set(views) and len(draws) >= 5  # drawn per image, as the paper does
 
 
 @pytest.mark.unit
@@ -48,6 +57,19 @@ def test_windows_stay_inside_the_image() -> None:
     for v in object_windows((0.0, 10.0, 120.0, 375.0), (500, 375), (224, 224)):
         x0, y0, x1, y1 = v.box
         assert x0 >= 0 and y0 >= 0 and x1 <= 500 + 1e-9 and y1 <= 375 + 1e-9
+
+
+@pytest.mark.unit
+def test_a_box_at_the_border_keeps_21_percent_background_on_the_free_axis() -> None:
+    """Issue 21.3: a box touching the left edge cannot shift left; its left corner views
+    shift further up or down instead, so each still takes ~21% background."""
+    box = (0.0, 100.0, 200.0, 300.0)  # touches the left edge, room above and below
+    views = object_windows(box, (500, 375), (224, 224))
+    corners = [background_share(v.shift, (224, 224)) for v in views[:4]]
+    assert all(s == pytest.approx(0.21, abs=0.01) for s in corners), corners
+    assert views[0].shift[0] == 0 and abs(views[0].shift[1]) > 25  # y took the rest
+    whole = object_windows((0.0, 0.0, 500.0, 375.0), (500, 375), (224, 224))
+    assert all(background_share(v.shift, (224, 224)) == 0 for v in whole)  # nowhere to go
 
 
 @pytest.mark.unit

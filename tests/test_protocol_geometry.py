@@ -12,6 +12,7 @@ from tasks.geometry import (
     TEN_CROP_SIDE,
     Window,
     crop_resize,
+    image_rng,
     ten_crop,
     three_crop,
 )
@@ -60,8 +61,20 @@ def test_ten_crop_corners_centre_and_flips() -> None:
     assert [w.flip for w in windows] == [False] * 5 + [True] * 5
     assert [w.box for w in windows[5:]] == boxes
     assert 1 - TEN_CROP_SIDE**2 == pytest.approx(0.21, abs=0.005)  # "discards about 21%"
-    three = three_crop(100, 200)
-    assert len(three) == 3 and all(w in windows for w in three) and three == three_crop(100, 200)
+    three = three_crop(100, 200, image_rng(0, "a"))
+    assert len(three) == 3 and all(w in windows for w in three)
+    assert three == three_crop(100, 200, image_rng(0, "a"))  # a rerun draws the same
+
+
+def test_random_views_are_drawn_per_image_and_again_the_same_on_a_rerun() -> None:
+    """Issue 21.3: the paper draws 3 Crop MP's crops (and 1 Crop MP-Object's view) at
+    random per image; one fixed draw for every image made them one fixed foveation."""
+    draws = {i: three_crop(100, 200, image_rng(0, f"img{i}")) for i in range(20)}
+    assert len({tuple(d) for d in draws.values()}) >= 10  # images get their own crops
+    assert draws[3] == three_crop(100, 200, image_rng(0, "img3"))  # stable across runs
+    assert draws[3] != three_crop(100, 200, image_rng(1, "img3")) or draws[4] != three_crop(
+        100, 200, image_rng(1, "img4")
+    )  # the run's seed changes the draw
 
 
 def test_multi_crop_view_averages() -> None:

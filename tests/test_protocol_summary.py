@@ -34,6 +34,7 @@ def rows(
          "setup": setup, "condition": condition, "has_perturbation": p, "clean_correct": c > 0,
          "critical_scale": c, "crit_l1pp": c, "crit_l2": c, "crit_linf": c,
          "src_l1pp": s, "src_l2": s, "src_linf": s, "n_image_forwards": 10, "n_views": 1,
+         "max_tried_l1pp": None, "max_tried_l2": None, "max_tried_linf": None,
          "dense_mismatch": None, "dense_earlier": None, "error": None}
         for i, (c, p, s) in enumerate(zip(crits, perturbed, src, strict=True))
     ]  # fmt: skip
@@ -68,11 +69,15 @@ def test_table1_keeps_censored_images_and_reports_the_share() -> None:
     crit = frame(
         rows("m", "m", "mp", [1.0, 2.0, 1.0, 1.0, 2.0]),
         rows("m", "m", "object_crop", [5.0, 10.0, 0.0, math.inf, math.inf]),
+    ).with_columns(  # the censored ones were tried up to 20 without being fooled
+        pl.when(pl.col("crit_linf").is_infinite()).then(20.0).alias("max_tried_linf")
     )
     (row,) = table1(crit).filter(pl.col("ratio") == "object_crop / mp").to_dicts()
     # img2 is wrong after the foveation (excluded); img3 and img4 never fooled (censored)
     assert row["n"] == 4 and row["share_censored"] == pytest.approx(0.5)
-    assert math.isinf(row["median"]) or row["median"] >= 5.0
+    # ratios 5, 5, >= 20, >= 10: the median is at least 7.5, and only a bound
+    assert row["median"] == pytest.approx(7.5) and row["median_lower_bound"]
+    assert math.isinf(row["median_high"])
     assert row["mean_uncensored"] == pytest.approx(5.0)
 
 
@@ -81,7 +86,8 @@ def test_table2_mp_at_norm_zero_is_the_clean_accuracy() -> None:
         rows("m", "m", "mp", [0.0, 1.0, 2.0, 0.0], [False, True, True, False]),
         rows("m", "m", "object_crop", [3.0, 4.0, 6.0, math.inf], [False, True, True, False]),
     )
-    t2 = table2(accuracy_curves(crit, GRIDS), points=(1.5,))
+    points = {"m": {"sign": {"norm": "linf", "values": [1.5], "how": {"1.5": "config"}}}}
+    t2 = table2(accuracy_curves(crit, GRIDS), points)
     at0 = {r["condition"]: r for r in t2.filter(pl.col("value") == 0.0).to_dicts()}
     assert at0["mp"]["accuracy"] == 0.5 and at0["object_crop"]["accuracy"] == 1.0  # clean gain
     assert at0["mp"]["accuracy_conditional"] == 1.0 and at0["mp"]["n_conditional"] == 2

@@ -31,8 +31,8 @@ def test_monotone_ray_crossing_is_found_and_refined(search: str, crossing: float
     run(scan, lambda _, s: s >= crossing)
     r = scan.result()
     assert bool(r.clean_correct[0])
-    if crossing > 30.0:
-        assert math.isinf(float(r.scale[0])) and float(r.scale_lo[0]) == 30.0  # censored at the cap
+    if crossing > 30.0:  # no ceiling given: the ray is not followed past the grid
+        assert math.isinf(float(r.scale[0])) and float(r.scale_lo[0]) == 30.0
     else:
         hi, lo = float(r.scale[0]), float(r.scale_lo[0])
         assert lo < crossing <= hi and hi - lo <= 0.01 * hi + 1e-12
@@ -69,17 +69,27 @@ def test_clean_wrong_is_wrong_at_every_norm_and_known_clean_skips_the_query() ->
 
 
 @pytest.mark.parametrize("search", ["scan", "bisect"])
-def test_known_scale_is_kept_unless_the_grid_below_fools(search: str) -> None:
-    known = torch.tensor([4.2, 4.2])
-    scan = GridScan(
-        GRID.expand(2, -1), known_hi=known, clean=torch.tensor([True, True]), search=search
-    )
-    # image 0: monotone from 4.0 (grid below 4.2 is all correct); image 1: fooled from 1.5
-    run(scan, lambda i, s: s >= (4.0 if i == 0 else 1.5))
+@pytest.mark.parametrize("crossing", [33.0, 75.0, 190.0])
+def test_a_refined_ray_is_followed_past_the_grid_up_to_its_ceiling(
+    search: str, crossing: float
+) -> None:
+    """Issue 21.2: no cap. A crossing above the largest grid norm is found and refined to
+    rtol; only a ray still correct where the perturbation stops growing is censored, and
+    ``scale_lo`` then says the largest scale tried."""
+    ceiling = torch.tensor([100.0])
+    scan = GridScan(GRID[None], refine=True, rtol=0.05, search=search, ceiling=ceiling)
+    asked: list[float] = []
+    run(scan, lambda _, s: bool(asked.append(s)) or s >= crossing)
     r = scan.result()
-    assert float(r.scale[0]) == pytest.approx(4.2) and float(r.scale[1]) == 2.0
-    if search == "bisect":
-        assert int(r.n_points[0]) == 1  # only the grid point just below the known scale
+    if crossing <= 100.0:
+        hi, lo = float(r.scale[0]), float(r.scale_lo[0])
+        assert lo < crossing <= hi and hi - lo <= 0.05 * hi
+    else:
+        assert math.isinf(float(r.scale[0])) and float(r.scale_lo[0]) == 100.0
+        assert max(asked) == 100.0  # never asked beyond what the pixels allow
+    grid_only = GridScan(GRID[None], refine=False, search=search, ceiling=ceiling)
+    run(grid_only, lambda _, s: s >= crossing)
+    assert math.isinf(float(grid_only.result().scale[0]))  # the curves stop at the grid
 
 
 @pytest.mark.parametrize("search", ["scan", "bisect"])

@@ -1,94 +1,87 @@
-"""The paper's qualitative claims, tested on a run with paired exact tests and Holm.
+"""The paper's claims, tested on a run with paired exact tests and Holm inside the primary family.
 
-Each claim is phrased so that ``left > right`` is the paper's direction:
+Each claim (:mod:`pipeline.summary.claims`) is phrased so that ``left > right`` is
+the paper's direction:
 
-- accuracy claims (McNemar's exact test at each evaluation point, on the
-  attack's norm axis, over all images with a row in both conditions): a
-  network's accuracy under another network's perturbation vs its own (Fig. 2,
-  7); background- vs object-masked (Fig. 3, 8); every foveation vs its set-up's
-  reference (Fig. 5, 13; also at norm 0, Table 2's clean gain); saliency crops
-  vs 3 random crops;
-- ratio claims (exact sign test): Table 1's critical norm after / before > 1;
+- accuracy claims (McNemar's exact test, on the attack's norm axis, over the images
+  with a row in both conditions; cross-model pairs over the images both sources
+  perturbed): at the run's evaluation points, or at norm 0 once per model;
+- ratio claims (exact sign test): a critical norm after / before > 1, both sides found
+  by the same refined search, a pair within the search's precision a tie, a censored
+  side counted only where its floor decides the pair;
 - difference claims (exact sign test): Fig. 12's ``f(e*)`` error exceeds the
-  interpolation error; Fig. 6's foveation changes the perturbation's score more
-  than the image's.
+  interpolation error; Fig. 6's foveation changes the perturbation's score more than
+  the image's.
 
-Claims are derived from the condition registry, so a new foveation gets its
-claims without an edit here. Holm-Bonferroni runs over every finding of the
-run; "insufficient" means fewer than 10 images or 6 informative pairs.
+``family`` says which rows the paper's claims are (primary, Holm inside it) and which
+are exploratory (never "holds"). A test that cannot reach ``p < alpha`` at its number
+of informative pairs is "insufficient" and enters no family.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from pipeline.results import EFFECT_COLUMNS
 from pipeline.summary.axes import native_norm
-from pipeline.summary.points import Points
-from pipeline.summary.protocol import paired
-from pipeline.summary.stats import Test, difference_test, holm, mcnemar, ratio_test, verdict
-from tasks.protocol import CONDITIONS, MP, effect_of, table1_ratios
-from tasks.registry import Registry
+from pipeline.summary.claims import Claim, claims, primary_claims
+from pipeline.summary.points import Points, primary_point
+from pipeline.summary.protocol import paired, ratio_pairs
+from pipeline.summary.stats import (
+    Test,
+    difference_test,
+    holm,
+    mcnemar,
+    ratio_test,
+    tie_tolerance,
+    verdict,
+)
+from tasks.attacks.specs import attack_spec
+from tasks.protocol import MP
 
-Kind = Literal["accuracy", "ratio", "difference"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    name: str
-    text: str
-    kind: Kind
-    left: str  # condition (accuracy, ratio) or linearity column (difference)
-    right: str
-    cross: bool = False  # left is another source's perturbation on the same target
-    at_zero: bool = False  # also tested without perturbation (norm 0)
-    absolute: bool = False  # difference of absolute values
+PRIMARY, EXPLORATORY = "primary", "exploratory"
 
 
-CLAIMS: Registry[Claim] = Registry("claim")
-
-
-def _declare() -> None:
-    def add(claim: Claim) -> None:
-        CLAIMS.add(claim.name, claim)
-
-    add(Claim("cross_model", "another network's perturbation fools less than the network's own (Fig. 2, 7)", "accuracy", MP, MP, cross=True))  # fmt: skip
-    for c in CONDITIONS.in_order():
-        if c.reference is not None:
-            label, ref = c.label, CONDITIONS.get(c.reference).label
-            add(Claim(f"{c.name}_vs_{c.reference}", f"{label} accuracy > {ref} accuracy (Fig. 5, 13; Table 2)", "accuracy", c.name, c.reference, at_zero=True))  # fmt: skip
-            add(Claim(f"{c.name}_ratio", f"critical norm {label} / {ref} > 1 (Table 1)", "ratio", c.name, c.reference))  # fmt: skip
-        if c.better_than is not None:
-            other = CONDITIONS.get(c.better_than).label
-            add(Claim(f"{c.name}_vs_{c.better_than}", f"{c.label} accuracy > {other} accuracy (Fig. 3, 8; sec. 4)", "accuracy", c.name, c.better_than))  # fmt: skip
-    add(Claim("linearity_error", "error of f(e*) > error of the local linear interpolation (Fig. 12)", "difference", "err_alone", "err_interpolation"))  # fmt: skip
-    for setup, prefix in EFFECT_COLUMNS.items():
-        t = effect_of(setup)
-        label = t.label if t is not None else setup
-        add(Claim(f"fig6_{setup}", f"the foveation changes the perturbation's score more than the image's (Fig. 6, T = {label})", "difference", f"{prefix}_perturbation", f"{prefix}_image", absolute=True))  # fmt: skip
-
-
-_declare()
-assert {r for r, _ in table1_ratios()} <= {c.left for c in CLAIMS.in_order()}
-
-
-def findings(crit: pl.DataFrame, lin: pl.DataFrame, points: Points, alpha: float) -> pl.DataFrame:
-    """One row per claim x model x attack x evaluation point (and x source for cross claims)."""
+def findings(
+    crit: pl.DataFrame,
+    lin: pl.DataFrame,
+    points: Points,
+    alpha: float,
+    rtol: float = 0.0,
+    primary: tuple[str, ...] | None = None,
+) -> pl.DataFrame:
+    """One row per claim x model x attack (x source for cross claims, x evaluation point for
+    accuracy claims; clean gains once per model). ``rtol``: the refined search's precision,
+    which makes two critical norms a tie; ``primary``: the claims of the primary family
+    (default: the paper's)."""
+    wanted = primary_claims(primary)
+    registry = claims()
     rows: list[dict[str, object]] = []
     if not crit.is_empty():
         selfs = crit.filter(pl.col("source") == pl.col("target"))
-        for (model, attack), group in selfs.group_by("source", "attack"):
+        clean_done: set[str] = set()
+        by_pair = sorted(selfs.group_by("source", "attack"), key=lambda g: _attack_order(g[0]))
+        for (model, attack), group in by_pair:
             where = points.get(str(model), {}).get(str(attack), {})
             values = [float(v) for v in where.get("values", [])]  # type: ignore[attr-defined]
-            rows += _model_rows(crit, group, str(model), str(attack), values)
+            first = str(model) not in clean_done
+            clean_done.add(str(model))
+            rows += _model_rows(
+                registry.in_order(),
+                crit,
+                group,
+                str(model),
+                str(attack),
+                values,
+                primary_point(where),
+                rtol,
+                first,
+            )
     if not lin.is_empty():
         for (model, attack), group in lin.group_by("source", "attack"):
-            for claim in (c for c in CLAIMS.in_order() if c.kind == "difference"):
+            for claim in (c for c in registry.in_order() if c.kind == "difference"):
                 left, right = group[claim.left].to_numpy(), group[claim.right].to_numpy()
                 ok = ~(np.isnan(left.astype(float)) | np.isnan(right.astype(float)))
                 left, right = left[ok].astype(float), right[ok].astype(float)
@@ -97,44 +90,83 @@ def findings(crit: pl.DataFrame, lin: pl.DataFrame, points: Points, alpha: float
                 rows.append(_row(claim, str(model), str(model), str(attack), "", math.nan, difference_test(left, right), float(np.median(left)) if len(left) else math.nan, float(np.median(right)) if len(right) else math.nan))  # fmt: skip
     if not rows:
         return pl.DataFrame()
-    tested = [i for i, r in enumerate(rows) if r["n"]]
-    adjusted = holm([float(rows[i]["p_value"]) for i in tested])  # type: ignore[arg-type]
-    for i, p in zip(tested, adjusted, strict=True):
-        rows[i]["p_adjusted"] = p
+    for r in rows:
+        claim = registry.get(str(r["claim_id"]))
+        paper = r["attack"] == "" or attack_spec(str(r["attack"])).paper
+        at_point = claim.kind != "accuracy" or r.pop("_primary_point")
+        r.pop("_primary_point", None)
+        r["family"] = PRIMARY if claim.name in wanted and paper and at_point else EXPLORATORY
+    for family in (PRIMARY, EXPLORATORY):
+        tested = [
+            i
+            for i, r in enumerate(rows)
+            if r["family"] == family and r["_test"].sufficient(alpha)  # type: ignore[attr-defined]
+        ]
+        adjusted = holm([float(rows[i]["p_value"]) for i in tested])  # type: ignore[arg-type]
+        for i, p in zip(tested, adjusted, strict=True):
+            rows[i]["p_adjusted"] = p
     for r in rows:
         r.setdefault("p_adjusted", 1.0)
-        r["verdict"] = verdict(r.pop("_test"), float(r["p_adjusted"]), alpha)  # type: ignore[arg-type]
-    return pl.DataFrame(rows).sort("claim", "model", "attack", "source", "value")
+        test: Test = r.pop("_test")  # type: ignore[assignment]
+        found = verdict(test, float(r["p_adjusted"]), alpha)  # type: ignore[arg-type]
+        if r["family"] == EXPLORATORY and found in ("holds", "reversed"):
+            found = "inconclusive"  # exploratory: reported with its p, never signed
+        r["verdict"] = found
+    return pl.DataFrame(rows).sort("family", "claim", "model", "attack", "source", "value")
+
+
+def _attack_order(key: tuple[object, ...]) -> tuple[bool, str, str]:
+    """The paper's attacks first, so that the once-per-model clean claims use one of them."""
+    model, attack = str(key[0]), str(key[1])
+    return (not attack_spec(attack).paper, model, attack)
 
 
 def _model_rows(
-    crit: pl.DataFrame, selfs: pl.DataFrame, model: str, attack: str, values: list[float]
+    every: list[Claim],
+    crit: pl.DataFrame,
+    selfs: pl.DataFrame,
+    model: str,
+    attack: str,
+    values: list[float],
+    primary_value: float | None,
+    rtol: float,
+    with_clean: bool,
 ) -> list[dict[str, object]]:
     norm = native_norm(attack)
     col = f"crit_{norm}"
     out = []
-    for claim in CLAIMS.in_order():
+    for claim in every:
         if claim.kind == "ratio":
-            pairs = paired(selfs, claim.left, claim.right, col).filter(
-                pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
-            )
+            pairs = ratio_pairs(selfs, claim.left, claim.right, norm)
             if pairs.height:
-                test = ratio_test(pairs["a"].to_numpy(), pairs["b"].to_numpy())
+                test = ratio_test(
+                    pairs["a"].to_numpy(),
+                    pairs["b"].to_numpy(),
+                    tie_tolerance(rtol),
+                    pairs["floor_a"].to_numpy(),
+                    pairs["floor_b"].to_numpy(),
+                )
                 out.append(
                     _row(claim, model, model, attack, norm, math.nan, test, math.nan, math.nan)
                 )
             continue
         if claim.kind != "accuracy":
             continue
-        at = sorted({*values, 0.0}) if claim.at_zero else values
+        if claim.at == "zero":
+            if with_clean:  # attack-independent: once per model, with the attack left blank
+                pairs = paired(selfs, claim.left, claim.right, col)
+                out += _accuracy_rows(claim, model, model, "", "", [0.0], pairs, 0.0)
+            continue
         if claim.cross:
             mine = crit.filter((pl.col("target") == model) & (pl.col("attack") == attack))
             for other in sorted(set(mine["source"].to_list()) - {model}):
                 pairs = _join_sources(mine, other, model, col)
-                out += _accuracy_rows(claim, model, other, attack, norm, at, pairs)
+                out += _accuracy_rows(
+                    claim, model, other, attack, norm, values, pairs, primary_value
+                )
         else:
             pairs = paired(selfs, claim.left, claim.right, col)
-            out += _accuracy_rows(claim, model, model, attack, norm, at, pairs)
+            out += _accuracy_rows(claim, model, model, attack, norm, values, pairs, primary_value)
     return out
 
 
@@ -146,6 +178,7 @@ def _accuracy_rows(
     norm: str,
     at: list[float],
     pairs: pl.DataFrame,
+    primary_value: float | None,
 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     if pairs.is_empty():
@@ -153,24 +186,16 @@ def _accuracy_rows(
     left, right = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     for v in at:
         ok_l, ok_r = left > v, right > v
-        out.append(
-            _row(
-                claim,
-                model,
-                source,
-                attack,
-                norm,
-                v,
-                mcnemar(ok_l, ok_r),
-                float(ok_l.mean()),
-                float(ok_r.mean()),
-            )
-        )
+        row = _row(claim, model, source, attack, norm, v, mcnemar(ok_l, ok_r), float(ok_l.mean()), float(ok_r.mean()))  # fmt: skip
+        row["_primary_point"] = primary_value is not None and v == primary_value
+        out.append(row)
     return out
 
 
 def _join_sources(df: pl.DataFrame, other: str, model: str, col: str) -> pl.DataFrame:
-    mp = df.filter(pl.col("condition") == MP)
+    """Another source's perturbation against the target's own, on the images *both*
+    perturbed (an image a source never perturbed says nothing about transfer)."""
+    mp = df.filter((pl.col("condition") == MP) & pl.col("has_perturbation"))
     left = mp.filter(pl.col("source") == other).select("image_id", pl.col(col).alias("a"))
     right = mp.filter(pl.col("source") == model).select("image_id", pl.col(col).alias("b"))
     return left.join(right, on="image_id")
@@ -203,6 +228,8 @@ def _row(
         "n": test.n,
         "n_discordant": test.n_discordant,
         "effect": test.effect,
+        # a median that censored ratios decide: ``effect`` is then its lower bound
+        "effect_lower_bound": test.effect_high is not None and test.effect_high != test.effect,
         "ci_low": test.ci_low,
         "ci_high": test.ci_high,
         "p_value": test.p_value,

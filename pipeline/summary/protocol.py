@@ -24,7 +24,8 @@ from pipeline.results import CRITICAL_SCHEMA
 from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
-from pipeline.summary.stats import ratio_test
+from pipeline.summary.points import Points, point_list
+from pipeline.summary.stats import ratio_test, tie_tolerance
 from tasks.protocol import CONDITIONS, MP, table1_ratios
 
 KEYS = ["source", "target", "attack", "setup", "condition"]
@@ -57,8 +58,20 @@ def reported_axes(condition: str, attack: str, grids: Mapping[str, Sequence[floa
     return list(grids) if spec.refine else [native_norm(attack)]
 
 
+def curve_grids(
+    grids: Mapping[str, Sequence[float]], points: Points | None = None
+) -> dict[str, tuple[float, ...]]:
+    """The curves' norms: every grid value and every evaluation point on its axis (the
+    evaluation searched each point exactly, so the curves are exact there too)."""
+    out = {axis: set(values) for axis, values in grids.items()}
+    for norm, value in point_list(points or {}):
+        out.setdefault(norm, set()).add(value)
+    return {axis: tuple(sorted(values)) for axis, values in out.items()}
+
+
 def accuracy_curves(crit: pl.DataFrame, grids: Mapping[str, Sequence[float]]) -> pl.DataFrame:
-    """(keys, norm, value) -> accuracy over all images, and over the conditional population."""
+    """(keys, norm, value) -> accuracy over all images, and over the conditional population
+    (the images the source perturbed: clean-correct and fooled)."""
     if crit.is_empty():
         return pl.DataFrame()
     parts = []
@@ -82,38 +95,55 @@ def accuracy_curves(crit: pl.DataFrame, grids: Mapping[str, Sequence[float]]) ->
 def transfer_matrices(crit: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     """Per attack, (source, target): accuracy at each received grid norm, median norms.
 
-    Medians are over images with the source's perturbation (inf when more than
-    half are never fooled); ``median_src_*`` are the same perturbations' norms in
-    the source's frame.
+    ``accuracy`` is over the images the source perturbed (an image it never perturbed
+    says nothing about transfer: it would count as "never fooled" on every target);
+    the paper's all-image accuracy is kept beside it as ``accuracy_all_images``.
+    Medians are over the images the source perturbed *and* the target classifies
+    correctly clean (a target's wrong-clean image has critical norm 0 and would pull
+    the median down; inf when more than half are never fooled); ``median_src_*`` are
+    the same perturbations' norms in the source's frame.
     """
     if crit.is_empty() or curves.is_empty():
         return pl.DataFrame()
     mp = crit.filter(pl.col("condition") == MP)
-    perturbed = pl.col("has_perturbation")
+    counted = pl.col("has_perturbation") & pl.col("clean_correct")
     medians = mp.group_by("source", "target", "attack").agg(
         *[
-            pl.col(f"{kind}_{n}").filter(perturbed).median().alias(f"median_{kind}_{n}")
+            pl.col(f"{kind}_{n}").filter(counted).median().alias(f"median_{kind}_{n}")
             for kind in ("crit", "src")
             for n in ("l1pp", "l2", "linf")
         ],
+        counted.sum().alias("n_median"),
         pl.col("dense_mismatch").drop_nulls().sum().alias("dense_mismatches"),
         pl.col("dense_mismatch").drop_nulls().len().alias("dense_checked"),
         pl.col("n_image_forwards").mean().alias("image_forwards_per_image"),
     )
-    acc = curves.filter(pl.col("condition") == MP).drop("condition", "setup")
+    acc = (
+        curves.filter(pl.col("condition") == MP)
+        .drop("condition", "setup")
+        .rename({"accuracy": "accuracy_all_images", "n": "n_all_images"})
+        .with_columns(
+            pl.col("accuracy_conditional").alias("accuracy"),
+            pl.col("n_conditional").alias("n"),
+        )
+    )
     return acc.join(medians, on=["source", "target", "attack"], how="left").sort(
         "attack", "source", "target", "norm", "value"
     )
 
 
-def table1(crit: pl.DataFrame) -> pl.DataFrame:
+def table1(crit: pl.DataFrame, rtol: float = 0.0) -> pl.DataFrame:
     """Critical norm after / before each foveation (self pairs, the attack's norm).
 
-    Over images correct before and after the foveation and perturbed in both;
-    an image never fooled after it is right-censored (ratio inf), not dropped:
-    the median is reported (inf when over half are censored) with the share
-    censored, its order-statistic 95% interval, the paper's mean over the
-    uncensored ratios, and the sign test of ``ratio > 1``.
+    Over images correct before and after the foveation and perturbed in both; both
+    sides come from the same refined search. An image never fooled after it is
+    right-censored, not dropped: its ratio is only known to be at least (largest norm
+    tried / the reference's), so the median is reported as a number only when no
+    censored ratio can move it; otherwise ``median`` is a lower bound
+    (``median_lower_bound``, with ``median_high`` the value with censored ratios at
+    inf). The 95% interval is from order statistics (its lower end from the bounds),
+    beside the share censored, the paper's mean over the uncensored ratios and the
+    sign test of ``ratio > 1`` (a pair within the search's precision is a tie).
     """
     if crit.is_empty():
         return pl.DataFrame()
@@ -122,15 +152,20 @@ def table1(crit: pl.DataFrame) -> pl.DataFrame:
     for num, den in table1_ratios():
         for (model, attack), group in selfs.group_by("source", "attack"):
             norm = native_norm(str(attack))
-            pairs = paired(group, num, den, f"crit_{norm}").filter(
-                pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
-            )
+            pairs = ratio_pairs(group, num, den, norm)
             if pairs.is_empty():
                 continue
             after, before = pairs["a"].to_numpy(), pairs["b"].to_numpy()
             ratio = after / before
-            test = ratio_test(after, before)
+            test = ratio_test(
+                after,
+                before,
+                tie_tolerance(rtol),
+                pairs["floor_a"].to_numpy(),
+                pairs["floor_b"].to_numpy(),
+            )
             finite = ratio[np.isfinite(ratio)]
+            high = test.effect if test.effect_high is None else test.effect_high
             out.append(
                 {
                     "model": model,
@@ -139,6 +174,8 @@ def table1(crit: pl.DataFrame) -> pl.DataFrame:
                     "ratio": f"{num} / {den}",
                     "n": len(ratio),
                     "median": test.effect,
+                    "median_high": high,
+                    "median_lower_bound": high != test.effect,
                     "ci_low": test.ci_low,
                     "ci_high": test.ci_high,
                     "share_censored": float(np.isinf(ratio).mean()),
@@ -149,47 +186,81 @@ def table1(crit: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out).sort("attack", "model", "ratio") if out else pl.DataFrame()
 
 
-def paired(df: pl.DataFrame, a: str, b: str, col: str) -> pl.DataFrame:
+def ratio_pairs(selfs: pl.DataFrame, after: str, before: str, norm: str) -> pl.DataFrame:
+    """Images correct before and after, perturbed in both: critical norms ``a`` / ``b`` on
+    ``norm`` and, for censored ones, their floors (the largest norm tried)."""
+    pairs = paired(selfs, after, before, f"crit_{norm}", floor=f"max_tried_{norm}")
+    return pairs.filter(
+        pl.col("ok_a") & pl.col("ok_b") & pl.col("p_a") & pl.col("p_b") & (pl.col("b") > 0)
+    )
+
+
+def paired(df: pl.DataFrame, a: str, b: str, col: str, floor: str | None = None) -> pl.DataFrame:
     """Conditions ``a`` and ``b`` of the same images side by side: ``col`` as columns
-    ``a``/``b``, clean-correct as ``ok_a``/``ok_b``, has-perturbation as ``p_a``/``p_b``."""
+    ``a``/``b``, clean-correct as ``ok_a``/``ok_b``, has-perturbation as ``p_a``/``p_b``
+    (and ``floor`` as ``floor_a``/``floor_b`` when named)."""
 
     def side(condition: str, tag: str) -> pl.DataFrame:
+        extra = [] if floor is None else [pl.col(floor).alias(f"floor_{tag}")]
         return df.filter(pl.col("condition") == condition).select(
             "image_id",
             pl.col(col).alias(tag),
             pl.col("clean_correct").alias(f"ok_{tag}"),
             pl.col("has_perturbation").alias(f"p_{tag}"),
+            *extra,
         )
 
     return side(a, "a").join(side(b, "b"), on="image_id")
 
 
-def table2(curves: pl.DataFrame, points: Sequence[float]) -> pl.DataFrame:
-    """Top-k accuracy at norm 0 and at the evaluation points, self pairs, the attack's norm.
+def table2(curves: pl.DataFrame, points: Points) -> pl.DataFrame:
+    """Top-k accuracy at norm 0 and at each (model, attack)'s evaluation points, self
+    pairs, the attack's norm; ``point`` says how a value was chosen (``clean``, ``config``,
+    ``matched``: where MP accuracy matches the paper's Table 2, ``median``).
 
     ``accuracy`` is the paper's population (all images: MP at 0 is the clean
     accuracy); ``accuracy_conditional`` the images the attack fooled.
     """
     if curves.is_empty():
         return pl.DataFrame()
-    selfs = curves.filter(
-        (pl.col("source") == pl.col("target")) & pl.col("value").is_in([0.0, *points])
-    )
+    chosen = [
+        {"model": model, "attack": attack, "value": float(v), "point": _point_kind(how)}
+        for model, attacks in points.items()
+        for attack, where in attacks.items()
+        for v, how in [("0.0", "clean"), *where.get("how", {}).items()]  # type: ignore[attr-defined]
+    ]
+    if not chosen:
+        return pl.DataFrame()
+    selfs = curves.filter(pl.col("source") == pl.col("target"))
     selfs = selfs.filter(
         pl.col("norm") == pl.col("attack").map_elements(native_norm, return_dtype=pl.String)
     )
-    return selfs.select(
-        pl.col("source").alias("model"),
-        "attack",
-        "setup",
-        "condition",
-        "norm",
-        "value",
-        "accuracy",
-        "n",
-        "accuracy_conditional",
-        "n_conditional",
-    ).sort("attack", "value", "model", "setup", "condition")
+    picked = pl.DataFrame(chosen).unique(["model", "attack", "value"], keep="first")
+    return (
+        selfs.rename({"source": "model"})
+        .join(picked, on=["model", "attack", "value"])
+        .select(
+            "model",
+            "attack",
+            "setup",
+            "condition",
+            "norm",
+            "value",
+            "point",
+            "accuracy",
+            "n",
+            "accuracy_conditional",
+            "n_conditional",
+        )
+        .sort("attack", "value", "model", "setup", "condition")
+    )
+
+
+def _point_kind(how: str) -> str:
+    for kind in ("clean", "config", "matched"):
+        if how.startswith(kind):
+            return kind
+    return "median"
 
 
 def linearity_summary(lin: pl.DataFrame) -> pl.DataFrame:
@@ -219,14 +290,16 @@ def linearity_summary(lin: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def dense_check(crit: pl.DataFrame, attack_scales: pl.DataFrame) -> pl.DataFrame:
-    """How often the critical-scale shortcut disagrees with a dense grid, per condition.
+def dense_check(crit: pl.DataFrame) -> pl.DataFrame:
+    """How often the critical-scale search disagrees with a denser grid, per condition.
 
-    ``mismatch_rate``: sampled images with any grid point where "correct iff the
-    critical norm exceeds v" is wrong; ``earlier``: the dense grid fooled the
-    image below the reported crossing. The attack stage's own line search is
-    checked on every perturbed image by the self ``mp`` scan of the grid below
-    its scale (``condition = attack_line_search``).
+    ``mismatch_rate``: sampled images with any point of the dense grid (4x the search
+    grid on the searched axis) where the search's bracket is wrong (correct at or below
+    its last correct point, fooled from its crossing on); ``earlier``: the dense grid
+    fooled the image below the reported crossing. The attack stage's own line search is
+    checked on every perturbed image of a set-up's base condition by every grid point
+    below its scale (``condition``: ``attack_line_search`` for MP, and
+    ``attack_line_search_object`` for the MP-Object attack on the object crop).
     """
     if crit.is_empty():
         return pl.DataFrame()
@@ -237,41 +310,32 @@ def dense_check(crit: pl.DataFrame, attack_scales: pl.DataFrame) -> pl.DataFrame
         pl.col("dense_mismatch").sum().alias("points_mismatch"),
         pl.col("dense_earlier").sum().alias("n_earlier"),
     )
-    if not attack_scales.is_empty():
-        own = crit.filter(
-            (pl.col("condition") == MP)
-            & (pl.col("source") == pl.col("target"))
-            & pl.col("has_perturbation")
-        ).join(
-            attack_scales,
-            left_on=["source", "attack", "image_id"],
-            right_on=["model", "attack", "image_id"],
-        )
-        earlier = pl.col("critical_scale") < pl.col("attack_scale") * (1 - 1e-9)
+    own = crit.filter(pl.col("line_search_earlier").is_not_null())
+    if own.height:
+        earlier = pl.col("line_search_earlier")
         out = pl.concat(
             [
                 out,
-                own.group_by("source", "target", "attack").agg(
-                    pl.lit("attack_line_search").alias("condition"),
+                own.with_columns(
+                    pl.when(pl.col("condition") == MP)
+                    .then(pl.lit("attack_line_search"))
+                    .otherwise(pl.lit("attack_line_search_object"))
+                    .alias("check")
+                )
+                .group_by("source", "target", "attack", "check")
+                .agg(
                     pl.len().cast(pl.UInt32).alias("n_checked"),
                     earlier.sum().cast(pl.UInt32).alias("n_mismatch"),
                     earlier.sum().cast(pl.Int64).alias("points_mismatch"),
                     earlier.sum().cast(pl.UInt32).alias("n_earlier"),
-                ),
+                )
+                .rename({"check": "condition"}),
             ],
             how="diagonal_relaxed",
         )
     return out.with_columns(
         (pl.col("n_mismatch") / pl.col("n_checked")).alias("mismatch_rate")
     ).sort("attack", "source", "target", "condition")
-
-
-def attack_scales(run_dir: RunDir) -> pl.DataFrame:
-    """(model, attack, image_id, attack_scale) from the perturbation store."""
-    df = scan(run_dir, "perturbations")
-    if df is None:
-        return pl.DataFrame()
-    return df.select("model", "attack", "image_id", pl.col("scale").alias("attack_scale"))
 
 
 def condition_forwards(crit: pl.DataFrame) -> pl.DataFrame:

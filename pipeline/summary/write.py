@@ -50,17 +50,16 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
     """Every protocol table, aggregated from the evaluation shards (nothing written)."""
     crit = proto.load_critical(run_dir)
     lin = proto.load_linearity(run_dir)
-    grids = settings.grids()
-    curves = proto.accuracy_curves(crit, grids)
     points = read_eval_points(run_dir)
+    curves = proto.accuracy_curves(crit, proto.curve_grids(settings.grids(), points))
     tables = {
         "curves": curves,
         "transfer": proto.transfer_matrices(crit, curves),
-        "table1": proto.table1(crit),
-        "table2": proto.table2(curves, settings.points),
+        "table1": proto.table1(crit, settings.rtol),
+        "table2": proto.table2(curves, points),
         "linearity": proto.linearity_summary(lin),
-        "findings": findings(crit, lin, points, settings.alpha),
-        "dense_check": proto.dense_check(crit, proto.attack_scales(run_dir)),
+        "findings": findings(crit, lin, points, settings.alpha, settings.rtol, settings.primary),
+        "dense_check": proto.dense_check(crit),
         "forwards": proto.condition_forwards(crit),
     }
     assert tuple(tables) == PROTOCOL_TABLES

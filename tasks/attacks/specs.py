@@ -40,6 +40,9 @@ class AttackSpec:
     params: type[P.AttackParams]  # its frozen keyword-only parameter dataclass
     impl: str  # "module:Class", imported on first use
     summary: str = ""  # one line for --help-attack and the README
+    #: one of the seed paper's own attacks (Luo et al.: BFGS and Sign): its findings form
+    #: the primary tested family; every other attack's are exploratory
+    paper: bool = False
 
     def norm_for(self, params: P.AttackParams) -> str:
         """The norm minimised with ``params`` (``gn*`` and ``deepfool`` choose it by a parameter)."""
@@ -134,15 +137,25 @@ def _add(
     impl: str,
     summary: str,
     baseline: bool = False,
+    paper: bool = False,
 ) -> None:
     """One entry; ``impl`` is ``module:Class`` inside :mod:`tasks.attacks`."""
-    spec = AttackSpec(name, norm, baseline, params, f"tasks.attacks.{impl}", summary)
+    spec = AttackSpec(name, norm, baseline, params, f"tasks.attacks.{impl}", summary, paper)
     ATTACK_SPECS.add(name, spec)
 
 
-_add("bfgs", "l1pp", P.BFGSParams, "bfgs:BFGSAttack", "Luo et al.'s L1-penalised L-BFGS")
+_add(
+    "bfgs", "l1pp", P.BFGSParams, "bfgs:BFGSAttack", "Luo et al.'s L1-penalised L-BFGS", paper=True
+)
 _add("lbfgsb", "l2", P.LBFGSBParams, "lbfgsb:LBFGSBAttack", "Tabacof & Valle's L-BFGS-B")
-_add("sign", "linf", P.GradientParams, "gradient:SignAttack", "gradient sign + line search")
+_add(
+    "sign",
+    "linf",
+    P.GradientParams,
+    "gradient:SignAttack",
+    "gradient sign + line search",
+    paper=True,
+)
 _add("fgv", "l2", P.GradientParams, "gradient:GradientValueAttack", "raw gradient + line search")
 _add("deepfool", "l2", P.DeepFoolParams, "deepfool:DeepFoolAttack", "DeepFool, top-k")
 _add("cw", "l2", P.CWParams, "cw:CarliniWagnerL2", "Carlini & Wagner L2")

@@ -39,6 +39,7 @@ class BatchData:
     """One batch of a (source, target, attack) unit, in the frame the target sees."""
 
     x: torch.Tensor  # (B, C, H, W) clean inputs
+    ids: list[str]  # image ids: views drawn at random are drawn per image
     labels: torch.Tensor
     direction: torch.Tensor  # the source's direction in this frame (zero where none)
     has_direction: torch.Tensor  # (B,) the source has a perturbation for the image
@@ -84,11 +85,15 @@ def _build(b: BatchData, spec: ConditionSpec) -> ConditionBatch | None:
         common["frame"] = spec.name
         return ConditionBatch(x=x, d=masked, guess=scale, clean=_sel(b.clean, rows), **common)
     if spec.views:
-        inputs = ViewInputs(x, [b.boxes[j] for j in rows], b.seed, b.saliency)
+        inputs = ViewInputs(
+            x, [b.boxes[j] for j in rows], [b.ids[j] for j in rows], b.seed, b.saliency
+        )
         return ConditionBatch(x=x, d=d, crops=VIEWS.get(spec.name)(inputs), guess=scale, **common)
-    if b.self_pair:
+    if b.self_pair:  # the attack's scale seeds the search and is checked, never reused
         known = torch.where(has, scale, torch.full_like(scale, float("nan")))
-        return ConditionBatch(x=x, d=d, known_hi=known, clean=_sel(b.clean, rows), **common)
+        return ConditionBatch(
+            x=x, d=d, guess=scale, attack_scale=known, clean=_sel(b.clean, rows), **common
+        )
     return ConditionBatch(
         x=x,
         d=d,
@@ -118,7 +123,7 @@ def _object_condition(b: BatchData, spec: ConditionSpec) -> ConditionBatch | Non
     if spec.views:
         return ConditionBatch(object_views=o.views[spec.name], guess=o.scale, **common)
     known = torch.where(o.has_direction, o.scale, torch.full_like(o.scale, float("nan")))
-    return ConditionBatch(known_hi=known, clean=o.clean, **common)
+    return ConditionBatch(guess=o.scale, attack_scale=known, clean=o.clean, **common)
 
 
 def _sel(values: torch.Tensor | None, rows: list[int]) -> torch.Tensor | None:

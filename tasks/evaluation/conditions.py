@@ -27,7 +27,7 @@ import torch
 from tasks import norms
 from tasks.context import PIXEL_BOUNDS
 from tasks.geometry import Window, crop_resize
-from tasks.mp_object import shift_perturbation
+from tasks.mp_object import background_share, shift_perturbation
 from tasks.protocol import ConditionSpec
 
 
@@ -38,6 +38,14 @@ class ObjectView:
     content: torch.Tensor
     shift: tuple[int, int]
     flip: bool = False
+
+    def describe(self) -> str:
+        """``dx,dy`` in crop pixels (``,flip`` when mirrored)."""
+        return f"{self.shift[0]},{self.shift[1]}" + (",flip" if self.flip else "")
+
+    def background(self, size: tuple[int, int]) -> float:
+        """Share of this view outside the box (the crop frame ``(h, w)`` is the box)."""
+        return background_share(self.shift, size)
 
 
 @dataclass
@@ -56,7 +64,10 @@ class ConditionBatch:
     source_x: torch.Tensor | None = None  # source frame (cross-model pairs): source norms
     source_d: torch.Tensor | None = None
     guess: torch.Tensor | None = None  # (n,) a scale near the expected crossing
-    known_hi: torch.Tensor | None = None  # (n,) a scale known adversarial (nan: none)
+    #: (n,) the attack's own scale (nan: none), on a set-up's base condition: it seeds the
+    #: search like any guess, and every grid point below it is checked (the attack stage's
+    #: line search, checked on every image)
+    attack_scale: torch.Tensor | None = None
     clean: torch.Tensor | None = None  # (n,) bool correctness at 0, when known
     dense: int = 0  # the first ``dense`` images are also swept on the dense grids
 
@@ -82,7 +93,7 @@ class ConditionBatch:
             source_x=cut(self.source_x),
             source_d=cut(self.source_d),
             guess=cut(self.guess),
-            known_hi=cut(self.known_hi),
+            attack_scale=cut(self.attack_scale),
             clean=cut(self.clean),
             dense=0,
         )
@@ -116,6 +127,43 @@ class ConditionBatch:
             crops, _ = crop_resize(xe, [[self.crops[j][k] for k in pick]], self.size)
             return crops
         return xe
+
+    def ceilings(self) -> torch.Tensor:
+        """``(n,)``: per image, the scale past which no view it shows changes any more."""
+        lo_hi = PIXEL_BOUNDS
+        if self.object_views is None:
+            return norms.saturation_scale(self.x.double(), self.d.double(), lo_hi).float()
+        return torch.stack(
+            [
+                torch.stack(
+                    [
+                        norms.saturation_scale(
+                            v.content[None].double(),
+                            shift_perturbation(self.d[j], v.shift)[None].double(),
+                            lo_hi,
+                        )[0]
+                        for v in views
+                    ]
+                ).amax()
+                for j, views in enumerate(self.object_views)
+            ]
+        ).float()
+
+    def view_names(self, j: int) -> list[str]:
+        """What image ``j``'s views are, for its result row (empty: the whole input)."""
+        if self.crops is not None:
+            return [w.describe() for w in self.crops[j]]
+        if self.object_views is not None:
+            return [v.describe() for v in self.object_views[j]]
+        return []
+
+    def background_share(self, j: int) -> float | None:
+        """MP-Object views: the mean share of a view that lies outside the object's box."""
+        if self.object_views is None:
+            return None
+        h, w = self.size
+        shares = [v.background((h, w)) for v in self.object_views[j]]
+        return sum(shares) / len(shares) if shares else None
 
     def keys(self, j: int, scale: float) -> list[Hashable]:
         """One key per view: equal keys are the same network input."""

@@ -6,12 +6,15 @@ scans (plus the dense-grid checks and any extra queries, e.g. linearity's) into
 one :class:`~tasks.probing.ScoreQueue` and flushes it once. The result per
 condition and image: the critical scale, the norms of the perturbation actually
 added there (and in the source's frame), the image-forwards it cost, and for
-the dense sample how many grid points disagree with "correct iff the critical
-norm exceeds v".
+the dense sample how many points of a denser grid disagree with the bracket the
+search reported (correct at or below its last correct point, adversarial from
+its crossing on). A set-up's base condition also checks every grid point below
+the attack's own scale: the attack stage's line search, checked on every image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +38,13 @@ class Grids:
     def positive(self, axis: str) -> tuple[float, ...]:
         return tuple(v for v in self.values[axis] if v > 0)
 
+    def with_points(self, axis: str, points: tuple[float, ...]) -> Grids:
+        """These grids with ``points`` added to ``axis`` (evaluation points searched exactly)."""
+        if not points:
+            return self
+        merged = tuple(sorted({*self.values[axis], *points}))
+        return dataclasses.replace(self, values={**self.values, axis: merged})
+
 
 @dataclass
 class ConditionResult:
@@ -46,8 +56,10 @@ class ConditionResult:
     crit: dict[str, torch.Tensor]  # norm -> added-perturbation norm at ``scale`` (this frame)
     source: dict[str, torch.Tensor]  # norm -> the same in the source's frame
     image_forwards: torch.Tensor  # network inputs spent on the image (every view counted)
-    dense_mismatch: list[int | None]  # grid points disagreeing with the shortcut (sample)
+    dense_mismatch: list[int | None]  # dense points disagreeing with the search (sample)
     dense_earlier: list[bool | None]  # the dense grid found a crossing below the scan's
+    line_search_earlier: list[bool | None]  # a grid point below the attack's scale fools
+    lo_norms: dict[str, torch.Tensor] | None = None  # norms at ``scale_lo`` (censored: tried)
     autocast_agrees: list[bool | None] | None = None  # bf16 vs fp32 on the dense sample
 
 
@@ -82,8 +94,11 @@ def evaluate(
     ]
     forwards = [torch.zeros(c.x.shape[0], dtype=torch.long) for c in conditions]
     dense = [
-        _dense_queries(queue, c, grids, dense_axes(c), forwards[k])
+        _dense_queries(queue, c, grids, dense_axes(c), axis, forwards[k])
         for k, c in enumerate(conditions)
+    ]
+    below_attack = [
+        _line_search_queries(queue, c, grids, axis, forwards[k]) for k, c in enumerate(conditions)
     ]
     waiting = list(riders or [])
     round_index = 0
@@ -115,7 +130,7 @@ def evaluate(
         round_index += 1
     done = [s for s in scans if s is not None]
     return [
-        _result(c, scan, forwards[k], dense[k], criterion, grids)
+        _result(c, scan, forwards[k], dense[k], below_attack[k], criterion)
         for k, (c, scan) in enumerate(zip(conditions, done, strict=True))
     ]
 
@@ -156,7 +171,7 @@ def _scan_for(
         guess=guess,
         refine=c.spec.refine,
         rtol=grids.rtol,
-        known_hi=c.known_hi,
+        ceiling=torch.where(c.has_direction, c.ceilings().cpu(), torch.zeros(len(c.rows))),
         clean=c.clean,
         search=grids.search,
     )
@@ -169,30 +184,83 @@ class _Dense:
     points: dict[str, list[list[tuple[float, Query]]]]
 
 
+#: The dense sample's grid on the searched axis has this many points per search-grid step.
+DENSITY = 4
+
+
+def densify(values: tuple[float, ...], factor: int = DENSITY) -> tuple[float, ...]:
+    """``factor`` points per step of an ascending positive grid: geometric between grid
+    points, linear from 0 to the first one (the grid points themselves included)."""
+    out: list[float] = []
+    previous = 0.0
+    for v in values:
+        if previous <= 0:
+            out += [v * k / factor for k in range(1, factor)]
+        else:
+            out += [previous * (v / previous) ** (k / factor) for k in range(1, factor)]
+        out.append(v)
+        previous = v
+    return tuple(out)
+
+
 def _dense_queries(
     queue: ScoreQueue,
     c: ConditionBatch,
     grids: Grids,
     axes: tuple[str, ...],
+    searched: str,
     forwards: torch.Tensor,
 ) -> _Dense:
+    """The sampled images' queries: the searched axis at :data:`DENSITY` times the search
+    grid, every other reported axis at its own grid."""
     n = min(c.dense, c.x.shape[0])
     points: dict[str, list[list[tuple[float, Query]]]] = {}
     for axis in axes:
         values = grids.positive(axis)
-        scales = c.grid_scales(axis, values)
-        per_image = []
-        for j in range(n):
-            row = []
-            if bool(c.has_direction[j]):
-                for v, s in zip(values, scales[j].tolist(), strict=True):
-                    if s < float("inf"):
-                        q = queue.add(c.n_views(j), _maker(c, j, s), c.keys(j, s))
-                        row.append((v, q))
-                        forwards[j] += len(q.compute)
-            per_image.append(row)
-        points[axis] = per_image
+        if axis == searched:
+            values = densify(values)
+        points[axis] = _queries_at(queue, c, axis, values, range(n), forwards)
     return _Dense(points)
+
+
+def _queries_at(
+    queue: ScoreQueue,
+    c: ConditionBatch,
+    axis: str,
+    values: tuple[float, ...],
+    images: range,
+    forwards: torch.Tensor,
+    below: torch.Tensor | None = None,
+) -> list[list[tuple[float, Query]]]:
+    """Per image: a query at each reachable norm of ``values`` (below ``below[j]``'s scale)."""
+    scales = c.grid_scales(axis, values)
+    per_image = []
+    for j in images:
+        row = []
+        if bool(c.has_direction[j]):
+            limit = float("inf") if below is None else float(below[j])
+            for v, s in zip(values, scales[j].tolist(), strict=True):
+                if s < limit:
+                    q = queue.add(c.n_views(j), _maker(c, j, s), c.keys(j, s))
+                    row.append((v, q))
+                    forwards[j] += len(q.compute)
+        per_image.append(row)
+    return per_image
+
+
+def _line_search_queries(
+    queue: ScoreQueue, c: ConditionBatch, grids: Grids, axis: str, forwards: torch.Tensor
+) -> list[list[tuple[float, Query]]] | None:
+    """Every grid point below the attack's own scale (a base condition's images): any that
+    fools is an earlier crossing the attack stage's line search stepped over."""
+    if c.attack_scale is None:
+        return None
+    known = torch.nan_to_num(c.attack_scale.double(), nan=0.0)
+    return _queries_at(queue, c, axis, grids.positive(axis), range(len(c.rows)), forwards, known)
+
+
+def _is_correct(q: Query, criterion: TopK, label: torch.Tensor) -> bool:
+    return not bool(criterion.is_adversarial(aggregate(q.logits)[None], label)[0])
 
 
 def _result(
@@ -200,12 +268,13 @@ def _result(
     scan: GridScan,
     forwards: torch.Tensor,
     dense: _Dense,
+    below_attack: list[list[tuple[float, Query]]] | None,
     criterion: TopK,
-    grids: Grids,
 ) -> ConditionResult:
     found = scan.result()
-    scale = found.scale.float()
+    scale, scale_lo = found.scale.float(), found.scale_lo.float()
     crit = {k: v.float() for k, v in c.added_norms(scale).items()}
+    lo = {k: v.float() for k, v in c.added_norms(scale_lo).items()}
     n = c.x.shape[0]
     mismatch: list[int | None] = [None] * n
     earlier: list[bool | None] = [None] * n
@@ -215,20 +284,29 @@ def _result(
                 continue
             bad, below = 0, False
             for v, q in row:
-                scores = aggregate(q.logits)[None]
-                correct = not bool(criterion.is_adversarial(scores, c.labels[j : j + 1])[0])
-                predicted = float(crit[axis][j]) > v
-                bad += int(correct != predicted)
-                below |= (not correct) and predicted
+                correct = _is_correct(q, criterion, c.labels[j : j + 1])
+                # the search says: correct up to its last correct point, fooled from its
+                # crossing on; between the two (inside the refined bracket) it says nothing
+                if v <= float(lo[axis][j]):
+                    bad += int(not correct)
+                    below |= not correct
+                elif v >= float(crit[axis][j]):
+                    bad += int(correct)
             mismatch[j] = (mismatch[j] or 0) + bad
             earlier[j] = bool(earlier[j]) or below
+    line_search: list[bool | None] = [None] * n
+    for j, row in enumerate(below_attack or []):
+        if bool(c.has_direction[j]) and c.attack_scale is not None:
+            line_search[j] = any(not _is_correct(q, criterion, c.labels[j : j + 1]) for _, q in row)
     return ConditionResult(
         clean_correct=found.clean_correct,
         scale=scale,
-        scale_lo=found.scale_lo.float(),
+        scale_lo=scale_lo,
         crit=crit,
         source={k: v.float() for k, v in c.source_norms(scale).items()},
         image_forwards=forwards,
         dense_mismatch=mismatch,
         dense_earlier=earlier,
+        line_search_earlier=line_search,
+        lo_norms=lo,
     )
