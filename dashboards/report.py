@@ -275,7 +275,7 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Findings": [
             _table_block(
                 "Findings",
-                "Each claim tested on paired images (McNemar's exact test for accuracies, the exact sign test for norm ratios and errors) at evaluation points fixed before the evaluation, with Holm's correction across the run: green holds, red reversed, grey inconclusive or insufficient (fewer than 10 images or 6 informative pairs).",
+                "Each claim tested on paired images (McNemar's exact test for accuracies, the exact sign test for norm ratios and errors, a pair within the search's precision a tie) at evaluation points fixed before the evaluation. The primary family is the paper's own claims for its attacks (BFGS, Sign), at each network's point where its MP accuracy matches the paper's Table 2, with Holm's correction inside that family: green holds, red reversed, grey inconclusive. Exploratory rows (other attacks and points, the accuracy form of the ratio claims) are reported with their p-value and never called holds. Insufficient: fewer than 10 images, or too few informative pairs to reach p < alpha at all. '≥': a median that censored ratios decide is a lower bound.",
                 tb.findings_html(t("findings")),
             )
         ],

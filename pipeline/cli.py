@@ -73,12 +73,25 @@ def print_summary(summary: object) -> None:
         for row in summary.table1:
             print(
                 f"  {row['model']:<24} {row['attack']:<8} {row['ratio']:<34} {row['n']:>4} "
-                f"{row['median']:>7.2f} {row['share_censored']:>8.2f}  "
+                f"{'>=' if row.get('median_lower_bound') else '':>2}{row['median']:>5.2f} "
+                f"{row['share_censored']:>8.2f}  "
                 f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             )
     if summary.findings:
-        print("\nthe paper's findings on this run (paired exact tests, Holm-adjusted p)")
-        for row in summary.findings:
+        primary = [
+            r
+            for r in summary.findings
+            if r.get("family", "primary") == "primary" and r["verdict"] != "insufficient"
+        ]
+        counts: dict[str, int] = {}
+        for r in summary.findings:
+            key = f"{r.get('family', 'primary')} {r['verdict']}"
+            counts[key] = counts.get(key, 0) + 1
+        print(
+            "\nthe paper's claims on this run (primary family: paired exact tests, Holm "
+            "inside it; " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")"
+        )
+        for row in primary:
             where = f" at {row['norm']}={row['value']:.3g}" if row["norm"] else ""
             source = f" (perturbation of {row['source']})" if row["source"] != row["model"] else ""
             print(

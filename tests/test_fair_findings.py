@@ -26,7 +26,7 @@ from pipeline.summary.protocol import table1
 from pipeline.summary.stats import censored_median, median_interval, ratio_test, tie_tolerance
 from tasks.criterion import TopK
 from tasks.evaluation.build import BatchData, build_conditions
-from tasks.evaluation.engine import Grids, evaluate
+from tasks.evaluation.engine import Grids, densify, evaluate
 from tasks.probing import ScoreQueue
 from tasks.protocol import CONDITIONS
 from tests.linear import binary_critical_scale, random_linear
@@ -259,3 +259,73 @@ def test_the_matched_point_is_where_mp_accuracy_falls_to_the_papers() -> None:
     acc = (1 + sum(1 for s in range(1, 9) if s > v)) / 10
     assert acc == pytest.approx(0.3)
     assert matched_point(attacks, "linf", 0.05) is None  # the never-fooled image stays right
+
+
+class PocketRay(torch.nn.Module):
+    """Two classes scored on the mean pixel value m: label 0 wins except inside pockets
+    (``m`` in one of ``(lo, hi)`` intervals) and from ``far`` on."""
+
+    def __init__(self, pockets: list[tuple[float, float]], far: float) -> None:
+        super().__init__()
+        self.pockets, self.far = pockets, far
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.flatten(1).mean(1)
+        fooled = m >= self.far
+        for lo, hi in self.pockets:
+            fooled |= (m > lo) & (m < hi)
+        right = torch.where(fooled, -1.0, 1.0)
+        return torch.stack([right, -right], dim=1)
+
+
+@pytest.mark.parametrize("search", ["scan", "bisect"])
+def test_every_grid_point_below_the_attacks_scale_is_checked_and_the_dense_grid_is_4x(
+    search: str,
+) -> None:
+    """Issue 21.7: a ray fooled at 1.0, correct again, fooled from 8 on, whose attack stage
+    kept 8: the base condition asks every grid point below 8 (both search modes) and flags
+    the line search; a pocket between two grid points (2.2-2.6) is found only by the dense
+    sample, whose searched axis is 4x denser than the search grid."""
+    x = torch.full((2, 1, 4, 4), 100.0)
+    d = torch.ones_like(x)
+    model = PocketRay([(100.9, 101.1), (102.2, 102.6)], far=108.0)
+    labels = torch.zeros(2, dtype=torch.long)
+    data = BatchData(
+        x=x, ids=["a", "b"], labels=labels, direction=d, has_direction=torch.ones(2, dtype=torch.bool),
+        scale=torch.tensor([8.0, 8.0]), boxes=[[], []], self_pair=True, dense=1,
+    )  # fmt: skip
+    (mp,) = build_conditions(data, [CONDITIONS.get("mp")])
+    grid = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+    grids = Grids({"linf": grid, "l1pp": grid, "l2": grid}, rtol=0.05, search=search)
+    (found,) = evaluate(ScoreQueue(model, 16), [mp], TopK(1), grids, "linf", lambda c: ("linf",))
+    assert found.line_search_earlier == [True, True]  # the grid point 1.0 fools: missed
+    assert found.dense_earlier[1] is None  # the sample is image 0 only
+    if search == "bisect":  # bisection stepped over the pocket at 1.0; the dense grid did not
+        assert found.dense_earlier[0] is True
+    else:  # scan found the pocket; the dense grid sees the ray recover above it
+        assert float(found.crit["linf"][0]) <= 1.0
+    assert found.dense_mismatch[0] is not None and found.dense_mismatch[0] > 0
+    dense = densify(tuple(v for v in grid if v > 0))
+    assert len(dense) == 4 * (len(grid) - 1) and set(grid[1:]) <= set(dense)
+    assert any(2.2 < v < 2.6 for v in dense) and not any(2.2 < v < 2.6 for v in grid)
+
+
+@pytest.mark.parametrize(
+    ("eval_cfg", "message"),
+    [
+        ({"points": [500.0]}, "beyond eval.linf_grid"),
+        ({"primary": ["objet_crop_ratio"]}, "did you mean 'object_crop_ratio'"),
+        ({"points": [0.0]}, "positive norms"),
+    ],
+)
+def test_a_statistic_the_run_cannot_give_is_a_config_error(
+    eval_cfg: dict[str, object], message: str
+) -> None:
+    """An evaluation point outside every grid it would be read on, or a claim that does not
+    exist, fails when the config is read, before any work (as every config error)."""
+    from pipeline.config import parse_config
+    from pipeline.config_error import ConfigError
+
+    raw = {"tasks": ["clean", "min_perturbation", "foveation"], "eval": eval_cfg}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, "cfg.yaml")

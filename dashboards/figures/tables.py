@@ -139,7 +139,8 @@ def bounds_table(bounds: pl.DataFrame) -> str:
 
 
 def table1_html(t1: pl.DataFrame) -> str:
-    """Rows: the ratio; columns: model x attack; cells: median [95% CI] (n, share censored)."""
+    """Rows: the ratio; columns: model x attack; cells: median [95% CI] (n, share censored);
+    "≥" where censored ratios decide the median (it is then only a lower bound)."""
     if t1.is_empty():
         return ""
     keys = sorted({(m, a) for m, a in t1.select("model", "attack").iter_rows()})
@@ -153,7 +154,8 @@ def table1_html(t1: pl.DataFrame) -> str:
         for model, attack in keys:
             c = cells.get((ratio, model, attack))
             row.append(
-                f"{c['median']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] "
+                f"{'≥ ' if c.get('median_lower_bound') else ''}{c['median']:.2f} "
+                f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}] "
                 f"(n={c['n']}, {c['share_censored']:.0%} censored)"
                 if c
                 else None
@@ -173,15 +175,18 @@ def table2_html(t2: pl.DataFrame) -> str:
     if t2.is_empty():
         return ""
     blocks = []
-    for (attack, value), block in t2.sort("attack", "value").group_by(
-        "attack", "value", maintain_order=True
+    kind = "point" if "point" in t2.columns else "value"
+    for (attack, point), block in t2.sort("attack", kind, "value").group_by(
+        "attack", kind, maintain_order=True
     ):
         norm = native_norm(str(attack))
         label = "L1/pixel" if norm == "l1pp" else "L∞"
+        values = sorted(block["value"].unique().to_list())
+        at = ", ".join(f"{v:g}" for v in values)
         title = (
             f"No perturbation (norm 0), images of the {attack} set"
-            if value == 0
-            else f"{attack} perturbation ({label} = {value:g})"
+            if values == [0.0]
+            else f"{attack} perturbation ({label} = {at}; {POINT_TEXT.get(str(point), point)})"
         )
         order = [c for c in CONDITION_LABEL if c in set(block["condition"].to_list())]
         models = sorted(block["model"].unique().to_list())
@@ -189,10 +194,20 @@ def table2_html(t2: pl.DataFrame) -> str:
             (r["model"], r["condition"]): _acc(r["accuracy"], r["accuracy_conditional"])
             for r in block.to_dicts()
         }
-        rows = [[short(m), *(acc.get((m, c)) for c in order)] for m in models]
-        header = ["model", *(CONDITION_LABEL[c] for c in order)]
+        value_of = {r["model"]: r["value"] for r in block.to_dicts()}
+        rows = [[short(m), f"{value_of[m]:g}", *(acc.get((m, c)) for c in order)] for m in models]
+        header = ["model", label, *(CONDITION_LABEL[c] for c in order)]
         blocks.append(f"<h4>{html.escape(title)}</h4>{render(header, rows)}")
     return "".join(blocks)
+
+
+#: How an evaluation point was chosen (summary/table2.parquet ``point``).
+POINT_TEXT = {
+    "clean": "no perturbation",
+    "config": "the config's point: the paper's 5.3, the same norm for every network",
+    "matched": "each network's point where its MP accuracy matches the paper's Table 2",
+    "median": "each network's grid point nearest its median minimum norm",
+}
 
 
 def _acc(all_images: float | None, conditional: float | None) -> str | None:
@@ -206,24 +221,27 @@ def _acc(all_images: float | None, conditional: float | None) -> str | None:
 def findings_html(findings: pl.DataFrame) -> str:
     if findings.is_empty():
         return ""
-    df = findings.sort("verdict", "claim", "model", "attack")
+    family = "family" in findings.columns
+    df = findings.sort(*(["family"] if family else []), "verdict", "claim", "model", "attack")
     header = [
-        "verdict", "claim", "model", "perturbation of", "attack", "at norm", "effect",
-        "95% CI", "n", "discordant", "p", "p (Holm)",
+        "family", "verdict", "claim", "model", "perturbation of", "attack", "at norm", "effect",
+        "95% CI", "n", "discordant", "p", "p (Holm, in its family)",
     ]  # fmt: skip
     rows, classes = [], []
     for f in df.to_dicts():
         at = "–" if not f["norm"] or f["value"] != f["value"] else f"{f['norm']} = {f['value']:.3g}"
         ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
+        bound = "≥ " if f.get("effect_lower_bound") else ""
         rows.append(
             [
+                f.get("family", "primary"),
                 f["verdict"],
                 f["claim"],
                 short(f["model"]),
                 short(f["source"]),
                 f["attack"],
                 at,
-                f["effect"],
+                f"{bound}{f['effect']:.3g}",
                 ci,
                 f["n"],
                 f["n_discordant"],
