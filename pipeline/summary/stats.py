@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-CONFIDENCE = 0.95
+from tasks.intervals import CONFIDENCE, clopper_pearson
+
 MIN_IMAGES = 10
 
 
@@ -50,16 +51,6 @@ def binomial_p(k: int, n: int) -> float:
         return 1.0
     tail = min(stats.binom.cdf(k, n, 0.5), stats.binom.sf(k - 1, n, 0.5))
     return float(min(1.0, 2 * tail))
-
-
-def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Exact interval of a binomial proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    a = (1 - confidence) / 2
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
 
 
 def mcnemar(left: np.ndarray, right: np.ndarray) -> Test:

@@ -28,6 +28,7 @@ from tasks.attacks.specs import AttackSpec, spec_for_class
 from tasks.context import PIXEL_BOUNDS, Bounds, QueryContext
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch, search_scale
+from tasks.views import View
 
 
 @dataclass
@@ -110,11 +111,20 @@ class Attack(ABC, Generic[P]):
         query counts stay exact.
         """
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> AttackResult:
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, view: View | None = None
+    ) -> AttackResult:
+        """The minimum perturbation of each image of ``x`` (pixel space, the model's input).
+
+        ``view``: how the network sees an image (a foveation's crops, resized and their
+        scores combined): the attack then minimises the perturbation of the composite
+        network, end to end, in ``x``'s frame (:mod:`tasks.adaptive`); the counts are
+        queries of the composite (one per image, whatever its number of crops).
+        """
         start = time.perf_counter()
         x = x.detach()
         labels = labels.to(x.device)
-        ctx = QueryContext.create(model, labels, self.criterion, self.bounds)
+        ctx = QueryContext.create(model, labels, self.criterion, self.bounds, view=view)
         n = x.shape[0]
         clean_adv, clean_logits = ctx.is_adversarial(x)
         clean_label = clean_logits.argmax(dim=1)

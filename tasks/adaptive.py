@@ -1,0 +1,168 @@
+"""Minimum perturbations of the foveated network itself: an attacker who knows the foveation.
+
+Luo et al. measure a foveation against perturbations made for the unfoveated network
+(MP) or for the object crop (MP-Object). An adaptive attacker differentiates through
+the foveation instead: the composite "crop + resize, then the network, then the
+condition's score combination" is attacked end to end, with the perturbation in the
+full input frame (the same pixels and norm units as MP). Crops and resizes are linear
+(``roi_align``), so the gradient through them is exact; every attack of the catalogue
+runs unchanged, its queries going through a :class:`~tasks.views.View` (the attack
+base passes ``view`` to its :class:`~tasks.context.QueryContext`).
+
+Foveations that draw at random (3 random crops of the ten, a random resized crop) are
+attacked with Expectation over Transformation: the attack's view averages the scores of
+``draws`` draws per image (the expected score, as the paper averages softmax over
+crops), and whether the result fools the random foveation is judged on *fresh* draws,
+never on the ones the attack used: a random foveation misclassifies an image when its
+expected top-k accuracy over fresh draws is below one half (it is wrong more often
+than right; :func:`judge_fresh` reports the share and its binomial interval).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tasks.criterion import TopK
+from tasks.geometry import Window, clamp_box, three_crop
+from tasks.intervals import clopper_pearson
+from tasks.registry import Registry
+from tasks.views import CropView
+
+#: One draw of a random foveation: ``(height, width, rng) -> the windows of that draw``.
+Draw = Callable[[int, int, random.Random], list[Window]]
+RANDOM_FOVEATIONS: Registry[Draw] = Registry("random foveation")
+RANDOM_FOVEATIONS.add("three_crop", lambda h, w, rng: three_crop(h, w, rng))
+
+
+@RANDOM_FOVEATIONS.register("random_resized_crop")
+def random_resized_crop(
+    height: int,
+    width: int,
+    rng: random.Random,
+    area: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> list[Window]:
+    """The modern fixation: one crop of a random share of the area (25-100%) and aspect
+    (3/4-4/3), at a random place, mirrored half the time (torchvision's
+    RandomResizedCrop with a larger minimum area, so the object mostly stays in view)."""
+    share = rng.uniform(*area)
+    aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+    w = min(width, math.sqrt(share * width * height * aspect))
+    h = min(height, math.sqrt(share * width * height / aspect))
+    x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+    box = clamp_box((x0, y0, x0 + w, y0 + h), height, width)
+    return [Window(box, flip=rng.random() < 0.5)]
+
+
+def draw_views(
+    draw: Draw, ids: list[str], size: tuple[int, int], seed: int, stream: str, n: int
+) -> list[list[list[Window]]]:
+    """Per image, ``n`` draws of a random foveation from its own generator: seeded by the
+    run's seed, the image id and a stream name, so the attack's draws ("attack") and the
+    judge's ("fresh") are independent, and a rerun draws the same."""
+    h, w = size
+    out = []
+    for image_id in ids:
+        rng = random.Random(f"{seed}:{image_id}:{stream}")
+        out.append([draw(h, w, rng) for _ in range(n)])
+    return out
+
+
+def eot_view(draws: list[list[list[Window]]], size: tuple[int, int]) -> CropView:
+    """The attack's composite for a random foveation: every crop of every draw of an image,
+    softmax averaged (each draw has the same number of crops, so this is the mean over
+    draws of each draw's own averaged score: Expectation over Transformation)."""
+    return CropView.of([[w for d in image for w in d] for image in draws], size, "prob")
+
+
+@dataclass(frozen=True)
+class FreshJudgement:
+    """Per image: the share of fresh draws the perturbed image fools, its 95% interval."""
+
+    fooled: torch.Tensor  # (n,) share of fresh draws misclassified
+    ci_low: torch.Tensor
+    ci_high: torch.Tensor
+    draws: int
+
+    @property
+    def success(self) -> torch.Tensor:
+        """Fooled: the random foveation's expected top-k accuracy is below one half."""
+        return self.fooled > 0.5
+
+
+def judge_fresh(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: TopK,
+    draws: list[list[list[Window]]],
+    batch: int = 64,
+) -> FreshJudgement:
+    """Is each image of ``x`` (already perturbed) misclassified by the random foveation?
+    Each fresh draw classifies on its own (its crops' softmax averaged), as the deployed
+    foveation would on one look."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    n_draws = len(draws[0]) if draws else 0
+    flat = [(i, d) for i, image in enumerate(draws) for d in image]
+    wrong = torch.zeros(len(draws))
+    with torch.no_grad():
+        for lo in range(0, len(flat), batch):
+            part = flat[lo : lo + batch]
+            rows = torch.tensor([i for i, _ in part])
+            view = CropView.of([d for _, d in part], size, "prob")
+            scores = view.logits(model, x[rows], torch.arange(len(part)))
+            fooled = criterion.is_adversarial(scores, labels[rows].to(scores.device)).cpu()
+            wrong.index_add_(0, rows, fooled.float())
+    share = wrong / max(n_draws, 1)
+    lo_hi = [clopper_pearson(int(k), n_draws) for k in wrong.tolist()]
+    return FreshJudgement(
+        fooled=share,
+        ci_low=torch.tensor([a for a, _ in lo_hi]),
+        ci_high=torch.tensor([b for _, b in lo_hi]),
+        draws=n_draws,
+    )
+
+
+@dataclass(frozen=True)
+class MaskingChecks:
+    """Carlini et al. (2019)'s signs of gradient masking that apply here, as counts over the
+    images an adaptive attack was run on (each should be 0; any other value is a warning):
+
+    - ``unreached``: the adaptive attack, unbounded, did not fool the image at all;
+    - ``weaker_than_transfer``: its critical norm exceeds that of the transferred
+      perturbation (MP found on the unfoveated network, then foveated) by more than the
+      search's precision: a white-box attack should never lose to a transfer;
+    - ``noise_not_weaker``: random noise of the adaptive perturbation's norm fooled the
+      foveated network as early (noise should need far more).
+    """
+
+    images: int
+    unreached: int
+    weaker_than_transfer: int
+    noise_not_weaker: int
+
+    @property
+    def clean(self) -> bool:
+        return self.unreached == self.weaker_than_transfer == self.noise_not_weaker == 0
+
+
+def masking_checks(
+    adaptive: torch.Tensor,
+    success: torch.Tensor,
+    transferred: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    rtol: float = 0.05,
+) -> MaskingChecks:
+    """Counts of :class:`MaskingChecks` from per-image critical norms (inf: never fooled):
+    ``adaptive`` (and whether the attack succeeded), ``transferred`` and ``noise`` on the
+    same foveated network and the same norm."""
+    adaptive = torch.where(success, adaptive, torch.full_like(adaptive, math.inf))
+    weaker = 0 if transferred is None else int((adaptive > transferred / (1 - rtol)).sum())
+    noisy = 0 if noise is None else int((noise <= adaptive).sum())
+    return MaskingChecks(int(adaptive.numel()), int((~success).sum()), weaker, noisy)

@@ -1,0 +1,171 @@
+"""Adaptive foveation (issue 22): the composite's gradient, its closed form on linear models,
+EOT judged on fresh draws, and a gradient-masking check that fires when it should."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from tasks import attacks
+from tasks.adaptive import (
+    RANDOM_FOVEATIONS,
+    draw_views,
+    eot_view,
+    judge_fresh,
+    masking_checks,
+)
+from tasks.context import QueryContext
+from tasks.criterion import TopK
+from tasks.geometry import Window, crop_resize
+from tasks.linesearch import LineSearch
+from tasks.views import CropView
+from tests.linear import random_linear
+
+pytestmark = pytest.mark.unit
+
+
+def tiny_cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(16, 5),
+    ).double().eval()  # fmt: skip
+
+
+def test_the_composites_gradient_matches_finite_differences() -> None:
+    """Crop, resize, mirror and the softmax average of several crops are differentiated
+    exactly: the gradient the attacks get equals central differences of the composite."""
+    model = tiny_cnn()
+    x = 255 * torch.rand(
+        2, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    windows = [
+        [Window((1.0, 2.0, 13.0, 15.0)), Window((3.5, 0.0, 16.0, 11.5), flip=True)],
+        [Window((0.0, 0.0, 10.0, 10.0))],
+    ]
+    view = CropView.of(windows, (16, 16), "prob")
+    labels = torch.tensor([1, 3])
+    ctx = QueryContext.create(model, labels, TopK(1), bounds=None, view=view)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, y, reduction="none")
+
+    _, grad, _ = ctx.value_and_grad(loss, x)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        u = torch.randn(x.shape, dtype=torch.float64, generator=g)
+        h = 1e-4
+        plus = loss(view.logits(model, x + h * u, torch.arange(2)), labels)
+        minus = loss(view.logits(model, x - h * u, torch.arange(2)), labels)
+        numeric = (plus - minus) / (2 * h)
+        analytic = (grad * u).flatten(1).sum(1)
+        torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_on_a_linear_classifier_the_adaptive_minimum_through_a_fixed_crop_is_closed_form() -> None:
+    """The crop T is a linear map, so the composite is linear: w . T(x + e) + b. Its minimum
+    Linf perturbation in the full frame is margin / ||T^T w||_1; the sign attack through
+    the view finds it, and it is never larger than MP transferred through the same crop."""
+    model, x = random_linear(2, shape=(3, 12, 12), seed=7)
+    labels = model(x).argmax(1)
+    window = [Window((2.0, 1.0, 11.0, 10.0))]
+    view = CropView.of([window] * x.shape[0], (12, 12))
+
+    def composite_margin(z: torch.Tensor) -> torch.Tensor:
+        logits = view.logits(model, z, torch.arange(z.shape[0]))
+        return logits.gather(1, labels[:, None]).squeeze(1) - logits.gather(
+            1, (1 - labels)[:, None]
+        ).squeeze(1)
+
+    z = x.clone().requires_grad_(True)
+    margin = composite_margin(z)
+    (w_eff,) = torch.autograd.grad(margin.sum(), z)  # T^T w, exactly (the map is linear)
+    expected = margin.detach() / w_eff.flatten(1).abs().sum(1)
+    sign = attacks.create("sign", criterion=TopK(1), bounds=None, line_search=LineSearch(rtol=1e-5))
+    right = margin.detach() > 0  # right through the crop (the others are wrong clean there)
+    assert int(right.sum()) >= 5
+    adaptive = sign(model, x, labels, view=view)
+    assert bool(adaptive.success.all()) and torch.equal(adaptive.clean_correct, right)
+    linf = adaptive.perturbation.flatten(1).abs().amax(1)
+    torch.testing.assert_close(linf[right], expected[right], rtol=1e-3, atol=0)
+    # MP on the unfoveated network, then foveated: its critical scale through the crop
+    mp = sign(model, x, labels)
+    td, _ = crop_resize(mp.direction, [window] * x.shape[0], (12, 12))
+    tx, _ = crop_resize(x, [window] * x.shape[0], (12, 12))
+    w = model.weight[labels] - model.weight[1 - labels]
+    m_t = (tx.flatten(1) * w).sum(1) + model.bias[labels] - model.bias[1 - labels]
+    slope = -(td.flatten(1) * w).sum(1)
+    transferred = torch.where(slope > 0, m_t / slope, torch.full_like(m_t, math.inf))
+    # a white-box attack never loses to a transfer
+    assert bool((linf[right] <= transferred[right] * (1 + 1e-3)).all())
+
+
+class LeftHalf(nn.Module):
+    """Scores 'fooled' (class 1) for any crop whose left edge column is dark: a network whose
+    verdict on each draw is known from the draw alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dark = (x[:, 0, :, 0].mean(1) < 100).double()
+        return torch.stack([1 - dark, dark], dim=1)
+
+
+def test_eot_success_is_judged_on_fresh_draws_with_its_interval() -> None:
+    """An image whose left 8 columns are dark: a crop starting there is fooled. 70 of 100
+    fresh draws start in them: the share is 0.7, the random foveation is fooled (its
+    expected accuracy is below one half), and the interval covers it."""
+    x = torch.full((1, 3, 16, 16), 200.0, dtype=torch.float64)
+    x[..., :8] = 20.0
+    left, right = [Window((0.0, 0.0, 12.0, 12.0))], [Window((8.0, 0.0, 16.0, 8.0))]
+    draws = [[left] * 70 + [right] * 30]
+    judged = judge_fresh(LeftHalf(), x, torch.tensor([0]), TopK(1), draws, batch=16)
+    assert float(judged.fooled[0]) == pytest.approx(0.7) and bool(judged.success[0])
+    assert float(judged.ci_low[0]) < 0.7 < float(judged.ci_high[0]) and judged.draws == 100
+    draws = [[left] * 40 + [right] * 60]
+    assert not bool(judge_fresh(LeftHalf(), x, torch.tensor([0]), TopK(1), draws).success[0])
+
+
+def test_random_draws_are_per_image_seeded_and_the_judge_never_sees_the_attacks() -> None:
+    draw = RANDOM_FOVEATIONS.get("random_resized_crop")
+    attack = draw_views(draw, ["a", "b"], (64, 64), seed=0, stream="attack", n=20)
+    again = draw_views(draw, ["a", "b"], (64, 64), seed=0, stream="attack", n=20)
+    fresh = draw_views(draw, ["a", "b"], (64, 64), seed=0, stream="fresh", n=100)
+    assert attack == again and attack[0] != attack[1]
+    assert not {w for d in attack[0] for w in d} & {w for d in fresh[0] for w in d}
+    for d in fresh[0]:
+        (w,) = d
+        x0, y0, x1, y1 = w.box
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        assert (x1 - x0) * (y1 - y0) >= 0.2 * 64 * 64  # at least a quarter of the area, ~
+    three = RANDOM_FOVEATIONS.get("three_crop")(64, 64, random.Random(0))
+    assert len(three) == 3
+    view = eot_view(attack, (64, 64))
+    assert all(len(w) == 20 for w in view.windows)  # every draw's crop, averaged
+
+
+class Quantized(nn.Module):
+    """A network behind a hard threshold of its input: gradients are zero almost everywhere
+    (gradient masking on purpose)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner((x / 64).round() * 64)
+
+
+def test_the_masking_check_fires_on_a_network_that_masks_its_gradient() -> None:
+    model, x = random_linear(2, shape=(3, 8, 8), seed=3)
+    labels = model(x).argmax(1)
+    sign = attacks.create("sign", criterion=TopK(1))
+    honest = sign(model, x, labels)
+    linf = honest.perturbation.flatten(1).abs().amax(1)
+    assert masking_checks(linf, honest.success).clean
+    masked = sign(Quantized(model), x, labels)
+    crit = masked.perturbation.flatten(1).abs().amax(1)
+    checks = masking_checks(crit, masked.success, transferred=linf)
+    assert not checks.clean and checks.unreached + checks.weaker_than_transfer > 0
