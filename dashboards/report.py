@@ -45,6 +45,10 @@ SECTIONS = (
         "Perturbation on the object vs on the background (Fig. 3, 8).",
     ),
     ("Foveation", "How much looking at a region gives back (Fig. 5, 6, 13; Tables 1, 2)."),
+    (
+        "Adaptive foveation",
+        "How much of each foveation's gain survives an attacker who knows it (EOT for random crops).",
+    ),
     ("Linearity", "Is the network locally linear along e*? (Fig. 4, 9-12)."),
     (
         "Findings",
@@ -264,6 +268,13 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
                 f"Top-k accuracy of each condition without perturbation and at {data.point:g} of each attack's own norm, over all evaluated images (the paper's population); in brackets, over the images the attack fooled.",
                 tb.table2_html(t("table2")),
             ),
+        ],
+        "Adaptive foveation": [
+            _table_block(
+                "Adaptive gain: critical norm under the foveation's own attack / MP",
+                "Per image, the minimum perturbation of the foveated network (the attack run through the crops, in the full image's frame and norm units; random crops attacked with EOT and judged on fresh draws) over the unfoveated network's MP, both from the attack's own line search: median with its 95% interval ('≥': a lower bound where never-fooled images decide it), beside the transferred gain (MP foveated / MP, Table 1). Masking checks count images the unbounded adaptive attack never fooled and images where it was weaker than the transferred MP; both should be 0.",
+                tb.adaptive_table(t("adaptive")),
+            )
         ],
         "Linearity": [
             _table_block(

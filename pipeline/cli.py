@@ -101,6 +101,8 @@ def print_summary(summary: object) -> None:
                 f"discordant={row['n_discordant']}, p={row['p_value']:.3g}, "
                 f"p_adj={row['p_adjusted']:.3g}"
             )
+    for line in summary.masking_warnings:
+        print(f"WARNING: {line}")
     for line in summary.dense_warnings:
         print(f"WARNING: critical-scale shortcut disagrees with the dense grid: {line}")
     for failure in summary.failed_units:

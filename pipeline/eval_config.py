@@ -50,6 +50,10 @@ class EvalCfg:
     #: Add each model's point where its MP accuracy (attack stage) matches the paper's
     #: Table 2 MP accuracy: the primary family's point (pipeline/summary/points.py).
     matched_point: bool = True
+    #: The ``adaptive`` task: draws of a random foveation averaged per gradient step
+    #: (Expectation over Transformation), and fresh draws its success is judged on.
+    eot_draws: int = 20
+    fresh_draws: int = 100
     alpha: float = 0.05  # family-wise error rate of the primary findings (Holm)
     #: The claims of the primary family (claim ids, pipeline/summary/claims.py); None: the
     #: paper's. Every other finding is exploratory: reported, never "holds".
@@ -82,6 +86,12 @@ class EvalCfg:
             raise ConfigError(f"eval.autocast {self.autocast!r}: use bf16 or leave it out")
         if not 0 < self.rtol < 1 or not 0 < self.alpha < 1:
             raise ConfigError("eval.rtol and eval.alpha must be in (0, 1)")
+        if self.eot_draws < 1 or self.fresh_draws < 1:
+            raise ConfigError(
+                f"eval.eot_draws = {self.eot_draws}, eval.fresh_draws = {self.fresh_draws}: "
+                "a random foveation needs at least 1 draw per step and 1 fresh draw to be "
+                "judged on (the defaults are 20 and 100)"
+            )
         if any(not v > 0 for v in self.points):
             raise ConfigError(f"eval.points must be positive norms, got {list(self.points)}")
         if self.primary is not None:

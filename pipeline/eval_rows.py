@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pipeline.eval_unit import EvalUnit
 from pipeline.results import (
+    ADAPTIVE_SCHEMA,
     CRITICAL_SCHEMA,
     EFFECT_COLUMNS,
     LINEARITY_SCHEMA,
@@ -164,14 +165,18 @@ class RowSink:
                     )
                 )
 
+    def adaptive(self, rows: list[dict[str, Any]]) -> None:
+        self.rows["adaptive"].extend(rows)
+
     def error(self, i: int, message: str) -> None:
         """An image that failed alone: an error row in every condition and task."""
         for spec in self.specs:
             self.rows[spec.task].append(
                 {**self.base(i), "setup": spec.setup, "condition": spec.name, "error": message}
             )
-        if "linearity" in self.rows:
-            self.rows["linearity"].append({**self.base(i), "error": message})
+        for task in ("linearity", "adaptive"):
+            if task in self.rows:
+                self.rows[task].append({**self.base(i), "error": message})
 
     def extend(self, other: RowSink) -> None:
         for task, rows in other.rows.items():
@@ -179,10 +184,9 @@ class RowSink:
         self.objects.extend(other.objects)
 
     def tables(self) -> tuple[dict[str, pa.Table], pa.Table | None]:
+        schemas = {"linearity": LINEARITY_SCHEMA, "adaptive": ADAPTIVE_SCHEMA}
         tables = {
-            task: table_from_rows(
-                rows, LINEARITY_SCHEMA if task == "linearity" else CRITICAL_SCHEMA
-            )
+            task: table_from_rows(rows, schemas.get(task, CRITICAL_SCHEMA))
             for task, rows in self.rows.items()
         }
         objects = table_from_rows(self.objects, PERTURBATION_SCHEMA) if self.objects else None

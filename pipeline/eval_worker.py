@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from pipeline.config import EvalCfg
+from pipeline.eval_adaptive import adaptive_rows
 from pipeline.eval_inputs import AttackFactory, Stored, load_batch, object_setup
 from pipeline.eval_rows import RowSink
 from pipeline.eval_unit import EvalOutput, EvalUnit
@@ -214,6 +215,9 @@ class Evaluator:
         rows.missing(idx, data, covered)
         if probe is not None:
             rows.linearity(idx, data, probe, per_forward)
+        if "adaptive" in unit.tasks and data.self_pair:
+            attacker = self.make_attack(unit.attack)
+            rows.adaptive(adaptive_rows(unit, idx, data, self.model, attacker, self.settings))
 
     def _check_precision(
         self,

@@ -163,6 +163,42 @@ LINEARITY_SCHEMA = pa.schema(
 )
 
 
+#: One row per (image, foveation) of the ``adaptive`` task: the minimum perturbation of
+#: the foveated network itself, in the input's frame and norm units, beside the attack
+#: stage's MP norms of the same image (pipeline/eval_adaptive.py).
+ADAPTIVE_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("label", pa.int64()),
+        ("source", pa.string()),
+        ("target", pa.string()),
+        ("attack", pa.string()),
+        ("condition", pa.string()),  # the foveation attacked
+        ("random_views", pa.bool_()),  # drawn at random: attacked with EOT, judged fresh
+        ("has_perturbation", pa.bool_()),  # the attack stage found MP for the image
+        ("clean_correct", pa.bool_()),  # correct under the foveation, unperturbed
+        ("success", pa.bool_()),  # the adaptive attack fooled it (random: on fresh draws)
+        ("critical_scale", pa.float64()),
+        ("crit_l1pp", pa.float64()),  # the adaptive perturbation's norms (inf: not fooled)
+        ("crit_l2", pa.float64()),
+        ("crit_linf", pa.float64()),
+        ("mp_l1pp", pa.float64()),  # the attack stage's MP of the image (inf: none)
+        ("mp_l2", pa.float64()),
+        ("mp_linf", pa.float64()),
+        ("eot_draws", pa.int64()),  # draws averaged per gradient step (random views)
+        ("fresh_draws", pa.int64()),  # fresh draws the success was judged on
+        ("fresh_fooled", pa.float64()),  # share of fresh draws misclassified
+        ("fresh_ci_low", pa.float64()),
+        ("fresh_ci_high", pa.float64()),
+        ("n_image_forwards", pa.int64()),  # network inputs (every crop of every draw counted)
+        ("n_image_backwards", pa.int64()),
+        ("seconds", pa.float64()),
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+
 def eval_partition(task: str, source: str, target: str, attack: str) -> str:
     return f"evals/{task}/source={source}/target={target}/attack={attack}"
 

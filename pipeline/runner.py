@@ -40,6 +40,7 @@ from pipeline.runmeta import run_params, run_tags
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
 from pipeline.storage import Location
+from pipeline.summary.adaptive import masking_warnings
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
@@ -78,6 +79,7 @@ class RunSummary:
     findings: list[dict[str, Any]] = field(default_factory=list)  # the paper's claims, tested
     table1: list[dict[str, Any]] = field(default_factory=list)
     dense_warnings: list[str] = field(default_factory=list)  # shortcut disagreement > 2%
+    masking_warnings: list[str] = field(default_factory=list)  # adaptive task's checks
 
 
 def log(message: str) -> None:
@@ -229,6 +231,12 @@ def _summarise_protocol(
             log(f"WARNING: critical-scale shortcut: {line}")
         if summary.dense_warnings:
             tracker.set_tags({"dense_check_warning": "; ".join(summary.dense_warnings)[:5000]})
+    masking = masking_warnings(tables["adaptive"])
+    for line in masking:  # gradient masking shows as an adaptive attack weaker than it must be
+        log(f"WARNING: {line}")
+    if masking:
+        summary.masking_warnings = masking
+        tracker.set_tags({"gradient_masking_warning": "; ".join(masking)[:5000]})
 
 
 def _summarise(run_dir: Location, tracker: Tracker, summary: RunSummary) -> None:

@@ -29,18 +29,38 @@ import torch
 from torch import nn
 
 from tasks.criterion import TopK
-from tasks.geometry import Window, clamp_box, three_crop
+from tasks.foveation import VIEWS, ViewInputs
+from tasks.geometry import Window, clamp_box
 from tasks.intervals import clopper_pearson
+from tasks.protocol import CONDITIONS, MODERN_FOVEATION
 from tasks.registry import Registry
 from tasks.views import CropView
 
 #: One draw of a random foveation: ``(height, width, rng) -> the windows of that draw``.
 Draw = Callable[[int, int, random.Random], list[Window]]
+#: Random foveations with no condition of their own (the condition registry's random ones
+#: draw through their own view builder: :func:`random_draw`).
 RANDOM_FOVEATIONS: Registry[Draw] = Registry("random foveation")
-RANDOM_FOVEATIONS.add("three_crop", lambda h, w, rng: three_crop(h, w, rng))
 
 
-@RANDOM_FOVEATIONS.register("random_resized_crop")
+def random_draw(name: str) -> Draw | None:
+    """How to draw foveation ``name`` once, or None if it is not random. A condition that
+    draws per image (``random_views``) draws through its own view builder, given a fresh
+    image identity from ``rng`` each time, so its draws are exactly the condition's."""
+    if name in RANDOM_FOVEATIONS:
+        return RANDOM_FOVEATIONS.get(name)
+    if name not in CONDITIONS or not CONDITIONS.get(name).random_views or name not in VIEWS:
+        return None
+    build = VIEWS.get(name)
+
+    def draw(height: int, width: int, rng: random.Random) -> list[Window]:
+        blank = torch.zeros(1, 3, height, width)
+        return build(ViewInputs(blank, [[]], [f"draw-{rng.getrandbits(64):x}"]))[0]
+
+    return draw
+
+
+@RANDOM_FOVEATIONS.register(MODERN_FOVEATION)
 def random_resized_crop(
     height: int,
     width: int,

@@ -21,6 +21,9 @@ MP = "mp"
 #: The MP-Object set-up: the minimum perturbation of the object crop (Luo et al. sec. 4).
 OBJECT = "object"
 SETUPS = (MP, OBJECT)
+#: The modern random fixation (a random resized crop), attacked only by the ``adaptive``
+#: task: it has no transferred condition (tasks.adaptive draws it).
+MODERN_FOVEATION = "random_resized_crop"
 #: Fig. 6's result columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
 EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}
 
@@ -73,6 +76,9 @@ class ConditionSpec:
     #: the paper's control: this foveation adds only a little over that one (Table 1: 10
     #: Crop MP-Object vs 1 Crop MP-Object); reported, not a claim a test can sign
     small_gain_over: str | None = None
+    #: its views are drawn at random per image (the paper's 3 random crops, 1 random crop of
+    #: MP-Object): an adaptive attacker averages over draws (EOT), judged on fresh ones
+    random_views: bool = False
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -88,6 +94,9 @@ for _task in (
     TaskSpec("foveation", "eval", "self", doc="foveations, MP and MP-Object (Fig. 5, 13; Tables)"),
     TaskSpec(
         "linearity", "eval", "self", doc="local linearity and Fig. 6 effects (Fig. 4, 6, 9-12)"
+    ),
+    TaskSpec(
+        "adaptive", "eval", "self", doc="each foveation attacked through itself (EOT if random)"
     ),
 ):
     TASKS.add(_task.name, _task)
@@ -116,7 +125,13 @@ for _cond in (
         "ten_crop", "foveation", "10 Crop MP", views=True, reference=MP, guess_from="object_crop"
     ),
     ConditionSpec(
-        "three_crop", "foveation", "3 Crop MP", views=True, reference=MP, guess_from="object_crop"
+        "three_crop",
+        "foveation",
+        "3 Crop MP",
+        views=True,
+        reference=MP,
+        guess_from="object_crop",
+        random_views=True,
     ),
     ConditionSpec(
         "saliency_crop",
@@ -148,6 +163,7 @@ for _cond in (
         views=True,
         reference="mp_object",
         effect=True,
+        random_views=True,
     ),
 ):
     CONDITIONS.add(_cond.name, _cond)

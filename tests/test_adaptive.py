@@ -17,6 +17,7 @@ from tasks.adaptive import (
     eot_view,
     judge_fresh,
     masking_checks,
+    random_draw,
 )
 from tasks.context import QueryContext
 from tasks.criterion import TopK
@@ -140,8 +141,10 @@ def test_random_draws_are_per_image_seeded_and_the_judge_never_sees_the_attacks(
         x0, y0, x1, y1 = w.box
         assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
         assert (x1 - x0) * (y1 - y0) >= 0.2 * 64 * 64  # at least a quarter of the area, ~
-    three = RANDOM_FOVEATIONS.get("three_crop")(64, 64, random.Random(0))
-    assert len(three) == 3
+    three = random_draw("three_crop")
+    assert three is not None and random_draw("object_crop") is None
+    a, b = three(64, 64, random.Random(0)), three(64, 64, random.Random(1))
+    assert len(a) == 3 and a != b  # the condition's own builder, drawn anew
     view = eot_view(attack, (64, 64))
     assert all(len(w) == 20 for w in view.windows)  # every draw's crop, averaged
 

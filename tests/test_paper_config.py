@@ -22,7 +22,9 @@ def test_paper_config_is_the_papers_protocol() -> None:
     assert [m.name for m in cfg.models] == list(SIZES)
     assert [a.name for a in cfg.attacks][:2] == ["bfgs", "sign"] and cfg.top_k == 5
     assert cfg.dataset.layout == "ilsvrc"
-    assert {"norm_sweep", "masks", "foveation", "linearity", "transfer"} <= set(cfg.tasks)
+    assert {"norm_sweep", "masks", "foveation", "linearity", "transfer", "adaptive"} <= set(
+        cfg.tasks
+    )
 
 
 @pytest.mark.parametrize("name", list(SIZES))

@@ -55,7 +55,7 @@ def test_every_view_and_mask_condition_has_exactly_one_implementation() -> None:
 
 
 def test_the_registry_answers_what_other_modules_need() -> None:
-    assert set(eval_tasks()) == {"norm_sweep", "masks", "foveation", "linearity"}
+    assert set(eval_tasks()) == {"norm_sweep", "masks", "foveation", "linearity", "adaptive"}
     assert all(CONDITIONS.get(c).task in TASKS for c in CONDITIONS.names())
     assert {c.name for c in conditions_of("norm_sweep")} == {"mp"}
     for num, den in table1_ratios():

@@ -253,6 +253,37 @@ def findings_html(findings: pl.DataFrame) -> str:
     return render(header, rows, classes=classes)
 
 
+def adaptive_table(adaptive: pl.DataFrame) -> str:
+    """The adaptive gain beside the transferred one, with the masking checks."""
+    if adaptive.is_empty():
+        return ""
+    shown = adaptive.with_columns(
+        pl.when(pl.col("adaptive_gain_lower_bound"))
+        .then(pl.lit("≥ "))
+        .otherwise(pl.lit(""))
+        .add(pl.col("adaptive_gain_median").round(3).cast(pl.String))
+        .alias("adaptive_gain")
+    )
+    return frame(
+        shown,
+        {
+            "model": "model",
+            "attack": "attack",
+            "condition": "foveation",
+            "n": "n",
+            "adaptive_gain": "adaptive gain (median)",
+            "adaptive_gain_ci_low": "95% CI low",
+            "adaptive_gain_ci_high": "95% CI high",
+            "transferred_gain_median": "transferred gain (median)",
+            "success_rate": "adaptive success",
+            "fresh_fooled_mean": "fooled share of fresh draws",
+            "check_unreached": "never fooled",
+            "check_weaker_than_transfer": "weaker than transfer",
+            "image_forwards_per_image": "forwards / image",
+        },
+    )
+
+
 def linearity_table(lin: pl.DataFrame) -> str:
     return frame(
         lin,

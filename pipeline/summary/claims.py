@@ -18,10 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.protocol import CONDITIONS, EFFECT_COLUMNS, MP, effect_of
+from tasks.protocol import (
+    CONDITIONS,
+    EFFECT_COLUMNS,
+    MODERN_FOVEATION,
+    MP,
+    effect_of,
+    mp_foveations,
+)
 from tasks.registry import Registry
 
-Kind = Literal["accuracy", "ratio", "difference"]
+Kind = Literal["accuracy", "ratio", "difference", "adaptive"]
 #: Where an accuracy claim is tested: the primary point (matched to the paper's Table 2),
 #: every evaluation point of the run, or norm 0 (once per model: the clean accuracy).
 At = Literal["points", "zero"]
@@ -64,6 +71,11 @@ def claims() -> Registry[Claim]:
         if c.better_than is not None:
             other = CONDITIONS.get(c.better_than).label
             add(Claim(f"{c.name}_vs_{c.better_than}", f"{c.label} accuracy > {other} accuracy", "accuracy", c.name, c.better_than, "Fig. 3, 8; sec. 4 results"))  # fmt: skip
+    # Not the paper's claim but the question a reader now asks of it (Athalye et al. 2018):
+    # tested in the primary family when a run has the adaptive task
+    for name in (*mp_foveations(), MODERN_FOVEATION):
+        label = CONDITIONS.get(name).label if name in CONDITIONS else "Random Resized Crop"
+        add(Claim(f"{name}_adaptive_gain", f"critical norm {label} under its own adaptive attack / MP > 1 (the gain survives an attacker who knows the foveation)", "adaptive", name, MP, "sec. 4's conclusion, against an adaptive attacker"))  # fmt: skip
     add(Claim("linearity_error", "error of f(e*) > error of the local linear interpolation", "difference", "err_alone", "err_interpolation", "sec. 3, Fig. 12"))  # fmt: skip
     for setup, prefix in EFFECT_COLUMNS.items():
         t = effect_of(setup)

@@ -25,6 +25,7 @@ import math
 import numpy as np
 import polars as pl
 
+from pipeline.summary.adaptive import adaptive_pairs, gain_test
 from pipeline.summary.axes import native_norm
 from pipeline.summary.claims import Claim, claims, primary_claims
 from pipeline.summary.points import Points, primary_point
@@ -51,6 +52,7 @@ def findings(
     alpha: float,
     rtol: float = 0.0,
     primary: tuple[str, ...] | None = None,
+    adaptive: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per claim x model x attack (x source for cross claims, x evaluation point for
     accuracy claims; clean gains once per model). ``rtol``: the refined search's precision,
@@ -88,6 +90,15 @@ def findings(
                 if claim.absolute:
                     left, right = np.abs(left), np.abs(right)
                 rows.append(_row(claim, str(model), str(model), str(attack), "", math.nan, difference_test(left, right), float(np.median(left)) if len(left) else math.nan, float(np.median(right)) if len(right) else math.nan))  # fmt: skip
+    if adaptive is not None and not adaptive.is_empty():
+        for (model, attack), _ in sorted(
+            adaptive.group_by("source", "attack"), key=lambda g: str(g[0])
+        ):
+            for claim in (c for c in registry.in_order() if c.kind == "adaptive"):
+                pairs = adaptive_pairs(adaptive, str(model), str(attack), claim.left)
+                if pairs.height:
+                    norm = native_norm(str(attack))
+                    rows.append(_row(claim, str(model), str(model), str(attack), norm, math.nan, gain_test(pairs), math.nan, math.nan))  # fmt: skip
     if not rows:
         return pl.DataFrame()
     for r in rows:
@@ -215,9 +226,7 @@ def _row(
     return {
         "claim": claim.text,
         "claim_id": claim.name,
-        "test": {"accuracy": "mcnemar_exact", "ratio": "sign_exact", "difference": "sign_exact"}[
-            claim.kind
-        ],
+        "test": "mcnemar_exact" if claim.kind == "accuracy" else "sign_exact",
         "model": model,
         "source": source,
         "attack": attack,

@@ -9,6 +9,7 @@ import polars as pl
 from pipeline.config import EvalCfg
 from pipeline.storage import Location, RunDir, location, write_table
 from pipeline.summary import protocol as proto
+from pipeline.summary.adaptive import adaptive_summary, load_adaptive
 from pipeline.summary.attacks import attack_summary, clean_summary
 from pipeline.summary.findings import findings
 from pipeline.summary.measures import bounds_summary, fooling_curves, measure_summary
@@ -43,6 +44,7 @@ def write_summaries(run_dir: RunDir) -> Summaries:
 
 PROTOCOL_TABLES = (
     "curves", "transfer", "table1", "table2", "linearity", "findings", "dense_check", "forwards",
+    "adaptive",
 )  # fmt: skip
 
 
@@ -50,6 +52,7 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
     """Every protocol table, aggregated from the evaluation shards (nothing written)."""
     crit = proto.load_critical(run_dir)
     lin = proto.load_linearity(run_dir)
+    adaptive = load_adaptive(run_dir)
     points = read_eval_points(run_dir)
     curves = proto.accuracy_curves(crit, proto.curve_grids(settings.grids(), points))
     tables = {
@@ -58,9 +61,12 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
         "table1": proto.table1(crit, settings.rtol),
         "table2": proto.table2(curves, points),
         "linearity": proto.linearity_summary(lin),
-        "findings": findings(crit, lin, points, settings.alpha, settings.rtol, settings.primary),
+        "findings": findings(
+            crit, lin, points, settings.alpha, settings.rtol, settings.primary, adaptive
+        ),
         "dense_check": proto.dense_check(crit),
         "forwards": proto.condition_forwards(crit),
+        "adaptive": adaptive_summary(adaptive, crit, settings.rtol),
     }
     assert tuple(tables) == PROTOCOL_TABLES
     return tables

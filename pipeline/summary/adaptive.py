@@ -1,0 +1,134 @@
+"""The adaptive gain: what each foveation keeps against an attacker who knows it.
+
+Per (model, attack, foveation), over the images correct under the foveation that the
+attack stage perturbed: the adaptive critical norm (the minimum perturbation of the
+foveated network, :mod:`pipeline.eval_adaptive`) over the image's MP critical norm (the
+unfoveated network's), both found by the attack's own line search, so both sides of the
+ratio have the same precision. Beside it, the transferred gain (the foveation's Table 1
+ratio: MP foveated / MP) and the gradient-masking checks that apply (Carlini et al.
+2019): the adaptive attack, unbounded, fools every image; it is never weaker than the
+transferred MP on the same foveated network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from pipeline.storage import RunDir
+from pipeline.summary.attacks import scan
+from pipeline.summary.axes import native_norm
+from pipeline.summary.stats import Test, ratio_test, tie_tolerance
+from tasks.protocol import MP
+
+#: The attack stage's line-search precision (both sides of the adaptive ratio use it).
+LINE_SEARCH_RTOL = 1e-3
+
+
+def load_adaptive(run_dir: RunDir) -> pl.DataFrame:
+    df = scan(run_dir, "evals/adaptive")
+    return pl.DataFrame() if df is None else df.filter(pl.col("error").is_null())
+
+
+def adaptive_pairs(adaptive: pl.DataFrame, model: str, attack: str, condition: str) -> pl.DataFrame:
+    """The images a gain is measured on: correct under the foveation, perturbed by MP."""
+    norm = native_norm(attack)
+    return adaptive.filter(
+        (pl.col("source") == model)
+        & (pl.col("attack") == attack)
+        & (pl.col("condition") == condition)
+        & pl.col("clean_correct")
+        & pl.col("has_perturbation")
+        & (pl.col(f"mp_{norm}") > 0)
+    ).select("image_id", pl.col(f"crit_{norm}").alias("a"), pl.col(f"mp_{norm}").alias("b"))
+
+
+def gain_test(pairs: pl.DataFrame) -> Test:
+    """Sign test of adaptive critical norm > MP's, with the median ratio (a foveation whose
+    adaptive attack never fools an image gives a ratio only known to be large)."""
+    return ratio_test(pairs["a"].to_numpy(), pairs["b"].to_numpy(), tie_tolerance(LINE_SEARCH_RTOL))
+
+
+def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) -> pl.DataFrame:
+    """One row per (model, attack, foveation): adaptive gain, transferred gain, checks."""
+    if adaptive.is_empty():
+        return pl.DataFrame()
+    out = []
+    for (model, attack, condition), group in adaptive.group_by("source", "attack", "condition"):
+        m, a, c = str(model), str(attack), str(condition)
+        norm = native_norm(a)
+        pairs = adaptive_pairs(adaptive, m, a, c)
+        test = gain_test(pairs) if pairs.height else None
+        transferred = _transferred(crit, m, a, c, norm)
+        joined = pairs.join(transferred, on="image_id", how="left")
+        weaker = joined.filter(pl.col("t").is_not_null() & (pl.col("a") > pl.col("t") / (1 - rtol)))
+        right = group.filter(pl.col("clean_correct"))
+        t_ratio = (joined["t"] / joined["b"]).drop_nulls().to_numpy()
+        out.append(
+            {
+                "model": m,
+                "attack": a,
+                "condition": c,
+                "norm": norm,
+                "random_views": bool(group["random_views"][0]),
+                "n": pairs.height,
+                "adaptive_gain_median": None if test is None else test.effect,
+                "adaptive_gain_ci_low": None if test is None else test.ci_low,
+                "adaptive_gain_ci_high": None if test is None else test.ci_high,
+                "adaptive_gain_lower_bound": test is not None
+                and test.effect_high is not None
+                and test.effect_high != test.effect,
+                "transferred_gain_median": float(np.median(t_ratio)) if len(t_ratio) else None,
+                "success_rate": float(right["success"].mean()) if right.height else None,  # type: ignore[arg-type]
+                "fresh_fooled_mean": _mean(group, "fresh_fooled"),
+                # gradient masking (each should be 0): unbounded attack failed; adaptive
+                # critical norm above the transferred one on the same foveated network
+                "check_unreached": int((~right["success"]).sum()),
+                "check_weaker_than_transfer": weaker.height,
+                "image_forwards_per_image": _mean(group, "n_image_forwards"),
+                "image_backwards_per_image": _mean(group, "n_image_backwards"),
+            }
+        )
+    return pl.DataFrame(out).sort("attack", "model", "condition")
+
+
+def masking_warnings(summary: pl.DataFrame) -> list[str]:
+    """One line per (model, attack, foveation) whose masking checks are not all 0."""
+    if summary.is_empty():
+        return []
+    bad = summary.filter(
+        (pl.col("check_unreached") > 0) | (pl.col("check_weaker_than_transfer") > 0)
+    )
+    return [
+        f"adaptive {r['condition']} {r['model']} {r['attack']}: {r['check_unreached']} of "
+        f"{r['n']} images never fooled by the unbounded adaptive attack, "
+        f"{r['check_weaker_than_transfer']} where it was weaker than the transferred MP: "
+        "look for gradient masking (a non-differentiable step, saturated scores)"
+        for r in bad.to_dicts()
+    ]
+
+
+def _transferred(
+    crit: pl.DataFrame, model: str, attack: str, condition: str, norm: str
+) -> pl.DataFrame:
+    """The foveation's critical norm for MP transferred through it (the foveation task)."""
+    if crit.is_empty() or condition == MP:
+        return pl.DataFrame(
+            {"image_id": [], "t": []}, schema={"image_id": pl.String, "t": pl.Float64}
+        )
+    return crit.filter(
+        (pl.col("source") == model)
+        & (pl.col("target") == model)
+        & (pl.col("attack") == attack)
+        & (pl.col("condition") == condition)
+    ).select("image_id", pl.col(f"crit_{norm}").alias("t"))
+
+
+def _mean(df: pl.DataFrame, column: str) -> float | None:
+    values = df[column].drop_nulls()
+    if not len(values):
+        return None
+    value = float(values.mean())  # type: ignore[arg-type]
+    return value if math.isfinite(value) else None

@@ -1,0 +1,99 @@
+"""The ``adaptive`` evaluation task through the evaluation worker (the plain class, no Ray):
+rows, EOT accounting, the adaptive-gain summary and its finding. A tiny untrained network
+keeps it cheap: the science is checked in tests/test_adaptive.py."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from pipeline.config import EvalCfg
+from pipeline.data import build_manifest
+from pipeline.eval_unit import EvalUnit
+from pipeline.eval_worker import Evaluator
+from pipeline.image_cache import ImageCache
+from pipeline.images import load_batch
+from pipeline.models import load_model
+from pipeline.partitions import write_committed
+from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
+from pipeline.store import record, roundtrip
+from pipeline.summary.adaptive import adaptive_summary, masking_warnings
+from pipeline.summary.findings import findings
+from tasks import attacks
+from tasks.criterion import TopK
+from tasks.linesearch import LineSearch
+
+pytestmark = pytest.mark.integration
+
+NET = "untrained_timm:test_convnext3"
+SIZE = {"input_size": [48, 48]}
+STORE = perturbation_partition(NET, "sign")
+#: An untrained network's top-1 moves when the image is cropped; its top-100 keeps the label.
+TOP = TopK(100)
+
+
+def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path) -> None:
+    rows = [r for r in build_manifest("sample", None).table.to_pylist() if r["boxes"]][:3]
+    model = load_model(NET, SIZE)
+    x = load_batch([r["path"] for r in rows], model.cfg)
+    with torch.no_grad():  # an untrained network: its own top-1 is the label it must keep
+        labels = model(x).argmax(1)
+    attack = attacks.create("sign", criterion=TOP, line_search=LineSearch(rtol=1e-3))
+    attack.quantize = roundtrip
+    mp = attack(model, x, labels)
+    perts = [
+        record(r["image_id"], NET, "sign", "mp", float(mp.scale[i]), mp.direction[i])
+        for i, r in enumerate(rows)
+        if bool(mp.success[i]) and bool(mp.clean_correct[i])
+    ]
+    assert perts
+    write_committed(tmp_path, STORE, 0, table_from_rows(perts, PERTURBATION_SCHEMA))
+    unit = EvalUnit(
+        source=NET, target=NET, attack="sign", shard=0,
+        image_ids=tuple(r["image_id"] for r in rows), paths=tuple(r["path"] for r in rows),
+        labels=tuple(int(v) for v in labels), sizes=tuple((r["width"], r["height"]) for r in rows),
+        boxes=tuple(tuple((b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]) for r in rows),
+        run_dir=str(tmp_path), perturbations=STORE, target_attacks="", source_cfg=model.cfg,
+        tasks=("foveation", "adaptive"),
+    )  # fmt: skip
+    settings = EvalCfg(
+        crops=("object_crop", "three_crop"), eot_draws=3, fresh_draws=7, dense_check=0
+    )
+    made = attacks.create("sign", criterion=TOP)
+    ev = Evaluator(model, TOP, settings, lambda _: made, ImageCache(), batch_size=3)
+    out = ev.evaluate(unit)
+    adaptive = pl.from_arrow(out.tables["adaptive"])
+    assert isinstance(adaptive, pl.DataFrame)
+    assert adaptive["error"].is_null().all()
+    assert adaptive["clean_correct"].sum() >= 5 and adaptive["success"].sum() >= 2
+    assert set(adaptive["condition"]) == {"object_crop", "three_crop", "random_resized_crop"}
+    assert adaptive.height == 3 * len(rows)  # every image has a box: every foveation
+    for r in adaptive.to_dicts():
+        random_views = r["condition"] != "object_crop"
+        assert r["random_views"] == random_views
+        if random_views:  # EOT over 3 draws, judged on 7 fresh ones (never the attack's)
+            assert r["eot_draws"] == 3 and r["fresh_draws"] == 7
+            assert r["fresh_ci_low"] <= r["fresh_fooled"] <= r["fresh_ci_high"]
+            assert (
+                r["success"] == (r["clean_correct"] and r["fresh_fooled"] > 0.5) or not r["success"]
+            )
+        crops = {"object_crop": 1, "three_crop": 9, "random_resized_crop": 3}[r["condition"]]
+        assert r["n_image_forwards"] >= crops  # every crop of every draw is a network input
+        if r["success"]:
+            assert 0 < r["crit_linf"] < math.inf
+    crit = pl.from_arrow(out.tables["foveation"])
+    assert isinstance(crit, pl.DataFrame)
+    summary = adaptive_summary(adaptive, crit, rtol=0.05)
+    assert set(summary["condition"]) == set(adaptive["condition"])
+    assert {"adaptive_gain_median", "transferred_gain_median", "check_unreached"} <= set(
+        summary.columns
+    )
+    assert isinstance(masking_warnings(summary), list)
+    points = {NET: {"sign": {"norm": "linf", "values": [5.3], "primary": 5.3}}}
+    f = findings(crit, pl.DataFrame(), points, 0.05, 0.05, None, adaptive)
+    gains = f.filter(pl.col("claim_id").str.ends_with("_adaptive_gain"))
+    assert gains.height >= 1 and set(gains["family"]) == {"primary"}
