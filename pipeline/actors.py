@@ -9,7 +9,6 @@ get their resources and their bundle here, through ``.options``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
@@ -93,18 +92,25 @@ def start_actors(
         for ref in cfg.models
         if ref.name in models
     }
-    by_model: dict[str, list[Any]] = collections.defaultdict(list)
+    actors = ActorSet({}, reservation)
     names = list(specs)
-    for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
-        if plan.pooled:
-            pool = RemoteModelPool.options(**options(i))
-            by_model[ANY_MODEL].append(pool.remote(specs, cfg.ray.model_memory_mb))
-        else:
-            name = names[i % len(names)]
-            by_model[name].append(RemoteModelWorker.options(**options(i)).remote(specs[name]))
+    try:
+        for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
+            if plan.pooled:
+                pool = RemoteModelPool.options(**options(i))
+                actors.by_model.setdefault(ANY_MODEL, []).append(
+                    pool.remote(specs, cfg.ray.model_memory_mb)
+                )
+            else:
+                name = names[i % len(names)]
+                worker = RemoteModelWorker.options(**options(i))
+                actors.by_model.setdefault(name, []).append(worker.remote(specs[name]))
+    except BaseException:  # the bundles go back even when an actor could not be made
+        actors.stop()
+        raise
     kind = "pooled actors, each serving every model" if plan.pooled else "model actors"
     print(reservation.summary(nodes, kind), file=sys.stderr, flush=True)
-    return ActorSet(dict(by_model), reservation)
+    return actors
 
 
 def init_ray(cfg: BenchmarkConfig) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import ray
 from ray.util.placement_group import (
@@ -140,12 +140,14 @@ def plan_actors(cfg: RayCfg, device: str, n_models: int, nodes: list[Node]) -> P
 
 
 def _gpu_shares(gpu: float, n_actors: int) -> list[float]:
-    """GPU requests Ray accepts, up to ``gpu``: whole GPUs, or a fraction 1/k of one."""
+    """GPU requests Ray accepts, up to ``gpu``: whole GPUs, or a share of one (1/k, or
+    ``gpu`` itself below 1); Ray refuses 1.5 GPUs."""
     wholes = [float(k) for k in range(1, math.floor(gpu + EPS) + 1)]
-    return [gpu, *wholes, *(1 / k for k in range(2, n_actors + 1))]
+    parts = [1 / k for k in range(2, n_actors + 1) if 1 / k <= gpu] + ([gpu] if gpu < 1 else [])
+    return wholes + parts
 
 
-def _largest(candidates: list[float], room: Any, n_actors: int) -> float:
+def _largest(candidates: list[float], room: Callable[[float], int], n_actors: int) -> float:
     """The largest candidate share (rounded down to Ray's quantum) with room for every actor."""
     for share in sorted(
         {math.floor(c / QUANTUM + EPS) * QUANTUM for c in candidates}, reverse=True
@@ -204,11 +206,10 @@ def reserve(plan: Plan, nodes: list[Node], timeout_s: float) -> Reservation:
         ray.get(group.ready(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
         remove_placement_group(group)
-        raise _error(
-            plan.request(),
-            nodes,
-            f"Ray did not reserve them within {timeout_s:g} s "
-            "(ray.placement_timeout_s; other work holds the nodes' resources)",
+        raise PlacementError(
+            f"{plan.request()} were not reserved within {timeout_s:g} s "
+            "(ray.placement_timeout_s): other work holds the resources of the nodes: "
+            f"{_nodes_line(nodes)}"
         ) from None
     table = placement_group_table(group)
     placed = table.get("bundles_to_node_id", {})

@@ -21,6 +21,7 @@ import pytest
 import ray
 import yaml
 from ray.cluster_utils import Cluster
+from ray.util.placement_group import placement_group, remove_placement_group
 
 from pipeline import cli
 from pipeline.attack_unit import AttackOutput
@@ -74,6 +75,9 @@ def place_greedily(plan_nodes: list[Node], n: int, cpu: float, gpu: float) -> li
         ([(8, 4), (8, 4)], RayCfg(pooled=False), 3, (8, 2.0, 1.0)),
         # more models than GPUs: fractional GPU shares
         ([(16, 1)], RayCfg(pooled=False, cpus_per_actor=1), 3, (3, 1.0, 0.3333)),
+        # a GPU share Ray accepts: 1.5 GPUs on 1-GPU nodes is not one; a share of 0.3 stays
+        ([(8, 1), (8, 1)], RayCfg(pooled=True, actors=5, gpus_per_actor=1), 1, (5, 2.6666, 0.3333)),
+        ([(8, 2)], RayCfg(actors=3, gpus_per_actor=0.3, cpus_per_actor=1), 1, (3, 1.0, 0.3)),
         # what the config asks for, when there is room
         ([(16, 4)], RayCfg(pooled=False, actors_per_model=1, cpus_per_actor=1), 2, (2, 1.0, 1.0)),
     ],
@@ -307,3 +311,27 @@ def test_an_unplaceable_run_exits_2_in_one_line_within_seconds(
     assert lines == [lines[-1]] and lines[-1].startswith("placement error: "), err
     assert fragment in lines[-1] and all(w.describe() in lines[-1] for w in workers), err
     assert not (tmp_path / "placed").exists(), "it went on to prepare the run"
+
+
+@pytest.mark.integration
+def test_resources_held_by_other_work_fail_the_run_after_the_placement_timeout(
+    cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The plan fits the nodes, but another job holds every CPU: exit 2 in one line, no wait."""
+    with_workers(cluster, 2, num_cpus=2)
+    other_job = placement_group([{"CPU": 2}] * 2, strategy="STRICT_SPREAD")
+    ray.get(other_job.ready(), timeout=30)
+    try:
+        raw = tiny_config(tmp_path, imagenet_sample, 1, placement_timeout_s=2).as_dict()
+        config = tmp_path / "busy.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        capfd.readouterr()
+        code = cli.main(["run", str(config)])
+        lines = [x for x in capfd.readouterr().err.splitlines() if x.strip()]
+        assert code == 2, lines
+        assert lines[-1].startswith("placement error: 1 actor(s) of {CPU: 2} were not reserved")
+        assert sum("placement error" in x for x in lines) == 1, lines
+        states = [g["state"] for g in ray.util.placement_group_table().values()]
+        assert states.count("CREATED") == 1 and "PENDING" not in states, states  # released
+    finally:
+        remove_placement_group(other_job)
