@@ -85,7 +85,9 @@ class RayCfg:
     cpus_per_actor: float | None = param(
         None, "CPU cores per actor (None: the largest equal share the nodes can all hold)", gt=0
     )
-    actors_per_model: int | None = param(None, "None: one per GPU share, else one", ge=1)
+    actors_per_model: int | None = param(
+        None, "None: one per model, and with GPUs one per GPU share (models take turns)", ge=1
+    )
     max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
     #: Pooled actors serve every model (loaded on demand), scheduled by measured throughput,
     #: so 8 GPUs and 3 models keep all 8 busy. None: pooled when the cluster has GPUs.
