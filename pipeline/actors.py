@@ -1,74 +1,79 @@
 """Ray for a run: join or start the cluster, then one actor per model (or per GPU share).
 
-Every actor holds its network for both stages; the requests are sized so all
-of them can be placed at once (an actor that cannot be placed would wait forever).
+Every actor holds its network for both stages, so an actor that cannot be placed
+would wait forever: the requests are planned against the nodes that exist and
+reserved as one placement group before any actor starts (pipeline/placement.py).
+Like xgboost_ray, the actor classes are plain and their ``ray.remote`` wrappers
+get their resources and their bundle here, through ``.options``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from pipeline.config import BenchmarkConfig
 from pipeline.model_pool import RemoteModelPool
+from pipeline.placement import Reservation, alive_nodes, plan_actors, reserve
 from pipeline.scheduler import ANY_MODEL
 from pipeline.worker import RemoteModelWorker, WorkerSpec
 
 
-def _cluster_gpus() -> float:
-    return float(ray.cluster_resources().get("GPU", 0))
+@dataclass
+class ActorSet:
+    """The run's actors (by model, or one pool under ``ANY_MODEL``) and the bundles they hold."""
+
+    by_model: dict[str, list[Any]]
+    reservation: Reservation
+
+    def stop(self) -> None:
+        """Kill every actor, then hand their bundles back to the cluster."""
+        for pool in self.by_model.values():
+            for actor in pool:
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(actor, no_restart=True)
+        with contextlib.suppress(Exception):  # Ray already shut down
+            self.reservation.release()
 
 
-def actor_shares(
-    n_actors: int, cpus_per_actor: float | None, gpus_per_actor: float, cluster: dict[str, float]
-) -> tuple[float, float]:
-    """CPU and GPU each actor asks for, so that every actor can be placed at once.
-
-    All actors live through both stages (each holds its network), so an actor
-    that cannot be placed would wait forever: with 3 models on 2 CPUs, or more
-    models than GPUs, the requests shrink to fractional shares of what exists.
-    """
-    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    if cpus_per_actor is None:  # an equal share: a one-model run on 2 cores uses both
-        cpu = cpus / n_actors if cpus else 1.0
-    else:
-        cpu = min(cpus_per_actor, cpus / n_actors) if cpus else cpus_per_actor
-    gpu = min(gpus_per_actor, gpus / n_actors) if gpus else 0.0
-    return math.floor(cpu * 1e4) / 1e4, math.floor(gpu * 1e4) / 1e4  # round down: must fit
+def check_placement(cfg: BenchmarkConfig) -> None:
+    """Join or start Ray and plan the actors against its nodes: a run that cannot place
+    them stops here, in seconds, before a manifest is built or an MLflow run opened."""
+    init_ray(cfg)
+    plan_actors(cfg.ray, cfg.device, len(cfg.models), alive_nodes())
 
 
 def start_actors(
     cfg: BenchmarkConfig, models: list[str], run_dir: str = "", prov: dict[str, Any] | None = None
-) -> dict[str, list[Any]]:
-    """Actors per model, or one pool serving every model (key ``ANY_MODEL``); with
-    ``run_dir`` they write their own results there."""
-    gpus = _cluster_gpus()
-    cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
-    pooled = cfg.ray.pooled if cfg.ray.pooled is not None else gpus > 0
-    if pooled:
-        n_actors = cfg.ray.actors or (
-            max(1, int(gpus // cfg.ray.gpus_per_actor)) if gpus else len(models)
-        )
-    elif cfg.ray.actors_per_model:
-        n_actors = cfg.ray.actors_per_model * len(models)
-    elif gpus:
-        n_actors = max(1, int(gpus // cfg.ray.gpus_per_actor) // len(models)) * len(models)
-    else:
-        n_actors = len(models)
-    cpu_share, per_gpu = actor_shares(
-        n_actors, cfg.ray.cpus_per_actor, cfg.ray.gpus_per_actor, cluster
-    )
-    options = {
-        "num_cpus": cpu_share,
-        "num_gpus": per_gpu,
-        "max_restarts": cfg.ray.max_restarts,
-        "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
-    }
+) -> ActorSet:
+    """Actors per model, or one pool serving every model (key ``ANY_MODEL``), each in its own
+    bundle of one placement group; with ``run_dir`` they write their own results there.
+
+    Raises :class:`PlacementError` (exit 2) when they cannot all be placed, before any waits.
+    """
+    nodes = alive_nodes()
+    plan = plan_actors(cfg.ray, cfg.device, len(models), nodes)
+    reservation = reserve(plan, nodes, cfg.ray.placement_timeout_s)
+
+    def options(bundle: int) -> dict[str, Any]:
+        return {
+            "num_cpus": plan.cpu,
+            "num_gpus": plan.gpu,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                reservation.group, placement_group_bundle_index=bundle
+            ),
+            "max_restarts": cfg.ray.max_restarts,
+            "max_task_retries": 0,  # the driver requeues (pipeline/scheduler.py says why)
+        }
+
     attack_params = {a.name: a.params for a in cfg.attacks}
     specs = {
         ref.name: WorkerSpec(
@@ -79,7 +84,7 @@ def start_actors(
             rtol=cfg.rtol,
             batch_size=cfg.batch_size,
             device=cfg.device,
-            threads=max(1, math.floor(cpu_share)),  # torch threads = the cores it was given
+            threads=max(1, math.floor(plan.cpu)),  # torch threads = the cores it was given
             eval=cfg.eval,
             run_dir=run_dir,
             provenance=prov or {},
@@ -87,19 +92,24 @@ def start_actors(
         for ref in cfg.models
         if ref.name in models
     }
-    actors: dict[str, list[Any]]
-    if pooled:
-        pool = RemoteModelPool.options(**options)
-        actors = {ANY_MODEL: [pool.remote(specs, cfg.ray.model_memory_mb) for _ in range(n_actors)]}
-    else:
-        per_model = n_actors // len(specs)
-        actors = {
-            name: [RemoteModelWorker.options(**options).remote(spec) for _ in range(per_model)]
-            for name, spec in specs.items()
-        }
-    where = f"{per_gpu} GPU each" if per_gpu else f"CPU, {cpu_share} core(s) each"
-    kind = "pooled actors, each serving every model" if pooled else "model actors"
-    print(f"ray: {n_actors} {kind} ({where})", file=sys.stderr, flush=True)
+    actors = ActorSet({}, reservation)
+    names = list(specs)
+    try:
+        for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
+            if plan.pooled:
+                pool = RemoteModelPool.options(**options(i))
+                actors.by_model.setdefault(ANY_MODEL, []).append(
+                    pool.remote(specs, cfg.ray.model_memory_mb)
+                )
+            else:
+                name = names[i % len(names)]
+                worker = RemoteModelWorker.options(**options(i))
+                actors.by_model.setdefault(name, []).append(worker.remote(specs[name]))
+    except BaseException:  # the bundles go back even when an actor could not be made
+        actors.stop()
+        raise
+    kind = "pooled actors, each serving every model" if plan.pooled else "model actors"
+    print(reservation.summary(nodes, kind), file=sys.stderr, flush=True)
     return actors
 
 

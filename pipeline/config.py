@@ -83,9 +83,11 @@ class RayCfg:
     address: str | None = None  # None: start a local Ray
     gpus_per_actor: float = param(1.0, "GPU share per actor, when the cluster has GPUs", ge=0)
     cpus_per_actor: float | None = param(
-        None, "CPU cores per actor (None: an equal share of the cluster's CPUs)", gt=0
+        None, "CPU cores per actor (None: the largest equal share the nodes can all hold)", gt=0
     )
-    actors_per_model: int | None = param(None, "None: one per GPU share, else one", ge=1)
+    actors_per_model: int | None = param(
+        None, "None: one per model, and with GPUs one per GPU share (models take turns)", ge=1
+    )
     max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
     #: Pooled actors serve every model (loaded on demand), scheduled by measured throughput,
     #: so 8 GPUs and 3 models keep all 8 busy. None: pooled when the cluster has GPUs.
@@ -95,6 +97,9 @@ class RayCfg:
     )
     model_memory_mb: float = param(
         8192.0, "network bytes a pooled actor keeps resident before evicting (LRU)", gt=0
+    )
+    placement_timeout_s: float = param(
+        60.0, "seconds Ray may take to reserve every actor's resources before the run fails", gt=0
     )
 
 

@@ -10,7 +10,6 @@ MLflow run KILLED, and the next run resumes from the finished shards.
 from __future__ import annotations
 
 import collections
-import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -19,12 +18,11 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import ray
 import yaml
 from tqdm import tqdm
 
 from pipeline import interrupts, provenance, rundir
-from pipeline.actors import init_ray, start_actors
+from pipeline.actors import ActorSet, check_placement, init_ray, start_actors
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.compaction import ATTACK_TABLES, EVAL_TABLES, compact_stage
 from pipeline.config import BenchmarkConfig
@@ -113,6 +111,7 @@ def run_benchmark(
     progress metrics are logged.
     """
     start = time.perf_counter()
+    check_placement(cfg)  # an unplaceable run fails in seconds, not after the manifest
     run_name = run_name or cfg.name
     run_dir = prepare_run_dir(cfg, run_name, fresh)
     removed = remove_stale_temp_files(run_dir)
@@ -276,7 +275,7 @@ class _Stages:
         self.run_dir, self.tracker = run_dir, tracker
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
         self.on_eval_unit_done = on_eval_unit_done
-        self.actors: dict[str, list[Any]] = {}
+        self.actors: ActorSet | None = None
 
     def run(self, attack_units: list[AttackUnit]) -> None:
         try:
@@ -299,10 +298,8 @@ class _Stages:
             if not attack_units and not eval_units:
                 log("nothing to compute: every shard of this run is already complete")
         finally:
-            for pool in self.actors.values():
-                for actor in pool:
-                    with contextlib.suppress(Exception):  # already gone
-                        ray.kill(actor, no_restart=True)
+            if self.actors is not None:
+                self.actors.stop()
 
     def _timed(
         self, stage: Callable[[list[Any]], tuple[list[str], int]], units: list[Any]
@@ -315,12 +312,12 @@ class _Stages:
         return time.perf_counter() - start, len(units) - len(failed)
 
     def _ensure_actors(self) -> dict[str, list[Any]]:
-        if not self.actors:
+        if self.actors is None:
             init_ray(self.cfg)
             interrupts.claim()  # ray.init installed its own SIGTERM handler
             models = [m.name for m in self.cfg.models]
             self.actors = start_actors(self.cfg, models, str(self.run_dir), self.prov)
-        return self.actors
+        return self.actors.by_model
 
     def _schedule(
         self, units: list[Any], method: str, on_output: Callable[[Any], None], desc: str

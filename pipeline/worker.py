@@ -1,8 +1,8 @@
 """The model worker: one network, resident, computing shards of work.
 
 Like xgboost_ray, :class:`ModelWorker` is a plain class (unit-testable without
-Ray) and :data:`RemoteModelWorker` is the thin ``ray.remote`` wrapper; the
-resources are bound at creation from :class:`ActorResources` by the runner.
+Ray) and :data:`RemoteModelWorker` is the thin ``ray.remote`` wrapper; its
+resources and placement-group bundle are bound at creation (pipeline/actors.py).
 A worker writes its own result pieces where the run lives (a local folder or an
 object-store URI, pipeline/write.py) and returns only the small row tables, so
 no perturbation byte passes through the driver and no node needs a shared disk.

@@ -65,22 +65,6 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_actors_always_fit_the_cluster() -> None:
-    from pipeline.actors import actor_shares
-
-    # 3 models on a 2-core laptop: every actor must be placeable at once
-    cpu, gpu = actor_shares(3, 1.0, 1.0, {"CPU": 2.0})
-    assert cpu * 3 <= 2.0 and gpu == 0.0
-    # more models than GPUs: fractional GPU shares
-    cpu, gpu = actor_shares(3, 1.0, 1.0, {"CPU": 16.0, "GPU": 1.0})
-    assert cpu == 1.0 and gpu * 3 <= 1.0 and gpu > 0
-    # room to spare: what the config asks for
-    assert actor_shares(2, 1.0, 1.0, {"CPU": 16.0, "GPU": 4.0}) == (1.0, 1.0)
-    # default: an equal share of the cluster's cores (one model on 2 cores gets both)
-    assert actor_shares(1, None, 1.0, {"CPU": 2.0}) == (2.0, 0.0)
-    assert actor_shares(3, None, 1.0, {"CPU": 2.0})[0] == 0.6666
-
-
 @pytest.mark.unit
 def test_evaluation_tasks_refuse_parameters_that_move_an_attack_off_its_axis() -> None:
     raw = {"attacks": [{"deepfool": {"norm": "linf"}}], "tasks": ["clean", "norm_sweep"]}
