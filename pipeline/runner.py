@@ -38,7 +38,7 @@ from pipeline.runmeta import run_params, run_tags
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
 from pipeline.storage import Location
-from pipeline.summary.adaptive import masking_warnings
+from pipeline.summary.adaptive import gain_metrics, masking_warnings
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
@@ -216,6 +216,7 @@ def _summarise_protocol(
         if table.height:
             tracker.log_artifact(run_dir / "summary" / f"{name}.parquet")
     tracker.log_metrics_once(transfer_metrics(tables["transfer"]))
+    tracker.log_metrics_once(gain_metrics(tables["adaptive"]))
     summary.findings = tables["findings"].to_dicts()
     summary.table1 = tables["table1"].to_dicts()
     dense = tables["dense_check"]

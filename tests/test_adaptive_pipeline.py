@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 import torch
 
+from dashboards.figures.data import RunData
+from dashboards.figures.security import security_curves
 from pipeline.config import EvalCfg
 from pipeline.data import build_manifest
 from pipeline.eval_unit import EvalUnit
@@ -21,7 +23,7 @@ from pipeline.models import load_model
 from pipeline.partitions import write_committed
 from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
 from pipeline.store import record, roundtrip
-from pipeline.summary.adaptive import adaptive_summary, masking_warnings
+from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, masking_warnings
 from pipeline.summary.findings import findings
 from tasks import attacks
 from tasks.criterion import TopK
@@ -97,3 +99,15 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
     f = findings(crit, pl.DataFrame(), points, 0.05, 0.05, None, adaptive)
     gains = f.filter(pl.col("claim_id").str.ends_with("_adaptive_gain"))
     assert gains.height >= 1 and set(gains["family"]) == {"primary"}
+    grids = {"linf": (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)}
+    security = adaptive_curves(adaptive, grids)
+    assert set(security["condition"]) == set(adaptive["condition"])
+    at_zero = security.filter(pl.col("value") == 0.0)
+    for r in at_zero.to_dicts():  # at norm 0: the foveation's clean accuracy on these images
+        rows_c = adaptive.filter(pl.col("condition") == r["condition"])
+        assert r["accuracy"] == pytest.approx(rows_c["clean_correct"].mean())
+    data = RunData(
+        run_dir=tmp_path, protocol={"adaptive_curves": security, "curves": pl.DataFrame()}
+    )
+    (figure,) = security_curves(data)
+    assert figure.section == "Adaptive foveation" and figure.data[:4] == b"\x89PNG"

@@ -21,6 +21,7 @@ from dashboards.figures.linearity import (
 )
 from dashboards.figures.norms import fooling_ratio_curves, norm_distributions
 from dashboards.figures.perceptibility import perceptibility_grids
+from dashboards.figures.security import security_curves
 from dashboards.figures.transfer import transfer_heatmaps
 
 Builder = Callable[[RunData], list[Figure]]
@@ -35,6 +36,7 @@ BUILDERS: tuple[tuple[Builder, str], ...] = (
     (mask_curves, "masked perturbations, Fig. 3/8: needs curves of task masks"),
     (foveation_curves, "foveations, Fig. 5/13: needs curves of task foveation"),
     (foveation_effect_cdf, "foveation effect, Fig. 6: needs evals/linearity with boxes"),
+    (security_curves, "security curves: needs evals/adaptive (task adaptive)"),
     (linearity_examples, "linearity examples, Fig. 4/9-11: needs evals/linearity (linearity)"),
     (linearity_error_cdf, "linear-hypothesis errors, Fig. 12: needs evals/linearity (linearity)"),
 )

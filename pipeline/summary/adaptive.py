@@ -94,6 +94,49 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
     return pl.DataFrame(out).sort("attack", "model", "condition")
 
 
+def adaptive_curves(adaptive: pl.DataFrame, grids: dict[str, tuple[float, ...]]) -> pl.DataFrame:
+    """Security curves: accuracy of each foveated network under its own adaptive attack at
+    each norm of the attack's axis, over every image it was attacked on (wrong clean:
+    wrong at every norm; never fooled: right at every norm). The MP and transferred
+    curves of the same (model, attack, foveation) are in ``summary/curves.parquet``."""
+    if adaptive.is_empty():
+        return pl.DataFrame()
+    parts = []
+    for (model, attack, condition), group in adaptive.group_by("source", "attack", "condition"):
+        norm = native_norm(str(attack))
+        right = pl.col("clean_correct") & (pl.col(f"crit_{norm}") > pl.lit(0.0))
+        for v in grids.get(norm, ()):
+            ok = right & (pl.col(f"crit_{norm}") > v)
+            parts.append(
+                group.select(
+                    pl.lit(str(model)).alias("model"),
+                    pl.lit(str(attack)).alias("attack"),
+                    pl.lit(str(condition)).alias("condition"),
+                    pl.lit(norm).alias("norm"),
+                    pl.lit(float(v)).alias("value"),
+                    ok.mean().alias("accuracy"),
+                    pl.len().alias("n"),
+                )
+            )
+    return (
+        pl.concat(parts).sort("attack", "model", "condition", "value") if parts else pl.DataFrame()
+    )
+
+
+def gain_metrics(summary: pl.DataFrame) -> dict[str, float]:
+    """MLflow metrics of the parent run: each (model, attack, foveation)'s adaptive and
+    transferred gain and its masking counts."""
+    out: dict[str, float] = {}
+    for r in summary.to_dicts() if not summary.is_empty() else []:
+        prefix = f"adaptive/{r['attack']}/{r['model']}/{r['condition']}"
+        for key in ("adaptive_gain_median", "transferred_gain_median", "success_rate"):
+            if r[key] is not None and math.isfinite(r[key]):
+                out[f"{prefix}/{key}"] = float(r[key])
+        out[f"{prefix}/check_unreached"] = float(r["check_unreached"])
+        out[f"{prefix}/check_weaker_than_transfer"] = float(r["check_weaker_than_transfer"])
+    return out
+
+
 def masking_warnings(summary: pl.DataFrame) -> list[str]:
     """One line per (model, attack, foveation) whose masking checks are not all 0."""
     if summary.is_empty():

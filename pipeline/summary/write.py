@@ -9,7 +9,7 @@ import polars as pl
 from pipeline.config import EvalCfg
 from pipeline.storage import Location, RunDir, location, write_table
 from pipeline.summary import protocol as proto
-from pipeline.summary.adaptive import adaptive_summary, load_adaptive
+from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, load_adaptive
 from pipeline.summary.attacks import attack_summary, clean_summary
 from pipeline.summary.findings import findings
 from pipeline.summary.measures import bounds_summary, fooling_curves, measure_summary
@@ -44,7 +44,7 @@ def write_summaries(run_dir: RunDir) -> Summaries:
 
 PROTOCOL_TABLES = (
     "curves", "transfer", "table1", "table2", "linearity", "findings", "dense_check", "forwards",
-    "adaptive",
+    "adaptive", "adaptive_curves",
 )  # fmt: skip
 
 
@@ -54,7 +54,8 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
     lin = proto.load_linearity(run_dir)
     adaptive = load_adaptive(run_dir)
     points = read_eval_points(run_dir)
-    curves = proto.accuracy_curves(crit, proto.curve_grids(settings.grids(), points))
+    grids = proto.curve_grids(settings.grids(), points)
+    curves = proto.accuracy_curves(crit, grids)
     tables = {
         "curves": curves,
         "transfer": proto.transfer_matrices(crit, curves),
@@ -67,6 +68,7 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
         "dense_check": proto.dense_check(crit),
         "forwards": proto.condition_forwards(crit),
         "adaptive": adaptive_summary(adaptive, crit, settings.rtol),
+        "adaptive_curves": adaptive_curves(adaptive, grids),
     }
     assert tuple(tables) == PROTOCOL_TABLES
     return tables
