@@ -260,12 +260,12 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Foveation": [
             _table_block(
                 "Table 1: increase of the norm needed after foveation",
-                "Median ratio of critical norms after / before each foveation with its 95% interval (order statistics), over images correct before and after; an image never fooled after the foveation is right-censored, not dropped (paper: ~5x BFGS, 5-8x Sign, as means).",
+                "Median ratio of critical norms after / before each foveation, both sides found by the same refined search, with its 95% interval (order statistics; ±inf where n is too small for one), over images correct before and after; an image never fooled after the foveation is right-censored at the largest norm tried, not dropped, and '≥' marks a median that censored ratios decide (a lower bound) (paper: ~5x BFGS, 5-8x Sign, as means).",
                 tb.table1_html(t("table1")),
             ),
             _table_block(
                 "Table 2: accuracy of the foveations",
-                f"Top-k accuracy of each condition without perturbation and at {data.point:g} of each attack's own norm, over all evaluated images (the paper's population); in brackets, over the images the attack fooled.",
+                "Top-k accuracy of each condition without perturbation and at each network's evaluation points on its attack's own norm (how each was chosen is in the block's title), over all evaluated images (the paper's population); in brackets, over the images the attack fooled.",
                 tb.table2_html(t("table2")),
             ),
         ],
