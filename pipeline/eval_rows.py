@@ -28,7 +28,7 @@ from tasks.evaluation.build import BatchData, ObjectSetup
 from tasks.evaluation.conditions import ConditionBatch
 from tasks.evaluation.engine import ConditionResult
 from tasks.linearity import LinearityProbe
-from tasks.protocol import OBJECT, ConditionSpec
+from tasks.protocol import ADAPTIVE, OBJECT, ConditionSpec
 
 NO_BOX = "no ground-truth box in this image; box-based conditions are skipped for it"
 NO_PERTURBATION = "no perturbation: the source got the image wrong clean or its attack failed"
@@ -166,7 +166,7 @@ class RowSink:
                 )
 
     def adaptive(self, rows: list[dict[str, Any]]) -> None:
-        self.rows["adaptive"].extend(rows)
+        self.rows[ADAPTIVE].extend(rows)
 
     def error(self, i: int, message: str) -> None:
         """An image that failed alone: an error row in every condition and task."""
@@ -174,7 +174,7 @@ class RowSink:
             self.rows[spec.task].append(
                 {**self.base(i), "setup": spec.setup, "condition": spec.name, "error": message}
             )
-        for task in ("linearity", "adaptive"):
+        for task in ("linearity", ADAPTIVE):
             if task in self.rows:
                 self.rows[task].append({**self.base(i), "error": message})
 
@@ -184,7 +184,7 @@ class RowSink:
         self.objects.extend(other.objects)
 
     def tables(self) -> tuple[dict[str, pa.Table], pa.Table | None]:
-        schemas = {"linearity": LINEARITY_SCHEMA, "adaptive": ADAPTIVE_SCHEMA}
+        schemas = {"linearity": LINEARITY_SCHEMA, ADAPTIVE: ADAPTIVE_SCHEMA}
         tables = {
             task: table_from_rows(rows, schemas.get(task, CRITICAL_SCHEMA))
             for task, rows in self.rows.items()

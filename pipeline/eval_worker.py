@@ -38,6 +38,7 @@ from tasks.evaluation.engine import ConditionResult, Grids, evaluate
 from tasks.linearity import Effect, LinearityProbe
 from tasks.probing import ScoreQueue
 from tasks.protocol import (
+    ADAPTIVE,
     CONDITIONS,
     MP,
     OBJECT,
@@ -215,7 +216,7 @@ class Evaluator:
         rows.missing(idx, data, covered)
         if probe is not None:
             rows.linearity(idx, data, probe, per_forward)
-        if "adaptive" in unit.tasks and data.self_pair:
+        if ADAPTIVE in unit.tasks and data.self_pair:
             attacker = self.make_attack(unit.attack)
             rows.adaptive(adaptive_rows(unit, idx, data, self.model, attacker, self.settings))
 

@@ -24,6 +24,8 @@ SETUPS = (MP, OBJECT)
 #: The modern random fixation (a random resized crop), attacked only by the ``adaptive``
 #: task: it has no transferred condition (tasks.adaptive draws it).
 MODERN_FOVEATION = "random_resized_crop"
+#: The evaluation task that attacks each foveation through itself (pipeline/eval_adaptive.py).
+ADAPTIVE = "adaptive"
 #: Fig. 6's result columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
 EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}
 
@@ -96,7 +98,7 @@ for _task in (
         "linearity", "eval", "self", doc="local linearity and Fig. 6 effects (Fig. 4, 6, 9-12)"
     ),
     TaskSpec(
-        "adaptive", "eval", "self", doc="each foveation attacked through itself (EOT if random)"
+        ADAPTIVE, "eval", "self", doc="each foveation attacked through itself (EOT if random)"
     ),
 ):
     TASKS.add(_task.name, _task)

@@ -36,7 +36,7 @@ from pipeline.summary.protocol import condition_forwards
 from tasks import attacks as attack_registry
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
-from tasks.protocol import MP, eval_tasks
+from tasks.protocol import ADAPTIVE, MP, eval_tasks
 
 
 @dataclass
@@ -78,12 +78,13 @@ def run_eval_bench(
     root: str | None,
     command: str,
     log: Callable[[str], None],
+    device: str = "cpu",
 ) -> EvalBench:
     rows = build_manifest(layout, root, n_images).table.to_pylist()
-    model = load_model(model_name)
+    model = load_model(model_name, device=device)
     cache = ImageCache()
-    x = cache.inputs([r["path"] for r in rows], model.cfg)
-    y = torch.tensor([r["label"] for r in rows])
+    x = cache.inputs([r["path"] for r in rows], model.cfg).to(device)
+    y = torch.tensor([r["label"] for r in rows], device=device)
     criterion = TopK(5)
     frames, units = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,11 +99,12 @@ def run_eval_bench(
             store = Path(tmp)
             partition = perturbation_partition(model_name, attack)
             write_committed(store, partition, 0, table_from_rows(perts, PERTURBATION_SCHEMA))
-            pairs = [(model_name, tuple(eval_tasks()))]
+            # the paper's protocol; the adaptive task is an attack stage of its own
+            pairs = [(model_name, tuple(t for t in eval_tasks() if t != ADAPTIVE))]
             if cross_model:
                 pairs.append((cross_model, ("norm_sweep",)))
             for target, tasks in pairs:
-                net = model if target == model_name else load_model(target)
+                net = model if target == model_name else load_model(target, device=device)
                 ev = Evaluator(net, criterion, settings, {attack: made}.__getitem__, cache, batch)
                 log(f"bench --eval: {attack} {model_name} -> {target} on {len(rows)} photos")
                 start = time.perf_counter()
