@@ -21,7 +21,8 @@ from pipeline.summary import attacks as aggregate
 from pipeline.summary import measures
 from pipeline.summary import protocol as proto
 from pipeline.summary.run_info import run_config
-from pipeline.summary.write import PROTOCOL_TABLES, protocol_tables
+from pipeline.summary.write import ADAPTIVE_TABLES, PROTOCOL_TABLES, protocol_tables
+from tasks.protocol import ADAPTIVE
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -96,7 +97,9 @@ class RunData:
     def _load_protocol(self) -> None:
         """Protocol tables from ``summary/``; if any is missing, all are aggregated from ``evals/``."""
         found = {n: _read(self.run_dir / "summary" / f"{n}.parquet") for n in PROTOCOL_TABLES}
-        missing = [n for n, t in found.items() if t.is_empty()]
+        # a run without the adaptive task has no adaptive tables to miss
+        optional = set() if (self.run_dir / "evals" / ADAPTIVE).is_dir() else set(ADAPTIVE_TABLES)
+        missing = [n for n, t in found.items() if t.is_empty() and n not in optional]
         if missing and (self.run_dir / "evals").is_dir():
             computed = protocol_tables(self.run_dir, self.eval_cfg)
             for name in missing:

@@ -42,6 +42,8 @@ def write_summaries(run_dir: RunDir) -> Summaries:
     return out
 
 
+#: The adaptive task's tables (empty, not missing, in a run without the task).
+ADAPTIVE_TABLES = ("adaptive", "adaptive_curves")
 PROTOCOL_TABLES = (
     "curves", "transfer", "table1", "table2", "linearity", "findings", "dense_check", "forwards",
     "adaptive", "adaptive_curves",
