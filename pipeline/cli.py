@@ -1,4 +1,4 @@
-"""``foveabench``: the command line (DESIGN.md, "CLI" is a contract).
+"""``foveabench``: the command line (the README's commands are its contract).
 
 Nothing heavy is imported at module level (torch, Ray, MLflow, polars,
 pyarrow): ``--help`` and every config error answer in well under 2 s, and a

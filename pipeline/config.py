@@ -1,6 +1,6 @@
 """Benchmark configuration: YAML in, a validated frozen dataclass out.
 
-The keys in DESIGN.md ("Config") are a contract. Every mistake is found here,
+The keys the README and configs/ document are a contract. Every mistake is found here,
 on the driver, before a model, Ray or MLflow starts, and reported as one line
 that names the file, the key, the bad value and what to write instead; nothing
 unknown is silently ignored. Attack names and parameters are checked against

@@ -5,7 +5,7 @@ crop ``crop`` out of it), so a box and the pixels it covers always agree.
 Coordinates are pixel *edges*: pixel column ``j`` covers ``[j, j + 1)``, and
 PIL's resize maps edges linearly (output edge ``x`` = input edge ``x * w / W``),
 so scaling a box by the same factors is exact. Values stay in 0..255 units
-(DESIGN.md "Pixel space"); normalization happens inside the model.
+(docs/protocol.md, "Pixel space"); normalization happens inside the model.
 
 EXIF orientation is not applied (as in timm and the ILSVRC annotations, which
 refer to the stored pixel grid).

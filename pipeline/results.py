@@ -1,6 +1,6 @@
 """Result tables: schemas and the contract layout of their partitions.
 
-DESIGN.md "Results" is the contract: every table carries ``schema_version``,
+The README's "Results" is the contract: every table carries ``schema_version``,
 rows are keyed by ``image_id``. A partition folder holds shard pieces while a
 stage runs and one compacted file after it (pipeline/partitions.py); a shard is
 done when its commit record exists.
@@ -90,7 +90,7 @@ PERTURBATION_SCHEMA = pa.schema(
     ]
 )
 
-#: One row per (image, condition) of the evaluation stage (evals/<task>/..., DESIGN.md):
+#: One row per (image, condition) of the evaluation stage (evals/<task>/..., README "Results"):
 #: every image of the shard (with a box, for box conditions), whether or not the source
 #: has a perturbation for it. Norms are of the perturbation actually added, in the frame
 #: the target sees (``crit_*``: the received norm for cross pairs) and in the source's
@@ -221,7 +221,7 @@ def bounds_partition(model: str) -> str:
     return f"bounds/model={model}"
 
 
-#: The result tables, each a folder of partitions (DESIGN.md "Results").
+#: The result tables, each a folder of partitions (README "Results").
 TABLE_ROOTS = ("attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals")
 
 

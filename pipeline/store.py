@@ -3,7 +3,7 @@
 A minimum perturbation is ``clip(x + scale * d) - x``; we keep ``d`` and
 ``scale`` (``x`` is re-derived from the image by the model's deterministic
 preprocessing). Keeping the direction rather than the clipped ``e*`` is what
-the norm sweeps need: they rescale the direction (DESIGN.md, "Norm sweep").
+the norm sweeps need: they rescale the direction (docs/protocol.md, "Perturbation store").
 
 Codecs, chosen per image:
 

@@ -5,7 +5,7 @@ applied to ``d`` beforehand, or a foveation), the critical scale is the
 smallest ``s`` with ``T(clip(x + s d))`` misclassified, found with the same
 batched bracket-and-bisect search as the attacks. The accuracy at any norm
 ``v`` of a norm sweep is then the fraction of images whose critical norm
-``s * ||d||`` exceeds ``v`` (DESIGN.md, "Cost model"): exact when
+``s * ||d||`` exceeds ``v`` (docs/protocol.md, "Critical scales"): exact when
 misclassification is monotone along the ray, which :func:`dense_correct`
 checks against a dense grid.
 """

@@ -1,4 +1,4 @@
-"""Perturbation norms in 0..255 pixel units (DESIGN.md, "Norms").
+"""Perturbation norms in 0..255 pixel units (Luo et al.'s norms; docs/protocol.md).
 
 ``l1pp`` is Luo et al.'s "L1 norm per pixel": sum|e| / (H*W*C).
 """

@@ -4,7 +4,7 @@ For an image, a direction and a condition, the curves need to know at which
 grid point of the condition's norm axis the image is first misclassified
 (accuracy at v = share of images whose critical norm exceeds v), and Table 1
 needs that critical scale to a few percent. :class:`GridScan` finds it per
-image with these rules (DESIGN.md, "Critical scale"):
+image with these rules (docs/protocol.md, "Critical scales"):
 
 - the grid points are the scales at which the *added* perturbation reaches
   each grid norm (:func:`tasks.norms.scales_at_norms`). A ray that is refined

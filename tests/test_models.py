@@ -40,7 +40,7 @@ def test_registered_model_builds_preprocesses_and_classifies_a_photo(
     reference = timm.models.get_pretrained_cfg(f"tf_{name}")
     assert reference is not None, f"timm has no pretrained config for tf_{name}"
     assert (3, *model.cfg.input_size) == tuple(reference.input_size)
-    assert model.cfg.mode == "whole"  # the paper's preprocessing (DESIGN.md)
+    assert model.cfg.mode == "whole"  # the paper's preprocessing (docs/protocol.md)
 
     path, label = photo
     x = load_batch([path], model.cfg)

@@ -97,7 +97,7 @@ def _crit(
 
 
 def make_run(run_dir: Path, *, protocol_stage: bool = True) -> Path:
-    """A run directory in the contract layout (DESIGN.md "Results")."""
+    """A run directory in the contract layout (README "Results")."""
     rng = np.random.default_rng(0)
     manifest = build_manifest("sample", None, 3)
     write_table(manifest.table, run_dir / "manifest.parquet")

@@ -3,7 +3,7 @@
 For a few images: one row per (network, attack), columns = the clean input,
 the adversarial example at e* and at increasing norms of the same direction,
 and e* magnified x10 around mid-grey. Rebuilt from the perturbation store
-(``clip(x + s*d) - x``, DESIGN.md) and the model's deterministic preprocessing,
+(``clip(x + s*d) - x``, docs/protocol.md) and the model's deterministic preprocessing,
 so no attack is recomputed. Saved as JPEG: these are photographs, and PNG
 would make them the bulk of the report.
 """

@@ -16,7 +16,7 @@ in one process without touching ``sys.path``.
 Each peer sees the same pixels as our attacks: :class:`Unit01` maps the
 peer's 0..1 convention onto our 0..255 :class:`~pipeline.models.PixelModel`,
 and adversarial images come back in 0..255 so norms are compared in the
-units of DESIGN.md.
+units of docs/protocol.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
   of the same float32 model; a peer's claimed success that does not hold on
   re-check is a failure.
 * **Same norm**, the one our attack class minimises (``Pair.norm``), in 0..255
-  pixel units (DESIGN.md).
+  pixel units (docs/protocol.md).
 * **Paired medians.** Medians are over the images both sides fooled, so a
   side that fails on hard images is not rewarded with a smaller median.
 * **Time per image.** A peer too slow for all N images runs on the first M

@@ -1,4 +1,4 @@
-"""Dataset manifests (DESIGN.md "Data flow", step 1).
+"""Dataset manifests (docs/architecture.md, "Where one image goes", step 1).
 
 ``build_manifest(layout, root, limit)`` turns a dataset root into a
 :class:`Manifest`: ``table`` (the ``manifest.parquet`` contract) and

@@ -1,6 +1,6 @@
 """Arrow schemas and row types of ``manifest.parquet`` and ``bad_rows.parquet``.
 
-The manifest is a DESIGN.md contract: other stages read these exact columns,
+The manifest is a contract (docs/architecture.md): other stages read these exact columns,
 so they are declared once here and every table is built against them.
 """
 

@@ -25,7 +25,7 @@ def _add(out: MetricsByRun, model: str, metrics: dict[str, Any]) -> None:
 
 
 def final_metrics(s: Summaries) -> MetricsByRun:
-    """The per-model metrics of DESIGN.md (``clean_top5``, ``mp/<attack>/median_l1pp``...),
+    """The per-model metrics of the README's MLflow section (``clean_top5``, ``mp/<attack>/median_l1pp``...),
     Balda's measures (``measures/<attack>/rho1_linf``, ``measures/rho2_linf``...) and
     Peck's bounds (``bounds/median_l2``, ``bounds/violations``)."""
     out: MetricsByRun = {}
@@ -57,7 +57,7 @@ def final_metrics(s: Summaries) -> MetricsByRun:
 
 
 def transfer_metrics(transfer: pl.DataFrame) -> dict[str, float]:
-    """Transfer matrices as parent-run metrics (DESIGN.md, "MLflow").
+    """Transfer matrices as parent-run metrics (README, MLflow).
 
     ``transfer/<attack>/<source>/<target>/acc_at_<norm>_<value>`` for every grid
     norm, keyed by the norm the *target receives*; ``.../median_crit_<norm>`` the
