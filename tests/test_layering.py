@@ -59,3 +59,13 @@ def test_no_module_over_about_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}, "split these by job"
+
+
+def test_nothing_cites_a_design_file_outside_the_repository() -> None:
+    """Users never see the team's design notes: code and docs cite README and docs/."""
+    outside = ("DESIGN" + ".md", "STYLE" + ".md")
+    files = [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("configs/**/*.yaml")]
+    for package in ("pipeline", "tasks", "dashboards", "tests", "scripts"):
+        files += modules(package)
+    citing = [str(p.relative_to(ROOT)) for p in files if any(n in p.read_text() for n in outside)]
+    assert not citing, f"cite README or docs/ instead: {citing}"
