@@ -61,6 +61,12 @@ def print_summary(summary: object) -> None:
                 f"{_fmt(row['l2_median'], 1):>9} {_fmt(row['linf_median']):>9} "
                 f"{_fmt(row['mean_forward'], 1):>8}"
             )
+        print(
+            "  n: images attacked (correct clean); success: share fooled; med: median over the "
+            "fooled images of
+  l1pp (L1 per pixel, sum|e| / (H*W*C)), l2, linf (largest |e|), "
+            "in 0..255 units; fwd/img: network forwards per image"
+        )
     if summary.table1:
         print(
             "\nTable 1: critical norm after / before foveation (images correct before and "
