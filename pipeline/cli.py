@@ -63,8 +63,8 @@ def print_summary(summary: object) -> None:
             )
         print(
             "  n: images attacked (correct clean); success: share fooled; med: median over the "
-            "fooled images of
-  l1pp (L1 per pixel, sum|e| / (H*W*C)), l2, linf (largest |e|), "
+            "fooled images of\n  l1pp (L1 per pixel, sum|e| / (H*W*C)), l2, linf (largest "
+            "|e|), "
             "in 0..255 units; fwd/img: network forwards per image"
         )
     if summary.table1:
