@@ -52,7 +52,13 @@ class Unit(Protocol):
 ANY_MODEL = "*"  # the key of actors that serve every model
 PING_INTERVAL_S = 0.5
 RECOVERY_TIMEOUT_S = 900.0  # a restart that cannot be placed (no free slot) gives up
-ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+#: A call whose actor is gone: died, lost its result, or was killed by Ray's memory monitor
+#: (OutOfMemoryError: the actor restarts and its unit is requeued, like any death).
+ACTOR_ERRORS = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 class ActorLost(Exception):
