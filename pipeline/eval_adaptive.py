@@ -1,20 +1,24 @@
 """The ``adaptive`` evaluation task: each foveation attacked by an attacker who knows it.
 
-For a self pair's batch, every MP-set-up foveation of the run (``eval.crops``) and the
-random resized crop is turned into a view of the input (:mod:`tasks.adaptive`): fixed
-crops as they are, random ones (3 random crops, the random resized crop) as the EOT
-average of ``eval.eot_draws`` draws per image. The unit's own attack then minimises the
-perturbation of the composite network, in the input's frame and norm units; a random
-foveation's result is judged on ``eval.fresh_draws`` fresh draws. Each (image,
-foveation) gets a row (ADAPTIVE_SCHEMA) with the adaptive perturbation's norms beside
-the attack stage's MP norms for the same image, so the summary can compare critical
-norms found by the same line search on both sides.
+For a self pair's batch, every foveation of the run is turned into a view
+(:mod:`tasks.adaptive`) of the frame its set-up's perturbation lives in: the MP set-up's
+crops (``eval.crops``) and the random resized crop as crops of the input, the MP-Object
+set-up's shifted windows as views of the object crop. Fixed views are attacked as they
+are; random ones (3 random crops, the random resized crop, 1 random crop of MP-Object)
+as the EOT average of their draws, and judged on ``eval.fresh_draws`` fresh draws. The
+unit's own attack minimises the perturbation of the composite network in that frame
+and its norm units. Each (image, foveation) gets a row (ADAPTIVE_SCHEMA) with the
+adaptive perturbation's norms beside the set-up's own minimum perturbation (MP, or
+MP-Object) of the same image, so the summary compares critical norms found by the same
+line search on both sides.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,17 +26,41 @@ import torch
 from pipeline.config import EvalCfg
 from pipeline.eval_unit import EvalUnit
 from tasks import norms
-from tasks.adaptive import draw_views, eot_view, judge_fresh, random_draw
+from tasks.adaptive import (
+    FreshJudgement,
+    ObjectFrameView,
+    draw_views,
+    eot_view,
+    judge_fresh,
+    random_draw,
+)
 from tasks.attacks.base import Attack
 from tasks.evaluation.build import BatchData
 from tasks.foveation import VIEWS, ViewInputs
-from tasks.protocol import CONDITIONS, MODERN_FOVEATION
-from tasks.views import CropView
+from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT
+from tasks.views import CropView, View
 
 
 def adaptive_foveations(settings: EvalCfg) -> list[str]:
-    """The foveations the task attacks: the run's MP-set-up crops, then the modern one."""
-    return [*settings.crops, MODERN_FOVEATION]
+    """The foveations the task attacks: the run's MP-set-up crops, the modern one, and the
+    MP-Object set-up's views."""
+    objects = [c.name for c in CONDITIONS.in_order() if c.setup == OBJECT and c.views]
+    return [*settings.crops, MODERN_FOVEATION, *objects]
+
+
+@dataclass
+class Case:
+    """One foveation on the batch images it applies to, in its set-up's frame."""
+
+    rows: list[int]  # batch rows
+    x: torch.Tensor  # the frame the perturbation lives in (the input, or the object crop)
+    labels: torch.Tensor
+    reference: dict[str, torch.Tensor]  # the set-up's own minimum perturbation's norms (inf: none)
+    has_reference: torch.Tensor
+    view: View  # the attack's composite (EOT average for random views)
+    views_per_query: list[int]  # network inputs per composite query, per image
+    fresh: Callable[[torch.Tensor], FreshJudgement] | None  # judge x_adv on fresh draws
+    fresh_inputs: int = 0  # network inputs per image of that judgement
 
 
 def adaptive_rows(
@@ -44,48 +72,20 @@ def adaptive_rows(
     settings: EvalCfg,
 ) -> list[dict[str, object]]:
     """One row per (image, foveation) of the batch."""
-    x, labels = data.x, data.labels
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    mp = _mp_norms(data)
     out: list[dict[str, object]] = []
     for name in adaptive_foveations(settings):
-        rows = [j for j in range(x.shape[0]) if data.boxes[j] or not _needs_box(name)]
-        if not rows:
+        case = _case(name, data, model, attack, settings)
+        if case is None:
             continue
-        ids = [data.ids[j] for j in rows]
-        draw = random_draw(name)
-        random_draws = draw is not None
-        if draw is not None:
-            per_image = draw_views(draw, ids, size, settings.seed, "attack", settings.eot_draws)
-            view: CropView = eot_view(per_image, size)
-        else:
-            inputs = ViewInputs(
-                x[rows], [data.boxes[j] for j in rows], ids, settings.seed, settings.saliency
-            )
-            view = CropView.of(VIEWS.get(name)(inputs), size)
-        sel = torch.tensor(rows, device=x.device)
-        result = attack(model, x[sel], labels[sel], view=view)
+        result = attack(model, case.x, case.labels, view=case.view)
         success = result.success & result.clean_correct
         judged = None
-        if draw is not None:
-            fresh = draw_views(draw, ids, size, settings.seed, "fresh", settings.fresh_draws)
-            judged = judge_fresh(
-                model,
-                (x[sel] + result.perturbation).clamp(0, 255),
-                labels[sel],
-                attack.criterion,
-                fresh,
-            )
+        if case.fresh is not None:
+            judged = case.fresh((case.x + result.perturbation).clamp(0, 255))
             success = success & judged.success.to(success.device)
         found = norms.all_norms(result.perturbation)
-        crops = [len(w) for w in view.windows]
-        for k, j in enumerate(rows):
+        for k, j in enumerate(case.rows):
             ok = bool(success[k])
-            fresh_forwards = (
-                0
-                if judged is None or draw is None
-                else judged.draws * len(draw(*size, random.Random(0)))
-            )
             out.append(
                 {
                     "image_id": unit.image_ids[idx[j]],
@@ -94,40 +94,121 @@ def adaptive_rows(
                     "target": unit.target,
                     "attack": unit.attack,
                     "condition": name,
-                    "random_views": random_draws,
-                    "has_perturbation": bool(data.has_direction[j]),
+                    "random_views": judged is not None,
+                    "has_perturbation": bool(case.has_reference[k]),
                     "clean_correct": bool(result.clean_correct[k]),
                     "success": ok,
                     "critical_scale": float(result.scale[k]) if ok else math.inf,
                     **{f"crit_{n}": float(v[k]) if ok else math.inf for n, v in found.items()},
-                    **{f"mp_{n}": float(v[j]) for n, v in mp.items()},
-                    "eot_draws": settings.eot_draws if random_draws else None,
+                    **{f"mp_{n}": float(v[k]) for n, v in case.reference.items()},
+                    "eot_draws": settings.eot_draws if judged is not None else None,
                     "fresh_draws": None if judged is None else judged.draws,
                     "fresh_fooled": None if judged is None else float(judged.fooled[k]),
                     "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
                     "fresh_ci_high": None if judged is None else float(judged.ci_high[k]),
-                    "n_image_forwards": int(result.n_forward[k]) * crops[k] + fresh_forwards,
-                    "n_image_backwards": int(result.n_backward[k]) * crops[k],
+                    "n_image_forwards": int(result.n_forward[k]) * case.views_per_query[k]
+                    + case.fresh_inputs,
+                    "n_image_backwards": int(result.n_backward[k]) * case.views_per_query[k],
                     "seconds": float(result.seconds[k]),
                 }
             )
     return out
 
 
-def _needs_box(name: str) -> bool:
-    return name in CONDITIONS and CONDITIONS.get(name).needs_box
+def _case(
+    name: str, data: BatchData, model: torch.nn.Module, attack: Attack[Any], settings: EvalCfg
+) -> Case | None:
+    if name in CONDITIONS and CONDITIONS.get(name).setup == OBJECT:
+        return _object_case(name, data, model, attack, settings)
+    needs_box = name in CONDITIONS and CONDITIONS.get(name).needs_box
+    rows = [j for j in range(data.x.shape[0]) if data.boxes[j] or not needs_box]
+    if not rows:
+        return None
+    sel = torch.tensor(rows, device=data.x.device)
+    x, ids = data.x[sel], [data.ids[j] for j in rows]
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    scale = torch.where(data.has_direction, data.scale, torch.full_like(data.scale, math.inf))
+    reference = _norms(x, data.direction[sel], scale[rows])
+    draw = random_draw(name)
+    fresh = None
+    if draw is None:
+        inputs = ViewInputs(x, [data.boxes[j] for j in rows], ids, settings.seed, settings.saliency)
+        view = CropView.of(VIEWS.get(name)(inputs), size)
+        per_query = [len(w) for w in view.windows]
+        fresh_inputs = 0
+    else:
+        view = eot_view(
+            draw_views(draw, ids, size, settings.seed, "attack", settings.eot_draws), size
+        )
+        per_query = [len(w) for w in view.windows]
+        draws = draw_views(draw, ids, size, settings.seed, "fresh", settings.fresh_draws)
+        fresh = _judge(model, data.labels[sel], attack, draws, None)
+        fresh_inputs = settings.fresh_draws * len(draw(*size, random.Random(0)))
+    return Case(rows, x, data.labels[sel], reference, data.has_direction[rows], view, per_query, fresh, fresh_inputs)  # fmt: skip
 
 
-def _mp_norms(data: BatchData) -> dict[str, torch.Tensor]:
-    """The attack stage's minimum perturbation of each image, in this frame (inf: none)."""
-    scale = torch.where(
-        data.has_direction,
-        data.scale.to(torch.float64),
-        torch.full_like(data.scale, math.inf, dtype=torch.float64),
-    )
-    return {
-        k: v.cpu()
-        for k, v in norms.added_norms(
-            data.x.double(), data.direction.double(), scale.to(data.x.device)
-        ).items()
-    }
+def _object_case(
+    name: str, data: BatchData, model: torch.nn.Module, attack: Attack[Any], settings: EvalCfg
+) -> Case | None:
+    """MP-Object's views of the object crop; a random one (1 of the ten) is attacked through
+    the expectation over its draws, which is exactly the mean over all ten views."""
+    o = data.object
+    if o is None or name not in o.views or not o.rows:
+        return None
+    views = o.views[name]
+    spec = CONDITIONS.get(name)
+    labels = data.labels[torch.tensor(o.rows, device=data.labels.device)]
+    reference = _norms(o.x, o.direction, torch.where(o.has_direction, o.scale, torch.full_like(o.scale, math.inf)))  # fmt: skip
+    if not spec.random_views:
+        view = ObjectFrameView.of(o.x, views)
+        return Case(o.rows, o.x, labels, reference, o.has_direction, view, [len(v) for v in views], None)  # fmt: skip
+    everyone = o.views[_every_view_of(name, o.views)]
+    ids = [data.ids[j] for j in o.rows]
+    draws = [  # one view of the ten per fresh draw, from the image's own fresh stream
+        [[image[rng.randrange(len(image))]] for _ in range(settings.fresh_draws)]
+        for image, rng in (
+            (views_i, random.Random(f"{settings.seed}:{i}:fresh"))
+            for i, views_i in zip(ids, everyone, strict=True)
+        )
+    ]
+    fresh = _judge(model, labels, attack, draws, o.x)
+    view = ObjectFrameView.of(o.x, everyone)
+    per_query = [len(v) for v in everyone]
+    return Case(o.rows, o.x, labels, reference, o.has_direction, view, per_query, fresh, settings.fresh_draws)  # fmt: skip
+
+
+def _every_view_of(name: str, views: dict[str, Any]) -> str:
+    """The multi-view condition a random one draws from (1 Crop MP-Object: the ten)."""
+    for c in CONDITIONS.in_order():
+        if c.setup == OBJECT and c.views and c.small_gain_over == name and c.name in views:
+            return c.name
+    return name
+
+
+def _judge(
+    model: torch.nn.Module,
+    labels: torch.Tensor,
+    attack: Attack[Any],
+    draws: Sequence[Sequence[Any]],
+    object_frame: torch.Tensor | None,
+) -> Callable[[torch.Tensor], FreshJudgement]:
+    """The fresh-draw judge of one case: crops of the input, or views of the object crop
+    (whose perturbation is the adversarial crop minus its clean one)."""
+
+    def object_view(part: list[tuple[int, Any]]) -> View:
+        assert object_frame is not None
+        rows = torch.tensor([i for i, _ in part], device=object_frame.device)
+        return ObjectFrameView.of(object_frame[rows], [d for _, d in part])
+
+    view_of = None if object_frame is None else object_view
+
+    def judge(x_adv: torch.Tensor) -> FreshJudgement:
+        return judge_fresh(model, x_adv, labels, attack.criterion, draws, view_of=view_of)
+
+    return judge
+
+
+def _norms(x: torch.Tensor, d: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Norms of the perturbation a scale adds along a direction (inf scale: inf)."""
+    found = norms.added_norms(x.double(), d.double(), scale.to(x.device).double())
+    return {k: v.cpu() for k, v in found.items()}

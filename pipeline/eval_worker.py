@@ -177,7 +177,9 @@ class Evaluator:
         data = load_batch(unit, idx, self.model, self.images, stored, clean, self.settings, dense)
         specs = rows.specs
         wants_object = data.self_pair and (
-            any(s.setup == OBJECT for s in specs) or "linearity" in unit.tasks
+            any(s.setup == OBJECT for s in specs)
+            or "linearity" in unit.tasks
+            or ADAPTIVE in unit.tasks
         )
         if wants_object:
             views = [c.name for c in CONDITIONS.in_order() if c.setup == OBJECT and c.views]

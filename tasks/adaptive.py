@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from tasks.context import PIXEL_BOUNDS
 from tasks.criterion import TopK
+from tasks.evaluation.conditions import ObjectView
 from tasks.foveation import VIEWS, ViewInputs
 from tasks.geometry import Window, clamp_box
 from tasks.intervals import clopper_pearson
+from tasks.mp_object import shift_perturbation
 from tasks.protocol import CONDITIONS, MODERN_FOVEATION
 from tasks.registry import Registry
-from tasks.views import CropView
+from tasks.views import CropView, View, combine
 
 #: One draw of a random foveation: ``(height, width, rng) -> the windows of that draw``.
 Draw = Callable[[int, int, random.Random], list[Window]]
@@ -121,13 +125,16 @@ def judge_fresh(
     x: torch.Tensor,
     labels: torch.Tensor,
     criterion: TopK,
-    draws: list[list[list[Window]]],
+    draws: Sequence[Sequence[Any]],
     batch: int = 64,
+    view_of: Callable[[list[tuple[int, Any]]], View] | None = None,
 ) -> FreshJudgement:
     """Is each image of ``x`` (already perturbed) misclassified by the random foveation?
     Each fresh draw classifies on its own (its crops' softmax averaged), as the deployed
-    foveation would on one look."""
+    foveation would on one look. ``view_of`` turns one batch of (image, draw) pairs (one
+    per row) into a view (default: crop windows of ``x``)."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
+    make = view_of or (lambda part: CropView.of([d for _, d in part], size, "prob"))
     n_draws = len(draws[0]) if draws else 0
     flat = [(i, d) for i, image in enumerate(draws) for d in image]
     wrong = torch.zeros(len(draws))
@@ -135,7 +142,7 @@ def judge_fresh(
         for lo in range(0, len(flat), batch):
             part = flat[lo : lo + batch]
             rows = torch.tensor([i for i, _ in part])
-            view = CropView.of([d for _, d in part], size, "prob")
+            view = make(part)
             scores = view.logits(model, x[rows], torch.arange(len(part)))
             fooled = criterion.is_adversarial(scores, labels[rows].to(scores.device)).cpu()
             wrong.index_add_(0, rows, fooled.float())
@@ -147,6 +154,33 @@ def judge_fresh(
         ci_high=torch.tensor([b for _, b in lo_hi]),
         draws=n_draws,
     )
+
+
+@dataclass(frozen=True)
+class ObjectFrameView:
+    """The MP-Object set-up's foveations as a view of the object crop: each view is its
+    window's clean content plus the perturbation moved by the view's whole-pixel shift
+    (zero where it leaves the box) and mirrored, as :mod:`tasks.mp_object` builds them;
+    the views' softmax averaged. Moving and clipping are linear or piecewise linear, so
+    the gradient reaches the perturbation exactly."""
+
+    clean: torch.Tensor  # (n, C, H, W): the object crops, the frame the perturbation is in
+    views: tuple[tuple[ObjectView, ...], ...]  # per image (batch row)
+
+    @classmethod
+    def of(cls, clean: torch.Tensor, views: Sequence[Sequence[ObjectView]]) -> ObjectFrameView:
+        return cls(clean, tuple(tuple(v) for v in views))
+
+    def logits(self, model: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        e = x - self.clean[rows.to(self.clean.device)]
+        inputs, owner = [], []
+        for k, r in enumerate(rows.tolist()):
+            for v in self.views[r]:
+                view = (v.content + shift_perturbation(e[k], v.shift)).clamp(*PIXEL_BOUNDS)
+                inputs.append(view.flip(-1) if v.flip else view)
+                owner.append(k)
+        scores = model(torch.stack(inputs))
+        return combine(scores, torch.tensor(owner, device=scores.device), len(rows))
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,25 @@ class CropView:
                 "CropView: an image has no crop window; leave it out of this condition"
             )
         crops, owner = crop_resize(x, wins, self.size)
-        scores = model(crops)
-        if all(len(w) == 1 for w in wins):
-            return scores
-        counts = torch.bincount(owner, minlength=len(wins)).to(scores.dtype).unsqueeze(1)
-        if self.aggregate == "logit":
-            total = scores.new_zeros((len(wins), scores.shape[1])).index_add_(0, owner, scores)
-            return total / counts
-        probs = scores.softmax(dim=1)
-        mean = probs.new_zeros((len(wins), probs.shape[1])).index_add_(0, owner, probs) / counts
-        return mean.clamp_min(1e-30).log()  # monotone in the mean confidence: same top-k
+        return combine(model(crops), owner, len(wins), self.aggregate)
+
+
+def combine(
+    scores: torch.Tensor,
+    owner: torch.Tensor,
+    n: int,
+    aggregate: Literal["prob", "logit"] = "prob",
+) -> torch.Tensor:
+    """``(n, classes)``: each image's views' scores combined (``owner[i]``: the image of row
+    ``i``): one view keeps its logits; several average softmax confidences (Caffe's
+    multi-crop, returned as the log of the mean, so top-k is the mean's) or logits."""
+    counts_long = torch.bincount(owner, minlength=n)
+    if bool((counts_long == 1).all()):
+        return scores[torch.argsort(owner)]
+    counts = counts_long.to(scores.dtype).unsqueeze(1)
+    if aggregate == "logit":
+        total = scores.new_zeros((n, scores.shape[1])).index_add_(0, owner, scores)
+        return total / counts
+    probs = scores.softmax(dim=1)
+    mean = probs.new_zeros((n, probs.shape[1])).index_add_(0, owner, probs) / counts
+    return mean.clamp_min(1e-30).log()  # monotone in the mean confidence: same top-k

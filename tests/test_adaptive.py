@@ -13,6 +13,7 @@ from torch import nn
 from tasks import attacks
 from tasks.adaptive import (
     RANDOM_FOVEATIONS,
+    ObjectFrameView,
     draw_views,
     eot_view,
     judge_fresh,
@@ -21,6 +22,7 @@ from tasks.adaptive import (
 )
 from tasks.context import QueryContext
 from tasks.criterion import TopK
+from tasks.evaluation.conditions import ObjectView
 from tasks.geometry import Window, crop_resize
 from tasks.linesearch import LineSearch
 from tasks.views import CropView
@@ -48,23 +50,34 @@ def test_the_composites_gradient_matches_finite_differences() -> None:
         [Window((1.0, 2.0, 13.0, 15.0)), Window((3.5, 0.0, 16.0, 11.5), flip=True)],
         [Window((0.0, 0.0, 10.0, 10.0))],
     ]
-    view = CropView.of(windows, (16, 16), "prob")
+    crops = CropView.of(windows, (16, 16), "prob")
     labels = torch.tensor([1, 3])
-    ctx = QueryContext.create(model, labels, TopK(1), bounds=None, view=view)
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, y, reduction="none")
 
-    _, grad, _ = ctx.value_and_grad(loss, x)
-    g = torch.Generator().manual_seed(2)
-    for _ in range(3):
-        u = torch.randn(x.shape, dtype=torch.float64, generator=g)
-        h = 1e-4
-        plus = loss(view.logits(model, x + h * u, torch.arange(2)), labels)
-        minus = loss(view.logits(model, x - h * u, torch.arange(2)), labels)
-        numeric = (plus - minus) / (2 * h)
-        analytic = (grad * u).flatten(1).sum(1)
-        torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+    # MP-Object's shifted views of the object crop: content moved by whole pixels, mirrored
+    clean = x.clone()
+    object_views = [
+        [ObjectView(x[0] * 0.9, (2, -1)), ObjectView(x[0], (0, 0), flip=True)],
+        [ObjectView(x[1], (-3, 2))],
+    ]
+    x = (
+        x
+        + 5 * torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ).clamp(1, 254)
+    for view in (crops, ObjectFrameView.of(clean, object_views)):
+        ctx = QueryContext.create(model, labels, TopK(1), bounds=None, view=view)
+        _, grad, _ = ctx.value_and_grad(loss, x)
+        g = torch.Generator().manual_seed(2)
+        for _ in range(3):
+            u = torch.randn(x.shape, dtype=torch.float64, generator=g)
+            h = 1e-4
+            plus = loss(view.logits(model, x + h * u, torch.arange(2)), labels)
+            minus = loss(view.logits(model, x - h * u, torch.arange(2)), labels)
+            numeric = (plus - minus) / (2 * h)
+            analytic = (grad * u).flatten(1).sum(1)
+            torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_on_a_linear_classifier_the_adaptive_minimum_through_a_fixed_crop_is_closed_form() -> None:

@@ -23,6 +23,8 @@ from tasks.protocol import (
     EFFECT_COLUMNS,
     MODERN_FOVEATION,
     MP,
+    OBJECT,
+    base_of,
     effect_of,
     mp_foveations,
 )
@@ -73,9 +75,11 @@ def claims() -> Registry[Claim]:
             add(Claim(f"{c.name}_vs_{c.better_than}", f"{c.label} accuracy > {other} accuracy", "accuracy", c.name, c.better_than, "Fig. 3, 8; sec. 4 results"))  # fmt: skip
     # Not the paper's claim but the question a reader now asks of it (Athalye et al. 2018):
     # tested in the primary family when a run has the adaptive task
-    for name in (*mp_foveations(), MODERN_FOVEATION):
+    objects = [c.name for c in CONDITIONS.in_order() if c.setup == OBJECT and c.views]
+    for name in (*mp_foveations(), MODERN_FOVEATION, *objects):
         label = CONDITIONS.get(name).label if name in CONDITIONS else "Random Resized Crop"
-        add(Claim(f"{name}_adaptive_gain", f"critical norm {label} under its own adaptive attack / MP > 1 (the gain survives an attacker who knows the foveation)", "adaptive", name, MP, "sec. 4's conclusion, against an adaptive attacker"))  # fmt: skip
+        base = base_of(CONDITIONS.get(name).setup).label if name in CONDITIONS else "MP"
+        add(Claim(f"{name}_adaptive_gain", f"critical norm {label} under its own adaptive attack / {base} > 1 (the gain survives an attacker who knows the foveation)", "adaptive", name, MP, "sec. 4's conclusion, against an adaptive attacker"))  # fmt: skip
     add(Claim("linearity_error", "error of f(e*) > error of the local linear interpolation", "difference", "err_alone", "err_interpolation", "sec. 3, Fig. 12"))  # fmt: skip
     for setup, prefix in EFFECT_COLUMNS.items():
         t = effect_of(setup)
