@@ -11,9 +11,9 @@ whose actor produced it and whose run already holds the unit's shards):
   "images evaluated" and the running accuracy converges along it;
 - ``eval/<attack>/<source>/<target>/errors``: rows of that condition with an error;
 - ``eval/<attack>/<source>/<target>/acc_at_<norm>_<value>``: the running
-  accuracy at each evaluation point, the share of evaluated images whose
-  critical norm exceeds the value (as ``dashboards.protocol.accuracy_curves``
-  computes it at the end; rows with an error are left out of both).
+  accuracy at each evaluation point, the share of the evaluated images the source
+  perturbed whose critical norm exceeds the value (the transfer matrices' population,
+  ``pipeline.summary.protocol.transfer_matrices``; rows with an error are left out).
 
 A resumed run first counts the shards already on disk (``for_units``), so its
 steps continue where the interrupted run left off instead of restarting at 0.
@@ -72,6 +72,7 @@ class _Running:
     """Counts of one (source, target, attack) so far."""
 
     images: int = 0
+    perturbed: int = 0  # images the source perturbed: the accuracy's population
     errors: int = 0
     above: dict[tuple[str, float], int] = field(default_factory=dict)
 
@@ -167,7 +168,8 @@ class EvalProgress:
     # -- internals ---------------------------------------------------------------------
     @property
     def _columns(self) -> list[str]:
-        return [*KEY_COLUMNS, "condition", "error", *sorted({f"crit_{n}" for n, _ in self.points})]
+        crit = sorted({f"crit_{n}" for n, _ in self.points})
+        return [*KEY_COLUMNS, "condition", "has_perturbation", "error", *crit]
 
     def _count(self, table: pa.Table) -> list[Triple]:
         if not set(self._columns) <= set(table.column_names):
@@ -183,6 +185,9 @@ class EvalProgress:
                 run.errors += 1
                 continue
             run.images += 1
+            if not row["has_perturbation"]:  # says nothing about transfer
+                continue
+            run.perturbed += 1
             for norm, value in self.points:
                 crit = row[f"crit_{norm}"]
                 if crit is not None and crit > value:  # inf: never fooled, above every point
@@ -197,8 +202,8 @@ class EvalProgress:
             f"{prefix}/images_done": float(run.images),
             f"{prefix}/errors": float(run.errors),
         }
-        if run.images:
+        if run.perturbed:
             for point in self.points:
-                share = run.above.get(point, 0) / run.images
+                share = run.above.get(point, 0) / run.perturbed
                 metrics[f"{prefix}/{point_name(*point)}"] = share
         return Progress(source, target, attack, run.images, metrics)

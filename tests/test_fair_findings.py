@@ -329,3 +329,37 @@ def test_a_statistic_the_run_cannot_give_is_a_config_error(
     raw = {"tasks": ["clean", "min_perturbation", "foveation"], "eval": eval_cfg}
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, "cfg.yaml")
+
+
+def test_transfer_accuracy_is_over_the_images_the_source_perturbed() -> None:
+    """Issue 21.4: an image the source never perturbed (inf: "never fooled") says nothing
+    about transfer; it lifted cross-model accuracy at every norm. The final matrices and
+    the running MLflow metrics count the perturbed images only, the all-image accuracy
+    beside them; the medians also leave out images the target gets wrong clean."""
+    from pipeline.eval_progress import EvalProgress
+    from pipeline.results import CRITICAL_SCHEMA, table_from_rows
+    from pipeline.summary.protocol import accuracy_curves, transfer_matrices
+
+    crits = [
+        1.0,
+        2.0,
+        math.inf,
+        0.0,
+    ]  # img2: never perturbed by the source; img3: target wrong clean
+    perturbed = [True, True, False, True]
+    crit = frame(rows("a", "b", "mp", crits, perturbed), rows("a", "a", "mp", [1.0, 1.0, 1.0, 1.0]))
+    curves = accuracy_curves(crit, {"linf": (0.0, 1.5), "l1pp": (0.0,), "l2": (0.0,)})
+    t = transfer_matrices(crit, curves).filter(
+        (pl.col("target") == "b") & (pl.col("norm") == "linf")
+    )
+    at = {r["value"]: r for r in t.to_dicts()}
+    assert at[1.5]["accuracy"] == pytest.approx(1 / 3) and at[1.5]["n"] == 3  # img1 of 0, 1, 3
+    assert at[1.5]["accuracy_all_images"] == pytest.approx(2 / 4)  # the paper's, beside it
+    assert at[1.5]["median_crit_linf"] == pytest.approx(1.5) and at[1.5]["n_median"] == 2
+    table = table_from_rows(
+        [{**r, "critical_scale": r["crit_linf"]} for r in rows("a", "b", "mp", crits, perturbed)],
+        CRITICAL_SCHEMA,
+    )
+    (step,) = EvalProgress([("linf", 1.5)]).update([table])
+    assert step.metrics["eval/sign/a/b/acc_at_linf_1.5"] == pytest.approx(1 / 3)
+    assert step.metrics["eval/sign/a/b/images_done"] == 4.0
