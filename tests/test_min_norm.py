@@ -21,7 +21,7 @@ from torch import nn
 from pipeline.bench.peers import Unit01
 from tasks import attacks, norms
 from tasks.attacks import AttackParamError, attack_spec
-from tasks.context import PIXEL_BOUNDS
+from tasks.context import PIXEL_BOUNDS, QueryContext
 from tasks.criterion import TopK
 from tests.linear import decoy_box_minimum, decoy_linear
 from tests.test_attacks_contract import images, small_net
@@ -123,26 +123,34 @@ ITERATIVE: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("key", list(ITERATIVE))
-def test_returns_the_best_adversarial_it_saw(key: str) -> None:
-    """One image at a time, so every recorded query is that image's: the returned
-    perturbation is no larger than any adversarial point the attack queried."""
+def test_proposes_the_best_adversarial_it_saw(key: str) -> None:
+    """What an attack hands to the line search is the smallest adversarial point it
+    queried (the line search can then only shrink it), never a later, larger one: one
+    image at a time, so every query the recorder sees is that image's."""
     name = key.split("-")[0]
     net, x = small_net(), images(4)
     labels = net(x).argmax(1)
     criterion = TopK(1)
+    fooled = 0
     for i in range(x.shape[0]):
         model = Recorder(net)
         attack = attacks.create(name, criterion=criterion, **ITERATIVE[key])
-        result = attack(model, x[i : i + 1], labels[i : i + 1])
-        if not result.success.item():
+        xi, yi = x[i : i + 1], labels[i : i + 1]
+        ctx = QueryContext.create(model, yi, criterion, PIXEL_BOUNDS)
+        proposal = attack.propose(ctx, xi)
+        sizes = torch.cat(
+            [norms.norm(q - xi, attack.norm)[criterion.is_adversarial(z, yi.expand(len(z)))]
+             for q, z in model.seen]
+        )  # fmt: skip
+        if sizes.numel() == 0:
             continue
-        sizes = [
-            norms.norm(q - x[i], attack.norm)[criterion.is_adversarial(z, labels[i].expand(len(z)))]
-            for q, z in model.seen
-        ]
-        smallest = torch.cat(sizes).min()
-        got = norms.norm(result.perturbation, attack.norm)[0]
-        assert got <= smallest * (1 + 1e-5), f"{key}: returned {got}, saw {smallest}"
+        fooled += 1
+        scale = proposal.init_scale if proposal.init_scale is not None else torch.ones(1)
+        point = ctx.clip(xi + scale.view(-1, 1, 1, 1) * proposal.direction)
+        assert criterion.is_adversarial(net(point), yi).all(), f"{key}: proposal not adversarial"
+        got = norms.norm(point - xi, attack.norm)[0]
+        assert got <= sizes.min() * (1 + 1e-5), f"{key}: proposed {got}, saw {sizes.min()}"
+    assert fooled >= 1, f"{key} fooled none of 4 images: the check is not exercised"
 
 
 BUDGETED: dict[str, dict[str, Any]] = {
