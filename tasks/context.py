@@ -48,6 +48,7 @@ class QueryContext:
     counts: QueryCounts
     rows: torch.Tensor  # row of each image in the original batch (for the counters)
     view: View | None = None  # how the model sees an image (crops, flips); None: as is
+    budget: int | None = None  # forward + backward passes allowed per image; None: no limit
 
     @classmethod
     def create(
@@ -57,6 +58,7 @@ class QueryContext:
         criterion: TopK | None = None,
         bounds: Bounds | None = PIXEL_BOUNDS,
         view: View | None = None,
+        budget: int | None = None,
     ) -> QueryContext:
         n = labels.shape[0]
         return cls(
@@ -67,6 +69,7 @@ class QueryContext:
             counts=QueryCounts.zeros(n),
             rows=torch.arange(n),
             view=view,
+            budget=budget,
         )
 
     def subset(self, idx: torch.Tensor) -> QueryContext:
@@ -79,7 +82,23 @@ class QueryContext:
             counts=self.counts,
             rows=self.rows[idx.cpu()],
             view=self.view,
+            budget=self.budget,
         )
+
+    def spent(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Forward + backward passes spent so far by images ``idx`` (default: all)."""
+        rows = self._rows(idx)
+        return self.counts.forward[rows] + self.counts.backward[rows]
+
+    def affordable(self, idx: torch.Tensor, cost: int) -> torch.Tensor:
+        """Images ``idx`` (positions in this context) that can spend ``cost`` more passes.
+
+        Attacks filter their active set with it before each step, so that no image
+        goes over ``budget`` and the count where an attack stops is exact.
+        """
+        if self.budget is None:
+            return torch.ones(idx.shape[0], dtype=torch.bool, device=idx.device)
+        return (self.spent(idx) + cost <= self.budget).to(idx.device)
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         if self.bounds is None:

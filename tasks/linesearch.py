@@ -59,8 +59,15 @@ def search_scale(
     direction: torch.Tensor,
     init_scale: torch.Tensor | None = None,
     search: LineSearch | None = None,
+    known: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> ScaleResult:
-    """Smallest ``s`` with ``clip(x + s * direction)`` adversarial, per image."""
+    """Smallest ``s`` with ``clip(x + s * direction)`` adversarial, per image.
+
+    ``known``: (mask, top-1 class) of images already seen adversarial at
+    ``init_scale``; they start bracketed from above and that point is not
+    queried again. With a query budget on ``ctx``, an image stops when it has
+    no pass left, keeping the smallest adversarial scale observed so far.
+    """
     search = search or LineSearch()
     n, device = x.shape[0], x.device
     s_max = saturation_scale(x, direction, ctx)
@@ -73,9 +80,20 @@ def search_scale(
     adv_label = torch.full((n,), -1, dtype=torch.long, device=device)
     failed = flat_zero.clone()
     done = failed.clone()
+    if known is not None:
+        seen = known[0].to(device) & ~flat_zero
+        hi = torch.where(seen, s, hi)
+        adv_label = torch.where(seen, known[1].to(device), adv_label)
+        s = torch.where(seen, s / search.growth, s)
 
     for _ in range(search.max_steps):
         active = (~done).nonzero().squeeze(1)
+        broke = ~ctx.affordable(active, 1)
+        if broke.any():  # over budget: keep the bracket it has
+            out = active[broke]
+            done[out] = True
+            failed[out] |= torch.isinf(hi[out])
+            active = active[~broke]
         if active.numel() == 0:
             break
         xa = ctx.clip(x[active] + s[active].view(-1, *[1] * (x.dim() - 1)) * direction[active])

@@ -48,7 +48,7 @@ def test_parameters_are_checked_with_the_attack_key_value_and_known_keys() -> No
         attacks.create("ddn", gamma=2)
     message = str(info.value)
     assert "attack 'ddn'" in message and "gamma = 2" in message and "must be < 1" in message
-    assert "known: steps, gamma, init_norm, alpha" in message
+    assert "known: budget, steps, gamma, init_norm, alpha" in message
     with pytest.raises(
         AttackParamError, match="unknown parameter 'los' = 'ce'; did you mean 'loss'"
     ):

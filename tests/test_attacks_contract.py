@@ -28,6 +28,8 @@ FAST: dict[str, dict[str, Any]] = {
     # (and a smoothing a 16x16 image survives: alpha 0.997 leaves it almost constant)
     "scw": {"max_iter": 50, "binary_steps": 3, "initial_const": 1.0, "alpha": 0.5, "cg_iters": 10},
     "ddn": {"steps": 20},
+    "fmn": {"steps": 20},
+    "alma": {"steps": 50},
     "deepfool": {"max_iter": 20},
 }
 

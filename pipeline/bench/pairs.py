@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.bench.peers import art_fgsm_minimal, foolbox3_minimization, foolbox24_lbfgs
+from pipeline.bench.peers import (
+    adv_lib_attack,
+    art_fgsm_minimal,
+    foolbox3_minimization,
+    foolbox24_lbfgs,
+)
 from tasks.attacks.specs import attack_spec
 from tasks.registry import Registry
 
@@ -114,21 +119,29 @@ def _run_foolbox24(
     return foolbox24_lbfgs(model, x, y, **kw)
 
 
-def _foolbox3(attack: str) -> PeerRun:
-    """A Foolbox 3 minimisation attack, run in chunks of the bench's batch size."""
+def _chunked(peer: Callable[..., torch.Tensor], attack: str) -> PeerRun:
+    """A peer's batched attack function, run in chunks of the bench's batch size."""
 
     def run(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, kw: dict[str, Any], s: PairSettings
     ) -> torch.Tensor:
         chunks = [
-            foolbox3_minimization(
-                model, x[i : i + s.batch], y[i : i + s.batch], attack=attack, **kw
-            )
+            peer(model, x[i : i + s.batch], y[i : i + s.batch], attack=attack, **kw)
             for i in range(0, len(x), s.batch)
         ]
         return torch.cat(chunks)
 
     return run
+
+
+def _foolbox3(attack: str) -> PeerRun:
+    """A Foolbox 3 minimisation attack (``epsilons=None``)."""
+    return _chunked(foolbox3_minimization, attack)
+
+
+def _adv_lib(attack: str) -> PeerRun:
+    """An adv_lib attack (the authors' reference code for DDN, FMN and ALMA)."""
+    return _chunked(adv_lib_attack, attack)
 
 
 # ----------------------------------------------------------------------------- the pairs
@@ -209,5 +222,85 @@ PAIRS.add(
         },
         peer_note="abort_early=True (Foolbox's default)",
         max_images=4,
+    ),
+)
+
+# adv_lib: Rony's and Pintor's reference implementations. Same steps on both sides and
+# the same query budget: adv_lib spends 2 passes a step; ours gets ``budget = 2 * steps``
+# in all (its clean pass and line search included, so one step fewer).
+ADV_LIB_STEPS = 100
+
+
+def _adv_lib_pair(attack: str, call: str, **fields: Any) -> Pair:
+    return Pair(
+        attack=attack,
+        peer=f"adv_lib {call}",
+        run_peer=_adv_lib(call),
+        peer_call=call,
+        ours_only={"budget": 2 * ADV_LIB_STEPS, **fields.pop("ours_only", {})},
+        **fields,
+    )
+
+
+PAIRS.add(
+    "ddn",
+    _adv_lib_pair(
+        "ddn",
+        "ddn",
+        shared={"steps": ADV_LIB_STEPS, "gamma": 0.05, "init_norm": 1.0},
+        peer_names={"gamma": "γ"},
+        peer_only={"levels": None},
+        peer_note="cross-entropy loss (ours: the top-k margin); levels=None: no quantisation",
+    ),
+)
+PAIRS.add(
+    "fmn",
+    _adv_lib_pair(
+        "fmn",
+        "fmn",
+        shared={
+            "steps": ADV_LIB_STEPS,
+            "alpha_init": 1.0,
+            "alpha_final": 0.01,
+            "gamma_init": 0.05,
+            "gamma_final": 0.001,
+        },
+        peer_names={
+            "alpha_init": "α_init",
+            "alpha_final": "α_final",
+            "gamma_init": "γ_init",
+            "gamma_final": "γ_final",
+        },
+        ours_only={"norm": "l2"},
+        peer_only={"norm": 2},
+    ),
+)
+PAIRS.add(
+    "alma",
+    _adv_lib_pair(
+        "alma",
+        "alma",
+        shared={
+            "steps": ADV_LIB_STEPS,
+            "lr_init": 0.1,
+            "lr_reduction": 0.01,
+            "mu_init": 1.0,
+            "rho_init": 1.0,
+            "check_steps": 10,
+            "tau": 0.95,
+            "rho_growth": 1.2,
+            "alpha": 0.9,
+        },
+        peer_names={
+            "steps": "num_steps",
+            "mu_init": "μ_init",
+            "rho_init": "ρ_init",
+            "tau": "τ",
+            "rho_growth": "γ",
+            "alpha": "α",
+        },
+        ours_only={"norm": "l2"},
+        peer_only={"distance": "l2"},
+        peer_note="penalty P2 (its default); the paper's 1000 steps are a GPU budget",
     ),
 )

@@ -57,7 +57,8 @@ class PeerMissing(ImportError):
 
 
 def require(module: str) -> ModuleType:
-    """Import a peer (``art``, ``foolbox``, ``torchattacks``, ``foolbox24``) or explain how to get it."""
+    """Import a peer (``art``, ``foolbox``, ``torchattacks``, ``adv_lib``, ``foolbox24``) or
+    explain how to get it."""
     if module == "foolbox24":
         return import_foolbox24()
     try:
@@ -171,6 +172,18 @@ def foolbox3_minimization(
     att = getattr(fb.attacks, attack)(**kwargs)
     _, clipped, _ = att(fmodel, x / 255.0, fb.criteria.Misclassification(labels), epsilons=None)
     return clipped.detach().float() * 255.0
+
+
+def adv_lib_attack(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, attack: str, **kwargs: Any
+) -> torch.Tensor:
+    """An adv_lib attack function (``ddn``, ``fmn``, ``alma``), 0..255 in and out.
+
+    adv_lib returns the clean image where it failed; the caller's re-check counts it so.
+    """
+    attacks = require("adv_lib.attacks")
+    adv = getattr(attacks, attack)(Unit01(model).eval(), x / 255.0, labels, **kwargs)
+    return adv.detach().float() * 255.0
 
 
 def foolbox24_lbfgs(

@@ -33,11 +33,19 @@ from tasks.views import View
 
 @dataclass
 class Proposal:
-    """What an attack hands to the line search, per image of the active batch."""
+    """What an attack hands to the line search, per image of the active batch.
+
+    ``adversarial`` marks images whose ``clip(x + init_scale * direction)`` the
+    attack already saw fool the model (top-1 class ``adv_label``): the search
+    starts there with an adversarial upper bracket, so it can only shrink it and
+    spends no pass to re-check it (an attack at its query budget has none left).
+    """
 
     direction: torch.Tensor
     init_scale: torch.Tensor | None = None
     info: dict[str, torch.Tensor] = field(default_factory=dict)
+    adversarial: torch.Tensor | None = None
+    adv_label: torch.Tensor | None = None
 
 
 @dataclass
@@ -124,7 +132,10 @@ class Attack(ABC, Generic[P]):
         start = time.perf_counter()
         x = x.detach()
         labels = labels.to(x.device)
-        ctx = QueryContext.create(model, labels, self.criterion, self.bounds, view=view)
+        budget = getattr(self.params, "budget", None)
+        ctx = QueryContext.create(
+            model, labels, self.criterion, self.bounds, view=view, budget=budget
+        )
         n = x.shape[0]
         clean_adv, clean_logits = ctx.is_adversarial(x)
         clean_label = clean_logits.argmax(dim=1)
@@ -139,9 +150,14 @@ class Attack(ABC, Generic[P]):
         if todo.numel() > 0:
             xt, sub = x[todo], ctx.subset(todo)
             proposal = self.propose(sub, xt)
-            if self.quantize is not None:
+            known = None
+            if self.quantize is not None:  # the stored direction is not the one that fooled
                 proposal.direction = self.quantize(proposal.direction)
-            found = search_scale(sub, xt, proposal.direction, proposal.init_scale, self.line_search)
+            elif proposal.adversarial is not None and proposal.adv_label is not None:
+                known = (proposal.adversarial, proposal.adv_label)
+            found = search_scale(
+                sub, xt, proposal.direction, proposal.init_scale, self.line_search, known
+            )
             direction[todo] = proposal.direction
             scale[todo] = found.scale
             success[todo] = found.success

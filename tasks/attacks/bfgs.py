@@ -68,7 +68,7 @@ class BFGSAttack(Attack[BFGSParams]):
 
         def on_eval(idx: torch.Tensor, e: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
             adversarial = criterion.is_adversarial(logits, ctx.label(idx))
-            best.update(idx, e, adversarial)
+            best.update(idx, e, adversarial, logits)
             seen = since[idx]
             seen = torch.where(adversarial & (seen < 0), torch.zeros_like(seen), seen)
             seen = torch.where(seen >= 0, seen + 1, seen)
@@ -79,11 +79,4 @@ class BFGSAttack(Attack[BFGSParams]):
         result = minimize(
             objective, torch.zeros_like(x), step0, lower, upper, settings, on_eval, l1=eta
         )
-        fallback = ~best.found
-        shape = (-1, *[1] * (x.dim() - 1))
-        direction = torch.where(fallback.view(shape), result.first, best.delta)
-        return Proposal(
-            direction=direction,
-            init_scale=torch.ones(x.shape[0], device=x.device),
-            info={"fallback": fallback},
-        )
+        return best.proposal(fallback=result.first, info={"fallback": ~best.found})

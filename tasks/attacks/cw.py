@@ -5,8 +5,8 @@ The box is removed by the tanh change of variables ``x' = lo + (hi - lo) *
 is minimised with Adam, with ``f = max(margin, -kappa)`` and the margin the
 criterion's (label score minus the k-th other score), so that ``f <= 0``
 means out of the top-k. ``c`` is binary-searched per image (x10 until the
-first success, then bisection), with early abort when the loss stalls, and
-every iterate is offered to the best-adversarial tracker (smallest L2).
+first success, then bisection), with early abort when the loss stalls, a
+stop at the query budget, and every iterate is offered to the best-adversarial tracker (smallest L2).
 Without bounds ``x' = x + s * w`` with ``s`` the tanh map's slope at the
 centre, so Adam's step has the same meaning. Distances are measured in units
 of 255 so that ``initial_const`` and ``lr`` keep the paper's magnitudes.
@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 
 from tasks.attacks.base import Attack, Proposal
+from tasks.attacks.iterate import STEP_PASSES
 from tasks.attacks.losses import LossFn
 from tasks.attacks.params import CWParams
 from tasks.attacks.tracking import BestAdversarial
@@ -87,6 +88,9 @@ def cw_minimize(
         active = torch.arange(n, device=x.device)
         prev = torch.full((n,), float("inf"), device=x.device)
         for it in range(max_iter):
+            active = active[ctx.affordable(active, STEP_PASSES)]
+            if active.numel() == 0:
+                break
             loss_fn = _weighted_hinge(ctx, c[active], kappa)
             with torch.enable_grad():
                 xa, dist = parametrize(var[active], active)
@@ -97,7 +101,7 @@ def cw_minimize(
             var.grad = grad
             opt.step()
             adversarial = ctx.criterion.is_adversarial(logits, ctx.label(active))
-            best.update(active, (xa - x[active]).detach(), adversarial)
+            best.update(active, (xa - x[active]).detach(), adversarial, logits)
             succeeded[active] |= adversarial
             if it % abort_every == 0:  # from iteration 0, as C&W's code and Foolbox do
                 loss = (dist + hinge).detach()
@@ -110,10 +114,7 @@ def cw_minimize(
         c_lo = torch.where(succeeded, c_lo, torch.maximum(c_lo, c))
         c = torch.where(torch.isinf(c_hi), c * 10, (c_lo + c_hi) / 2)
 
-    direction = torch.where(
-        best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, torch.zeros_like(x)
-    )
-    return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+    return best.proposal(fallback=torch.zeros_like(x))
 
 
 class CarliniWagnerL2(Attack[CWParams]):

@@ -13,20 +13,15 @@ Sizes (``init_norm``, ``alpha``) are in units of 255 (images in [0, 1]).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tasks.attacks.base import Attack, Proposal
+from tasks.attacks.iterate import budgeted_steps, cosine, per_image
 from tasks.attacks.params import DDNParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
 
 _UNIT = 255.0
-
-
-def _per_image(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *[1] * (like.dim() - 1))
 
 
 class DDNAttack(Attack[DDNParams]):
@@ -39,18 +34,17 @@ class DDNAttack(Attack[DDNParams]):
         eps = torch.full((n,), p.init_norm * _UNIT, device=x.device)
         delta = torch.zeros_like(x)
         best = BestAdversarial(x, norm="l2")
-        for i in range(steps):
-            step = alpha / 100 + (alpha - alpha / 100) * (1 + math.cos(math.pi * i / steps)) / 2
-            xa = ctx.clip(x + delta)
-            _, grad, logits = ctx.value_and_grad(ctx.criterion.margin, xa)
-            adversarial = ctx.criterion.is_adversarial(logits, ctx.label())
-            best.update(torch.arange(n, device=x.device), xa - x, adversarial)
+        for i, rows in budgeted_steps(ctx, n, steps):
+            step = cosine(i, steps, alpha, alpha / 100)
+            xr = x[rows]
+            xa = ctx.clip(xr + delta[rows])
+            _, grad, logits = ctx.value_and_grad(ctx.criterion.margin, xa, rows)
+            adversarial = ctx.criterion.is_adversarial(logits, ctx.label(rows))
+            best.update(rows, xa - xr, adversarial, logits)
             gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-30)
-            delta = delta - step * grad / _per_image(gnorm, x)
-            eps = torch.where(adversarial, eps * (1 - gamma), eps * (1 + gamma))
-            dnorm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
-            delta = delta * _per_image(eps / dnorm, x)
-            delta = ctx.clip(x + delta) - x
-
-        direction = torch.where(_per_image(best.found, x), best.delta, delta)
-        return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+            d = delta[rows] - step * grad / per_image(gnorm, x)
+            e = torch.where(adversarial, eps[rows] * (1 - gamma), eps[rows] * (1 + gamma))
+            dnorm = d.flatten(1).norm(dim=1).clamp_min(1e-30)
+            delta[rows] = ctx.clip(xr + d * per_image(e / dnorm, x)) - xr
+            eps[rows] = e
+        return best.proposal(fallback=delta)

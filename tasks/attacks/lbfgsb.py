@@ -75,7 +75,7 @@ class LBFGSBAttack(Attack[LBFGSBParams]):
             return norm / _UNIT + c[idx] * ce, grad_norm / _UNIT + scale * grad, logits
 
         def on_eval(idx: torch.Tensor, e: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-            best.update(idx, e, ctx.criterion.is_adversarial(logits, ctx.label(idx)))
+            best.update(idx, e, ctx.criterion.is_adversarial(logits, ctx.label(idx)), logits)
             return torch.zeros_like(idx, dtype=torch.bool)
 
         def step0(g: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -89,5 +89,4 @@ class LBFGSBAttack(Attack[LBFGSBParams]):
             c_lo = torch.where(reached, c_lo, c)
             c = torch.where(torch.isinf(c_hi), c * growth, (c_lo + c_hi) / 2)
 
-        direction = torch.where(best.found.view(-1, *[1] * (x.dim() - 1)), best.delta, d)
-        return Proposal(direction=direction, init_scale=torch.ones(n, device=x.device))
+        return best.proposal(fallback=d)

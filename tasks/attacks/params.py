@@ -10,7 +10,7 @@ and ``scw``; ``pgd2``, ``ifgsm`` and ``qpgd2``). No torch in this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from tasks.typed import ParamError, Params, param
 
@@ -42,6 +42,32 @@ class NoiseParams(AttackParams):
 
 
 @dataclass(frozen=True, kw_only=True)
+class QueryBudgetParams(AttackParams):
+    """An iterative attack with an optional cap on forward + backward passes per image.
+
+    The cap counts every pass the attack makes for an image: the clean pass, the
+    iterations and the final line search. An attack that reaches it stops that
+    image and returns the best adversarial iterate it saw (AttackBench's rule).
+    """
+
+    #: Passes per image of one iteration (one forward and one backward).
+    step_passes: ClassVar[int] = 2
+
+    budget: int | None = param(
+        None, "forward + backward passes per image, all included (null: no cap)", ge=1
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        need = 1 + self.step_passes  # the clean pass and one iteration
+        if self.budget is not None and self.budget < need:
+            raise ParamError(
+                f"budget = {self.budget} is below the {need} passes one iteration needs "
+                f"(1 clean forward + {self.step_passes} per step)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class BFGSParams(AttackParams):
     """Luo et al.'s L1-penalised hinge with projected L-BFGS."""
 
@@ -67,7 +93,7 @@ class LBFGSBParams(AttackParams):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CWParams(AttackParams):
+class CWParams(QueryBudgetParams):
     """Carlini & Wagner's L2 optimisation (shared by ``cw`` and ``scw``)."""
 
     binary_steps: int = param(9, "binary-search steps on the constant c (the paper's)", ge=1)
@@ -79,13 +105,48 @@ class CWParams(AttackParams):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DDNParams(AttackParams):
+class DDNParams(QueryBudgetParams):
     """Rony et al.'s Decoupled Direction and Norm (values from the paper)."""
 
     steps: int = param(100, "iterations", ge=1)
     gamma: float = param(0.05, "factor the norm shrinks or grows by per step", gt=0, lt=1)
     init_norm: float = param(1.0, "first norm, in units of 255", gt=0)
     alpha: float = param(1.0, "first step size, cosine-annealed to alpha / 100", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FMNParams(QueryBudgetParams):
+    """Pintor et al.'s Fast Minimum-Norm attack (defaults of the authors' code)."""
+
+    norm: Literal["l1pp", "l2", "linf"] = param("l2", "norm minimised (l1pp: the L1 ball)")
+    steps: int = param(100, "iterations", ge=1)
+    alpha_init: float = param(1.0, "first step size, in units of 255", gt=0)
+    alpha_final: float = param(0.01, "last step size (cosine annealing), units of 255", gt=0)
+    gamma_init: float = param(0.05, "first factor the ball radius shrinks or grows by", gt=0, lt=1)
+    gamma_final: float = param(0.001, "last such factor (cosine annealing)", gt=0, lt=1)
+
+    def minimised_norm(self) -> str | None:
+        return self.norm
+
+
+@dataclass(frozen=True, kw_only=True)
+class ALMAParams(QueryBudgetParams):
+    """Rony et al.'s Augmented Lagrangian attack (defaults of the authors' code)."""
+
+    norm: Literal["l1pp", "l2"] = param("l2", "distance minimised (l1pp: the L1 norm)")
+    steps: int = param(1000, "iterations (one forward and one backward each)", ge=1)
+    lr_init: float = param(0.1, "first RMSProp learning rate, in units of 255", gt=0)
+    lr_reduction: float = param(0.01, "final learning rate / first, after the first success", gt=0)
+    mu_init: float = param(1.0, "first Lagrange multiplier", gt=0)
+    rho_init: float = param(1.0, "first penalty parameter", gt=0)
+    check_steps: int = param(10, "iterations between checks of the constraint's progress", ge=1)
+    tau: float = param(0.95, "progress the constraint must make per check", gt=0, lt=1)
+    rho_growth: float = param(1.2, "factor the penalty grows by without progress", gt=1)
+    alpha: float = param(0.9, "moving-average weight (multiplier, RMSProp, momentum)", gt=0, lt=1)
+    logit_tolerance: float = param(1e-4, "added to the logit difference (no ties on the boundary)")
+
+    def minimised_norm(self) -> str | None:
+        return self.norm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,12 +217,14 @@ class SmoothCWParams(SmoothingCfg, CWParams):
 
 
 __all__ = [
+    "ALMAParams",
     "AttackParams",
     "BFGSParams",
     "BudgetParams",
     "CWParams",
     "DDNParams",
     "DeepFoolParams",
+    "FMNParams",
     "GNIterParams",
     "GNParams",
     "GradientParams",
@@ -170,6 +233,7 @@ __all__ = [
     "LossName",
     "NoiseParams",
     "ParamError",
+    "QueryBudgetParams",
     "SmoothCWParams",
     "SmoothPGDParams",
     "SmoothingCfg",

@@ -160,6 +160,8 @@ _add("fgv", "l2", P.GradientParams, "gradient:GradientValueAttack", "raw gradien
 _add("deepfool", "l2", P.DeepFoolParams, "deepfool:DeepFoolAttack", "DeepFool, top-k")
 _add("cw", "l2", P.CWParams, "cw:CarliniWagnerL2", "Carlini & Wagner L2")
 _add("ddn", "l2", P.DDNParams, "ddn:DDNAttack", "Decoupled Direction and Norm")
+_add("fmn", "l2", P.FMNParams, "fmn:FMNAttack", "Pintor et al.'s Fast Minimum-Norm")
+_add("alma", "l2", P.ALMAParams, "alma:ALMAAttack", "Rony et al.'s Augmented Lagrangian")
 _add("random", "linf", P.NoiseParams, "noise:RandomNoiseAttack", "uniform noise", baseline=True)
 _add("gn1", "linf", P.GNParams, "gn:GN1", "Balda et al.'s GNII, Algorithm 1")
 _add("gn2", "linf", P.GNParams, "gn:GN2", "Balda et al.'s GNII, Algorithm 2")
