@@ -245,6 +245,11 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
                 tb.measures_table(data.measures),
             ),
             _table_block(
+                "How minimal: AttackBench optimality against the best-known distances",
+                "Per network and norm, each attack ranked by Cinà et al.'s optimality 1 - (A_attack - A*) / (clean_acc * d_max - A*), A the area under its robust-accuracy-vs-distance curve up to d_max, the largest best-known distance (the smallest perturbation any attack of any run sharing the store found for the image): 1 is the best known itself, 0 an attack that never succeeds.",
+                tb.optimality_table(data.optimality),
+            ),
+            _table_block(
                 "Certified lower bounds (Peck)",
                 "Per image, no perturbation with a smaller L2 norm can change the top-1 class; 'violations' counts found perturbations below the bound (must be 0).",
                 tb.bounds_table(data.bounds),

@@ -119,6 +119,9 @@ class BenchmarkConfig:
     shard_size: int = 64
     rtol: float = 1e-3  # relative precision of every scale line search
     device: str = "auto"  # auto: cuda when the actor has a GPU, else cpu
+    #: where the best-known distances of every run live (a folder or object-store URI):
+    #: each run merges its own in and scores each attack's optimality against them
+    best_known: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved config in the YAML shape (written to config.yaml and MLflow)."""
@@ -305,6 +308,11 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise _fail(source, f"{key} = {value!r}", "must be a positive integer")
             kwargs[key] = value
+    if "best_known" in raw:
+        value = raw["best_known"]
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(source, f"best_known = {value!r}", "must be a folder path or a URI")
+        kwargs["best_known"] = value
     if "rtol" in raw:
         value = raw["rtol"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:

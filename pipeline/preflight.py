@@ -9,6 +9,7 @@ an existing dataset root. :func:`check_models` imports the model registry
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,17 @@ def check_paths(
             f"{source}: dataset.root = {root!r}: no such directory (from {Path.cwd()}); "
             "point dataset.root at the dataset folder"
         )
+    store = cfg.best_known
+    if store and "://" not in store:  # an object store shows at its first write
+        try:
+            Path(store).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=store):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{source}: best_known = {store!r}: not a writable directory "
+                f"({exc.strerror or exc}); point best_known at a folder you can write"
+            ) from None
     try:
         return rundir.check(cfg.output_dir, run_name or cfg.name, fresh)
     except rundir.RunDirError as exc:

@@ -30,7 +30,7 @@ from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.mlflow_dataset import dataset_input
-from pipeline.models import resolve_cfg
+from pipeline.models import resolve_cfg, resolve_spec
 from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
@@ -39,6 +39,7 @@ from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
 from pipeline.storage import Location
 from pipeline.summary.adaptive import gain_metrics, masking_warnings
+from pipeline.summary.best_known import model_key, update_best_known
 from pipeline.summary.metrics import final_metrics, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
@@ -183,6 +184,7 @@ def run_benchmark(
             )  # fmt: skip
             stages.run(plan.units)
             _summarise(run_dir, tracker, summary)
+            _best_known(cfg, run_dir, tracker, prov)
             if eval_tasks(cfg):
                 _summarise_protocol(cfg, run_dir, tracker, summary)
             if report is not None:
@@ -252,6 +254,29 @@ def _summarise(run_dir: Location, tracker: Tracker, summary: RunSummary) -> None
             log(f"bounds: {row['model']}: {row['violations']} perturbation(s) below the bound")
     for model, metrics in final_metrics(tables).items():
         tracker.log_metrics_once(metrics, model=model)
+
+
+def _best_known(
+    cfg: BenchmarkConfig, run_dir: Location, tracker: Tracker, prov: dict[str, Any]
+) -> None:
+    """Best-known distances (merged with the config's store) and each attack's optimality:
+    summary/best_known.parquet, summary/optimality.parquet, ``optimality/...`` metrics."""
+    keys = {
+        m.name: model_key(resolve_spec(m.name).source, prov["preprocess"][m.name])
+        for m in cfg.models
+    }
+    _, table = update_best_known(run_dir, cfg.name, keys, cfg.best_known)
+    for name in ("best_known", "optimality"):
+        path = run_dir / "summary" / f"{name}.parquet"
+        if path.is_file():
+            tracker.log_artifact(path)
+    tracker.log_metrics_once(
+        {
+            f"optimality/{r['attack']}/{r['model']}/{r['norm']}": float(r["optimality"])
+            for r in table.to_dicts()
+            if r["optimality"] == r["optimality"]  # nan: no best-known area to gain
+        }
+    )
 
 
 class _Stages:

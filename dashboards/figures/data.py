@@ -48,6 +48,7 @@ class RunData:
     measures: pl.DataFrame = field(default_factory=pl.DataFrame)
     fooling: pl.DataFrame = field(default_factory=pl.DataFrame)
     bounds: pl.DataFrame = field(default_factory=pl.DataFrame)
+    optimality: pl.DataFrame = field(default_factory=pl.DataFrame)  # AttackBench's, per attack
     attack_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
     linearity_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
     protocol: dict[str, pl.DataFrame] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class RunData:
         data = cls(run_dir=run_dir)
         data.config_text, data.config = run_config(run_dir)
         data.manifest = _read(run_dir / "manifest.parquet")
+        data.optimality = _read(run_dir / "summary" / "optimality.parquet")
         data.bad_rows = _read(run_dir / "bad_rows.parquet")
         data.clean = data._summary("clean", lambda: aggregate.clean_summary(run_dir))
         data.attacks = data._summary("attacks", lambda: aggregate.attack_summary(run_dir))

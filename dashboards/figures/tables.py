@@ -253,6 +253,25 @@ def findings_html(findings: pl.DataFrame) -> str:
     return render(header, rows, classes=classes)
 
 
+def optimality_table(optimality: pl.DataFrame) -> str:
+    """Attacks ranked by optimality per (model, norm)."""
+    if optimality.is_empty():
+        return ""
+    ranked = optimality.sort("model", "norm", "optimality", descending=[False, False, True])
+    return frame(
+        ranked,
+        {
+            "model": "model",
+            "norm": "norm",
+            "attack": "attack",
+            "optimality": "optimality",
+            "median_distance": "median distance",
+            "median_best": "median best-known",
+            "n": "images",
+        },
+    )
+
+
 def adaptive_table(adaptive: pl.DataFrame) -> str:
     """The adaptive gain beside the transferred one, with the masking checks."""
     if adaptive.is_empty():
