@@ -113,8 +113,16 @@ def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
 def local_run_dir(run_dir: Location) -> Iterator[Path]:
     """The run as a local folder for the dashboards: the folder itself, or for a run on an
     object store a temporary copy of everything but the perturbation stores (figures and
-    the page are drawn from tables; report/ is uploaded back by the caller)."""
+    the page are drawn from tables; report/ is uploaded back by the caller). Links in a
+    local report/ are removed first: the report never writes (or deletes) through them."""
     if run_dir.is_local:
+        from pipeline.rundir import drop_links
+
+        for link in drop_links(run_dir.local_path / "report"):
+            print(
+                f"report: removed the link {link}; the report is written in the run",
+                file=sys.stderr,
+            )
         yield run_dir.local_path
         return
     with tempfile.TemporaryDirectory(prefix="foveabench-report-") as tmp:

@@ -12,6 +12,7 @@ The CLI imports this module before heavy imports; :func:`check` loads pyarrow's 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -42,6 +43,22 @@ class RunDirError(ConfigError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
+def drop_links(folder: Path) -> list[Path]:
+    """Unlink every symbolic link at or below ``folder`` (none is followed), so that what is
+    written there next lands inside the run directory and never where a link points."""
+    if folder.is_symlink():
+        folder.unlink()
+        return [folder]
+    dropped = []
+    for parent, dirs, files in os.walk(folder):  # os.walk never descends into links
+        for name in (*dirs, *files):
+            path = Path(parent) / name
+            if path.is_symlink():
+                path.unlink()
+                dropped.append(path)
+    return dropped
+
+
 def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     """The run directory, after checking the name, that ``output_dir`` is a writable
     directory (it is created if missing) and that ``--fresh`` may delete it.
@@ -54,8 +71,8 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
         from pipeline.storage import Location
 
         remote = Location(output_dir) / run_name
-        if fresh and not (remote / MARKER).is_file() and _results_in(remote):
-            raise RunDirError(_NOT_OURS.format(run_dir=remote, marker=MARKER))
+        if not (remote / MARKER).is_file() and _results_in(remote):
+            raise RunDirError(_not_ours(remote, fresh))
         return remote
     out = Path(output_dir)
     try:
@@ -70,17 +87,27 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     local = out / run_name
     if local.exists() and not local.is_dir():
         raise RunDirError(f"{local} exists and is not a directory; remove it or rename the run")
-    if fresh and local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
-        raise RunDirError(_NOT_OURS.format(run_dir=local, marker=MARKER))
+    if local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
+        raise RunDirError(_not_ours(local, fresh))
     from pipeline.storage import Location
 
     return Location(local)
 
 
-_NOT_OURS = (
-    "--fresh: {run_dir} was not created by foveabench (it has no {marker} file), so "
-    "nothing in it is deleted; remove it yourself or choose another run name"
-)
+def _not_ours(run_dir: object, fresh: bool) -> str:
+    """Why a directory with results but no marker is refused, and the ways on."""
+    if fresh:
+        return (
+            f"--fresh: {run_dir} was not created by foveabench (it has no {MARKER} file), so "
+            "nothing in it is deleted; remove it yourself or choose another run name"
+        )
+    return (
+        f"{run_dir} holds files but was not created by foveabench (it has no {MARKER} file), "
+        "so nothing in it is overwritten; choose another run name or output_dir, or, if it "
+        f"is a foveabench run from before run markers, create {run_dir}/{MARKER} to resume it"
+    )
+
+
 _RESULT_NAMES = (*RESULT_DIRS, COMMITS, *RESULT_FILES)
 
 
