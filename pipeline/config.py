@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.config_error import ConfigError
+from pipeline.config_yaml import excerpt, load_yaml
 from pipeline.eval_config import EvalCfg
 from pipeline.names import LAYOUT_NAMES, check_model_name
 from tasks.attacks.params import AttackParams
@@ -140,8 +139,9 @@ def default_config_path() -> Path:
 
 
 def _fail(source: str, where: str, problem: str) -> ConfigError:
-    """``<file>: <key> = <value>: <what is wrong and how to fix it>``, on one line."""
-    return ConfigError(f"{source}: {where}: {problem}".replace("\n", " "))
+    """``<file>: <key> = <value>: <what is wrong and how to fix it>``, on one line; the value
+    is cut to a short excerpt (a hostile value must not print megabytes)."""
+    return ConfigError(f"{source}: {excerpt(where)}: {problem}".replace("\n", " "))
 
 
 def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, Any]]:
@@ -366,17 +366,10 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass a YAML path or omit it for the demo")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
+    raw = load_yaml(path)
+    if raw is None:
         raise ConfigError(
-            f"{path}: not valid YAML{where}: {problem}; fix the indentation or quoting there"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: cannot be read ({exc}); pass a readable UTF-8 YAML file"
-        ) from None
-    return parse_config(raw or {}, str(path))
+            f"{path}: empty (or only comments); write the settings to run, e.g. "
+            "configs/demo.yaml, or omit the path to run the demo"
+        )
+    return parse_config(raw, str(path))

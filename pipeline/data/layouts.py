@@ -6,8 +6,9 @@ problems only the layout can see (an annotation without an image, an image
 without an annotation, a malformed annotation). Whole-dataset problems (no
 root, no annotation files at all) raise :class:`ManifestError`.
 
-Nothing outside the dataset root is read: an annotation file that resolves
-outside it is a bad row (or, for a whole-dataset file, a ManifestError), and a
+Nothing outside the dataset root is read, and nothing that is not a regular
+file is opened (a FIFO named like an annotation would block forever; it is a
+bad row). An annotation file that resolves outside the root is a bad row (or, for a whole-dataset file, a ManifestError), and a
 Kaggle ``ImageId`` must be a plain file name, never a path.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from pipeline.config import ConfigError
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
-from pipeline.data.probe import is_image_file, outside_root
+from pipeline.data.probe import named_like_image, not_a_file, outside_root
 from pipeline.data.sample_set import SAMPLE_PHOTOS
 from pipeline.data.schema import BadRow, Box, Candidate
 from tasks.registry import Registry
@@ -58,8 +59,9 @@ def _readable(path: Path, root: Path) -> Path:
 
 
 def _images_in(directory: Path) -> dict[str, Path]:
-    """Image files directly in ``directory``, by file stem."""
-    return {p.stem: p for p in sorted(directory.iterdir()) if is_image_file(p)}
+    """Entries named like images directly in ``directory``, by file stem (one that is not a
+    regular file becomes a bad row when it is probed, never silently skipped)."""
+    return {p.stem: p for p in sorted(directory.iterdir()) if named_like_image(p)}
 
 
 # --- sample -------------------------------------------------------------------------
@@ -189,6 +191,10 @@ def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path, root: Pa
                 "read: copy the XML into the root"
             )
             yield BadRow(image_id, xml, "outside_root", reason)
+            continue
+        special = not_a_file(xml)
+        if special is not None:
+            yield BadRow(image_id, xml, "not_a_file", special)
             continue
         try:
             objects = read_bbox_xml(xml)

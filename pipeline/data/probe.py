@@ -7,15 +7,17 @@ every entropy-coded byte (so truncation raises "image file is truncated") at
 about half the cost of a full decode (~1 ms for a 500x375 ILSVRC photo).
 Other formats are decoded fully (PNG/others have no cheaper complete check).
 
-Before any of that, two checks that read no image data: the file must lie
+Before any of that, checks that read no image data: the file must lie
 inside the dataset root once links are resolved (nothing outside the root is
-ever read), and a header that claims more pixels than PIL's decompression-bomb
+ever read), it must be a regular file (a FIFO, device or directory named like
+an image is never opened: opening a FIFO blocks forever), and a header that claims more pixels than PIL's decompression-bomb
 limit is refused, not decoded. Each failure is an :class:`ImageProblem`,
 which the manifest turns into one bad row.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from PIL import Image
@@ -46,6 +48,28 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def named_like_image(path: Path) -> bool:
+    """An image's name, whatever the entry is: a non-file is then a bad row, not skipped."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` (links resolved, nothing opened) is not a regular file, or None when it
+    is one or does not exist."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else None
+    what = what or ("a socket" if stat.S_ISSOCK(mode) else "a device or other special file")
+    return (
+        f"{path} is {what}, not a regular file; it is not opened (reading a FIFO or device "
+        "can block forever): replace it with the file itself or remove it"
+    )
+
+
 def outside_root(path: Path, root: Path) -> str | None:
     """Where ``path`` really points when that is outside ``root`` (resolved), else None."""
     try:
@@ -69,6 +93,9 @@ def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
             "nothing outside dataset.root: copy the file into the root (or point dataset.root "
             "at the directory the links lead to) and fix the annotation",
         )
+    special = not_a_file(path)
+    if special is not None:
+        raise ImageProblem("not_a_file", special)
     if not path.is_file():
         raise ImageProblem(
             "missing_image", f"image file {path} does not exist; add it or fix the path"
