@@ -139,11 +139,12 @@ def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> Benchmar
     Everything but the model check is standard library; the model check imports
     torch (needed next anyway) and still runs before any manifest, Ray or MLflow.
     """
-    from pipeline.preflight import check_models, check_paths
+    from pipeline.preflight import check_models, check_paths, check_ray_address
 
     source = str(args.config or "configs/demo.yaml")
     cfg = _with_overrides(load_config(args.config), args)
     check_paths(cfg, source, fresh=fresh)
+    check_ray_address(cfg, source)
     check_models(cfg, source)
     return cfg
 

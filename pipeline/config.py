@@ -95,6 +95,9 @@ class RayCfg:
     model_memory_mb: float = param(
         8192.0, "network bytes a pooled actor keeps resident before evicting (LRU)", gt=0
     )
+    connect_timeout_s: float = param(
+        30.0, "seconds ray.address may take to answer before the run stops", gt=0
+    )
 
 
 @dataclass(frozen=True)
