@@ -84,6 +84,11 @@ def read_bbox_xml(path: Path) -> Objects:
             pairs.append((name, box_from_inclusive(*values)))
     except (ET.ParseError, ValueError) as exc:
         raise AnnotationError(f"{path}: {exc}; fix or regenerate the XML") from None
+    except LookupError as exc:  # <?xml encoding="x-bogus"?>: Python knows no such codec
+        raise AnnotationError(
+            f"{path}: the XML declares an encoding Python does not know ({exc}); write it as "
+            'UTF-8 (encoding="utf-8" or no declaration)'
+        ) from None
     return _single_class(pairs, str(path))
 
 
