@@ -158,10 +158,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     else:
         raw = {"layout": args.layout, "root": args.root, "limit": args.limit}
         dataset = parse_config({"dataset": raw}, "command line").dataset
-    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
     out = Location(args.out)
-    write_table(manifest.table, out / "manifest.parquet")
-    write_table(manifest.bad_rows, out / "bad_rows.parquet")
+    if out.is_local and out.local_path.exists() and not out.local_path.is_dir():
+        raise ConfigError(
+            f"prepare --out {args.out}: exists and is not a directory; pass a directory "
+            "for manifest.parquet and bad_rows.parquet"
+        )
+    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
+    try:
+        write_table(manifest.table, out / "manifest.parquet")
+        write_table(manifest.bad_rows, out / "bad_rows.parquet")
+    except OSError as exc:  # a parent that is a file, no permission, a full disk
+        raise ConfigError(
+            f"prepare --out {args.out}: cannot write there ({exc}); pass a writable directory"
+        ) from None
     print(manifest.summary_line(), file=sys.stderr)
     print(f"wrote {out / 'manifest.parquet'} ({manifest.table.num_rows} rows)")
     return 0

@@ -124,9 +124,13 @@ def run_benchmark(
     manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
     log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
     if manifest.table.num_rows == 0:
-        raise RuntimeError(
-            f"no usable images in dataset {cfg.dataset.layout}:{cfg.dataset.root}; "
-            f"see {run_dir / 'bad_rows.parquet'}"
+        from pipeline.data.layouts import ManifestError
+
+        limited = " (dataset.limit is 0)" if ds.limit == 0 else ""
+        raise ManifestError(  # the CLI prints it as one line, exit code 2
+            f"no usable image in dataset {ds.layout}:{ds.root}{limited}; "
+            f"{manifest.bad_rows.num_rows} bad rows, each with its fix, in "
+            f"{run_dir / 'bad_rows.parquet'}: fix them, or raise dataset.limit"
         )
 
     plan = plan_attack_units(cfg, manifest.table, run_dir)
