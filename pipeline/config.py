@@ -22,15 +22,16 @@ from typing import Any
 from pipeline.config_error import ConfigError
 from pipeline.config_yaml import excerpt, load_yaml
 from pipeline.eval_config import EvalCfg
-from pipeline.names import LAYOUT_NAMES, check_model_name
+from pipeline.names import LAYOUT_NAMES, MAX_INPUT_SIZE, SALIENCY_NAMES, check_model_name
 from tasks.attacks.params import AttackParams
 from tasks.attacks.specs import attack_spec
-from tasks.protocol import TASKS
+from tasks.protocol import TASKS, mp_foveations
 from tasks.registry import RegistryError
 from tasks.typed import ParamError, checked_values, known_keys, param
 
 #: A run name becomes a directory name: one path component, no hidden or option-like names.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+N_CLASSES = 1000  #: ImageNet-1k: top_k beyond it cannot be computed
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -197,6 +198,17 @@ def _models(raw: Any, source: str) -> tuple[ModelRef, ...]:
             check_model_name(name)
         except RegistryError as exc:
             raise _fail(source, f"models[{i}] = {name!r}", str(exc)) from None
+        size = (preprocess or {}).get("input_size")
+        sides = size if isinstance(size, list) else [size]
+        if size is not None and any(
+            isinstance(v, int) and not isinstance(v, bool) and v > MAX_INPUT_SIZE for v in sides
+        ):
+            raise _fail(
+                source,
+                f"models[{i}] = {name!r}: input_size = {size!r}",
+                f"each side must be at most {MAX_INPUT_SIZE} pixels (ImageNet networks "
+                "take 224-600); fix input_size",
+            )
         refs.append(ModelRef(name, dict(preprocess or {})))
     return tuple(refs)
 
@@ -233,12 +245,59 @@ def _tasks(raw: Any, source: str) -> tuple[str, ...]:
         raise _fail(source, f"tasks = {raw!r}", f"must be a list; write tasks: [{raw}]")
     if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
         raise _fail(source, f"tasks = {raw!r}", f"must be a list of {list(known)}")
-    for t in raw:
+    for i, t in enumerate(raw):
         if t not in known:
-            close = difflib.get_close_matches(t, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise _fail(source, f"tasks: {t!r}", f"unknown task; {hint}known: {list(known)}")
+            raise _fail(source, f"tasks: {t!r}", f"unknown task; {_did_you_mean(t, known)}")
+        if t in raw[:i]:
+            raise _fail(source, f"tasks[{i}] = {t!r}", "is listed twice; keep one entry")
     return tuple(raw)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """``did you mean 'x'? known: [...]`` for an unknown name."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}known: {known}"
+
+
+#: eval keys whose values the evaluation would only refuse in an actor: (key, lowest, why).
+_EVAL_FLOORS = (
+    ("dense_check", 0, "images per shard swept on the dense grid (0: none)"),
+    ("batch_size", 1, "network inputs per forward call (leave it out for 4x the run's)"),
+    ("max_batch_size", 1, "the most inputs a GPU forward batch grows to"),
+)
+
+
+def _eval(raw: Any, source: str) -> EvalCfg:
+    """``eval``: types and grids (EvalCfg), then every range and name the actors would
+    otherwise refuse minutes into a run."""
+    cfg: EvalCfg = _section(EvalCfg, raw, "eval", source)
+    for key, low, why in _EVAL_FLOORS:
+        value = getattr(cfg, key)
+        if value is not None and value < low:
+            raise _fail(source, f"eval.{key} = {value!r}", f"must be >= {low}: {why}")
+    if any(a < 0 for a in cfg.alphas):
+        raise _fail(
+            source, f"eval.alphas = {list(cfg.alphas)}", "must be non-negative scales of the MP"
+        )
+    crops = list(mp_foveations())
+    for i, crop in enumerate(cfg.crops):
+        if crop not in crops:
+            raise _fail(
+                source,
+                f"eval.crops[{i}] = {crop!r}",
+                f"unknown foveation; {_did_you_mean(crop, crops)}",
+            )
+        if crop in cfg.crops[:i]:
+            raise _fail(source, f"eval.crops[{i}] = {crop!r}", "is listed twice; keep one entry")
+    if cfg.saliency not in SALIENCY_NAMES:
+        known = SALIENCY_NAMES.names()
+        raise _fail(
+            source,
+            f"eval.saliency = {cfg.saliency!r}",
+            f"unknown method; {_did_you_mean(cfg.saliency, known)}",
+        )
+    return cfg
 
 
 def _top_level(raw: Mapping[str, Any], source: str) -> None:
@@ -265,8 +324,12 @@ def _criterion(raw: Any, source: str) -> int | None:
         if key != "top_k":
             raise _fail(source, f"criterion.{key} = {raw[key]!r}", "unknown key; known: top_k")
     k = raw.get("top_k", 5)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise _fail(source, f"criterion.top_k = {k!r}", "must be a positive integer (5: top-5)")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= N_CLASSES:
+        raise _fail(
+            source,
+            f"criterion.top_k = {k!r}",
+            f"must be a positive integer up to {N_CLASSES}, the ImageNet classes (5: top-5)",
+        )
     return k
 
 
@@ -323,7 +386,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["dataset"] = _dataset(raw.get("dataset"), source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
-    kwargs["eval"] = _section(EvalCfg, raw.get("eval"), "eval", source)
+    kwargs["eval"] = _eval(raw.get("eval"), source)
     if "models" in raw:
         kwargs["models"] = _models(raw["models"], source)
     if "attacks" in raw:
