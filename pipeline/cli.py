@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
+
+if TYPE_CHECKING:
+    from pipeline.runner import RunSummary
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -122,7 +126,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)
     print_summary(summary)
-    return 1 if summary.failed_units else 0
+    return run_exit_code(summary)
+
+
+def run_exit_code(summary: RunSummary) -> int:
+    """1 when a unit failed or MLflow could not be written (a full disk, a server down):
+    a scheduler must not take a run whose mirror is missing for a complete one."""
+    if summary.mlflow_failed:
+        print(
+            f"MLflow at {summary.tracking_uri} could not be written; the results on disk are "
+            f"kept: once it works again run `foveabench sync {summary.run_dir}`",
+            file=sys.stderr,
+        )
+    return 1 if summary.failed_units or summary.mlflow_failed else 0
 
 
 def help_attack(name: str) -> int:

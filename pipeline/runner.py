@@ -80,6 +80,8 @@ class RunSummary:
     table1: list[dict[str, Any]] = field(default_factory=list)
     dense_warnings: list[str] = field(default_factory=list)  # shortcut disagreement > 2%
     masking_warnings: list[str] = field(default_factory=list)  # adaptive task's checks
+    #: MLflow failed during the run (full disk, server down): results are on disk only
+    mlflow_failed: bool = False
 
 
 def log(message: str) -> None:
@@ -203,6 +205,7 @@ def run_benchmark(
         tracker.finish(success=False)
         raise
     tracker.finish(success=not summary.failed_units)
+    summary.mlflow_failed = not tracker.available
     summary.seconds = time.perf_counter() - start
     return summary
 

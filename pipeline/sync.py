@@ -44,12 +44,15 @@ class SyncReport:
 
 
 def expected_artifacts(run_dir: RunDir, models: list[str]) -> dict[str | None, list[Location]]:
-    """Every file MLflow should hold, by run: ``None`` = parent, else the model's child
-    (its compacted attack, clean and bounds tables, and the evaluations it ran)."""
+    """Every file MLflow should hold, by run: ``None`` = parent (inputs, summaries and
+    report/), else the model's child (its compacted attack, clean and bounds tables, and
+    the evaluations it ran)."""
     root = location(run_dir)
+    report = [f for f in (root / "report").files() if not f.name.startswith(".")]
     out: dict[str | None, list[Location]] = {
         None: [root / f for f in PARENT_FILES if (root / f).is_file()]
         + (root / "summary").files("*.parquet")
+        + report  # the page and its figures: a run that could not log them is not complete
     }
     for model in models:
         out[model] = []
