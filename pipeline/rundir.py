@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MARKER = ".foveabench-run"
 COMMITS = "_commits"  # shard commit records (pipeline.partitions)
+QUARANTINE = "_quarantine"  # committed pieces found unreadable, kept for a look (partitions)
 RESULT_DIRS = (
     "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
     "report",
@@ -108,7 +109,7 @@ def _not_ours(run_dir: object, fresh: bool) -> str:
     )
 
 
-_RESULT_NAMES = (*RESULT_DIRS, COMMITS, *RESULT_FILES)
+_RESULT_NAMES = (*RESULT_DIRS, COMMITS, QUARANTINE, *RESULT_FILES)
 
 
 def _local_results(local: Path) -> list[str]:

@@ -33,7 +33,7 @@ from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.models import resolve_cfg
-from pipeline.partitions import COMPACTED
+from pipeline.partitions import COMPACTED, quarantine_damaged_pieces
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.runmeta import run_params, run_tags
@@ -120,6 +120,8 @@ def run_benchmark(
     removed = remove_stale_temp_files(run_dir)
     if removed:
         log(f"removed {removed} partial file(s) left by an interrupted run")
+    for line in quarantine_damaged_pieces(run_dir):
+        log(f"resume: {line}")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     ds = cfg.dataset
