@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config_yaml import excerpt
+
 if TYPE_CHECKING:
     from pipeline.storage import Location
 
@@ -190,10 +192,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     from pipeline.storage import Location
 
+    import polars as pl
+    import pyarrow as pa
+
     start = time.perf_counter()
     where = Location(run_dir)
     with local_run_dir(where) as local:
-        page = build_report(local, tags=tags)
+        try:
+            page = build_report(local, tags=tags)
+        except (pl.exceptions.PolarsError, pa.ArrowException) as exc:  # a damaged table
+            print(
+                f"report: {run_dir}: a result table cannot be read ({type(exc).__name__}: "
+                f"{excerpt(str(exc))}); restore the run's files, or rerun `foveabench run` "
+                "with its config to recompute them",
+                file=sys.stderr,
+            )
+            return 2
         size = sum(f.stat().st_size for f in page.parent.rglob("*") if f.is_file())
         published = _publish(page, where)
         print(

@@ -377,7 +377,9 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
     """Validate a YAML mapping into a :class:`BenchmarkConfig` (ConfigError on any mistake)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {raw!r}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, got {excerpt(repr(raw))}"
+        )
     _top_level(raw, source)
     kwargs = _scalars(raw, source)
     top_k = _criterion(raw.get("criterion"), source)

@@ -100,6 +100,14 @@ def load_yaml(path: Path, source: str | None = None) -> Any:
         raise ConfigError(
             f"{source}: cannot be read ({exc}); pass a readable UTF-8 YAML file"
         ) from None
+    return parse_yaml(text, source)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document in ``text`` (None when empty), with the limits of :func:`load_yaml`
+    but the size; ``source`` names it in errors."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{source}: {len(text)} characters; a config is a few KB")
     loader = _Loader(text, source)
     try:
         node = loader.get_single_node()

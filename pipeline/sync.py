@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import yaml
-
 from pipeline.compaction import LOGGED, mlflow_model
 from pipeline.config import parse_config
+from pipeline.config_yaml import parse_yaml
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units
@@ -96,7 +95,8 @@ def sync_run(where: RunDir | str) -> SyncReport:
             f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
             "are written at the start of every run); pass <output_dir>/<run_name>"
         )
-    cfg = parse_config(yaml.safe_load(config_path.read_text()), str(config_path))
+    # a damaged config.yaml is one config error (exit 2), never a YAML traceback
+    cfg = parse_config(parse_yaml(config_path.read_text(), str(config_path)), str(config_path))
     manifest = read_table(manifest_path)
     output_dir = str(run_dir.parent)
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)

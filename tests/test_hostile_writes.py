@@ -6,6 +6,7 @@ Each test builds the hostile tree on the fly and drives the real component.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,13 @@ def test_the_dataset_fingerprint_follows_no_directory_link(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True", "the fingerprint listed a file outside the root"
+
+
+def test_the_dataset_fingerprint_takes_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    from pipeline.data.reuse import dataset_fingerprint
+
+    (tmp_path / "images").mkdir()
+    before = dataset_fingerprint("ilsvrc", str(tmp_path), None)
+    raw = os.path.join(os.fsencode(tmp_path / "images"), b"caf\xe9.JPEG")  # Latin-1 e-acute
+    Path(os.fsdecode(raw)).write_bytes(b"x")
+    assert dataset_fingerprint("ilsvrc", str(tmp_path), None) not in (None, before)
