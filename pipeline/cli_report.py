@@ -190,10 +190,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
-    from pipeline.storage import Location
-
     import polars as pl
     import pyarrow as pa
+
+    from pipeline.storage import Location
 
     start = time.perf_counter()
     where = Location(run_dir)
