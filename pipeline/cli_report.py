@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config_yaml import excerpt
+from pipeline.config_error import excerpt
 
 if TYPE_CHECKING:
     from pipeline.storage import Location

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config_error import ConfigError
-from pipeline.config_yaml import excerpt, load_yaml
+from pipeline.config_checks import checked_eval, did_you_mean
+from pipeline.config_error import ConfigError, excerpt, located
+from pipeline.config_yaml import load_yaml
 from pipeline.eval_config import EvalCfg
-from pipeline.names import LAYOUT_NAMES, MAX_INPUT_SIZE, SALIENCY_NAMES, check_model_name
+from pipeline.names import LAYOUT_NAMES, MAX_INPUT_SIZE, check_model_name
 from tasks.attacks.params import AttackParams
 from tasks.attacks.specs import attack_spec
-from tasks.protocol import TASKS, mp_foveations
+from tasks.protocol import TASKS
 from tasks.registry import RegistryError
 from tasks.typed import ParamError, checked_values, known_keys, param
 
@@ -142,10 +143,7 @@ def default_config_path() -> Path:
     return Path(str(importlib.resources.files("configs").joinpath("demo.yaml")))
 
 
-def _fail(source: str, where: str, problem: str) -> ConfigError:
-    """``<file>: <key> = <value>: <what is wrong and how to fix it>``, on one line; the value
-    is cut to a short excerpt (a hostile value must not print megabytes)."""
-    return ConfigError(f"{source}: {excerpt(where)}: {problem}".replace("\n", " "))
+_fail = located
 
 
 def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, Any]]:
@@ -247,57 +245,10 @@ def _tasks(raw: Any, source: str) -> tuple[str, ...]:
         raise _fail(source, f"tasks = {raw!r}", f"must be a list of {list(known)}")
     for i, t in enumerate(raw):
         if t not in known:
-            raise _fail(source, f"tasks: {t!r}", f"unknown task; {_did_you_mean(t, known)}")
+            raise _fail(source, f"tasks: {t!r}", f"unknown task; {did_you_mean(t, known)}")
         if t in raw[:i]:
             raise _fail(source, f"tasks[{i}] = {t!r}", "is listed twice; keep one entry")
     return tuple(raw)
-
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    """``did you mean 'x'? known: [...]`` for an unknown name."""
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{hint}known: {known}"
-
-
-#: eval keys whose values the evaluation would only refuse in an actor: (key, lowest, why).
-_EVAL_FLOORS = (
-    ("dense_check", 0, "images per shard swept on the dense grid (0: none)"),
-    ("batch_size", 1, "network inputs per forward call (leave it out for 4x the run's)"),
-    ("max_batch_size", 1, "the most inputs a GPU forward batch grows to"),
-)
-
-
-def _eval(raw: Any, source: str) -> EvalCfg:
-    """``eval``: types and grids (EvalCfg), then every range and name the actors would
-    otherwise refuse minutes into a run."""
-    cfg: EvalCfg = _section(EvalCfg, raw, "eval", source)
-    for key, low, why in _EVAL_FLOORS:
-        value = getattr(cfg, key)
-        if value is not None and value < low:
-            raise _fail(source, f"eval.{key} = {value!r}", f"must be >= {low}: {why}")
-    if any(a < 0 for a in cfg.alphas):
-        raise _fail(
-            source, f"eval.alphas = {list(cfg.alphas)}", "must be non-negative scales of the MP"
-        )
-    crops = list(mp_foveations())
-    for i, crop in enumerate(cfg.crops):
-        if crop not in crops:
-            raise _fail(
-                source,
-                f"eval.crops[{i}] = {crop!r}",
-                f"unknown foveation; {_did_you_mean(crop, crops)}",
-            )
-        if crop in cfg.crops[:i]:
-            raise _fail(source, f"eval.crops[{i}] = {crop!r}", "is listed twice; keep one entry")
-    if cfg.saliency not in SALIENCY_NAMES:
-        known = SALIENCY_NAMES.names()
-        raise _fail(
-            source,
-            f"eval.saliency = {cfg.saliency!r}",
-            f"unknown method; {_did_you_mean(cfg.saliency, known)}",
-        )
-    return cfg
 
 
 def _top_level(raw: Mapping[str, Any], source: str) -> None:
@@ -388,7 +339,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["dataset"] = _dataset(raw.get("dataset"), source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
-    kwargs["eval"] = _eval(raw.get("eval"), source)
+    kwargs["eval"] = checked_eval(_section(EvalCfg, raw.get("eval"), "eval", source), source)
     if "models" in raw:
         kwargs["models"] = _models(raw["models"], source)
     if "attacks" in raw:

@@ -17,19 +17,11 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from pipeline.config_error import ConfigError
+from pipeline.config_error import ConfigError, excerpt
 
 MAX_BYTES = 1_000_000  #: a real config is a few KB
 MAX_DEPTH = 64  #: nesting levels; real configs use under 6
 MAX_VALUES = 100_000  #: values after alias expansion; real configs have a few hundred
-EXCERPT = 160  #: characters of a value an error message shows
-
-
-def excerpt(text: str, limit: int = EXCERPT) -> str:
-    """``text`` cut to ``limit`` characters, saying how long it was: an error line stays short."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 class _Loader(yaml.SafeLoader):

@@ -30,9 +30,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
-from pipeline.config_error import ConfigError
 from pipeline.storage import Location, RunDir, is_uri, location
 from pipeline.system_metrics import SystemMetrics
+from pipeline.tracking_store import check_sqlite_store
 
 STATE_FILE = "mlflow.json"
 PROBE_TIMEOUT_S = 5.0
@@ -52,36 +52,6 @@ def default_tracking_uri(output_dir: str | Path) -> str:
     else the embedded default: a SQLite file (no server needed)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     return env or f"sqlite:///{(local_mlflow_dir(output_dir) / 'mlflow.db').resolve()}"
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
-
-
-class TrackingStoreError(ConfigError):
-    """The MLflow store cannot be opened at all; the message names it and the way on."""
-
-    label = "mlflow error"
-
-
-def check_sqlite_store(tracking_uri: str) -> None:
-    """A ``sqlite:///`` store that exists but is no SQLite database (damaged, or another
-    file) is one clear error before anything runs, not SQLAlchemy's 80-line traceback."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
-    try:
-        with path.open("rb") as f:
-            head = f.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return  # MLflow creates it
-    except OSError as exc:
-        raise TrackingStoreError(f"{path}: the MLflow store cannot be read ({exc})") from None
-    if head and head != SQLITE_HEADER:
-        raise TrackingStoreError(
-            f"{path}: the MLflow store is not an SQLite database (damaged, or another file); "
-            f"the results on disk are untouched: move it aside (mv {path} {path}.broken) and "
-            "rerun, then `foveabench sync RUN_DIR` re-logs each run; or set mlflow.tracking_uri"
-        )
 
 
 def ui_command(tracking_uri: str) -> str:

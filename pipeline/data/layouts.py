@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.config import ConfigError
-from pipeline.config_yaml import excerpt
+from pipeline.config_error import excerpt
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
 from pipeline.data.probe import named_like_image, not_a_file, outside_root
