@@ -124,11 +124,18 @@ def _results_in(run_dir: Location) -> list[str]:
 
 
 def prepare(output_dir: str, run_name: str, fresh: bool) -> Location:
-    """Create (or with ``fresh``, empty) the run directory; return it."""
+    """Create (or with ``fresh``, empty) the run directory; return it. A result folder or
+    file that is a link is removed (a link, never what it points at) before anything is
+    written, so summaries, shards and the MLflow state land in the run directory."""
     run_dir = check(output_dir, run_name, fresh)
     if fresh:
         for name in _results_in(run_dir):
             _delete(run_dir / name)
+    elif run_dir.is_local:  # a resume writes into these: never through a link
+        for name in _RESULT_NAMES:
+            path = run_dir.local_path / name
+            if path.is_symlink():
+                path.unlink()
     if not (run_dir / MARKER).is_file() and not _results_in(run_dir):
         (run_dir / MARKER).write_text(
             json.dumps(

@@ -87,3 +87,17 @@ def test_the_dataset_fingerprint_takes_a_file_name_that_is_not_utf8(tmp_path: Pa
     raw = os.path.join(os.fsencode(tmp_path / "images"), b"caf\xe9.JPEG")  # Latin-1 e-acute
     Path(os.fsdecode(raw)).write_bytes(b"x")
     assert dataset_fingerprint("ilsvrc", str(tmp_path), None) not in (None, before)
+
+
+def test_a_resume_removes_result_links_instead_of_writing_through_them(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.parquet").write_text("someone's table")
+    (tmp_path / "theirs.json").write_text("someone's file")
+    run_dir = rundir.prepare(str(tmp_path / "out"), "ours", fresh=False).local_path
+    (run_dir / "summary").symlink_to(outside, target_is_directory=True)
+    (run_dir / "mlflow.json").symlink_to(tmp_path / "theirs.json")
+    rundir.prepare(str(tmp_path / "out"), "ours", fresh=False)
+    assert not (run_dir / "summary").exists() and not (run_dir / "mlflow.json").exists()
+    assert (outside / "keep.parquet").read_text() == "someone's table"
+    assert (tmp_path / "theirs.json").read_text() == "someone's file"
