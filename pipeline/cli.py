@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
+
+if TYPE_CHECKING:
+    from pipeline.runner import RunSummary
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -128,7 +132,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)
     print_summary(summary)
-    return 1 if summary.failed_units else 0
+    return run_exit_code(summary)
+
+
+def run_exit_code(summary: RunSummary) -> int:
+    """1 when a unit failed or MLflow could not be written (a full disk, a server down):
+    a scheduler must not take a run whose mirror is missing for a complete one."""
+    if summary.mlflow_failed:
+        print(
+            f"MLflow at {summary.tracking_uri} could not be written; the results on disk are "
+            f"kept: once it works again run `foveabench sync {summary.run_dir}`",
+            file=sys.stderr,
+        )
+    return 1 if summary.failed_units or summary.mlflow_failed else 0
 
 
 def help_attack(name: str) -> int:
@@ -145,11 +161,12 @@ def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> Benchmar
     Everything but the model check is standard library; the model check imports
     torch (needed next anyway) and still runs before any manifest, Ray or MLflow.
     """
-    from pipeline.preflight import check_models, check_paths
+    from pipeline.preflight import check_models, check_paths, check_ray_address
 
     source = str(args.config or "configs/demo.yaml")
     cfg = _with_overrides(load_config(args.config), args)
     check_paths(cfg, source, fresh=fresh)
+    check_ray_address(cfg, source)
     check_models(cfg, source)
     return cfg
 
@@ -163,10 +180,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     else:
         raw = {"layout": args.layout, "root": args.root, "limit": args.limit}
         dataset = parse_config({"dataset": raw}, "command line").dataset
-    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
     out = Location(args.out)
-    write_table(manifest.table, out / "manifest.parquet")
-    write_table(manifest.bad_rows, out / "bad_rows.parquet")
+    if out.is_local and out.local_path.exists() and not out.local_path.is_dir():
+        raise ConfigError(
+            f"prepare --out {args.out}: exists and is not a directory; pass a directory "
+            "for manifest.parquet and bad_rows.parquet"
+        )
+    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
+    try:
+        write_table(manifest.table, out / "manifest.parquet")
+        write_table(manifest.bad_rows, out / "bad_rows.parquet")
+    except OSError as exc:  # a parent that is a file, no permission, a full disk
+        raise ConfigError(
+            f"prepare --out {args.out}: cannot write there ({exc}); pass a writable directory"
+        ) from None
     print(manifest.summary_line(), file=sys.stderr)
     print(f"wrote {out / 'manifest.parquet'} ({manifest.table.num_rows} rows)")
     return 0

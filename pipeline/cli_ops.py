@@ -20,6 +20,13 @@ def register(subparsers: Any) -> None:
     )
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
     submit.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds the job server may take to answer before submit stops (default 30)",
+    )
+    submit.add_argument(
         "--install-deps",
         action="store_true",
         help="have Ray pip-install the pinned requirements per job (default: use the "
@@ -70,7 +77,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     try:
         submission = sub.build_submission(cfg, install_deps=args.install_deps)
-        client = sub.connect(args.address)
+        client = sub.connect(args.address, args.connect_timeout)
         sid, what = sub.submit(client, submission)
     except sub.SubmitError as exc:
         print(f"submit error: {exc}", file=sys.stderr)

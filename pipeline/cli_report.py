@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config_error import excerpt
+
 if TYPE_CHECKING:
     from pipeline.storage import Location
 
@@ -113,8 +115,16 @@ def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
 def local_run_dir(run_dir: Location) -> Iterator[Path]:
     """The run as a local folder for the dashboards: the folder itself, or for a run on an
     object store a temporary copy of everything but the perturbation stores (figures and
-    the page are drawn from tables; report/ is uploaded back by the caller)."""
+    the page are drawn from tables; report/ is uploaded back by the caller). Links in a
+    local report/ are removed first: the report never writes (or deletes) through them."""
     if run_dir.is_local:
+        from pipeline.rundir import drop_links
+
+        for link in drop_links(run_dir.local_path / "report"):
+            print(
+                f"report: removed the link {link}; the report is written in the run",
+                file=sys.stderr,
+            )
         yield run_dir.local_path
         return
     with tempfile.TemporaryDirectory(prefix="foveabench-report-") as tmp:
@@ -180,12 +190,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
+    import polars as pl
+    import pyarrow as pa
+
     from pipeline.storage import Location
 
     start = time.perf_counter()
     where = Location(run_dir)
     with local_run_dir(where) as local:
-        page = build_report(local, tags=tags)
+        try:
+            page = build_report(local, tags=tags)
+        except (pl.exceptions.PolarsError, pa.ArrowException) as exc:  # a damaged table
+            print(
+                f"report: {run_dir}: a result table cannot be read ({type(exc).__name__}: "
+                f"{excerpt(str(exc))}); restore the run's files, or rerun `foveabench run` "
+                "with its config to recompute them",
+                file=sys.stderr,
+            )
+            return 2
         size = sum(f.stat().st_size for f in page.parent.rglob("*") if f.is_file())
         published = _publish(page, where)
         print(

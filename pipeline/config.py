@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.config_error import ConfigError
+from pipeline.config_checks import checked_eval, did_you_mean
+from pipeline.config_error import ConfigError, excerpt, located
+from pipeline.config_yaml import load_yaml
 from pipeline.eval_config import EvalCfg
-from pipeline.names import LAYOUT_NAMES, check_model_name
+from pipeline.names import LAYOUT_NAMES, MAX_INPUT_SIZE, check_model_name
 from tasks.attacks.params import AttackParams
 from tasks.attacks.specs import attack_spec
 from tasks.protocol import TASKS
@@ -32,6 +32,7 @@ from tasks.typed import ParamError, checked_values, known_keys, param
 
 #: A run name becomes a directory name: one path component, no hidden or option-like names.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+N_CLASSES = 1000  #: ImageNet-1k: top_k beyond it cannot be computed
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -101,6 +102,9 @@ class RayCfg:
     placement_timeout_s: float = param(
         60.0, "seconds Ray may take to reserve every actor's resources before the run fails", gt=0
     )
+    connect_timeout_s: float = param(
+        30.0, "seconds ray.address may take to answer before the run stops", gt=0
+    )
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,7 @@ def default_config_path() -> Path:
     return Path(str(importlib.resources.files("configs").joinpath("demo.yaml")))
 
 
-def _fail(source: str, where: str, problem: str) -> ConfigError:
-    """``<file>: <key> = <value>: <what is wrong and how to fix it>``, on one line."""
-    return ConfigError(f"{source}: {where}: {problem}".replace("\n", " "))
+_fail = located
 
 
 def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, Any]]:
@@ -202,6 +204,17 @@ def _models(raw: Any, source: str) -> tuple[ModelRef, ...]:
             check_model_name(name)
         except RegistryError as exc:
             raise _fail(source, f"models[{i}] = {name!r}", str(exc)) from None
+        size = (preprocess or {}).get("input_size")
+        sides = size if isinstance(size, list) else [size]
+        if size is not None and any(
+            isinstance(v, int) and not isinstance(v, bool) and v > MAX_INPUT_SIZE for v in sides
+        ):
+            raise _fail(
+                source,
+                f"models[{i}] = {name!r}: input_size = {size!r}",
+                f"each side must be at most {MAX_INPUT_SIZE} pixels (ImageNet networks "
+                "take 224-600); fix input_size",
+            )
         refs.append(ModelRef(name, dict(preprocess or {})))
     return tuple(refs)
 
@@ -238,11 +251,11 @@ def _tasks(raw: Any, source: str) -> tuple[str, ...]:
         raise _fail(source, f"tasks = {raw!r}", f"must be a list; write tasks: [{raw}]")
     if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
         raise _fail(source, f"tasks = {raw!r}", f"must be a list of {list(known)}")
-    for t in raw:
+    for i, t in enumerate(raw):
         if t not in known:
-            close = difflib.get_close_matches(t, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise _fail(source, f"tasks: {t!r}", f"unknown task; {hint}known: {list(known)}")
+            raise _fail(source, f"tasks: {t!r}", f"unknown task; {did_you_mean(t, known)}")
+        if t in raw[:i]:
+            raise _fail(source, f"tasks[{i}] = {t!r}", "is listed twice; keep one entry")
     return tuple(raw)
 
 
@@ -270,8 +283,12 @@ def _criterion(raw: Any, source: str) -> int | None:
         if key != "top_k":
             raise _fail(source, f"criterion.{key} = {raw[key]!r}", "unknown key; known: top_k")
     k = raw.get("top_k", 5)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise _fail(source, f"criterion.top_k = {k!r}", "must be a positive integer (5: top-5)")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= N_CLASSES:
+        raise _fail(
+            source,
+            f"criterion.top_k = {k!r}",
+            f"must be a positive integer up to {N_CLASSES}, the ImageNet classes (5: top-5)",
+        )
     return k
 
 
@@ -308,7 +325,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise _fail(source, f"{key} = {value!r}", "must be a positive integer")
             kwargs[key] = value
-    if "best_known" in raw:
+    if raw.get("best_known") is not None:
         value = raw["best_known"]
         if not isinstance(value, str) or not value.strip():
             raise _fail(source, f"best_known = {value!r}", "must be a folder path or a URI")
@@ -324,7 +341,9 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
     """Validate a YAML mapping into a :class:`BenchmarkConfig` (ConfigError on any mistake)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {raw!r}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, got {excerpt(repr(raw))}"
+        )
     _top_level(raw, source)
     kwargs = _scalars(raw, source)
     top_k = _criterion(raw.get("criterion"), source)
@@ -333,7 +352,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["dataset"] = _dataset(raw.get("dataset"), source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
-    kwargs["eval"] = _section(EvalCfg, raw.get("eval"), "eval", source)
+    kwargs["eval"] = checked_eval(_section(EvalCfg, raw.get("eval"), "eval", source), source)
     if "models" in raw:
         kwargs["models"] = _models(raw["models"], source)
     if "attacks" in raw:
@@ -379,17 +398,10 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass a YAML path or omit it for the demo")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
+    raw = load_yaml(path)
+    if raw is None:
         raise ConfigError(
-            f"{path}: not valid YAML{where}: {problem}; fix the indentation or quoting there"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: cannot be read ({exc}); pass a readable UTF-8 YAML file"
-        ) from None
-    return parse_config(raw or {}, str(path))
+            f"{path}: empty (or only comments); write the settings to run, e.g. "
+            "configs/demo.yaml, or omit the path to run the demo"
+        )
+    return parse_config(raw, str(path))

@@ -1,4 +1,4 @@
-"""Model and dataset-layout names the config is checked against, without heavy imports.
+"""Model, dataset-layout and saliency names the config is checked against, without heavy imports.
 
 The registries themselves (``pipeline.models.MODELS``, ``pipeline.data.LAYOUTS``)
 import torch, PIL and pyarrow; the config parser must answer in milliseconds,
@@ -32,6 +32,14 @@ LAYOUT_NAMES.add("sample", "photos shipped inside installed packages (no root)")
 LAYOUT_NAMES.add("ilsvrc", "ILSVRC2012 val JPEGs + bbox XML and/or devkit ground truth")
 LAYOUT_NAMES.add("kaggle", "Kaggle LOC: LOC_val_solution.csv + val images")
 LAYOUT_NAMES.add("imagefolder", "<root>/<wnid>/<image>")
+
+#: ``eval.saliency`` methods (``tasks.saliency.SALIENCY``, which imports torch).
+SALIENCY_NAMES: Registry[str] = Registry("saliency method")
+SALIENCY_NAMES.add("spectral_residual", "Hou & Zhang's spectral residual (tasks/saliency.py)")
+
+#: Largest ``input_size`` side a model may be given: ImageNet networks take 224-600 px, and
+#: a side of 100,000 would allocate tens of GB per image before anything could fail.
+MAX_INPUT_SIZE = 4096
 
 
 def check_model_name(name: str) -> None:

@@ -14,12 +14,19 @@ then deletes the pieces and their records. A 50k-image run thus ends with a few
 files per partition instead of one per shard. Readers see the compacted rows plus
 any committed piece not folded yet; both orders of a crash between the steps are
 safe: the file is replaced whole, and pieces already in it are ignored.
+
+A committed piece can still be damaged afterwards (a disk error, a truncating
+copy). A resume checks every committed piece's footer, and compaction every piece
+it reads: an unreadable one is moved to ``_quarantine/<partition>/``, its records
+are deleted, and the shard is computed again, instead of a compaction that fails
+the same way on every rerun.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from pipeline.rundir import COMMITS
+from pipeline.rundir import COMMITS, QUARANTINE
 from pipeline.storage import (
     Location,
     RunDir,
@@ -203,6 +210,46 @@ def partitions(run_dir: Location, table_root: str) -> list[str]:
     return sorted(found)
 
 
+def _damage(piece: Location) -> str | None:
+    """Why a piece's Parquet footer cannot be read, or None (also when it is gone)."""
+    try:
+        read_schema(piece)
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def quarantine(run_dir: Location, partition: str, shard: int, why: str) -> str:
+    """Move a damaged committed piece to ``_quarantine/`` and delete its records, so that
+    the shard counts as not done and is computed again; return the line that says so."""
+    piece = run_dir / partition / piece_name(shard)
+    kept = run_dir / QUARANTINE / partition / piece_name(shard)
+    try:
+        kept.write_bytes(piece.read_bytes())
+        piece.delete()
+    except FileNotFoundError:
+        pass
+    for digest in _records(run_dir, partition).get(shard, []):
+        _record(run_dir, partition, shard, digest).delete()
+    return (
+        f"{piece} was committed but is unreadable ({why}); moved to {kept} and the shard "
+        "is computed again (delete the copy once you have looked at it)"
+    )
+
+
+def quarantine_damaged_pieces(run_dir: Location) -> list[str]:
+    """At a resume: every committed piece whose footer does not read is quarantined."""
+    lines = []
+    for partition, shards in CommitIndex.load(run_dir).records.items():
+        for shard in sorted(shards):
+            why = _damage(run_dir / partition / piece_name(shard))
+            if why is not None:
+                lines.append(quarantine(run_dir, partition, shard, why))
+    return lines
+
+
 def compact(run_dir: Location, partition: str) -> int:
     """Fold the partition's committed pieces into ``data.parquet``; return pieces folded."""
     folder = run_dir / partition
@@ -220,9 +267,16 @@ def compact(run_dir: Location, partition: str) -> int:
             if folded.get(k) == digest:
                 continue
             raise
+        except (pa.ArrowException, OSError, ValueError) as exc:  # damaged after its commit
+            line = quarantine(run_dir, partition, k, f"{type(exc).__name__}: {exc}")
+            print(f"compaction: {line} by the next run", file=sys.stderr)
+            del records[k]
+            continue
         tables.append(table.append_column(SHARD_COLUMN, pa.array([k] * len(table), pa.int32())))
         folded[k] = digest
         read.append(k)
+    if not tables and not data.is_file():
+        return 0  # every piece was quarantined: nothing to fold
     if data.is_file():
         old = read_table(data)
         stale = pc.is_in(old[SHARD_COLUMN], pa.array(read, pa.int32()))
@@ -238,4 +292,4 @@ def compact(run_dir: Location, partition: str) -> int:
         for digest in digests:  # stale records of an older manifest go with the newest
             _record(run_dir, partition, k, digest).delete()
         (folder / piece_name(k)).delete()
-    return len(pieces)
+    return len(records)  # the quarantined ones were taken out

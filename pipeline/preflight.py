@@ -5,6 +5,7 @@ writable ``output_dir``, ``--fresh`` only on a run directory foveabench made,
 an existing dataset root. :func:`check_models` imports the model registry
 (torch) and resolves every model with its preprocessing overrides, so a
 ``timm:<typo>`` or a bad ``input_size`` fails here, not in an actor.
+:func:`check_ray_address` refuses a cluster address that never answers.
 """
 
 from __future__ import annotations
@@ -57,3 +58,20 @@ def check_models(cfg: BenchmarkConfig, source: str) -> None:
             resolve_cfg(ref.name, ref.preprocess)
         except (RegistryError, ValueError, TypeError) as exc:
             raise ConfigError(f"{source}: models[{i}] = {ref.name!r}: {exc}") from None
+
+
+def check_ray_address(cfg: BenchmarkConfig, source: str) -> None:
+    """A ``ray.address`` that accepts connections but never answers would make ``ray.init``
+    retry forever; it is refused here, within ``ray.connect_timeout_s``."""
+    from pipeline.netcheck import GRPC_HELLO, no_answer
+
+    address = cfg.ray.address
+    if not address:
+        return
+    silent = no_answer(address, 6379, GRPC_HELLO, cfg.ray.connect_timeout_s)
+    if silent:
+        raise ConfigError(
+            f"{source}: ray.address = {address!r}: {silent}; is the cluster up and is this "
+            "its head's GCS address (host:6379, or ray://host:10001)? Fix ray.address, or "
+            "raise ray.connect_timeout_s for a slow network"
+        )

@@ -12,6 +12,7 @@ The CLI imports this module before heavy imports; :func:`check` loads pyarrow's 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 MARKER = ".foveabench-run"
 COMMITS = "_commits"  # shard commit records (pipeline.partitions)
+QUARANTINE = "_quarantine"  # committed pieces found unreadable, kept for a look (partitions)
 RESULT_DIRS = (
     "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
     "report",
@@ -42,6 +44,22 @@ class RunDirError(ConfigError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
+def drop_links(folder: Path) -> list[Path]:
+    """Unlink every symbolic link at or below ``folder`` (none is followed), so that what is
+    written there next lands inside the run directory and never where a link points."""
+    if folder.is_symlink():
+        folder.unlink()
+        return [folder]
+    dropped = []
+    for parent, dirs, files in os.walk(folder):  # os.walk never descends into links
+        for name in (*dirs, *files):
+            path = Path(parent) / name
+            if path.is_symlink():
+                path.unlink()
+                dropped.append(path)
+    return dropped
+
+
 def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     """The run directory, after checking the name, that ``output_dir`` is a writable
     directory (it is created if missing) and that ``--fresh`` may delete it.
@@ -54,8 +72,8 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
         from pipeline.storage import Location
 
         remote = Location(output_dir) / run_name
-        if fresh and not (remote / MARKER).is_file() and _results_in(remote):
-            raise RunDirError(_NOT_OURS.format(run_dir=remote, marker=MARKER))
+        if not (remote / MARKER).is_file() and _results_in(remote):
+            raise RunDirError(_not_ours(remote, fresh))
         return remote
     out = Path(output_dir)
     try:
@@ -70,18 +88,28 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     local = out / run_name
     if local.exists() and not local.is_dir():
         raise RunDirError(f"{local} exists and is not a directory; remove it or rename the run")
-    if fresh and local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
-        raise RunDirError(_NOT_OURS.format(run_dir=local, marker=MARKER))
+    if local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
+        raise RunDirError(_not_ours(local, fresh))
     from pipeline.storage import Location
 
     return Location(local)
 
 
-_NOT_OURS = (
-    "--fresh: {run_dir} was not created by foveabench (it has no {marker} file), so "
-    "nothing in it is deleted; remove it yourself or choose another run name"
-)
-_RESULT_NAMES = (*RESULT_DIRS, COMMITS, *RESULT_FILES)
+def _not_ours(run_dir: object, fresh: bool) -> str:
+    """Why a directory with results but no marker is refused, and the ways on."""
+    if fresh:
+        return (
+            f"--fresh: {run_dir} was not created by foveabench (it has no {MARKER} file), so "
+            "nothing in it is deleted; remove it yourself or choose another run name"
+        )
+    return (
+        f"{run_dir} holds files but was not created by foveabench (it has no {MARKER} file), "
+        "so nothing in it is overwritten; choose another run name or output_dir, or, if it "
+        f"is a foveabench run from before run markers, create {run_dir}/{MARKER} to resume it"
+    )
+
+
+_RESULT_NAMES = (*RESULT_DIRS, COMMITS, QUARANTINE, *RESULT_FILES)
 
 
 def _local_results(local: Path) -> list[str]:
@@ -96,11 +124,18 @@ def _results_in(run_dir: Location) -> list[str]:
 
 
 def prepare(output_dir: str, run_name: str, fresh: bool) -> Location:
-    """Create (or with ``fresh``, empty) the run directory; return it."""
+    """Create (or with ``fresh``, empty) the run directory; return it. A result folder or
+    file that is a link is removed (a link, never what it points at) before anything is
+    written, so summaries, shards and the MLflow state land in the run directory."""
     run_dir = check(output_dir, run_name, fresh)
     if fresh:
         for name in _results_in(run_dir):
             _delete(run_dir / name)
+    elif run_dir.is_local:  # a resume writes into these: never through a link
+        for name in _RESULT_NAMES:
+            path = run_dir.local_path / name
+            if path.is_symlink():
+                path.unlink()
     if not (run_dir / MARKER).is_file() and not _results_in(run_dir):
         (run_dir / MARKER).write_text(
             json.dumps(

@@ -31,7 +31,7 @@ from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.models import resolve_cfg, resolve_spec
-from pipeline.partitions import COMPACTED
+from pipeline.partitions import COMPACTED, quarantine_damaged_pieces
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.runmeta import run_params, run_tags
@@ -79,6 +79,8 @@ class RunSummary:
     table1: list[dict[str, Any]] = field(default_factory=list)
     dense_warnings: list[str] = field(default_factory=list)  # shortcut disagreement > 2%
     masking_warnings: list[str] = field(default_factory=list)  # adaptive task's checks
+    #: MLflow failed during the run (full disk, server down): results are on disk only
+    mlflow_failed: bool = False
 
 
 def log(message: str) -> None:
@@ -118,15 +120,21 @@ def run_benchmark(
     removed = remove_stale_temp_files(run_dir)
     if removed:
         log(f"removed {removed} partial file(s) left by an interrupted run")
+    for line in quarantine_damaged_pieces(run_dir):
+        log(f"resume: {line}")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     ds = cfg.dataset
     manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
     log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
     if manifest.table.num_rows == 0:
-        raise RuntimeError(
-            f"no usable images in dataset {cfg.dataset.layout}:{cfg.dataset.root}; "
-            f"see {run_dir / 'bad_rows.parquet'}"
+        from pipeline.data.layouts import ManifestError
+
+        limited = " (dataset.limit is 0)" if ds.limit == 0 else ""
+        raise ManifestError(  # the CLI prints it as one line, exit code 2
+            f"no usable image in dataset {ds.layout}:{ds.root}{limited}; "
+            f"{manifest.bad_rows.num_rows} bad rows, each with its fix, in "
+            f"{run_dir / 'bad_rows.parquet'}: fix them, or raise dataset.limit"
         )
 
     plan = plan_attack_units(cfg, manifest.table, run_dir)
@@ -200,6 +208,7 @@ def run_benchmark(
         tracker.finish(success=False)
         raise
     tracker.finish(success=not summary.failed_units)
+    summary.mlflow_failed = not tracker.available
     summary.seconds = time.perf_counter() - start
     return summary
 

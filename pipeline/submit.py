@@ -147,7 +147,17 @@ def _use_token_auth_if_available() -> None:
         quiet.setLevel(level)
 
 
-def connect(address: str) -> Any:
+def connect(address: str, timeout_s: float = 30.0) -> Any:
+    """The job client, once the server is known to answer within ``timeout_s`` (Ray's client
+    has no timeout: a server that accepts and never answers would hang it forever)."""
+    from pipeline.netcheck import no_answer
+
+    silent = no_answer(address, 8265, b"", timeout_s)
+    if silent:
+        raise SubmitError(
+            f"--address {address}: {silent}; is that the Ray dashboard/job server (port "
+            "8265) and is it up? Fix --address, or raise --connect-timeout for a slow network"
+        )
     from ray.job_submission import JobSubmissionClient
 
     _use_token_auth_if_available()

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import yaml
-
 from pipeline.compaction import LOGGED, mlflow_model
 from pipeline.config import parse_config
+from pipeline.config_yaml import parse_yaml
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units
@@ -44,12 +43,15 @@ class SyncReport:
 
 
 def expected_artifacts(run_dir: RunDir, models: list[str]) -> dict[str | None, list[Location]]:
-    """Every file MLflow should hold, by run: ``None`` = parent, else the model's child
-    (its compacted attack, clean and bounds tables, and the evaluations it ran)."""
+    """Every file MLflow should hold, by run: ``None`` = parent (inputs, summaries and
+    report/), else the model's child (its compacted attack, clean and bounds tables, and
+    the evaluations it ran)."""
     root = location(run_dir)
+    report = [f for f in (root / "report").files() if not f.name.startswith(".")]
     out: dict[str | None, list[Location]] = {
         None: [root / f for f in PARENT_FILES if (root / f).is_file()]
         + (root / "summary").files("*.parquet")
+        + report  # the page and its figures: a run that could not log them is not complete
     }
     for model in models:
         out[model] = []
@@ -93,7 +95,8 @@ def sync_run(where: RunDir | str) -> SyncReport:
             f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
             "are written at the start of every run); pass <output_dir>/<run_name>"
         )
-    cfg = parse_config(yaml.safe_load(config_path.read_text()), str(config_path))
+    # a damaged config.yaml is one config error (exit 2), never a YAML traceback
+    cfg = parse_config(parse_yaml(config_path.read_text(), str(config_path)), str(config_path))
     manifest = read_table(manifest_path)
     output_dir = str(run_dir.parent)
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)

@@ -32,6 +32,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from pipeline import interrupts
 from pipeline.storage import Location, RunDir, is_uri, location
 from pipeline.system_metrics import SystemMetrics
+from pipeline.tracking_store import check_sqlite_store
 
 STATE_FILE = "mlflow.json"
 PROBE_TIMEOUT_S = 5.0
@@ -67,6 +68,7 @@ class Tracker:
         self.experiment = experiment
         self.run_dir = location(run_dir)
         self.artifact_root = artifact_root
+        check_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}

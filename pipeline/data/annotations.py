@@ -15,6 +15,11 @@ from pathlib import Path
 from pipeline.data.schema import Box
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
+#: Boxes one image may have: ILSVRC-2012 val images have at most a few dozen, and a file
+#: with hundreds of thousands would hold gigabytes of memory before any check.
+MAX_BOXES = 1000
+#: Bytes of one bbox XML: a real one is under 5 KB; a bigger one is refused unparsed.
+MAX_XML_BYTES = 1_000_000
 
 
 class AnnotationError(ValueError):
@@ -27,6 +32,13 @@ class Objects:
 
     wnid: str
     boxes: tuple[Box, ...]
+
+
+def _too_many_boxes() -> str:
+    return (
+        f"more than {MAX_BOXES} boxes for one image (an ILSVRC image has a few dozen at "
+        "most); the image is skipped"
+    )
 
 
 def box_from_inclusive(xmin: float, ymin: float, xmax: float, ymax: float) -> Box:
@@ -70,10 +82,18 @@ def _single_class(pairs: list[tuple[str, Box]], where: str) -> Objects:
 
 def read_bbox_xml(path: Path) -> Objects:
     """Objects of an ILSVRC bbox XML file (``<object><name>wnid</name><bndbox>...``)."""
+    size = path.stat().st_size
+    if size > MAX_XML_BYTES:
+        raise AnnotationError(
+            f"{path}: {size} bytes, more than {MAX_XML_BYTES} (a bbox XML is a few KB); it is "
+            "not parsed: fix or regenerate the XML"
+        )
     try:
         root = ET.parse(path).getroot()
-        pairs = []
+        pairs: list[tuple[str, Box]] = []
         for obj in root.iter("object"):
+            if len(pairs) == MAX_BOXES:
+                raise AnnotationError(_too_many_boxes())
             name = (obj.findtext("name") or "").strip()
             bndbox = obj.find("bndbox")
             if bndbox is None:
@@ -84,12 +104,19 @@ def read_bbox_xml(path: Path) -> Objects:
             pairs.append((name, box_from_inclusive(*values)))
     except (ET.ParseError, ValueError) as exc:
         raise AnnotationError(f"{path}: {exc}; fix or regenerate the XML") from None
+    except LookupError as exc:  # <?xml encoding="x-bogus"?>: Python knows no such codec
+        raise AnnotationError(
+            f"{path}: the XML declares an encoding Python does not know ({exc}); write it as "
+            'UTF-8 (encoding="utf-8" or no declaration)'
+        ) from None
     return _single_class(pairs, str(path))
 
 
 def parse_prediction_string(text: str, where: str) -> Objects:
     """Kaggle ``PredictionString``: repeated ``wnid xmin ymin xmax ymax``."""
     tokens = text.split()
+    if len(tokens) > 5 * MAX_BOXES:
+        raise AnnotationError(f"{where}: {_too_many_boxes()}; fix the row")
     if not tokens or len(tokens) % 5:
         raise AnnotationError(
             f"{where}: PredictionString has {len(tokens)} tokens, expected groups of 5 "

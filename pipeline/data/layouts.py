@@ -6,8 +6,9 @@ problems only the layout can see (an annotation without an image, an image
 without an annotation, a malformed annotation). Whole-dataset problems (no
 root, no annotation files at all) raise :class:`ManifestError`.
 
-Nothing outside the dataset root is read: an annotation file that resolves
-outside it is a bad row (or, for a whole-dataset file, a ManifestError), and a
+Nothing outside the dataset root is read, and nothing that is not a regular
+file is opened (a FIFO named like an annotation would block forever; it is a
+bad row). An annotation file that resolves outside the root is a bad row (or, for a whole-dataset file, a ManifestError), and a
 Kaggle ``ImageId`` must be a plain file name, never a path.
 """
 
@@ -19,11 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.config import ConfigError
+from pipeline.config_error import excerpt
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
-from pipeline.data.probe import is_image_file, outside_root
+from pipeline.data.probe import named_like_image, not_a_file, outside_root
 from pipeline.data.sample_set import SAMPLE_PHOTOS
-from pipeline.data.schema import BadRow, Box, Candidate
+from pipeline.data.schema import BadRow, Box, Candidate, printable
 from tasks.registry import Registry
 
 Found = Iterator[Candidate | BadRow]
@@ -58,8 +60,9 @@ def _readable(path: Path, root: Path) -> Path:
 
 
 def _images_in(directory: Path) -> dict[str, Path]:
-    """Image files directly in ``directory``, by file stem."""
-    return {p.stem: p for p in sorted(directory.iterdir()) if is_image_file(p)}
+    """Entries named like images directly in ``directory``, by file stem (one that is not a
+    regular file becomes a bad row when it is probed, never silently skipped)."""
+    return {p.stem: p for p in sorted(directory.iterdir()) if named_like_image(p)}
 
 
 # --- sample -------------------------------------------------------------------------
@@ -92,11 +95,7 @@ def _ilsvrc_id_to_wnid(root: Path) -> list[str]:
     """
     meta = _find(root, "meta.mat")
     if meta is not None:
-        from scipy.io import loadmat
-
-        synsets = loadmat(_readable(meta, root), squeeze_me=True)["synsets"]
-        by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
-        return [by_id[i] for i in range(1, len(wnids()) + 1)]
+        return _meta_mat(_readable(meta, root))
     listing = _find(root, "wnids.txt")
     if listing is None:
         raise ManifestError(
@@ -108,12 +107,30 @@ def _ilsvrc_id_to_wnid(root: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+def _meta_mat(meta: Path) -> list[str]:
+    """The devkit's synsets table; a file that is not that table is a ManifestError (the
+    whole dataset's labels depend on it), never a traceback."""
+    from scipy.io import loadmat
+
+    try:
+        synsets = loadmat(meta, squeeze_me=True)["synsets"]
+        by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
+        return [by_id[i] for i in range(1, len(wnids()) + 1)]
+    except Exception as exc:  # scipy raises MatReadError, ValueError, KeyError... by damage
+        raise ManifestError(
+            f"{meta}: not the devkit's synsets table ({type(exc).__name__}: {exc}); "
+            "re-extract meta.mat from ILSVRC2012_devkit_t12.tar.gz, or remove it and add a "
+            "wnids.txt (one wnid per line in ILSVRC2012_ID order)"
+        ) from None
+
+
 def _ground_truth(root: Path) -> tuple[Path, dict[str, tuple[str, int]]] | None:
     """image_id -> (wnid, line) from the devkit ground truth, if there is one.
 
     Line ``n`` of the file labels ``ILSVRC2012_val_<n, 8 digits>``; an ID outside
-    the class table gives the placeholder wnid ``ILSVRC2012_ID=<id>`` (an unknown
-    wnid bad row downstream).
+    the class table, or a line that is not a whole number (``abc``, ``2.0``, bytes
+    that are not UTF-8), gives a placeholder wnid naming it (an unknown wnid bad
+    row downstream, with the line), never an error for the whole dataset.
     """
     path = _find(root, GROUND_TRUTH)
     if path is None:
@@ -121,10 +138,14 @@ def _ground_truth(root: Path) -> tuple[Path, dict[str, tuple[str, int]]] | None:
     _readable(path, root)
     table = _ilsvrc_id_to_wnid(root)
     labels = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            k = int(line)
-            wnid = table[k - 1] if 1 <= k <= len(table) else f"ILSVRC2012_ID={k}"
+            k = int(line) if line.strip().isascii() and line.strip().isdigit() else None
+            if k is None:
+                wnid = f"{printable(excerpt(line.strip(), 40))} (not an ILSVRC2012_ID)"
+            else:
+                wnid = table[k - 1] if 1 <= k <= len(table) else f"ILSVRC2012_ID={k}"
             labels[f"ILSVRC2012_val_{n:08d}"] = (wnid, n)
     return path, labels
 
@@ -190,6 +211,10 @@ def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path, root: Pa
             )
             yield BadRow(image_id, xml, "outside_root", reason)
             continue
+        special = not_a_file(xml)
+        if special is not None:
+            yield BadRow(image_id, xml, "not_a_file", special)
+            continue
         try:
             objects = read_bbox_xml(xml)
         except AnnotationError as exc:
@@ -200,6 +225,7 @@ def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path, root: Pa
 
 # --- kaggle -------------------------------------------------------------------------
 KAGGLE_CSV = "LOC_val_solution.csv"
+MAX_CSV_FIELD = 64 * 1024 * 1024  #: bytes of one CSV field; the box limit then judges the row
 _KAGGLE_IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "val")
 
 
@@ -219,7 +245,9 @@ def kaggle(root: Path | None) -> Found:
         raise ManifestError(f"{root}: no image folder, expected one of {list(_KAGGLE_IMAGE_DIRS)}")
     images = _images_in(image_dir)
     seen = set()
-    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+    csv.field_size_limit(MAX_CSV_FIELD)  # one image's boxes can exceed csv's 131,072
+    # utf-8-sig: a byte-order mark (Excel's CSV export writes one) is not part of "ImageId"
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         if [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:

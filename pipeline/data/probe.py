@@ -7,20 +7,25 @@ every entropy-coded byte (so truncation raises "image file is truncated") at
 about half the cost of a full decode (~1 ms for a 500x375 ILSVRC photo).
 Other formats are decoded fully (PNG/others have no cheaper complete check).
 
-Before any of that, two checks that read no image data: the file must lie
+Before any of that, checks that read no image data: the file must lie
 inside the dataset root once links are resolved (nothing outside the root is
-ever read), and a header that claims more pixels than PIL's decompression-bomb
+ever read), it must be a regular file (a FIFO, device or directory named like
+an image is never opened: opening a FIFO blocks forever), and a header that claims more pixels than PIL's decompression-bomb
 limit is refused, not decoded. Each failure is an :class:`ImageProblem`,
 which the manifest turns into one bad row.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from PIL import Image
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp"})
+#: Longest side over shortest: an ImageNet photo is under 6:1. A 1x60000 strip would make
+#: ``center_crop`` plan a 256 x 15,360,000 resize (11.8 GB) for one image.
+MAX_ASPECT = 30
 
 
 class ImageProblem(Exception):
@@ -46,6 +51,28 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def named_like_image(path: Path) -> bool:
+    """An image's name, whatever the entry is: a non-file is then a bad row, not skipped."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` (links resolved, nothing opened) is not a regular file, or None when it
+    is one or does not exist."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else None
+    what = what or ("a socket" if stat.S_ISSOCK(mode) else "a device or other special file")
+    return (
+        f"{path} is {what}, not a regular file; it is not opened (reading a FIFO or device "
+        "can block forever): replace it with the file itself or remove it"
+    )
+
+
 def outside_root(path: Path, root: Path) -> str | None:
     """Where ``path`` really points when that is outside ``root`` (resolved), else None."""
     try:
@@ -69,6 +96,9 @@ def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
             "nothing outside dataset.root: copy the file into the root (or point dataset.root "
             "at the directory the links lead to) and fix the annotation",
         )
+    special = not_a_file(path)
+    if special is not None:
+        raise ImageProblem("not_a_file", special)
     if not path.is_file():
         raise ImageProblem(
             "missing_image", f"image file {path} does not exist; add it or fix the path"
@@ -79,6 +109,13 @@ def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
             limit = Image.MAX_IMAGE_PIXELS  # None: the user switched PIL's check off
             if limit is not None and size[0] * size[1] > limit:  # PIL only warns below 2x
                 raise _oversized(f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels")
+            if max(size) > MAX_ASPECT * max(1, min(size)):
+                raise ImageProblem(
+                    "oversized_image",
+                    f"the image is {size[0]}x{size[1]}, more than {MAX_ASPECT}:1; resizing its "
+                    "short side to a network's input would make a huge image, so it is skipped "
+                    "without being decoded: crop it or remove it",
+                )
             im.draft(im.mode, (1, 1))  # no-op except for JPEG
             im.load()
     except Image.DecompressionBombError as exc:  # PIL refuses to even open it

@@ -7,12 +7,18 @@ dataset settings, of the manifest code, and of one listing of the dataset root
 (every file's relative path, size and modification time). Any added, removed,
 replaced or touched file, another limit or layout, or a new version of the checks
 gives another fingerprint, and the manifest is built again.
+
+A local root is listed without following links (a link is listed by its own
+target text): a link to ``..`` or ``/usr`` inside the root must not make a start
+hang or walk the machine. Names that are not UTF-8 are hashed as their bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -39,18 +45,40 @@ def dataset_fingerprint(layout: str, root: str | None, limit: int | None) -> str
     if root is None:
         return None
     where = Location(root if is_uri(root) else Path(root).resolve())
-    selector = pafs.FileSelector(where.path, allow_not_found=True, recursive=True)
-    listing = sorted(
-        (info.path, info.size, info.mtime_ns)
-        for info in where.fs.get_file_info(selector)
-        if info.type == pafs.FileType.File
-    )
+    listing = sorted(_local_listing(where.local_path) if where.is_local else _listing(where))
     digest = hashlib.sha1()
     header = [layout, str(where), limit, SCHEMA_VERSION, _code_digest()]
     digest.update(json.dumps(header).encode())
-    for path, size, mtime in listing:
-        digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+    for entry in listing:
+        digest.update(b"\0".join(entry) + b"\n")
     return digest.hexdigest()
+
+
+def _listing(where: Location) -> Iterator[tuple[bytes, ...]]:
+    """(path, size, mtime) of every file under an object-store root (no links there)."""
+    selector = pafs.FileSelector(where.path, allow_not_found=True, recursive=True)
+    for info in where.fs.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            yield info.path.encode(), str(info.size).encode(), str(info.mtime_ns).encode()
+
+
+def _local_listing(root: Path) -> Iterator[tuple[bytes, ...]]:
+    """(path, size, mtime[, link target]) of every entry under ``root`` that is not a
+    directory, links included as links: nothing outside the root is listed or followed."""
+    if not root.is_dir():
+        return
+    for parent, dirs, files in os.walk(root):  # followlinks=False: a linked dir is a file here
+        for name in (*files, *(d for d in dirs if os.path.islink(os.path.join(parent, d)))):
+            path = os.path.join(parent, name)
+            try:
+                info = os.lstat(path)
+                target = os.readlink(path) if os.path.islink(path) else ""
+            except OSError:  # gone while listing: the next start lists it again
+                continue
+            yield (
+                os.fsencode(path), str(info.st_size).encode(), str(info.st_mtime_ns).encode(),
+                os.fsencode(target),
+            )  # fmt: skip
 
 
 def load_or_build(

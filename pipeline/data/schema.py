@@ -59,6 +59,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "oversized_image": ("oversized image", "oversized images"),
     "outside_root": ("file outside the dataset root", "files outside the dataset root"),
     "bad_file_name": ("file name that is not UTF-8", "file names that are not UTF-8"),
+    "not_a_file": ("entry that is not a regular file", "entries that are not regular files"),
 }
 
 
