@@ -78,3 +78,11 @@ def test_distances_of_other_weights_or_preprocessing_never_merge() -> None:
     assert math.isinf(
         merge_best(one.with_columns(pl.lit(math.inf).alias("distance")))["distance"][0]
     )
+
+
+def test_an_attack_that_never_succeeds_scores_0_not_an_error() -> None:
+    """Issue 23.2's closed form, through the table: every distance inf."""
+    from pipeline.summary.optimality import optimality
+
+    assert optimality([math.inf, math.inf], [1.0, 2.0], [True, True]) == pytest.approx(0.0)
+    assert math.isnan(optimality([math.inf], [1.0], [True]))  # one distance: no area to gain

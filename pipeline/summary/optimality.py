@@ -47,7 +47,7 @@ def robust_accuracy_curve(
     n = d.shape[0]
     inside = d[np.isfinite(d) & (d <= d_max)]
     after = 1.0 - np.arange(1, inside.shape[0] + 1) / n
-    before = np.concatenate(([1.0], after[:-1]))
+    before = np.concatenate(([1.0], after[:-1]))[: after.size]  # none inside: a flat curve
     eps = np.concatenate(([0.0], np.repeat(inside, 2), [d_max]))
     last = after[-1] if after.size else 1.0
     acc = np.concatenate(([1.0], np.column_stack([before, after]).ravel(), [last]))
