@@ -15,6 +15,7 @@ line search on both sides.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from tasks.adaptive import (
     judge_fresh,
     random_draw,
 )
-from tasks.attacks.base import Attack
+from tasks.attacks.base import Attack, AttackResult
 from tasks.evaluation.build import BatchData
 from tasks.foveation import VIEWS, ViewInputs
 from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT
@@ -77,7 +78,7 @@ def adaptive_rows(
         case = _case(name, data, model, attack, settings)
         if case is None:
             continue
-        result = attack(model, case.x, case.labels, view=case.view)
+        result = _attack_in_chunks(attack, model, case)
         success = result.success & result.clean_correct
         judged = None
         if case.fresh is not None:
@@ -113,6 +114,33 @@ def adaptive_rows(
                 }
             )
     return out
+
+
+#: Network inputs one composite query may hold: an EOT view of 20 draws of 3 crops is 60
+#: inputs per image, and the attack's backward keeps every one's activations.
+MAX_INPUTS_PER_CALL = 64
+
+
+def _attack_in_chunks(attack: Attack[Any], model: torch.nn.Module, case: Case) -> AttackResult:
+    """The attack on the case's images, as many at a time as keep a composite query under
+    :data:`MAX_INPUTS_PER_CALL` network inputs (images are independent, so the results
+    are the same as one call's)."""
+    n = len(case.rows)
+    step = max(1, MAX_INPUTS_PER_CALL // max(case.views_per_query, default=1))
+    parts = []
+    for lo in range(0, n, step):
+        chunk = list(range(lo, min(n, lo + step)))
+        idx = torch.tensor(chunk, device=case.x.device)
+        view = case.view.select(chunk)  # type: ignore[attr-defined]
+        parts.append(attack(model, case.x[idx], case.labels[idx], view=view))
+    if len(parts) == 1:
+        return parts[0]
+    tensors: dict[str, Any] = {
+        f.name: torch.cat([getattr(p, f.name) for p in parts])
+        for f in dataclasses.fields(AttackResult)
+        if f.name != "info"
+    }
+    return AttackResult(**tensors)
 
 
 def _case(

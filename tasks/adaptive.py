@@ -171,6 +171,11 @@ class ObjectFrameView:
     def of(cls, clean: torch.Tensor, views: Sequence[Sequence[ObjectView]]) -> ObjectFrameView:
         return cls(clean, tuple(tuple(v) for v in views))
 
+    def select(self, rows: list[int]) -> ObjectFrameView:
+        """The same view for a subset of the images (rows renumbered from 0)."""
+        idx = torch.tensor(rows, device=self.clean.device)
+        return ObjectFrameView(self.clean[idx], tuple(self.views[r] for r in rows))
+
     def logits(self, model: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         e = x - self.clean[rows.to(self.clean.device)]
         inputs, owner = [], []

@@ -115,3 +115,29 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
     )
     (figure,) = security_curves(data)
     assert figure.section == "Adaptive foveation" and figure.data[:4] == b"\x89PNG"
+
+
+def test_an_attack_split_to_bound_its_inputs_gives_what_one_call_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EOT views hold many crops per image; the task attacks a few images at a time so one
+    composite query stays under a bound (an EOT batch was killed for memory otherwise).
+    Images are independent, so the split changes nothing."""
+    from pipeline import eval_adaptive
+    from tasks.geometry import Window
+    from tasks.views import CropView
+    from tests.linear import random_linear
+
+    model, x = random_linear(5, shape=(3, 12, 12), seed=2)
+    labels = model(x).argmax(1)
+    windows = [[Window((1.0, 1.0, 11.0, 11.0)), Window((0.0, 2.0, 12.0, 12.0), flip=True)]] * 16
+    case = eval_adaptive.Case(
+        rows=list(range(16)), x=x, labels=labels, reference={}, has_reference=labels >= 0,
+        view=CropView.of(windows, (12, 12)), views_per_query=[2] * 16, fresh=None,
+    )  # fmt: skip
+    sign = attacks.create("sign", criterion=TopK(1))
+    whole = eval_adaptive._attack_in_chunks(sign, model, case)
+    monkeypatch.setattr(eval_adaptive, "MAX_INPUTS_PER_CALL", 6)  # 3 images per call
+    split = eval_adaptive._attack_in_chunks(sign, model, case)
+    torch.testing.assert_close(split.perturbation, whole.perturbation)
+    assert torch.equal(split.success, whole.success) and split.n_forward.shape == (16,)
