@@ -51,6 +51,8 @@ def test_half_way_attack_scores_a_half() -> None:
     assert optimality([3.0, 4.0], [2.0, 4.0], [True, True]) == pytest.approx(0.5)
 
 
+# attackbenchlib warns that a few samples stay unbroken by the best-known set (on purpose).
+@pytest.mark.filterwarnings("ignore:The reference lower envelope leaves")
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_agrees_with_attackbenchlib(seed: int) -> None:
     metrics = pytest.importorskip(
