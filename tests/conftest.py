@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
 RAY_CPUS = 2  # what a CI machine has
 OWN_RAY = "own_ray"  # the marker (declared in pyproject.toml)
+_session: dict[str, bool] = {"ray": False}  # whether the Ray now initialised is the session's
 
 
 @pytest.fixture
@@ -39,20 +40,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker(OWN_RAY) is None)
 
 
+def _stop_session_ray() -> None:
+    """Shut the session's Ray down (never an ``own_ray`` test's cluster connection)."""
+    if _session["ray"]:
+        sys.modules["ray"].shutdown()
+        _session["ray"] = False
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before an ``own_ray`` test's fixtures: no session Ray it could attach to by mistake."""
-    ray = sys.modules.get("ray")  # not imported: not started either
-    if item.get_closest_marker(OWN_RAY) is not None and ray and ray.is_initialized():
-        ray.shutdown()
+    if item.get_closest_marker(OWN_RAY) is not None:
+        _stop_session_ray()
 
 
 @pytest.fixture(scope="session")
 def _session_ray() -> Iterator[None]:
     yield
-    ray = sys.modules.get("ray")
-    if ray and ray.is_initialized():
-        ray.shutdown()
+    _stop_session_ray()
 
 
 @pytest.fixture
@@ -61,8 +66,11 @@ def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
     import ray
 
     assert request.node.get_closest_marker(OWN_RAY) is None, "own_ray tests start their own"
-    if not ray.is_initialized():
+    if not _session["ray"]:
+        if ray.is_initialized():  # one an in-process run started on its own (init_ray)
+            ray.shutdown()
         ray.init(num_cpus=RAY_CPUS, include_dashboard=False, logging_level="WARNING")
+        _session["ray"] = True
 
 
 @pytest.fixture(scope="session")
