@@ -69,7 +69,11 @@ def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
     if not _session["ray"]:
         if ray.is_initialized():  # one an in-process run started on its own (init_ray)
             ray.shutdown()
-        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, logging_level="WARNING")
+        # "local": a new instance, never some other `ray start` cluster on this machine
+        # (a plain ray.init() attaches to one and then refuses num_cpus)
+        ray.init(
+            address="local", num_cpus=RAY_CPUS, include_dashboard=False, logging_level="WARNING"
+        )
         _session["ray"] = True
 
 
