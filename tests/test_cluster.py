@@ -96,10 +96,17 @@ def three_node_cluster() -> Iterator[Cluster]:
     cluster.shutdown()
 
 
+def _driver_env() -> dict[str, str]:
+    """The CLI as a separate driver process, on the session's Ray (RAY_ADDRESS): the signals
+    go to the driver, and actors it leaves behind would hold the session's CPUs."""
+    address = ray.get_runtime_context().gcs_address
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": address}
+
+
 def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
     """Start the CLI, send ``sig`` once a new attack shard has landed; return its stderr."""
     before = len(list(shards.glob("shard-*.parquet")))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _driver_env()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while len(list(shards.glob("shard-*.parquet"))) <= before:
@@ -114,7 +121,7 @@ def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
 
 @pytest.mark.integration
 def test_interrupted_driver_resumes_without_recomputing(
-    mlflow_store: Callable[[Path], str], tmp_path: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
     """Ctrl-C, then SIGTERM (a scheduler stopping the job), then a run to the end."""
     cfg = dataclasses.replace(cluster_config(tmp_path, actors=1), name="interrupted")
@@ -149,8 +156,7 @@ def test_interrupted_driver_resumes_without_recomputing(
     mtimes, counted = finished_state()
     assert len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_driver_env(), timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resume: {counted} shard files already complete" in rerun.stderr
     assert_rows_exactly_once(run_dir)
