@@ -114,10 +114,15 @@ def start_actors(
 
 
 def init_ray(cfg: BenchmarkConfig) -> None:
+    """Connect to Ray once there is work for it. A Ray that is already initialised (a
+    notebook's, a test session's) is used as it is; otherwise the configured cluster, or
+    a new local one."""
     if ray.is_initialized():
         return
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
         # A configured cluster, or the one a Ray job runs in (RAY_ADDRESS is set there).
         ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
+        print("ray: connected to the cluster", file=sys.stderr, flush=True)
     else:  # "local": never attach to some other `ray start` cluster on this machine
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        print("ray: started a local instance", file=sys.stderr, flush=True)

@@ -9,9 +9,11 @@ process per partition (a 12-image protocol run has ~100), and on a 2-core machin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ray
 
-from pipeline.partitions import compact, partitions
+from pipeline.partitions import CommitIndex, compact, partitions
 from pipeline.storage import Location
 
 #: Tables each stage writes; perturbations are read by the evaluation stage through the
@@ -39,9 +41,17 @@ def mlflow_model(partition: str) -> str:
     return fields.get("model") or fields["target"]
 
 
-def compact_stage(run_dir: Location, tables: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Compact every partition of ``tables``; return (partition, model) of those to log."""
+def compact_stage(
+    run_dir: Location, tables: tuple[str, ...], start_ray: Callable[[], None]
+) -> list[tuple[str, str]]:
+    """Compact every partition of ``tables`` that has committed pieces; return (partition,
+    model) of every partition to log. ``start_ray`` is called only when there is something
+    to fold: a resumed run with nothing left to compute starts no Ray."""
     todo = [p for table in tables for p in partitions(run_dir, table)]
-    n = _n_tasks(len(todo))
-    ray.get([_compact.remote(str(run_dir), todo[k::n]) for k in range(n) if todo[k::n]])
+    with_pieces = CommitIndex.load(run_dir).records  # partitions holding commit records
+    fold = [p for p in todo if p in with_pieces]
+    if fold:
+        start_ray()
+        n = _n_tasks(len(fold))
+        ray.get([_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]])
     return [(p, mlflow_model(p)) for p in todo if p.split("/", 1)[0] in LOGGED]

@@ -401,7 +401,7 @@ class _Stages:
 
     def _compact(self, tables: tuple[str, ...]) -> None:
         """Fold the stage's shard pieces into one file per partition (on the cluster, not in
-        the driver: perturbation bytes never pass through it) and log those to MLflow."""
-        init_ray(self.cfg)
-        for partition, model in compact_stage(self.run_dir, tables):
+        the driver: perturbation bytes never pass through it) and log those to MLflow.
+        Ray is started only if a partition has pieces left to fold."""
+        for partition, model in compact_stage(self.run_dir, tables, lambda: init_ray(self.cfg)):
             self.tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)

@@ -1,13 +1,31 @@
-"""Shared fixtures: where the offline ImageNet sample lives, a small real run config."""
+"""Shared fixtures: where the offline ImageNet sample lives, and the real components the
+suite starts once per session (how the suite is organised: docs/testing.md).
+
+- ``local_ray``: one Ray for the whole session, with the CPUs CI has. It is started by
+  the first test that asks for it and shut down at the end of the session. The pipeline
+  reuses a Ray that is already initialised (``pipeline.actors.init_ray``), so runs inside
+  tests share it instead of starting their own.
+- ``own_ray`` (marker): a test that must start its own cluster (several nodes, a node
+  removed or a worker SIGKILLed under it). Such tests run first, before any test has
+  started the session's Ray, and it is shut down before each of them in any case.
+- ``mlflow_store``: a migrated MLflow SQLite store copied from one made per session
+  (creating a store runs every alembic migration: more than a second each).
+"""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
+RAY_CPUS = 2  # what a CI machine has
+OWN_RAY = "own_ray"  # the marker (declared in pyproject.toml)
+_session: dict[str, bool] = {"ray": False}  # whether the Ray now initialised is the session's
 
 
 @pytest.fixture
@@ -15,3 +33,67 @@ def imagenet_sample() -> Path:
     if not (IMAGENET_SAMPLE / "images").is_dir():
         pytest.skip(f"{IMAGENET_SAMPLE} is absent (it sits beside the checkout in CI and dev)")
     return IMAGENET_SAMPLE
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests with their own cluster first (stable), so the session's Ray starts once."""
+    items.sort(key=lambda item: item.get_closest_marker(OWN_RAY) is None)
+
+
+def _stop_session_ray() -> None:
+    """Shut the session's Ray down (never an ``own_ray`` test's cluster connection)."""
+    if _session["ray"]:
+        sys.modules["ray"].shutdown()
+        _session["ray"] = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before an ``own_ray`` test's fixtures: no session Ray it could attach to by mistake."""
+    if item.get_closest_marker(OWN_RAY) is not None:
+        _stop_session_ray()
+
+
+@pytest.fixture(scope="session")
+def _session_ray() -> Iterator[None]:
+    yield
+    _stop_session_ray()
+
+
+@pytest.fixture
+def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
+    """The session's local Ray (started here on first use, and never per test)."""
+    import ray
+
+    assert request.node.get_closest_marker(OWN_RAY) is None, "own_ray tests start their own"
+    if not _session["ray"]:
+        if ray.is_initialized():  # one an in-process run started on its own (init_ray)
+            ray.shutdown()
+        # "local": a new instance, never some other `ray start` cluster on this machine
+        # (a plain ray.init() attaches to one and then refuses num_cpus)
+        ray.init(
+            address="local", num_cpus=RAY_CPUS, include_dashboard=False, logging_level="WARNING"
+        )
+        _session["ray"] = True
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlflow.tracking import MlflowClient  # not at import: unit-only runs skip mlflow
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # creates, migrates
+    return db
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(_mlflow_template: Path) -> Callable[[Path], str]:
+    """``place(folder)`` puts a migrated, empty store at ``folder/mlflow.db`` (where a run
+    whose output_dir is ``folder`` keeps its store) and returns its tracking URI."""
+
+    def place(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_mlflow_template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return place

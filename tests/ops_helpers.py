@@ -1,4 +1,5 @@
-"""Real services for the operations tests: a Ray head and an MLflow server on loopback."""
+"""Real services for the operations tests (a Ray head and an MLflow server on loopback),
+and the CLI, as a subprocess or in this process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -25,9 +29,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Set in a developer's shell, these would point a test's run somewhere else.
+FOREIGN_ENV = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")
+
+
 def env_with_venv() -> dict[str, str]:
     """The test's interpreter first on PATH: Ray jobs run ``python`` from the raylet's env."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -117,3 +125,27 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
 def foveabench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pipeline.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A CLI call in this process: the fields of ``subprocess.CompletedProcess`` it has."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def foveabench_here(capsys: pytest.CaptureFixture[str], *args: str) -> Ran:
+    """``foveabench ARGS`` in this process (``pipeline.cli.main``): no interpreter start, and
+    runs use the session's Ray. For tests where the process boundary is not the point."""
+    from pipeline.cli import main
+
+    capsys.readouterr()  # what came before is not this call's output
+    saved = {k: os.environ.pop(k) for k in FOREIGN_ENV if k in os.environ}
+    try:
+        code = main(list(args))
+    finally:
+        os.environ.update(saved)
+    out, err = capsys.readouterr()
+    return Ran(code, out, err)

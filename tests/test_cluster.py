@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
@@ -82,7 +82,7 @@ def assert_rows_exactly_once(run_dir: Path) -> None:
 def three_node_cluster() -> Iterator[Cluster]:
     """Head + 2 workers, 1 CPU each: 2 model actors and one spare slot for a restart.
 
-    Shared by the kill test and then the node-removal test (which must run last)."""
+    Shared by the kill test and then the node-removal test (which must come after it)."""
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "include_dashboard": False},
@@ -96,10 +96,17 @@ def three_node_cluster() -> Iterator[Cluster]:
     cluster.shutdown()
 
 
+def _driver_env() -> dict[str, str]:
+    """The CLI as a separate driver process, on the session's Ray (RAY_ADDRESS): the signals
+    go to the driver, and actors it leaves behind would hold the session's CPUs."""
+    address = ray.get_runtime_context().gcs_address
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": address}
+
+
 def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
     """Start the CLI, send ``sig`` once a new attack shard has landed; return its stderr."""
     before = len(list(shards.glob("shard-*.parquet")))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _driver_env()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while len(list(shards.glob("shard-*.parquet"))) <= before:
@@ -113,7 +120,9 @@ def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
 
 
 @pytest.mark.integration
-def test_interrupted_driver_resumes_without_recomputing(tmp_path: Path) -> None:
+def test_interrupted_driver_resumes_without_recomputing(
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
+) -> None:
     """Ctrl-C, then SIGTERM (a scheduler stopping the job), then a run to the end."""
     cfg = dataclasses.replace(cluster_config(tmp_path, actors=1), name="interrupted")
     config = tmp_path / "interrupted.yaml"
@@ -121,7 +130,7 @@ def test_interrupted_driver_resumes_without_recomputing(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config)]
     run_dir = tmp_path / "interrupted"
     shards = run_dir / "attacks" / f"model={MODEL}" / "attack=sign"
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(mlflow_store(tmp_path))
 
     def finished_state() -> tuple[dict[Path, int], int]:
         """mtimes of every committed shard piece, and how many the planner counts."""
@@ -147,8 +156,7 @@ def test_interrupted_driver_resumes_without_recomputing(tmp_path: Path) -> None:
     mtimes, counted = finished_state()
     assert len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_driver_env(), timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resume: {counted} shard files already complete" in rerun.stderr
     assert_rows_exactly_once(run_dir)
@@ -324,13 +332,17 @@ def test_kuberay_manifests_have_the_required_fields() -> None:
     assert all(data[k] == "CHANGE-ME" for k in CREDENTIALS), "the example holds real keys?"
 
 
-# -- a real 3-node cluster (module-scoped: these two run last) ------------------------------
+# -- a real 3-node cluster (module-scoped: these two run in this order) ----------------------
+# Their own cluster (own_ray, not the session's Ray): a SIGKILLed actor needs a spare slot
+# to restart in, and removing a node needs a cluster of several nodes.
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray
 def test_sigkill_busy_actor_requeues_its_shards_exactly_once(
-    three_node_cluster: Cluster, tmp_path: Path
+    three_node_cluster: Cluster, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     delivered: collections.Counter[tuple[str, int]] = collections.Counter()
     killed: list[int] = []
 
@@ -350,9 +362,11 @@ def test_sigkill_busy_actor_requeues_its_shards_exactly_once(
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray
 def test_removing_a_worker_node_mid_run_loses_nothing(
-    three_node_cluster: Cluster, tmp_path: Path
+    three_node_cluster: Cluster, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     workers = {node.node_id: node for node in three_node_cluster.worker_nodes}
     removed: list[str] = []
     delivered: collections.Counter[int] = collections.Counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,9 @@ PREFIX = "eval/sign/a/b"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One SQLite store for the module (creating one costs seconds of migrations)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def store(mlflow_store: Callable[[Path], str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (a copy of the session's migrated one)."""
+    return mlflow_store(tmp_path_factory.mktemp("mlflow"))
 
 
 def crit_table(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import struct
-import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ import pytest
 from PIL import Image
 
 from pipeline.data import build_manifest
+from tests.ops_helpers import foveabench_here
 from tests.test_manifest import TENCH, bad, jpeg, xml
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[1]
 
 _OPENED: list[str] | None = None
 
@@ -168,7 +167,9 @@ def test_links_out_of_the_root_are_bad_rows_and_never_read(tmp_path: Path) -> No
     assert_never_opened(opened, outside)
 
 
-def test_prepare_writes_the_bad_rows_and_keeps_the_good_ones(tmp_path: Path) -> None:
+def test_prepare_writes_the_bad_rows_and_keeps_the_good_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The whole command on a dataset with every hostile file at once: exit 0, both files."""
     root, out = tmp_path / "data", tmp_path / "out"
     folder = root / TENCH
@@ -177,9 +178,8 @@ def test_prepare_writes_the_bad_rows_and_keeps_the_good_ones(tmp_path: Path) -> 
     jpeg(Path(os.fsdecode(os.path.join(os.fsencode(folder), b"\xff\xfe.JPEG"))))
     jpeg(tmp_path / "elsewhere.JPEG")
     (folder / "link.JPEG").symlink_to(tmp_path / "elsewhere.JPEG")
-    cmd = [sys.executable, "-m", "pipeline.cli", "prepare", "--layout", "imagefolder"]
-    cmd += ["--root", str(root), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    args = ["prepare", "--layout", "imagefolder", "--root", str(root), "--out", str(out)]
+    done = foveabench_here(capsys, *args)
     assert done.returncode == 0, done.stderr
     assert "1 images, 3 bad rows" in done.stderr
     assert pq.read_table(out / "manifest.parquet").column("image_id").to_pylist() == ["good"]

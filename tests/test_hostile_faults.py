@@ -9,11 +9,10 @@ import json
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from pipeline import rundir
@@ -64,10 +63,10 @@ def start(uri: str, run_dir: Location, models: list[str]) -> Tracker:
 
 @pytest.mark.integration
 def test_runs_left_running_by_a_crash_are_resumed_or_failed(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    mlflow_store: Callable[[Path], str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "results"
-    uri = f"sqlite:///{out / 'mlflow.db'}"
+    uri = mlflow_store(out)
     run_dir = rundir.prepare(str(out), "orphan", fresh=False)
     other = rundir.prepare(str(out), "other", fresh=False)
     client = MlflowClient(tracking_uri=uri)
@@ -106,21 +105,15 @@ def test_runs_left_running_by_a_crash_are_resumed_or_failed(
 # -- resume: running metrics seeded from the shards on disk ----------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
-
-
 class _Stop(KeyboardInterrupt):
     """Ctrl-C right after the first shard landed."""
 
 
 @pytest.mark.integration
 def test_resumed_running_metrics_are_those_of_the_whole_run(
-    local_ray: None, tmp_path: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     cfg = BenchmarkConfig(
         name="resume",
         dataset=DatasetCfg(layout="sample", limit=6),

@@ -8,12 +8,11 @@ lite0 the one they must refuse, naming the layer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
-import ray
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -31,17 +30,11 @@ LITE = "efficientnet_lite0"
 ALEX = "untrained:alexnet"
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.integration
 def test_measures_and_bounds_reach_summary_mlflow_and_report(
-    local_ray: None, tmp_path: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     cfg = BenchmarkConfig(
         name="measures",
         dataset=DatasetCfg(layout="sample", limit=4),

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli_report import report_and_log
@@ -42,13 +41,6 @@ EXPAND_CHILDREN = '.ag-row [data-component-id*="runnamecellrenderer"]'  # the pa
 def server(tmp_path: Path) -> Iterator[str]:
     with mlflow_server(tmp_path / "mlflow") as uri:
         yield uri
-
-
-@pytest.fixture
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def config(tmp_path: Path, uri: str) -> BenchmarkConfig:

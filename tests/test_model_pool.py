@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import ray
 
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
@@ -41,8 +41,9 @@ def test_the_pool_loads_on_first_use_and_evicts_the_least_recently_used() -> Non
 
 @pytest.mark.integration
 def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
-    tmp_path: Path, imagenet_sample: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path, imagenet_sample: Path
 ) -> None:
+    mlflow_store(tmp_path)
     cfg = BenchmarkConfig(
         name="pool",
         dataset=DatasetCfg(layout="ilsvrc", root=str(imagenet_sample), limit=12),
@@ -61,10 +62,7 @@ def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
         spans[out.pid].append((end - out.seconds - out.load_seconds, end))
         served[out.pid].add(out.unit.model)
 
-    try:
-        summary = run_benchmark(cfg, on_unit_done=record)
-    finally:
-        ray.shutdown()
+    summary = run_benchmark(cfg, on_unit_done=record)
     assert not summary.failed_units and summary.computed_units == 36
     attacks = scan(tmp_path / "pool", "attacks")
     assert attacks is not None and attacks.height == 36 and set(attacks["model"]) == set(MODELS)

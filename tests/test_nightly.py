@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.mlflow_ui import WORKFLOW
 from tests.browser import chrome, keep_artifact, screenshot
-from tests.ops_helpers import foveabench, free_port, mlflow_server
+from tests.ops_helpers import foveabench_here, free_port, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,19 +100,21 @@ def plant_nightly(client: MlflowClient, like: str, name: str, scale: dict[str, f
 
 
 def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
-    server: LazyServer, tmp_path: Path
+    server: LazyServer, local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, server.uri, "outage")
     run_dir = tmp_path / "results" / "outage"
 
-    down = foveabench("run", str(config))  # nothing listens on server.uri yet
+    down = foveabench_here(capsys, "run", str(config))  # nothing listens on server.uri yet
     assert down.returncode == 0, down.stderr[-3000:]
     assert down.stderr.count("warning: MLflow unavailable") == 1
     assert list((run_dir / "attacks").rglob("data.parquet")), "results must land on disk"
     assert not (run_dir / "mlflow.json").exists()
 
     server.start()
-    nxt = foveabench("run", str(config))  # computes nothing, logs what the outage missed
+    nxt = foveabench_here(
+        capsys, "run", str(config)
+    )  # computes nothing, logs what the outage missed
     assert nxt.returncode == 0, nxt.stderr[-3000:]
     # 4 summaries (clean, attacks, measures, fooling), 1 clean + 1 attack shard
     # (config and manifest are logged every run)
@@ -127,7 +129,7 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
     assert "clean_top5" in child.data.metrics and "mp/sign/median_l1pp" in child.data.metrics
     assert client.get_run(parent).info.status == "FINISHED"
 
-    synced = foveabench("sync", str(run_dir))  # everything is there: nothing twice
+    synced = foveabench_here(capsys, "sync", str(run_dir))  # everything is there: nothing twice
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert "0 file(s) and 0 metric(s) logged; run complete" in synced.stdout, synced.stdout
     assert len(client.get_metric_history(child.info.run_id, "clean_top5")) == 1
@@ -136,12 +138,12 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
 
 
 def test_nightly_reuses_the_night_and_flags_a_planted_regression(
-    server: LazyServer, tmp_path: Path
+    server: LazyServer, local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, server.start(), "nightly-cfg")
     client = MlflowClient(server.uri)
 
-    first = foveabench("nightly", str(config), "--date", NIGHT)
+    first = foveabench_here(capsys, "nightly", str(config), "--date", NIGHT)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "NO-BASELINE" in first.stdout
     (run_dir,) = (tmp_path / "results").glob(f"nightly-{NIGHT}-*")
@@ -151,7 +153,7 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
     assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
 
     plant_nightly(client, run_id, "nightly-2026-01-08-planted", {})
-    same_night = foveabench("nightly", str(config), "--date", NIGHT)
+    same_night = foveabench_here(capsys, "nightly", str(config), "--date", NIGHT)
     assert same_night.returncode == 0, same_night.stdout + same_night.stderr[-3000:]
     assert "OK" in same_night.stdout and "median of 1 run(s)" in same_night.stdout
     named = client.search_runs(
@@ -160,7 +162,9 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
     assert [r.info.run_id for r in named] == [run_id], "the same night created a second run"
 
     plant_nightly(client, run_id, "nightly-2026-01-09-planted", {SHIFTED: 1.5})
-    regressed = foveabench("nightly", str(config), "--date", NIGHT, "--baseline-runs", "1")
+    regressed = foveabench_here(
+        capsys, "nightly", str(config), "--date", NIGHT, "--baseline-runs", "1"
+    )
     assert regressed.returncode == 3, regressed.stdout + regressed.stderr[-3000:]
     assert f"REGRESSION {SHIFTED}" in regressed.stdout
     report = json.loads((run_dir / "nightly" / "regression.json").read_text())

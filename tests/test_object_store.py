@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -149,15 +149,20 @@ def _results(run_dir: Location | Path) -> dict[str, pl.DataFrame]:
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray  # two nodes (a worker SIGKILLed on one), then a local Ray of its own
 def test_object_store_run_on_two_nodes_survives_a_killed_worker(
-    s3_server: str, imagenet_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: str,
+    imagenet_sample: Path,
+    mlflow_store: Callable[[Path], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dataset = _ilsvrc_subset(imagenet_sample, tmp_path / "dataset")
     _upload(dataset, Location(f"s3://{BUCKET}/ilsvrc-val"))
     driver = tmp_path / "driver"  # the driver's working directory
     driver.mkdir()
     monkeypatch.chdir(driver)
-    tracking = f"sqlite:///{driver / 'mlflow.db'}"
+    tracking = mlflow_store(driver)
     remote = _config("remote", f"s3://{BUCKET}/ilsvrc-val", f"s3://{BUCKET}/results", tracking)
 
     cluster = Cluster(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from pipeline.compaction import compact_stage
 from pipeline.partitions import (
     COMPACTED,
     CommitIndex,
@@ -107,3 +108,20 @@ def test_a_shard_recomputed_for_a_new_manifest_reads_its_newest_record_and_compa
     assert sorted(p.name for p in records.iterdir()) == ["README", "shard-x.1.ok"]
     assert CommitIndex.load(run).done(PART, 0, ["a", "c"])
     assert not CommitIndex.load(run).done(PART, 0, ["a", "b"]), "the stale record is gone"
+
+
+@pytest.mark.integration
+def test_compaction_starts_ray_only_when_a_partition_has_pieces_to_fold(
+    local_ray: None, tmp_path: Path
+) -> None:
+    run_dir = Location(tmp_path)
+    write_committed(tmp_path, PART, 0, rows(["a", "b"]))
+    write_committed(tmp_path, "clean/model=m", 0, rows(["a", "b"]))
+    started: list[int] = []
+    logged = compact_stage(run_dir, ("attacks", "clean"), lambda: started.append(1))
+    assert started == [1] and logged == [(PART, "m"), ("clean/model=m", "m")]
+    assert sorted(p.name for p in (tmp_path / PART).iterdir()) == [COMPACTED]
+    assert not CommitIndex.load(run_dir).records, "records left after compaction"
+    again = compact_stage(run_dir, ("attacks", "clean"), lambda: started.append(2))
+    assert started == [1], "nothing was left to fold, yet Ray was asked for"
+    assert again == logged, "the compacted files are still logged"

@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, load_config
@@ -27,13 +26,6 @@ CONTRACT_COLUMNS = {
     "image_id", "label", "model", "attack", "criterion", "success", "scale", "l1pp", "l2",
     "linf", "adv_label", "clean_correct", "n_forward", "n_backward", "seconds", "schema_version",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def small_config(tmp_path: Path, **changes: object) -> BenchmarkConfig:
@@ -61,8 +53,9 @@ def _forget_shard(data: Path, shard: int) -> None:
 
 
 def test_run_writes_contract_shards_and_mlflow_then_resumes(
-    local_ray: None, tmp_path: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     cfg = small_config(tmp_path)
     first = run_benchmark(cfg)
     run_dir = tmp_path / "spine"
@@ -117,7 +110,7 @@ def test_run_writes_contract_shards_and_mlflow_then_resumes(
 
 
 def test_imagenet_sample_clean_accuracy_is_sane(
-    local_ray: None, tmp_path: Path, imagenet_sample: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path, imagenet_sample: Path
 ) -> None:
     """Training photos: a far lower top-5 than ~0.9 would mean broken preprocessing."""
     cfg = dataclasses.replace(
@@ -129,13 +122,17 @@ def test_imagenet_sample_clean_accuracy_is_sane(
         shard_size=50,
         batch_size=25,
     )
+    mlflow_store(tmp_path)
     summary = run_benchmark(cfg)
     (row,) = summary.clean
     assert row["images"] == 100 and summary.n_bad_rows == 0
     assert row["top5"] >= 0.9, row
 
 
-def test_cli_demo_runs_and_second_run_recomputes_nothing(tmp_path: Path) -> None:
+def test_cli_demo_runs_and_second_run_recomputes_nothing(
+    mlflow_store: Callable[[Path], str], tmp_path: Path
+) -> None:
+    mlflow_store(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output-dir", str(tmp_path)]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
@@ -147,15 +144,18 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(tmp_path: Path) -> None
     run_dir = tmp_path / "demo"
     for model in ("efficientnet_lite0", "efficientnet_lite1"):
         assert (run_dir / f"attacks/model={model}/attack=sign/data.parquet").is_file()
+    assert "ray: started a local instance" in first.stderr
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "nothing to compute" in second.stderr
+    assert "ray:" not in second.stderr, "a run with nothing to compute or compact started Ray"
     assert "computed 0 model-shards" in second.stdout
 
 
 def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
-    local_ray: None, tmp_path: Path
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
+    mlflow_store(tmp_path)
     cfg = small_config(
         tmp_path,
         name="protocol",

@@ -1,7 +1,7 @@
 """The report as people see it: a real MLflow server, a real run, headless Chromium.
 
 Starts ``mlflow server`` (SQLite backend, local artifact root) on loopback,
-runs the demo config against it (``foveabench run``, two images), fetches the
+runs the demo config against it (``foveabench run`` in-process, two images), fetches the
 report artifact through the server's artifact REST API and opens it in
 Debian's Chromium via Selenium: every image must have loaded, the provenance
 block must show the run's git sha, and a full-page screenshot is kept
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.browser import chrome, keep_artifact, screenshot
-from tests.ops_helpers import free_port
+from tests.ops_helpers import foveabench_here, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,17 +76,14 @@ def _get_artifact(url: str, run_id: str, path: str) -> bytes:
         return bytes(resp.read())
 
 
-def _run_demo(tmp_path: Path, tracking_uri: str) -> Path:
+def _run_demo(tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     cfg["dataset"]["limit"] = 2
     cfg["output_dir"] = str(tmp_path / "results")
     cfg["mlflow"] = {"tracking_uri": tracking_uri, "experiment": "report-browser"}
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    done = foveabench_here(capsys, "run", str(path))  # on the session's Ray
     assert done.returncode == 0, done.stderr[-3000:]
     return Path(cfg["output_dir"]) / cfg["name"]
 
@@ -104,10 +101,12 @@ def _check_report_logged(url: str, run_id: str, run_dir: Path) -> None:
     assert main(["report", run_id, "--tracking-uri", url]) == 0
 
 
-def test_report_renders_in_chromium(tmp_path: Path, mlflow_server: str) -> None:
+def test_report_renders_in_chromium(
+    tmp_path: Path, mlflow_server: str, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     driver = chrome(tmp_path)  # skip before the minutes of a run when there is no browser
     try:
-        run_dir = _run_demo(tmp_path, mlflow_server)
+        run_dir = _run_demo(tmp_path, mlflow_server, capsys)
         state = json.loads((run_dir / "mlflow.json").read_text())
         run_id = state["parent"]
         _check_report_logged(mlflow_server, run_id, run_dir)

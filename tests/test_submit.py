@@ -13,6 +13,7 @@ from tests.ops_helpers import foveabench, free_port, ray_head
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.own_ray  # a `ray start --head` of its own, with its job server
 def test_submit_runs_the_demo_on_the_cluster_and_never_twice(tmp_path: Path) -> None:
     out = tmp_path / "results"
     args = ("submit", "configs/demo.yaml", "--limit", "1", "--output-dir", str(out))
