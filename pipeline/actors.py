@@ -46,7 +46,8 @@ class ActorSet:
 
 def check_placement(cfg: BenchmarkConfig) -> None:
     """Join or start Ray and plan the actors against its nodes: a run that cannot place
-    them stops here, in seconds, before a manifest is built or an MLflow run opened."""
+    them stops here, before any actor starts or an MLflow run opens (the runner asks only
+    when the plan has work: a run with nothing to do never starts Ray)."""
     init_ray(cfg)
     plan_actors(cfg.ray, cfg.device, len(cfg.models), alive_nodes())
 

@@ -114,7 +114,6 @@ def run_benchmark(
     progress metrics are logged.
     """
     start = time.perf_counter()
-    check_placement(cfg)  # an unplaceable run fails in seconds, not after the manifest
     run_name = run_name or cfg.name
     run_dir = prepare_run_dir(cfg, run_name, fresh)
     removed = remove_stale_temp_files(run_dir)
@@ -138,6 +137,8 @@ def run_benchmark(
         )
 
     plan = plan_attack_units(cfg, manifest.table, run_dir)
+    if plan.units or (eval_tasks(cfg) and plan_eval_units(cfg, manifest.table, run_dir)[0]):
+        check_placement(cfg)  # unplaceable: one line before MLflow opens; no work: no Ray
     if plan.skipped_files:
         log(
             f"resume: {plan.skipped_files} shard files already complete, not recomputed "

@@ -222,6 +222,7 @@ def run_placed(
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
 @pytest.mark.parametrize(
     ("cpus", "n_models", "placed"),
     [
@@ -248,6 +249,7 @@ def test_cpu_actors_fit_on_small_nodes(
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
 def test_three_models_on_two_four_gpu_nodes_put_an_actor_on_every_gpu(
     cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -273,6 +275,7 @@ def test_three_models_on_two_four_gpu_nodes_put_an_actor_on_every_gpu(
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
 @pytest.mark.parametrize(
     ("shape", "ray_cfg", "device", "fragment"),
     [
@@ -314,6 +317,7 @@ def test_an_unplaceable_run_exits_2_in_one_line_within_seconds(
 
 
 @pytest.mark.integration
+@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
 def test_resources_held_by_other_work_fail_the_run_after_the_placement_timeout(
     cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
