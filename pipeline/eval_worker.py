@@ -28,6 +28,7 @@ from pipeline.image_cache import ImageCache
 from pipeline.models import PixelModel
 from pipeline.oom import BatchGrowth, cuda_memory_share, is_out_of_memory
 from pipeline.partitions import read_partition
+from pipeline.progress import ProgressTarget, UnitProgress
 from pipeline.storage import Location
 from pipeline.store import read_store
 from tasks.attacks.specs import attack_spec
@@ -94,8 +95,10 @@ class Evaluator:
                 out.append(spec)
         return out
 
-    def evaluate(self, unit: EvalUnit) -> EvalOutput:
+    def evaluate(self, unit: EvalUnit, progress: ProgressTarget | None = None) -> EvalOutput:
+        """Every condition of the unit, batch by batch; finished batches go to ``progress``."""
         start = time.perf_counter()
+        done = UnitProgress(progress, unit.model, 1)
         self.halvings = 0
         queue = self._queue()
         run_dir = Location(unit.run_dir)
@@ -110,6 +113,7 @@ class Evaluator:
             if k + 1 < len(batches):  # decode the next batch while this one computes
                 self.images.prefetch([unit.paths[i] for i in batches[k + 1]], self.model.cfg)
             self._resilient(unit, idx, stored, clean, sink, queue)
+            done.commit(len(idx))
         out = EvalOutput(unit=unit, seconds=time.perf_counter() - start)
         out.tables, out.object_perturbations = sink.tables()
         out.forward_calls, out.image_forwards = queue.stats.calls, queue.stats.images

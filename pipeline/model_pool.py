@@ -21,6 +21,7 @@ import ray
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
+from pipeline.progress import ProgressTarget
 from pipeline.worker import ModelWorker, WorkerSpec
 
 
@@ -55,15 +56,19 @@ class ModelPool:
         start = time.perf_counter()
         return self.worker(model), time.perf_counter() - start
 
-    def process_and_write(self, unit: AttackUnit) -> AttackOutput:
+    def process_and_write(
+        self, unit: AttackUnit, progress: ProgressTarget | None = None
+    ) -> AttackOutput:
         worker, seconds = self._loaded(unit.model)
-        out = worker.process_and_write(unit)
+        out = worker.process_and_write(unit, progress)
         out.load_seconds = seconds
         return out
 
-    def evaluate_and_write(self, unit: EvalUnit) -> EvalOutput:
+    def evaluate_and_write(
+        self, unit: EvalUnit, progress: ProgressTarget | None = None
+    ) -> EvalOutput:
         worker, seconds = self._loaded(unit.model)
-        out = worker.evaluate_and_write(unit)
+        out = worker.evaluate_and_write(unit, progress)
         out.load_seconds = seconds
         return out
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import ray
 import yaml
 from tqdm import tqdm
 
@@ -34,6 +35,7 @@ from pipeline.models import resolve_cfg, resolve_spec
 from pipeline.partitions import COMPACTED, quarantine_damaged_pieces
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
+from pipeline.progress import Partial, ProgressWatch, RemoteProgressBoard
 from pipeline.runmeta import run_params, run_tags
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler
@@ -312,6 +314,7 @@ class _Stages:
         self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
         self.on_eval_unit_done = on_eval_unit_done
         self.actors: ActorSet | None = None
+        self.board: Any = None  # where workers report progress inside their units
 
     def run(self, attack_units: list[AttackUnit]) -> None:
         try:
@@ -336,6 +339,8 @@ class _Stages:
         finally:
             if self.actors is not None:
                 self.actors.stop()
+            if self.board is not None:
+                ray.kill(self.board)
 
     def _timed(
         self, stage: Callable[[list[Any]], tuple[list[str], int]], units: list[Any]
@@ -353,16 +358,31 @@ class _Stages:
             interrupts.claim()  # ray.init installed its own SIGTERM handler
             models = [m.name for m in self.cfg.models]
             self.actors = start_actors(self.cfg, models, str(self.run_dir), self.prov)
+            self.board = RemoteProgressBoard.remote()
         return self.actors.by_model
 
     def _schedule(
-        self, units: list[Any], method: str, on_output: Callable[[Any], None], desc: str
+        self,
+        units: list[Any],
+        method: str,
+        on_output: Callable[[Any], None],
+        desc: str,
+        on_partial: Callable[[str, list[Partial]], None] | None = None,
     ) -> tuple[list[str], int]:
-        scheduler = ShardScheduler(
-            self._ensure_actors(), units, self.cfg.ray.max_restarts, log, method
-        )
-        with tqdm(total=len(units), desc=desc, unit="shard", file=sys.stderr) as bar:
-            result = scheduler.run(on_output, lambda: bar.update(1))
+        """Run a stage's units on the actors; the bar counts images as batches finish."""
+        actors = self._ensure_actors()
+        total = sum(len(u.image_ids) for u in units)
+        with tqdm(total=total, desc=desc, unit="img", file=sys.stderr) as bar:
+
+            def show(images: float) -> None:
+                bar.n = round(images, 1)
+                bar.refresh()
+
+            watch = ProgressWatch(self.board, show, lambda u: len(u.image_ids), on_partial)
+            scheduler = ShardScheduler(
+                actors, units, self.cfg.ray.max_restarts, log, method, watch=watch
+            )
+            result = scheduler.run(on_output, lambda: None)
         return result.failed, result.requeued
 
     def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[str], int]:
@@ -387,7 +407,11 @@ class _Stages:
             if self.on_unit_done:
                 self.on_unit_done(out)
 
-        return self._schedule(units, "process_and_write", on_output, "attack shards")
+        def on_partial(model: str, running: list[Partial]) -> None:
+            metrics, step = stats.preview(model, running)
+            self.tracker.log_metrics(metrics, step=step, model=model)
+
+        return self._schedule(units, "process_and_write", on_output, "attack", on_partial)
 
     def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
         points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
@@ -398,7 +422,7 @@ class _Stages:
             if self.on_eval_unit_done:
                 self.on_eval_unit_done(out)
 
-        return self._schedule(units, "evaluate_and_write", on_output, "eval shards")
+        return self._schedule(units, "evaluate_and_write", on_output, "evaluation")
 
     def _compact(self, tables: tuple[str, ...]) -> None:
         """Fold the stage's shard pieces into one file per partition (on the cluster, not in

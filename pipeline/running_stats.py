@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pipeline.attack_unit import AttackOutput, AttackUnit
 from pipeline.config import BenchmarkConfig
 from pipeline.partitions import SHARD_COLUMN, read_partition
+from pipeline.progress import Partial
 from pipeline.results import attack_partition, clean_partition
 from pipeline.storage import Location, RunDir, location
 
@@ -92,6 +93,28 @@ class RunningStats:
             if values:
                 metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
         return model, metrics, self.steps[model]
+
+    def preview(self, model: str, running: list[Partial]) -> tuple[dict[str, float], int]:
+        """The metrics with the complete batches of ``model``'s running shards counted in.
+
+        Nothing is stored: when a shard lands, :meth:`update` adds its rows (the same
+        values) and the partial counts are dropped. Returns (metrics, their step).
+        """
+        self.steps[model] += 1
+        images = self.images[model] + sum(p.clean_rows for p in running)
+        metrics: dict[str, float] = {"images_done": float(images)}
+        top5 = [*self.top5[model], *(t for p in running for t in p.top5)]
+        if top5:
+            metrics["running/clean_top5"] = sum(top5) / len(top5)
+        attacks = {a for (m, a) in self.l1pp if m == model} | {a for p in running for a in p.l1pp}
+        for attack in sorted(attacks):
+            values = [
+                *self.l1pp[(model, attack)],
+                *(v for p in running for v in p.l1pp.get(attack, ())),
+            ]
+            if values:
+                metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
+        return metrics, self.steps[model]
 
 
 def _done_rows(

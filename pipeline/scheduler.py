@@ -61,6 +61,19 @@ ACTOR_ERRORS = (
 )
 
 
+class AttemptWatch(Protocol):
+    """Follows each attempt of a unit (pipeline/progress.py shows progress inside units)."""
+
+    def start(self, unit: Unit) -> tuple[Any, ...]:
+        """An attempt is sent; returns extra arguments for the actor's call."""
+
+    def end(self, unit: Unit, settled: bool) -> None:
+        """The attempt is over; ``settled``: the unit will not run again."""
+
+    def tick(self) -> None:
+        """Called between the scheduler's waits."""
+
+
 class ActorLost(Exception):
     """The call's actor died (or its result was lost with it); ``why`` names the cause."""
 
@@ -146,7 +159,9 @@ class ShardScheduler:
         log: Callable[[str], None],
         method: str = "process",
         backend: Backend | None = None,
+        watch: AttemptWatch | None = None,
     ) -> None:
+        self.watch = watch
         self.actors = [_Actor(h, model) for model, hs in actors.items() for h in hs]
         self.queues: dict[str, collections.deque[Unit]] = collections.defaultdict(collections.deque)
         for unit in units:
@@ -170,6 +185,8 @@ class ShardScheduler:
         for actor in self.actors:
             self._fill(actor)
         while self.in_flight or self.pings or self._waiting_for_recovery():
+            if self.watch is not None:
+                self.watch.tick()
             self._send_due_pings()
             refs = [*self.in_flight, *self.pings]
             done = self.backend.wait(refs, PING_INTERVAL_S) if refs else []
@@ -196,7 +213,8 @@ class ShardScheduler:
             if model is None:
                 return
             unit = self.queues[model].popleft()
-            ref = self.backend.submit(actor.handle, self.method, unit)
+            extra = self.watch.start(unit) if self.watch is not None else ()
+            ref = self.backend.submit(actor.handle, self.method, unit, *extra)
             self.in_flight[ref] = (actor, unit, time.monotonic())
             actor.current = model
             busy += 1
@@ -229,30 +247,38 @@ class ShardScheduler:
             out = self.backend.get(ref)
         except ActorLost as exc:
             self._on_actor_failure(actor, submitted)
-            self._requeue(unit, exc.why, on_settled)
+            self._ended(unit, settled=not self._requeue(unit, exc.why, on_settled))
             self._fill_any(unit.model)
             return
         except UnitFailed as exc:
             self.result.failed.append(f"{unit.key}: {exc}")
+            self._ended(unit, settled=True)
             on_settled()
             self._fill(actor)
             return
         spent = getattr(out, "seconds", None)  # the actor's own time, without queueing
         self.unit_seconds[unit.model].append(spent or time.monotonic() - submitted)
         self._fill(actor)  # before writing: the actor never idles on the driver's I/O
+        self._ended(unit, settled=True)
         on_output(out)
         on_settled()
 
-    def _requeue(self, unit: Unit, why: str, on_settled: Callable[[], None]) -> None:
+    def _ended(self, unit: Unit, settled: bool) -> None:
+        if self.watch is not None:
+            self.watch.end(unit, settled)
+
+    def _requeue(self, unit: Unit, why: str, on_settled: Callable[[], None]) -> bool:
+        """Back to the front of its queue, or failed after its last attempt; True if requeued."""
         key = unit.key
         self.attempts[key] += 1
         if self.attempts[key] < self.max_attempts:
             self.log(f"actor for {unit.model} died on {unit.key} ({why}); requeued")
             self.queues[unit.model].appendleft(unit)
             self.result.requeued += 1
-        else:
-            self.result.failed.append(f"{unit.key}: lost with its actor {self.attempts[key]} times")
-            on_settled()
+            return True
+        self.result.failed.append(f"{unit.key}: lost with its actor {self.attempts[key]} times")
+        on_settled()
+        return False
 
     def _fill_any(self, model: str) -> None:
         for actor in self.actors:
@@ -319,4 +345,5 @@ class ShardScheduler:
                 while queue:
                     unit = queue.popleft()
                     self.result.failed.append(f"{unit.key}: no live actor left for {model}")
+                    self._ended(unit, settled=True)
                     on_settled()

@@ -26,6 +26,7 @@ from pipeline.eval_worker import Evaluator
 from pipeline.image_cache import ImageCache
 from pipeline.models import load_model
 from pipeline.oom import is_out_of_memory
+from pipeline.progress import ProgressTarget, UnitProgress
 from pipeline.results import (
     ATTACK_SCHEMA,
     BOUNDS_SCHEMA,
@@ -102,6 +103,7 @@ class ModelWorker:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
         self._halvings = 0
+        self._progress = UnitProgress(None, spec.model, 1)
         self._result_writer: ResultWriter | None = None
         self.device = pick_device(spec.device)
         self.model = load_model(spec.model, spec.preprocess, self.device)
@@ -124,9 +126,9 @@ class ModelWorker:
             spec.batch_size,
         )
 
-    def evaluate(self, unit: EvalUnit) -> EvalOutput:
+    def evaluate(self, unit: EvalUnit, progress: ProgressTarget | None = None) -> EvalOutput:
         """The evaluation stage on this network (as the target), reusing the loaded model."""
-        return self.evaluator.evaluate(unit)
+        return self.evaluator.evaluate(unit, progress)
 
     def _writer(self) -> ResultWriter:
         if not self.spec.run_dir:
@@ -135,15 +137,19 @@ class ModelWorker:
             self._result_writer = ResultWriter(self.spec.run_dir, self.spec.provenance)
         return self._result_writer
 
-    def process_and_write(self, unit: AttackUnit) -> AttackOutput:
+    def process_and_write(
+        self, unit: AttackUnit, progress: ProgressTarget | None = None
+    ) -> AttackOutput:
         """The attack stage for a unit, written and committed here; rows go back."""
-        out = self.process(unit)
+        out = self.process(unit, progress)
         self._writer().attack_output(out)
         return strip_attack(out)
 
-    def evaluate_and_write(self, unit: EvalUnit) -> EvalOutput:
+    def evaluate_and_write(
+        self, unit: EvalUnit, progress: ProgressTarget | None = None
+    ) -> EvalOutput:
         """The evaluation stage for a unit, written and committed here; rows go back."""
-        out = self.evaluate(unit)
+        out = self.evaluate(unit, progress)
         self._writer().eval_output(out)
         return strip_eval(out)
 
@@ -156,9 +162,13 @@ class ModelWorker:
             "threads": torch.get_num_threads(),
         }
 
-    def process(self, unit: AttackUnit) -> AttackOutput:
+    def process(self, unit: AttackUnit, progress: ProgressTarget | None = None) -> AttackOutput:
+        """Clean scores, bounds and every attack for a unit, batch by batch; each finished
+        batch (and each task within one) is reported to ``progress``."""
         start = time.perf_counter()
         self._halvings = 0
+        steps = int(unit.clean) + int(unit.bounds) + len(unit.attacks)
+        self._progress = UnitProgress(progress, unit.model, steps)
         rows = _BatchRows(
             attacks={a: [] for a in unit.attacks}, perts={a: [] for a in unit.attacks}
         )
@@ -167,7 +177,9 @@ class ModelWorker:
             idx = list(range(lo, min(lo + size, n)))
             if lo + size < n:  # decode the next batch while this one computes
                 self.images.prefetch(unit.paths[lo + size : lo + 2 * size], self.model.cfg)
-            rows.extend(self._process_resilient(unit, idx))
+            batch = self._process_resilient(unit, idx)
+            rows.extend(batch)
+            self._progress.commit(len(idx), batch.clean, batch.attacks)
         out = AttackOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
         out.worker = str(self.device)
         out.pid = os.getpid()
@@ -243,6 +255,7 @@ class ModelWorker:
         if x is None:
             return rows
         labels = torch.tensor([unit.labels[i] for i in good], device=self.device)
+        finished = 0  # tasks of this batch done, for the progress inside the unit
         if unit.clean:
             scores = {
                 **clean_scores(self.model, x, labels),
@@ -250,8 +263,12 @@ class ModelWorker:
             }
             for j, i in enumerate(good):
                 rows.clean.append({**base[i], **{k: v[j].item() for k, v in scores.items()}})
+            finished += 1
+            self._progress.step(len(idx), finished)
         if unit.bounds:
             rows.bounds.extend(self._bounds(x, [base[i] for i in good]))
+            finished += 1
+            self._progress.step(len(idx), finished)
         for name in unit.attacks:
             try:
                 result = self.attacks[name](self.model, x, labels)
@@ -267,6 +284,8 @@ class ModelWorker:
             self._rows_from_result(
                 name, result, [base[i] for i in good], rows.attacks[name], rows.perts[name]
             )
+            finished += 1
+            self._progress.step(len(idx), finished)
         return rows
 
     def _bounds(self, x: torch.Tensor, bases: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -53,6 +53,7 @@ class FakeActor:
         self.epoch = 0  # incarnation
         self.calls = self.deaths = self.pings_left = 0
         self.done: list[tuple[int, str]] = []  # (incarnation, unit key) it returned output for
+        self.extras: list[Any] = []
 
     def answer(self, ref: Ref) -> Any:
         if ref.method == "describe":
@@ -67,7 +68,8 @@ class FakeActor:
         if self.calls in self.crash_on:
             self._die()
             raise ActorLost("ActorDiedError")
-        (unit,) = ref.args
+        unit = ref.args[0]
+        self.extras.extend(ref.args[1:])  # the watch's extra arguments, if any
         if unit.key in self.fail_units:
             raise UnitFailed(f"ValueError: cannot read the image of {unit.key}")
         self.done.append((self.epoch, unit.key))
@@ -129,7 +131,12 @@ class Run:
     log: list[str]
 
 
-def run(actors: dict[str, list[FakeActor]], units: list[Unit], max_restarts: int) -> Run:
+def run(
+    actors: dict[str, list[FakeActor]],
+    units: list[Unit],
+    max_restarts: int,
+    watch: scheduler.AttemptWatch | None = None,
+) -> Run:
     log: list[str] = []
     outputs: collections.Counter[str] = collections.Counter()
     settled = 0
@@ -138,7 +145,9 @@ def run(actors: dict[str, list[FakeActor]], units: list[Unit], max_restarts: int
         nonlocal settled
         settled += 1
 
-    sched = ShardScheduler(dict(actors), units, max_restarts, log.append, backend=FakeBackend())
+    sched = ShardScheduler(
+        dict(actors), units, max_restarts, log.append, backend=FakeBackend(), watch=watch
+    )
     result = sched.run(lambda key: outputs.update([key]), on_settled)
     return Run(outputs, settled, result.failed, result.requeued, log)
 
@@ -261,3 +270,46 @@ def test_a_pooled_actor_goes_where_the_most_measured_work_is_left_and_stays_if_c
     sched.queues["slow"].clear()
     sched.queues["fast"].clear()
     assert sched._next_model(actor) is None
+
+
+@dataclass
+class AttemptLog:
+    """A watch that records what the scheduler tells it (pipeline/progress.py's contract)."""
+
+    events: list[tuple[str, str, bool]] = field(default_factory=list)
+    ticks: int = 0
+
+    def start(self, unit: Any) -> tuple[Any, ...]:
+        self.events.append(("start", unit.key, False))
+        return (f"token-{len(self.events)}",)
+
+    def end(self, unit: Any, settled: bool) -> None:
+        self.events.append(("end", unit.key, settled))
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+
+@pytest.mark.unit
+def test_the_watch_sees_every_attempt_end_and_only_the_last_one_settles_a_unit() -> None:
+    """A requeued attempt ends unsettled (its progress is dropped), the retry starts anew
+    with a new token; failed and orphaned units settle too, so a bar reaches its total."""
+    watch = AttemptLog()
+    crashing = FakeActor("a", crash_on=(2,), restarts=1)  # dies once, comes back
+    failing = FakeActor("b", fail_units=("b/1",))  # b/1 raises on a live actor
+    lost = FakeActor("g", crash_on=(1,))  # dead for good: its units are orphaned
+    work = [*units("m", 3), *units("b", 2), *units("gone", 2)]
+    r = run({"m": [crashing], "b": [failing], "gone": [lost]}, work, 1, watch)
+
+    assert r.settled == 7 and r.requeued > 0 and len(r.failed) == 3
+    starts = collections.Counter(k for e, k, _ in watch.events if e == "start")
+    settled = collections.Counter(k for e, k, s in watch.events if e == "end" and s)
+    unsettled = collections.Counter(k for e, k, s in watch.events if e == "end" and not s)
+    assert settled == {u.key: 1 for u in work}, "exactly one settling end per unit"
+    assert sum(unsettled.values()) == r.requeued, "each requeued attempt ends unsettled"
+    for unit in work:  # every attempt ends; an orphaned unit settles without running
+        ran = settled[unit.key] if unit.model != "gone" else 0
+        assert starts[unit.key] == ran + unsettled[unit.key], unit.key
+    tokens = [extra for a in (crashing, failing) for extra in a.extras]
+    assert tokens and len(set(tokens)) == len(tokens), "each attempt carries its own token"
+    assert watch.ticks > 0

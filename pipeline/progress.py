@@ -1,0 +1,194 @@
+"""Progress inside a work unit: workers report finished batches, the driver shows them.
+
+Why: a unit can take minutes (sC&W on one batch of photos, a large shard on CPU),
+and a bar that counts whole units sits at ``0/1`` until the unit ends. Here a
+worker sends, after each batch (and each attack within it), what the unit has
+done so far to a :class:`ProgressBoard`, a tiny Ray actor; the driver reads the
+board between the scheduler's waits and moves the bar (in images) and the
+running metrics with it.
+
+Each attempt of a unit gets its own token: a unit that is requeued after its
+actor died starts again from zero, and whatever its dead attempt reported is
+dropped with the token (reports are cumulative, so a late or repeated one never
+counts twice). Values (clean top-5 hits, each attack's L1pp) are reported only
+for batches that are complete: a batch that fails and is split in halves has
+reported nothing it would report again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ray
+
+from pipeline.scheduler import Unit
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What one attempt of a unit has done so far (cumulative)."""
+
+    model: str
+    complete: int = 0  # images of the complete batches
+    running: float = 0.0  # the part of the running batch whose tasks are done
+    clean_rows: int = 0  # rows of the clean task (images_done counts these)
+    top5: tuple[bool, ...] = ()  # clean top-5 hits of the complete batches
+    l1pp: dict[str, tuple[float, ...]] = field(default_factory=dict)  # attack -> values
+
+    @property
+    def images(self) -> float:
+        return self.complete + self.running
+
+
+class ProgressBoard:
+    """The latest report of each attempt until the driver takes it (a plain class; the
+    Ray actor is :data:`RemoteProgressBoard`)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, Partial] = {}
+
+    def report(self, token: int, partial: Partial) -> None:
+        self._latest[token] = partial
+
+    def take(self) -> dict[int, Partial]:
+        """Reports since the last take (only the newest per attempt)."""
+        out, self._latest = self._latest, {}
+        return out
+
+
+RemoteProgressBoard = ray.remote(num_cpus=0)(ProgressBoard)
+
+
+@dataclass(frozen=True)
+class ProgressTarget:
+    """Where one attempt of a unit reports: a board (an actor handle, or a plain
+    :class:`ProgressBoard` in tests) and the attempt's token."""
+
+    board: Any
+    token: int
+
+    def send(self, partial: Partial) -> None:
+        report = self.board.report
+        if hasattr(report, "remote"):
+            report.remote(self.token, partial)  # fire and forget: never slows the unit
+        else:
+            report(self.token, partial)
+
+
+class UnitProgress:
+    """The worker's side for one unit: counts complete batches and the running one."""
+
+    def __init__(self, target: ProgressTarget | None, model: str, steps: int) -> None:
+        self.target = target
+        self.steps = max(1, steps)  # tasks per batch (clean, bounds, each attack)
+        self.done = Partial(model)
+
+    def step(self, batch_images: int, finished_steps: int) -> None:
+        """Within a running batch: ``finished_steps`` of its tasks are done."""
+        if self.target is not None:
+            fraction = batch_images * min(finished_steps, self.steps) / self.steps
+            self.target.send(replace(self.done, running=fraction))
+
+    def commit(
+        self,
+        images: int,
+        clean: list[dict[str, Any]] | None = None,
+        attacks: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> None:
+        """A batch is complete (its clean rows and each attack's rows): it counts from now on."""
+        clean = clean or []
+        merged = dict(self.done.l1pp)
+        for attack, rows in (attacks or {}).items():
+            merged[attack] = merged.get(attack, ()) + _present(r.get("l1pp") for r in rows)
+        self.done = replace(
+            self.done,
+            complete=self.done.complete + images,
+            clean_rows=self.done.clean_rows + len(clean),
+            top5=self.done.top5 + _present(r.get("top5_correct") for r in clean),
+            l1pp=merged,
+        )
+        if self.target is not None:
+            self.target.send(self.done)
+
+
+def _present(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(v for v in values if v is not None)
+
+
+class ProgressWatch:
+    """The driver's side: tokens for each attempt, the bar in images, partial metrics.
+
+    The scheduler calls :meth:`start` when it sends a unit (the extra call argument),
+    :meth:`end` when that attempt is over (output, failure or requeue) and
+    :meth:`tick` between its waits.
+    """
+
+    def __init__(
+        self,
+        board: Any,
+        show: Callable[[float], None],
+        size: Callable[[Any], int],
+        on_partial: Callable[[str, list[Partial]], None] | None = None,
+        every_s: float = 1.0,
+    ) -> None:
+        self.board = board
+        self.show = show  # the bar: images done in this stage so far
+        self.size = size  # a unit's number of images
+        self.on_partial = on_partial  # (model, partials of its running units)
+        self.every_s = every_s
+        self._tokens = itertools.count()
+        self._attempt: dict[str, int] = {}  # unit key -> its running attempt's token
+        self._units: dict[int, tuple[str, int]] = {}  # live token -> (unit key, images)
+        self._partials: dict[int, Partial] = {}
+        self._settled_images = 0.0
+        self._next_tick = 0.0
+
+    def start(self, unit: Unit) -> tuple[Any, ...]:
+        token = next(self._tokens)
+        self._attempt[unit.key] = token
+        self._units[token] = (unit.key, self.size(unit))
+        return (ProgressTarget(self.board, token),)
+
+    def end(self, unit: Unit, settled: bool) -> None:
+        token = self._attempt.pop(unit.key, None)
+        if token is not None:
+            self._partials.pop(token, None)
+            self._units.pop(token, None)
+        if settled:
+            self._settled_images += self.size(unit)
+        self._show()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + self.every_s
+        fresh = {t: p for t, p in self._take().items() if t in self._units}  # live attempts
+        if not fresh:
+            return
+        grown = [  # new complete batches of a unit still running (its end logs the rest)
+            t
+            for t, p in fresh.items()
+            if self._partials.get(t, Partial(p.model)).complete < p.complete < self._units[t][1]
+        ]
+        self._partials.update(fresh)
+        self._show()
+        if self.on_partial is not None:
+            for model in sorted({fresh[t].model for t in grown}):
+                self.on_partial(model, [p for p in self._partials.values() if p.model == model])
+
+    def _take(self) -> dict[int, Partial]:
+        take = self.board.take
+        if hasattr(take, "remote"):
+            got: dict[int, Partial] = ray.get(take.remote(), timeout=30)
+            return got
+        plain: dict[int, Partial] = take()
+        return plain
+
+    def _show(self) -> None:
+        running = sum(p.images for p in self._partials.values())
+        self.show(self._settled_images + running)

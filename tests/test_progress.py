@@ -1,0 +1,126 @@
+"""Progress inside a unit (pipeline/progress.py): reported per batch, counted once, shown
+in the driver's running metrics while the unit still runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.attack_unit import AttackUnit
+from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.data import build_manifest
+from pipeline.progress import Partial, ProgressBoard, ProgressTarget, ProgressWatch
+from pipeline.runner import run_benchmark
+from pipeline.running_stats import RunningStats
+from pipeline.worker import ModelWorker, WorkerSpec
+from tasks.attacks.specs import attack_spec
+
+MODEL = "efficientnet_lite0"
+
+
+class RecordingBoard(ProgressBoard):
+    """The real board, also keeping every report in order (the driver keeps only the last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[tuple[int, Partial]] = []
+
+    def report(self, token: int, partial: Partial) -> None:
+        super().report(token, partial)
+        self.history.append((token, partial))
+
+
+@pytest.mark.integration
+def test_a_worker_reports_each_batch_once_and_the_tasks_within_it() -> None:
+    table = build_manifest("sample", None, 3).table
+    unit = AttackUnit(
+        model=MODEL,
+        shard=0,
+        image_ids=tuple(table.column("image_id").to_pylist()),
+        paths=tuple(table.column("path").to_pylist()),
+        labels=tuple(table.column("label").to_pylist()),
+        attacks=("sign",),
+        clean=True,
+    )
+    spec = WorkerSpec(MODEL, {}, {"sign": attack_spec("sign").build_params()}, batch_size=2)
+    board = RecordingBoard()
+    out = ModelWorker(spec).process(unit, ProgressTarget(board, 7))
+
+    assert {token for token, _ in board.history} == {7}
+    shown = [p.images for _, p in board.history]
+    assert shown == sorted(shown), "progress never goes back within an attempt"
+    # batches of 2 and 1 images, 2 tasks each (clean, sign): half a batch after clean
+    assert shown == [1.0, 2.0, 2.0, 2.5, 3.0, 3.0]
+    last = board.history[-1][1]
+    assert (last.complete, last.running, last.clean_rows) == (3, 0.0, 3)
+    assert out.clean is not None
+    assert list(last.top5) == out.clean.column("top5_correct").to_pylist()
+    rows = out.attacks["sign"][0].column("l1pp").to_pylist()
+    assert list(last.l1pp["sign"]) == [v for v in rows if v is not None]
+    assert board.take() == {7: last}, "the driver takes only the newest report"
+
+
+@pytest.mark.unit
+def test_the_watch_drops_a_dead_attempt_and_never_counts_a_unit_twice() -> None:
+    class Unit:
+        model, key, image_ids = "m", "m/shard-0", ("a", "b", "c", "d")
+
+    board, shown, previews = ProgressBoard(), [], []
+    watch = ProgressWatch(
+        board, shown.append, lambda u: len(u.image_ids), lambda m, ps: previews.append(ps), 0.0
+    )
+    (first,) = watch.start(Unit())
+    first.send(Partial("m", complete=2, clean_rows=2, top5=(True, False)))
+    watch.tick()
+    assert shown[-1] == 2.0 and previews[-1][0].complete == 2
+    watch.end(Unit(), settled=False)  # its actor died: the unit is requeued
+    first.send(Partial("m", complete=3))  # a late report of the dead attempt
+    (second,) = watch.start(Unit())
+    second.send(Partial("m", complete=1, running=0.5))
+    watch.tick()
+    assert shown[-1] == 1.5, "the dead attempt's reports count for nothing"
+    watch.end(Unit(), settled=True)
+    assert shown[-1] == 4.0
+
+    stats = RunningStats()
+    metrics, step = stats.preview(
+        "m", [Partial("m", 2, 0.0, 2, (True, False), {"sign": (3.0, 1.0)})]
+    )
+    assert metrics == {
+        "images_done": 2.0,
+        "running/clean_top5": 0.5,
+        "running/mp/sign/median_l1pp": 3.0,
+    }
+    assert step == 1 and stats.images["m"] == 0, "a preview stores nothing"
+
+
+@pytest.mark.integration
+def test_a_run_in_one_unit_logs_images_done_before_the_unit_ends(
+    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
+) -> None:
+    """One shard of three photos, one image per batch: the running metrics follow the
+    batches (the bar reads the same reports), not only the shard's end."""
+    mlflow_store(tmp_path)
+    cfg = BenchmarkConfig(
+        name="progress",
+        dataset=DatasetCfg(layout="sample", limit=3),
+        models=(ModelRef(MODEL),),
+        attacks=(AttackRef("bfgs"),),
+        tasks=("clean", "min_perturbation"),
+        output_dir=str(tmp_path),
+        shard_size=3,
+        batch_size=1,
+    )
+    summary = run_benchmark(cfg)
+    assert not summary.failed_units and summary.computed_units == 1
+    client = MlflowClient(summary.tracking_uri)
+    parent = client.get_run(summary.mlflow_run_id or "")
+    (child,) = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    done = [m.value for m in client.get_metric_history(child.info.run_id, "images_done")]
+    assert done[-1] == 3.0
+    assert any(0 < v < 3 for v in done), f"no partial progress logged: {done}"
