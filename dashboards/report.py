@@ -277,7 +277,7 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Adaptive foveation": [
             _table_block(
                 "Adaptive gain: critical norm under the foveation's own attack / MP",
-                "Per image, the minimum perturbation of the foveated network (the attack run through the crops, in the full image's frame and norm units; random crops attacked with EOT and judged on fresh draws) over the unfoveated network's MP, both from the attack's own line search: median with its 95% interval ('≥': a lower bound where never-fooled images decide it), beside the transferred gain (MP foveated / MP, Table 1). Masking checks count images the unbounded adaptive attack never fooled and images where it was weaker than the transferred MP; both should be 0.",
+                "Per image, the minimum perturbation of the foveated network (the attack run through the crops, in the full image's frame and norm units; random crops attacked with EOT and judged on fresh draws) over the unfoveated network's MP, both from the attack's own line search: median with its 95% interval ('≥': a lower bound where never-fooled images decide it), beside the transferred gain (MP foveated / MP, Table 1). Masking checks (Carlini et al. 2019) count images the unbounded adaptive attack never fooled, images where it was weaker than the transferred MP, and images where random noise of the adaptive perturbation's norm fooled the foveated network too; each should be 0.",
                 tb.adaptive_table(t("adaptive")),
             )
         ],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from tasks.adaptive import (
     draw_views,
     eot_view,
     judge_fresh,
+    noise_fools,
     random_draw,
 )
 from tasks.attacks.base import Attack, AttackResult
@@ -85,6 +86,9 @@ def adaptive_rows(
             judged = case.fresh((case.x + result.perturbation).clamp(0, 255))
             success = success & judged.success.to(success.device)
         found = norms.all_norms(result.perturbation)
+        crit = found[attack.norm].cpu()
+        size = torch.where(success.cpu(), crit, torch.full_like(crit, math.inf))
+        noisy = _noise_in_chunks(model, attack, case, size, attack.norm, settings.seed)
         for k, j in enumerate(case.rows):
             ok = bool(success[k])
             out.append(
@@ -107,8 +111,9 @@ def adaptive_rows(
                     "fresh_fooled": None if judged is None else float(judged.fooled[k]),
                     "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
                     "fresh_ci_high": None if judged is None else float(judged.ci_high[k]),
-                    "n_image_forwards": int(result.n_forward[k]) * case.views_per_query[k]
-                    + case.fresh_inputs,
+                    "noise_fooled": bool(noisy[k]) if ok else None,
+                    "n_image_forwards": (int(result.n_forward[k]) + 1) * case.views_per_query[k]
+                    + case.fresh_inputs,  # the attack's queries, the noise check, fresh draws
                     "n_image_backwards": int(result.n_backward[k]) * case.views_per_query[k],
                     "seconds": float(result.seconds[k]),
                 }
@@ -125,14 +130,9 @@ def _attack_in_chunks(attack: Attack[Any], model: torch.nn.Module, case: Case) -
     """The attack on the case's images, as many at a time as keep a composite query under
     :data:`MAX_INPUTS_PER_CALL` network inputs (images are independent, so the results
     are the same as one call's)."""
-    n = len(case.rows)
-    step = max(1, MAX_INPUTS_PER_CALL // max(case.views_per_query, default=1))
-    parts = []
-    for lo in range(0, n, step):
-        chunk = list(range(lo, min(n, lo + step)))
-        idx = torch.tensor(chunk, device=case.x.device)
-        view = case.view.select(chunk)  # type: ignore[attr-defined]
-        parts.append(attack(model, case.x[idx], case.labels[idx], view=view))
+    parts = [
+        attack(model, case.x[idx], case.labels[idx], view=view) for _, idx, view in _chunks(case)
+    ]
     if len(parts) == 1:
         return parts[0]
     tensors: dict[str, Any] = {
@@ -141,6 +141,35 @@ def _attack_in_chunks(attack: Attack[Any], model: torch.nn.Module, case: Case) -
         if f.name != "info"
     }
     return AttackResult(**tensors)
+
+
+def _noise_in_chunks(
+    model: torch.nn.Module,
+    attack: Attack[Any],
+    case: Case,
+    size: torch.Tensor,
+    norm: str,
+    seed: int,
+) -> torch.Tensor:
+    """:func:`~tasks.adaptive.noise_fools` on the case's images, chunked as the attack was
+    (random foveations: through the attack's EOT view, the expected score)."""
+    parts = [
+        noise_fools(model, view, case.x[idx], case.labels[idx], attack.criterion,
+                    size[chunk], norm, seed + chunk[0])
+        for chunk, idx, view in _chunks(case)
+    ]  # fmt: skip
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
+
+
+def _chunks(case: Case) -> Iterator[tuple[list[int], torch.Tensor, View]]:
+    """The case's images as many at a time as keep a composite query under
+    :data:`MAX_INPUTS_PER_CALL` network inputs: (case rows, their index, their view)."""
+    n = len(case.rows)
+    step = max(1, MAX_INPUTS_PER_CALL // max(case.views_per_query, default=1))
+    for lo in range(0, n, step):
+        chunk = list(range(lo, min(n, lo + step)))
+        view = case.view.select(chunk)  # type: ignore[attr-defined]
+        yield chunk, torch.tensor(chunk, device=case.x.device), view
 
 
 def _case(

@@ -190,6 +190,9 @@ ADAPTIVE_SCHEMA = pa.schema(
         ("fresh_fooled", pa.float64()),  # share of fresh draws misclassified
         ("fresh_ci_low", pa.float64()),
         ("fresh_ci_high", pa.float64()),
+        #: random noise of the adaptive perturbation's norm fooled the foveated network too
+        #: (a gradient-masking sign; null where the attack did not succeed)
+        ("noise_fooled", pa.bool_()),
         ("n_image_forwards", pa.int64()),  # network inputs (every crop of every draw counted)
         ("n_image_backwards", pa.int64()),
         ("seconds", pa.float64()),

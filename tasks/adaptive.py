@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tasks import norms
 from tasks.context import PIXEL_BOUNDS
 from tasks.criterion import TopK
 from tasks.evaluation.conditions import ObjectView
@@ -188,6 +189,43 @@ class ObjectFrameView:
         return combine(scores, torch.tensor(owner, device=scores.device), len(rows))
 
 
+def noise_of_norm(
+    x: torch.Tensor, size: torch.Tensor, norm: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Random noise per image with ``norm`` equal to ``size`` (0 where ``size`` is not finite):
+    random signs for linf (every pixel at the bound: the strongest noise of that linf), a
+    Gaussian direction otherwise, scaled to the size before the pixel range clips it."""
+    if norm == "linf":
+        d = torch.randint(0, 2, x.shape, generator=generator, device="cpu").float() * 2 - 1
+    else:
+        d = torch.randn(x.shape, generator=generator, device="cpu")
+    d = d.to(x.device)
+    unit = d / norms.norm(d, norm).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+    finite = torch.where(torch.isfinite(size), size, torch.zeros_like(size))
+    return unit * finite.to(x.device).view(-1, *[1] * (x.dim() - 1))
+
+
+def noise_fools(
+    model: nn.Module,
+    view: View,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: TopK,
+    size: torch.Tensor,
+    norm: str,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Does random noise of each image's ``size`` (the adaptive perturbation's norm) fool
+    the foveated network seen through ``view``? Carlini et al. (2019): noise should need
+    far more than the attack; an image where it does not is a sign of gradient masking."""
+    noise = noise_of_norm(x, size, norm, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        rows = torch.arange(x.shape[0], device=x.device)
+        scores = view.logits(model, (x + noise).clamp(*PIXEL_BOUNDS), rows)
+        fooled = criterion.is_adversarial(scores, labels.to(scores.device))
+    return fooled.cpu() & torch.isfinite(size).cpu() & (size.cpu() > 0)
+
+
 @dataclass(frozen=True)
 class MaskingChecks:
     """Carlini et al. (2019)'s signs of gradient masking that apply here, as counts over the
@@ -223,5 +261,6 @@ def masking_checks(
     same foveated network and the same norm."""
     adaptive = torch.where(success, adaptive, torch.full_like(adaptive, math.inf))
     weaker = 0 if transferred is None else int((adaptive > transferred / (1 - rtol)).sum())
-    noisy = 0 if noise is None else int((noise <= adaptive).sum())
+    # an image never fooled counts as unreached only (inf noise is not 'as strong' there)
+    noisy = 0 if noise is None else int(((noise <= adaptive) & adaptive.isfinite()).sum())
     return MaskingChecks(int(adaptive.numel()), int((~success).sum()), weaker, noisy)

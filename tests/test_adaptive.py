@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tasks import attacks
+from tasks import attacks, norms
 from tasks.adaptive import (
     RANDOM_FOVEATIONS,
     ObjectFrameView,
@@ -18,6 +18,8 @@ from tasks.adaptive import (
     eot_view,
     judge_fresh,
     masking_checks,
+    noise_fools,
+    noise_of_norm,
     random_draw,
 )
 from tasks.context import QueryContext
@@ -26,7 +28,7 @@ from tasks.evaluation.conditions import ObjectView
 from tasks.geometry import Window, crop_resize
 from tasks.linesearch import LineSearch
 from tasks.views import CropView
-from tests.linear import random_linear
+from tests.linear import Linear, random_linear
 
 pytestmark = pytest.mark.unit
 
@@ -185,3 +187,41 @@ def test_the_masking_check_fires_on_a_network_that_masks_its_gradient() -> None:
     crit = masked.perturbation.flatten(1).abs().amax(1)
     checks = masking_checks(crit, masked.success, transferred=linf)
     assert not checks.clean and checks.unreached + checks.weaker_than_transfer > 0
+
+
+def test_noise_of_the_attacks_norm_is_far_weaker_on_an_honest_network() -> None:
+    """Carlini et al.'s noise check: on a linear network noise at the minimum perturbation's
+    norm fools nothing, while noise big enough fools every image (the check can fire)."""
+    model, x = random_linear(4, shape=(3, 16, 16), seed=5)
+    x = x[:4]
+    labels = model(x).argmax(1)
+    view = CropView.of([[Window((0.0, 0.0, 16.0, 16.0))]] * 4, (16, 16))
+    for name, norm in (("sign", "linf"), ("ddn", "l2")):
+        found = attacks.create(name, criterion=TopK(1))(model, x, labels)
+        assert bool(found.success.all())
+        size = norms.norm(found.perturbation, norm)
+        assert not noise_fools(model, view, x, labels, TopK(1), size, norm).any(), name
+    unreached = torch.full((4,), math.inf)
+    assert not noise_fools(model, view, x, labels, TopK(1), unreached, "l2").any()
+    noise = noise_of_norm(x, torch.tensor([1.0, 2.0, 3.0, math.inf]), "l2", torch.Generator())
+    assert norms.l2(noise).tolist() == pytest.approx([1.0, 2.0, 3.0, 0.0], rel=1e-5)
+
+    # A network that reads one pixel: noise of the attack's norm puts that pixel past the
+    # boundary whenever its sign is right, so the check fires on about half the images.
+    weight = torch.zeros(2, 3 * 16 * 16)
+    weight[0, 0] = 0.05
+    one_pixel = Linear(weight, torch.tensor([-0.05 * 128, 0.0]))
+    x = 64 + 128 * torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    x[:, 0, 0, 0] = torch.linspace(140, 190, 16)  # class 0 (pixel above 128) for all
+    labels = one_pixel(x).argmax(1)
+    assert bool((labels == 0).all())
+    view = CropView.of([[Window((0.0, 0.0, 16.0, 16.0))]] * 16, (16, 16))
+    found = attacks.create("sign", criterion=TopK(1))(one_pixel, x, labels)
+    size = norms.linf(found.perturbation)
+    fools = noise_fools(one_pixel, view, x, labels, TopK(1), size, "linf", seed=3)
+    assert 0 < int(fools.sum()) < 16, "noise as strong as the attack: the check fires"
+    checks = masking_checks(size, found.success, noise=torch.where(fools, size, math.inf))
+    assert checks.noise_not_weaker == int(fools.sum())
+    never = masking_checks(torch.full((2,), math.inf), torch.zeros(2, dtype=torch.bool),
+                           noise=torch.full((2,), math.inf))  # fmt: skip
+    assert (never.unreached, never.noise_not_weaker) == (2, 0), "unreached is not noise"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dashboards.figures.data import RunData
-from dashboards.figures.security import security_curves
+from dashboards.figures.security import adaptive_gain_heatmaps, security_curves
 from pipeline.config import EvalCfg
 from pipeline.data import build_manifest
 from pipeline.eval_unit import EvalUnit
@@ -91,13 +91,17 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
         assert r["n_image_forwards"] >= crops  # every crop of every draw is a network input
         if r["success"]:
             assert 0 < r["crit_linf"] < math.inf
+            assert r["noise_fooled"] is not None  # the noise check ran at the attack's norm
+        else:
+            assert r["noise_fooled"] is None
     crit = pl.from_arrow(out.tables["foveation"])
     assert isinstance(crit, pl.DataFrame)
     summary = adaptive_summary(adaptive, crit, rtol=0.05)
     assert set(summary["condition"]) == set(adaptive["condition"])
-    assert {"adaptive_gain_median", "transferred_gain_median", "check_unreached"} <= set(
-        summary.columns
-    )
+    checks = {"check_unreached", "check_weaker_than_transfer", "check_noise_not_weaker"}
+    assert {"adaptive_gain_median", "transferred_gain_median", *checks} <= set(summary.columns)
+    noisy = adaptive.filter(pl.col("clean_correct") & pl.col("noise_fooled").fill_null(False))
+    assert summary["check_noise_not_weaker"].sum() == noisy.height
     assert isinstance(masking_warnings(summary), list)
     points = {NET: {"sign": {"norm": "linf", "values": [5.3], "primary": 5.3}}}
     f = findings(crit, pl.DataFrame(), points, 0.05, 0.05, None, adaptive)
@@ -111,10 +115,13 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
         rows_c = adaptive.filter(pl.col("condition") == r["condition"])
         assert r["accuracy"] == pytest.approx(rows_c["clean_correct"].mean())
     data = RunData(
-        run_dir=tmp_path, protocol={"adaptive_curves": security, "curves": pl.DataFrame()}
+        run_dir=tmp_path,
+        protocol={"adaptive_curves": security, "curves": pl.DataFrame(), "adaptive": summary},
     )
     (figure,) = security_curves(data)
     assert figure.section == "Adaptive foveation" and figure.data[:4] == b"\x89PNG"
+    (heat,) = adaptive_gain_heatmaps(data)
+    assert heat.name == "adaptive_gain_sign" and heat.data[:4] == b"\x89PNG"
 
 
 def test_an_attack_split_to_bound_its_inputs_gives_what_one_call_gives(

@@ -21,7 +21,7 @@ from dashboards.figures.linearity import (
 )
 from dashboards.figures.norms import fooling_ratio_curves, norm_distributions
 from dashboards.figures.perceptibility import perceptibility_grids
-from dashboards.figures.security import security_curves
+from dashboards.figures.security import adaptive_gain_heatmaps, security_curves
 from dashboards.figures.transfer import transfer_heatmaps
 
 Builder = Callable[[RunData], list[Figure]]
@@ -37,6 +37,7 @@ BUILDERS: tuple[tuple[Builder, str], ...] = (
     (foveation_curves, "foveations, Fig. 5/13: needs curves of task foveation"),
     (foveation_effect_cdf, "foveation effect, Fig. 6: needs evals/linearity with boxes"),
     (security_curves, "security curves: needs evals/adaptive (task adaptive)"),
+    (adaptive_gain_heatmaps, "adaptive-gain heatmaps: needs evals/adaptive (task adaptive)"),
     (linearity_examples, "linearity examples, Fig. 4/9-11: needs evals/linearity (linearity)"),
     (linearity_error_cdf, "linear-hypothesis errors, Fig. 12: needs evals/linearity (linearity)"),
 )

@@ -10,11 +10,13 @@ who knows it takes back.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from dashboards.figures import _style as st
-from dashboards.figures.base import Figure, attacks_of
+from dashboards.figures.base import Figure, attacks_of, safe
 from dashboards.figures.data import RunData
+from dashboards.figures.transfer import heatmap
 from tasks.protocol import MP
 
 
@@ -59,10 +61,54 @@ def security_curves(data: RunData) -> list[Figure]:
         st.legend_below(fig, axes)
         out.append(
             Figure(
-                name=f"security_curves_{attack}",
+                name=f"security_curves_{safe(attack)}",
                 section="Adaptive foveation",
                 title=f"Security curves, {attack}: transferred MP (dashed) vs the foveation's own adaptive attack (solid)",
                 caption="Accuracy of each foveated network against the norm of the perturbation in the full image's frame, when the perturbation was made for the unfoveated network (dashed, the paper's set-up) and when it was made for the foveated network itself (solid; random crops with EOT, judged on fresh draws). Black: the unfoveated network under MP.",
+                data=st.to_bytes(fig),
+            )
+        )
+    return out
+
+
+def adaptive_gain_heatmaps(data: RunData) -> list[Figure]:
+    """Per attack: the adaptive and the transferred gain per (network, foveation), side by
+    side on one colour scale (a cell's fall from the right panel to the left is what an
+    attacker who knows the foveation takes back)."""
+    summary = data.table("adaptive")
+    if summary.is_empty():
+        return []
+    out = []
+    for attack in attacks_of(summary):
+        mine = summary.filter(pl.col("attack") == attack)
+        models = sorted(mine["model"].unique().to_list())
+        foveations = [c for c in st.CONDITION_LABEL if c in set(mine["condition"])]
+        foveations += sorted(set(mine["condition"]) - set(foveations))
+        panels = {
+            key: np.full((len(models), len(foveations)), np.nan)
+            for key in ("adaptive_gain_median", "transferred_gain_median")
+        }
+        for r in mine.to_dicts():
+            i, j = models.index(r["model"]), foveations.index(r["condition"])
+            for key, matrix in panels.items():
+                if r[key] is not None and np.isfinite(r[key]):
+                    matrix[i, j] = r[key]
+        finite = np.concatenate([m[np.isfinite(m)] for m in panels.values()])
+        vmax = float(finite.max()) if finite.size else None
+        fig, axes = st.grid(2, max_cols=2)
+        names = [st.CONDITION_LABEL.get(c, c) for c in foveations]
+        titles = ("adaptive gain (median)", "transferred gain (median, Table 1)")
+        for ax, matrix, title in zip(axes, panels.values(), titles, strict=True):
+            heatmap(ax, matrix, [st.short(m) for m in models], names, title, ".2f", vmax,
+                    labels=("foveation", "network"))  # fmt: skip
+        fig.suptitle(f"{attack}: what each foveation keeps against an attacker who knows it")
+        fig.tight_layout()
+        out.append(
+            Figure(
+                name=f"adaptive_gain_{safe(attack)}",
+                section="Adaptive foveation",
+                title=f"Adaptive gain per network and foveation, {attack}",
+                caption="Median per image of the foveated network's own minimum perturbation over the unfoveated network's MP (left), beside the paper's transferred gain, MP foveated over MP (right). 1 means no gain; blank: not measured.",
                 data=st.to_bytes(fig),
             )
         )

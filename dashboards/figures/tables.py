@@ -298,6 +298,7 @@ def adaptive_table(adaptive: pl.DataFrame) -> str:
             "fresh_fooled_mean": "fooled share of fresh draws",
             "check_unreached": "never fooled",
             "check_weaker_than_transfer": "weaker than transfer",
+            "check_noise_not_weaker": "noise of its norm fools too",
             "image_forwards_per_image": "forwards / image",
         },
     )

@@ -17,15 +17,22 @@ from dashboards.figures.base import Figure, attacks_of, safe
 from dashboards.figures.data import RunData
 
 
-def _heatmap(
-    ax: Axes, matrix: np.ndarray, models: list[str], title: str, fmt: str, vmax: float | None
+def heatmap(
+    ax: Axes,
+    matrix: np.ndarray,
+    rows: list[str],
+    cols: list[str],
+    title: str,
+    fmt: str,
+    vmax: float | None,
+    labels: tuple[str, str] = ("target (evaluated on)", "source (perturbation from)"),
 ) -> None:
+    """A matrix with its values written in the cells; ``labels``: (x axis, y axis)."""
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
-    ticks = [st.short(m) for m in models]
-    ax.set_xticks(range(len(models)), ticks, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), ticks, fontsize=8)
-    ax.set_xlabel("target (evaluated on)")
-    ax.set_ylabel("source (perturbation from)")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(title, fontsize=9)
     finite = matrix[np.isfinite(matrix)]
     top = vmax if vmax is not None else (float(finite.max()) if finite.size else 0.0)
@@ -75,8 +82,9 @@ def accuracy_panel(at: pl.DataFrame, models: list[str], norm: str, value: float)
 def draw(panels: list[Panel], models: list[str], suptitle: str) -> bytes:
     """The panels side by side as one PNG."""
     fig, axes = st.grid(len(panels), max_cols=4)
+    ticks = [st.short(m) for m in models]
     for ax, (matrix, title, fmt, vmax) in zip(axes, panels, strict=True):
-        _heatmap(ax, matrix, models, title, fmt, vmax)
+        heatmap(ax, matrix, ticks, ticks, title, fmt, vmax)
     fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     return st.to_bytes(fig)

@@ -16,11 +16,13 @@ import math
 
 import numpy as np
 import polars as pl
+import torch
 
 from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 from pipeline.summary.stats import Test, ratio_test, tie_tolerance
+from tasks.adaptive import MaskingChecks, masking_checks
 from tasks.protocol import MP
 
 #: The attack stage's line-search precision (both sides of the adaptive ratio use it).
@@ -63,8 +65,8 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
         test = gain_test(pairs) if pairs.height else None
         transferred = _transferred(crit, m, a, c, norm)
         joined = pairs.join(transferred, on="image_id", how="left")
-        weaker = joined.filter(pl.col("t").is_not_null() & (pl.col("a") > pl.col("t") / (1 - rtol)))
         right = group.filter(pl.col("clean_correct"))
+        checks = _checks(right, transferred, norm, rtol)
         t_ratio = (joined["t"] / joined["b"]).drop_nulls().to_numpy()
         out.append(
             {
@@ -83,10 +85,10 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
                 "transferred_gain_median": float(np.median(t_ratio)) if len(t_ratio) else None,
                 "success_rate": float(right["success"].mean()) if right.height else None,  # type: ignore[arg-type]
                 "fresh_fooled_mean": _mean(group, "fresh_fooled"),
-                # gradient masking (each should be 0): unbounded attack failed; adaptive
-                # critical norm above the transferred one on the same foveated network
-                "check_unreached": int((~right["success"]).sum()),
-                "check_weaker_than_transfer": weaker.height,
+                # gradient masking (each should be 0; tasks.adaptive.MaskingChecks)
+                "check_unreached": checks.unreached,
+                "check_weaker_than_transfer": checks.weaker_than_transfer,
+                "check_noise_not_weaker": checks.noise_not_weaker,
                 "image_forwards_per_image": _mean(group, "n_image_forwards"),
                 "image_backwards_per_image": _mean(group, "n_image_backwards"),
             }
@@ -134,6 +136,7 @@ def gain_metrics(summary: pl.DataFrame) -> dict[str, float]:
                 out[f"{prefix}/{key}"] = float(r[key])
         out[f"{prefix}/check_unreached"] = float(r["check_unreached"])
         out[f"{prefix}/check_weaker_than_transfer"] = float(r["check_weaker_than_transfer"])
+        out[f"{prefix}/check_noise_not_weaker"] = float(r.get("check_noise_not_weaker", 0))
     return out
 
 
@@ -141,16 +144,49 @@ def masking_warnings(summary: pl.DataFrame) -> list[str]:
     """One line per (model, attack, foveation) whose masking checks are not all 0."""
     if summary.is_empty():
         return []
+    noise = (
+        pl.col("check_noise_not_weaker")
+        if "check_noise_not_weaker" in summary.columns
+        else pl.lit(0)
+    )
     bad = summary.filter(
-        (pl.col("check_unreached") > 0) | (pl.col("check_weaker_than_transfer") > 0)
+        (pl.col("check_unreached") > 0) | (pl.col("check_weaker_than_transfer") > 0) | (noise > 0)
     )
     return [
         f"adaptive {r['condition']} {r['model']} {r['attack']}: {r['check_unreached']} of "
         f"{r['n']} images never fooled by the unbounded adaptive attack, "
-        f"{r['check_weaker_than_transfer']} where it was weaker than the transferred MP: "
+        f"{r['check_weaker_than_transfer']} where it was weaker than the transferred MP, "
+        f"{r.get('check_noise_not_weaker', 0)} where random noise of its norm fooled as well: "
         "look for gradient masking (a non-differentiable step, saturated scores)"
         for r in bad.to_dicts()
     ]
+
+
+def _checks(
+    right: pl.DataFrame, transferred: pl.DataFrame, norm: str, rtol: float
+) -> MaskingChecks:
+    """The masking checks over the images correct under the foveation: the unbounded
+    attack's failures, images where it lost to the transferred MP (those MP perturbed), and
+    images where noise of its norm fooled the foveated network as well."""
+    rows = right.join(transferred, on="image_id", how="left")
+    inf = math.inf
+    adaptive = torch.tensor(rows[f"crit_{norm}"].fill_null(inf).to_list(), dtype=torch.float64)
+    noise_fooled = (
+        rows["noise_fooled"].fill_null(False).to_list() if "noise_fooled" in rows.columns else []
+    )
+    noise = torch.tensor(
+        [v if hit else inf for v, hit in zip(adaptive.tolist(), noise_fooled, strict=True)]
+        if noise_fooled
+        else [inf] * rows.height,
+        dtype=torch.float64,
+    )
+    return masking_checks(
+        adaptive,
+        torch.tensor(rows["success"].to_list(), dtype=torch.bool),
+        transferred=torch.tensor(rows["t"].fill_null(inf).to_list(), dtype=torch.float64),
+        noise=noise,
+        rtol=rtol,
+    )
 
 
 def _transferred(
