@@ -224,6 +224,16 @@ def _table_block(title: str, caption: str, body: str) -> str:
     )
 
 
+def _best_sources(best: pl.DataFrame) -> str:
+    if best.is_empty() or "from_attacks" not in best.columns:
+        return ""
+    rows = best.unique(subset=["model", "attack"]).sort("attack", "model")
+    return (
+        "; ".join(f"{r['attack']} on {r['model']}: {r['from_attacks']}" for r in rows.to_dicts())
+        + "."
+    )
+
+
 def section_tables(data: RunData) -> dict[str, list[str]]:
     """HTML tables per section, each with one sentence on what it shows."""
     t = data.table
@@ -267,6 +277,12 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
                 "Table 1: increase of the norm needed after foveation",
                 "Median ratio of critical norms after / before each foveation, both sides found by the same refined search, with its 95% interval (order statistics; ±inf where n is too small for one), over images correct before and after; an image never fooled after the foveation is right-censored at the largest norm tried, not dropped, and '≥' marks a median that censored ratios decide (a lower bound) (paper: ~5x BFGS, 5-8x Sign, as means).",
                 tb.table1_html(t("table1")),
+            ),
+            _table_block(
+                "Table 1 on the run's best minimum perturbation",
+                "The same ratios with each image's reference perturbation the smallest MP any attack of this run found in the column's norm (every condition read along that perturbation): where a gain shrinks here, part of it came from a weak attack. Which attack supplied the images: "
+                + _best_sources(t("table1_best")),
+                tb.table1_html(t("table1_best")),
             ),
             _table_block(
                 "Table 2: accuracy of the foveations",

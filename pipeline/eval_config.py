@@ -54,6 +54,10 @@ class EvalCfg:
     #: (Expectation over Transformation), and fresh draws its success is judged on.
     eot_draws: int = 20
     fresh_draws: int = 100
+    #: Also compute Table 1 with each image's reference perturbation the run's best on each
+    #: norm (``summary/table1_best.parquet``, pipeline/summary/best_reference.py): how much
+    #: of a foveation's gain depends on how weak the paper's attack was.
+    best_reference: bool = True
     alpha: float = 0.05  # family-wise error rate of the primary findings (Holm)
     #: The claims of the primary family (claim ids, pipeline/summary/claims.py); None: the
     #: paper's. Every other finding is exploratory: reported, never "holds".

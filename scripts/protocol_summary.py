@@ -20,6 +20,19 @@ from pipeline.summary.write import protocol_tables
 FOVEATIONS = ["mp", "object_crop", "ten_crop", "saliency_crop", "three_crop"]
 
 
+def side_by_side(paper: pl.DataFrame, best: pl.DataFrame) -> pl.DataFrame:
+    """Table 1's medians per (norm, model, ratio): the paper's attack of that norm beside
+    the run's best reference on it (issue 23.5), with the attacks that supplied it."""
+    if best.is_empty():
+        return pl.DataFrame()
+    keys = ["norm", "model", "ratio"]
+    return (
+        paper.select(*keys, "attack", pl.col("median").alias("paper_median"))
+        .join(best.select(*keys, pl.col("median").alias("best_median"), "from_attacks"), on=keys)
+        .sort(keys)
+    )
+
+
 def main(argv: list[str]) -> int:
     run = Location(argv[0])
     cfg = load_config(argv[1] if len(argv) > 1 else "configs/protocol.yaml")
@@ -33,6 +46,7 @@ def main(argv: list[str]) -> int:
         .with_columns(t["table1"]["ci_high"], t["table1"]["share_censored"])
         .sort("attack", "ratio", "model")
     )
+    print(side_by_side(t["table1"], t["table1_best"]))
     t2 = t["table2"].filter(pl.col("condition").is_in(FOVEATIONS))
     print(t2.pivot(on="condition", index=["attack", "model", "point", "value"], values="accuracy"))
     f = t["findings"]

@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 
+from pipeline.summary.best_reference import best_reference_rows, table1_best
 from pipeline.summary.protocol import accuracy_curves, table1, table2, transfer_matrices
 
 pytestmark = pytest.mark.unit
@@ -91,3 +92,33 @@ def test_table2_mp_at_norm_zero_is_the_clean_accuracy() -> None:
     at0 = {r["condition"]: r for r in t2.filter(pl.col("value") == 0.0).to_dicts()}
     assert at0["mp"]["accuracy"] == 0.5 and at0["object_crop"]["accuracy"] == 1.0  # clean gain
     assert at0["mp"]["accuracy_conditional"] == 1.0 and at0["mp"]["n_conditional"] == 2
+
+
+def test_table1_on_the_best_reference_reads_each_image_along_its_smallest_mp() -> None:
+    """Issue 23.5: bfgs's MP is large on three images (a weak attack: gain 5x), sign's is
+    smaller there (gain 1.5x); the random baseline is smallest but never a reference."""
+
+    def attack(name: str, mp: list[float], fov: list[float]) -> pl.DataFrame:
+        return frame(rows("m", "m", "mp", mp), rows("m", "m", "object_crop", fov)).with_columns(
+            pl.lit(name).alias("attack")
+        )
+
+    crit = pl.concat(
+        [
+            attack("bfgs", [0.5, 2.0, 2.0, 2.0], [5.0, 10.0, 10.0, 10.0]),
+            attack("sign", [1.0, 1.0, 1.0, 1.0], [1.5, 1.5, 1.5, 1.5]),
+            attack("random", [0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]),
+        ]
+    )
+    chosen = best_reference_rows(crit, "linf").filter(pl.col("condition") == "mp")
+    assert dict(zip(chosen["image_id"], chosen["chosen"], strict=True)) == {
+        "img0": "bfgs", "img1": "sign", "img2": "sign", "img3": "sign"
+    }  # fmt: skip
+    paper = table1(crit).filter(pl.col("ratio") == "object_crop / mp")
+    assert dict(zip(paper["attack"], paper["median"], strict=True))["bfgs"] == pytest.approx(5.0)
+    best = table1_best(crit, rtol=0.0).filter(pl.col("ratio") == "object_crop / mp")
+    assert set(best["attack"]) == {"best_l1pp", "best_linf"}  # the norms bfgs and sign minimise
+    row = best.filter(pl.col("attack") == "best_linf").to_dicts()[0]
+    assert row["n"] == 4 and row["median"] == pytest.approx(1.5)  # ratios 10, 1.5, 1.5, 1.5
+    assert row["from_attacks"] == "bfgs 1, sign 3"
+    assert table1_best(crit.filter(pl.col("attack") != "sign"), 0.0).is_empty(), "one attack"

@@ -99,12 +99,15 @@ class RunData:
     def _load_protocol(self) -> None:
         """Protocol tables from ``summary/``; if any is missing, all are aggregated from ``evals/``."""
         found = {n: _read(self.run_dir / "summary" / f"{n}.parquet") for n in PROTOCOL_TABLES}
-        # a run without the adaptive task has no adaptive tables to miss
-        optional = set() if (self.run_dir / "evals" / ADAPTIVE).is_dir() else set(ADAPTIVE_TABLES)
+        # a run without the adaptive task has no adaptive tables to miss, and one attack
+        # per norm no best-reference table
+        optional = {"table1_best"}
+        if not (self.run_dir / "evals" / ADAPTIVE).is_dir():
+            optional |= set(ADAPTIVE_TABLES)
         missing = [n for n, t in found.items() if t.is_empty() and n not in optional]
         if missing and (self.run_dir / "evals").is_dir():
             computed = protocol_tables(self.run_dir, self.eval_cfg)
-            for name in missing:
+            for name in [n for n, t in found.items() if t.is_empty()]:
                 found[name] = computed[name]
                 if found[name].height:
                     self.recomputed.append(name)

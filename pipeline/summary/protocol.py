@@ -15,7 +15,7 @@ the source's own norm at the same scale beside it (``src_*``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -132,7 +132,9 @@ def transfer_matrices(crit: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def table1(crit: pl.DataFrame, rtol: float = 0.0) -> pl.DataFrame:
+def table1(
+    crit: pl.DataFrame, rtol: float = 0.0, norm_of: Callable[[str], str] = native_norm
+) -> pl.DataFrame:
     """Critical norm after / before each foveation (self pairs, the attack's norm).
 
     Over images correct before and after the foveation and perturbed in both; both
@@ -144,6 +146,7 @@ def table1(crit: pl.DataFrame, rtol: float = 0.0) -> pl.DataFrame:
     inf). The 95% interval is from order statistics (its lower end from the bounds),
     beside the share censored, the paper's mean over the uncensored ratios and the
     sign test of ``ratio > 1`` (a pair within the search's precision is a tie).
+    ``norm_of``: the norm an attack's rows are read on (its own, by default).
     """
     if crit.is_empty():
         return pl.DataFrame()
@@ -151,7 +154,7 @@ def table1(crit: pl.DataFrame, rtol: float = 0.0) -> pl.DataFrame:
     out = []
     for num, den in table1_ratios():
         for (model, attack), group in selfs.group_by("source", "attack"):
-            norm = native_norm(str(attack))
+            norm = norm_of(str(attack))
             pairs = ratio_pairs(group, num, den, norm)
             if pairs.is_empty():
                 continue

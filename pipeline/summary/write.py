@@ -11,6 +11,7 @@ from pipeline.storage import Location, RunDir, location, write_table
 from pipeline.summary import protocol as proto
 from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, load_adaptive
 from pipeline.summary.attacks import attack_summary, clean_summary
+from pipeline.summary.best_reference import table1_best
 from pipeline.summary.findings import findings
 from pipeline.summary.measures import bounds_summary, fooling_curves, measure_summary
 from pipeline.summary.points import read_eval_points
@@ -45,8 +46,8 @@ def write_summaries(run_dir: RunDir) -> Summaries:
 #: The adaptive task's tables (empty, not missing, in a run without the task).
 ADAPTIVE_TABLES = ("adaptive", "adaptive_curves")
 PROTOCOL_TABLES = (
-    "curves", "transfer", "table1", "table2", "linearity", "findings", "dense_check", "forwards",
-    "adaptive", "adaptive_curves",
+    "curves", "transfer", "table1", "table1_best", "table2", "linearity", "findings",
+    "dense_check", "forwards", "adaptive", "adaptive_curves",
 )  # fmt: skip
 
 
@@ -62,6 +63,9 @@ def protocol_tables(run_dir: RunDir, settings: EvalCfg) -> dict[str, pl.DataFram
         "curves": curves,
         "transfer": proto.transfer_matrices(crit, curves),
         "table1": proto.table1(crit, settings.rtol),
+        "table1_best": table1_best(crit, settings.rtol)
+        if settings.best_reference
+        else pl.DataFrame(),
         "table2": proto.table2(curves, points),
         "linearity": proto.linearity_summary(lin),
         "findings": findings(
