@@ -72,10 +72,14 @@ def adaptive_rows(
     model: torch.nn.Module,
     attack: Attack[Any],
     settings: EvalCfg,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[dict[str, object]]:
-    """One row per (image, foveation) of the batch."""
+    """One row per (image, foveation) of the batch; ``on_done(k)`` after the k-th foveation
+    (progress inside a unit: one foveation with EOT can take minutes)."""
     out: list[dict[str, object]] = []
-    for name in adaptive_foveations(settings):
+    for k, name in enumerate(adaptive_foveations(settings), start=1):
+        if on_done is not None and k > 1:
+            on_done(k - 1)
         case = _case(name, data, model, attack, settings)
         if case is None:
             continue

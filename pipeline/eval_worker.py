@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from pipeline.config import EvalCfg
-from pipeline.eval_adaptive import adaptive_rows
+from pipeline.eval_adaptive import adaptive_foveations, adaptive_rows
 from pipeline.eval_inputs import AttackFactory, Stored, load_batch, object_setup
 from pipeline.eval_rows import RowSink
 from pipeline.eval_unit import EvalOutput, EvalUnit
@@ -78,6 +78,7 @@ class Evaluator:
         self.memory_share = memory_share or (lambda: cuda_memory_share(device))
         self.grids = Grids(settings.grids(), rtol=settings.rtol, search=settings.search)
         self.halvings = 0
+        self._progress = UnitProgress(None, "", 1)  # the running unit's (evaluate sets it)
 
     def specs(self, unit: EvalUnit) -> list[ConditionSpec]:
         """The conditions a unit computes: its tasks' conditions that apply to its pair."""
@@ -98,7 +99,9 @@ class Evaluator:
     def evaluate(self, unit: EvalUnit, progress: ProgressTarget | None = None) -> EvalOutput:
         """Every condition of the unit, batch by batch; finished batches go to ``progress``."""
         start = time.perf_counter()
-        done = UnitProgress(progress, unit.model, 1)
+        adaptive = ADAPTIVE in unit.tasks and unit.source == unit.target
+        steps = 1 + (len(adaptive_foveations(self.settings)) if adaptive else 0)
+        self._progress = done = UnitProgress(progress, unit.model, steps)
         self.halvings = 0
         queue = self._queue()
         run_dir = Location(unit.run_dir)
@@ -217,6 +220,7 @@ class Evaluator:
         per_forward = seconds / max(1, queue.stats.images - images_before)
         if queue.autocast is not None:  # the dense sample again in fp32: do scales agree?
             self._check_precision(conditions, results, grids, axis)
+        self._progress.step(len(idx), 1)  # the conditions; then each adaptive foveation
         for cond, result in zip(conditions, results, strict=True):
             rows.conditions(idx, data, cond, result, per_forward)
         rows.missing(idx, data, covered)
@@ -224,7 +228,12 @@ class Evaluator:
             rows.linearity(idx, data, probe, per_forward)
         if ADAPTIVE in unit.tasks and data.self_pair:
             attacker = self.make_attack(unit.attack)
-            rows.adaptive(adaptive_rows(unit, idx, data, self.model, attacker, self.settings))
+            rows.adaptive(
+                adaptive_rows(
+                    unit, idx, data, self.model, attacker, self.settings,
+                    on_done=lambda k: self._progress.step(len(idx), 1 + k),
+                )
+            )  # fmt: skip
 
     def _check_precision(
         self,

@@ -21,6 +21,7 @@ from pipeline.image_cache import ImageCache
 from pipeline.images import load_batch
 from pipeline.models import load_model
 from pipeline.partitions import write_committed
+from pipeline.progress import ProgressTarget
 from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
 from pipeline.store import record, roundtrip
 from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, masking_warnings
@@ -28,6 +29,7 @@ from pipeline.summary.findings import findings
 from tasks import attacks
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
+from tests.test_progress import RecordingBoard
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,11 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
     )
     made = attacks.create("sign", criterion=TOP)
     ev = Evaluator(model, TOP, settings, lambda _: made, ImageCache(), batch_size=3)
-    out = ev.evaluate(unit)
+    board = RecordingBoard()
+    out = ev.evaluate(unit, ProgressTarget(board, 0))
+    # one batch of 3 images in 6 steps: the conditions, then each of the 5 foveations
+    shown = [p.images for _, p in board.history]
+    assert shown == pytest.approx([3 * k / 6 for k in range(1, 6)] + [3.0]), shown
     adaptive = pl.from_arrow(out.tables["adaptive"])
     assert isinstance(adaptive, pl.DataFrame)
     assert adaptive["error"].is_null().all()
