@@ -121,6 +121,8 @@ def print_summary(summary: object) -> None:
     from pipeline.tracking import ui_command
 
     print(f"browse:  {ui_command(summary.tracking_uri)}")
+    if summary.log_file:
+        print(f"logs:    {summary.log_file} (Ray's and MLflow's own log lines)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ COMMITS = "_commits"  # shard commit records (pipeline.partitions)
 QUARANTINE = "_quarantine"  # committed pieces found unreadable, kept for a look (partitions)
 RESULT_DIRS = (
     "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
-    "report",
+    "report", "logs",
 )  # fmt: skip
 PROVENANCE_FILE = "provenance.json"  # the run's provenance (pipeline.provenance)
 EVAL_POINTS_FILE = "eval_points.json"  # the findings' evaluation points (pipeline.summary.points)

@@ -30,6 +30,7 @@ from pipeline.config import BenchmarkConfig
 from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.eval_progress import DEFAULT_POINTS, EvalProgress
 from pipeline.eval_unit import EvalOutput, EvalUnit
+from pipeline.library_logs import library_logs_to, log_path
 from pipeline.mlflow_dataset import dataset_input
 from pipeline.models import resolve_cfg, resolve_spec
 from pipeline.partitions import COMPACTED, quarantine_damaged_pieces
@@ -83,6 +84,7 @@ class RunSummary:
     masking_warnings: list[str] = field(default_factory=list)  # adaptive task's checks
     #: MLflow failed during the run (full disk, server down): results are on disk only
     mlflow_failed: bool = False
+    log_file: str = ""  # where the libraries' log lines went (pipeline/library_logs.py)
 
 
 def log(message: str) -> None:
@@ -118,6 +120,27 @@ def run_benchmark(
     start = time.perf_counter()
     run_name = run_name or cfg.name
     run_dir = prepare_run_dir(cfg, run_name, fresh)
+    with library_logs_to(log_path(run_dir)) as logs:
+        summary = _run_in(
+            cfg, run_dir, run_name, extra_tags, on_unit_done, reuse_run_by_name, report,
+            on_eval_unit_done,
+        )  # fmt: skip
+    summary.log_file = str(logs)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run_in(
+    cfg: BenchmarkConfig,
+    run_dir: Location,
+    run_name: str,
+    extra_tags: dict[str, str] | None,
+    on_unit_done: Callable[[AttackOutput], None] | None,
+    reuse_run_by_name: bool,
+    report: Reporter | None,
+    on_eval_unit_done: Callable[[EvalOutput], None] | None,
+) -> RunSummary:
+    """The run once its directory is ready: manifest, plan, MLflow, both stages, summaries."""
     removed = remove_stale_temp_files(run_dir)
     if removed:
         log(f"removed {removed} partial file(s) left by an interrupted run")
@@ -212,7 +235,6 @@ def run_benchmark(
         raise
     tracker.finish(success=not summary.failed_units)
     summary.mlflow_failed = not tracker.available
-    summary.seconds = time.perf_counter() - start
     return summary
 
 
