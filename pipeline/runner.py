@@ -43,7 +43,7 @@ from pipeline.scheduler import ShardScheduler
 from pipeline.storage import Location
 from pipeline.summary.adaptive import gain_metrics, masking_warnings
 from pipeline.summary.best_known import model_key, update_best_known
-from pipeline.summary.metrics import final_metrics, transfer_metrics
+from pipeline.summary.metrics import final_metrics, finding_counts, transfer_metrics
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
 from pipeline.summary.write import write_protocol_summaries, write_summaries
@@ -253,6 +253,7 @@ def _summarise_protocol(
             tracker.log_artifact(run_dir / "summary" / f"{name}.parquet")
     tracker.log_metrics_once(transfer_metrics(tables["transfer"]))
     tracker.log_metrics_once(gain_metrics(tables["adaptive"]))
+    tracker.log_metrics_once(finding_counts(tables["findings"]))
     summary.findings = tables["findings"].to_dicts()
     summary.table1 = tables["table1"].to_dicts()
     dense = tables["dense_check"]

@@ -128,6 +128,8 @@ def check_metrics(client: MlflowClient, parent_id: str, child_id: str) -> None:
     final = parent[f"transfer/sign/{MODEL}/{MODEL}/acc_at_linf_5.3"]  # from summary/ at the end
     assert history[-1].value == pytest.approx(final), "the running accuracy ends off the summary"
     assert "system/cpu_utilization_percentage" in parent
+    assert 0 <= parent[f"headline/clean_top5/{MODEL}"] <= 1  # the headline, on the parent
+    assert parent[f"headline/median_linf/sign/{MODEL}"] > 0
     assert parent["system/system_memory_usage_megabytes"] > 0
 
 

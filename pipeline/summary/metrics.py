@@ -11,13 +11,14 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.summary.axes import native_norm as attack_norm
 from pipeline.summary.write import Summaries
 
 #: Metrics keyed by model (child run); ``None`` is the parent run.
 MetricsByRun = dict[str | None, dict[str, float]]
 
 
-def _add(out: MetricsByRun, model: str, metrics: dict[str, Any]) -> None:
+def _add(out: MetricsByRun, model: str | None, metrics: dict[str, Any]) -> None:
     """Finite numbers only: MLflow would store a null or an infinity as NaN."""
     out.setdefault(model, {}).update(
         {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
@@ -53,7 +54,30 @@ def final_metrics(s: Summaries) -> MetricsByRun:
             "bounds/median_gap": row.get("gap_median"),
         }
         _add(out, row["model"], metrics)
+    _add(out, None, headline_metrics(s))
     return out
+
+
+def headline_metrics(s: Summaries) -> dict[str, float]:
+    """The numbers a reader looks for first, on the parent run (MLflow shows a parent's
+    metrics in the runs table; the per-model details stay in the child runs):
+    ``headline/clean_top5/<model>`` and ``headline/median_<norm>/<attack>/<model>``, the
+    median minimum perturbation on the norm the attack minimises."""
+    out: dict[str, Any] = {}
+    for row in s.clean.to_dicts():
+        out[f"headline/clean_top5/{row['model']}"] = row["top5"]
+    for row in s.attacks.to_dicts():
+        norm = attack_norm(row["attack"])
+        out[f"headline/median_{norm}/{row['attack']}/{row['model']}"] = row.get(f"{norm}_median")
+    return out
+
+
+def finding_counts(findings: pl.DataFrame) -> dict[str, float]:
+    """``findings/<family>/<verdict>``: how many tested claims reached each verdict."""
+    if findings.is_empty():
+        return {}
+    counts = findings.group_by("family", "verdict").len()
+    return {f"findings/{r['family']}/{r['verdict']}": float(r["len"]) for r in counts.to_dicts()}
 
 
 def transfer_metrics(transfer: pl.DataFrame) -> dict[str, float]:
