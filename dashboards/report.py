@@ -14,9 +14,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
-import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from dashboards.figures import FigureSet, RunData, build_figures
 from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
+from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.axes import native_norm
 from pipeline.summary.run_info import run_provenance
 from tasks.protocol import CONDITIONS, MP, mp_foveations
@@ -55,7 +54,6 @@ SECTIONS = (
         "The paper's qualitative claims, tested on this run with paired exact tests and Holm's correction.",
     ),
 )
-PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -80,32 +78,6 @@ def mlflow_state(run_dir: Path) -> dict[str, object]:
         return {}
 
 
-def _reachable(uri: str) -> bool:
-    """A quick check so a down server costs seconds, not MLflow's minutes of retries."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
-                return True
-        except OSError:
-            return False
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
-    return True
-
-
-def fetch_tags(tracking_uri: str, run_id: str) -> dict[str, str] | None:
-    """Tags of an MLflow run, or ``None`` when the store does not answer."""
-    if not tracking_uri or not run_id or not _reachable(tracking_uri):
-        return None
-    try:
-        from mlflow.tracking import MlflowClient
-
-        return dict(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.tags)
-    except Exception as exc:  # provenance falls back to recomputation; say why
-        print(f"report: MLflow tags unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return None
-
-
 def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenance:
     state = mlflow_state(data.run_dir)
     prov = Provenance(
@@ -127,7 +99,7 @@ def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenan
             prov.tags.setdefault("config_name", data.config.name)
         prov.source = f"{data.run_dir / 'provenance.json'} (written at run start)"
         return prov
-    found = dict(tags) if tags is not None else fetch_tags(prov.tracking_uri, prov.run_id)
+    found = dict(tags) if tags is not None else run_tags(prov.tracking_uri, prov.run_id)
     if found:
         prov.tags = {
             k: v for k, v in found.items() if not k.startswith("mlflow.") or k == "mlflow.runName"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config_error import excerpt
+from pipeline.mlflow_gateway import reader
 
 if TYPE_CHECKING:
     from pipeline.storage import Location
@@ -55,7 +56,6 @@ def locate(
             )
         return path, None
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
     from pipeline.tracking import default_tracking_uri
@@ -63,10 +63,10 @@ def locate(
     if "/" in ref or ref.startswith("."):
         raise ReportError(f"{ref}: no such run directory")
     uri = tracking_uri or default_tracking_uri(Path("results"))
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        # MLflow would create an empty store here; looking a run up must not write anything
-        raise ReportError(f"no MLflow store at {uri}; pass --tracking-uri or a run directory")
-    client = MlflowClient(tracking_uri=uri)
+    try:  # never MlflowClient on a missing SQLite file: it would create an empty store
+        client = reader(uri)
+    except ConnectionError as exc:
+        raise ReportError(f"{exc}; pass --tracking-uri or a run directory") from None
     try:
         run = client.get_run(ref)
         if MLFLOW_PARENT_RUN_ID in run.data.tags:

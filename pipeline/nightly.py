@@ -24,6 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
+from pipeline.mlflow_gateway import reader
 
 if TYPE_CHECKING:
     from pipeline.runner import Reporter
@@ -146,7 +147,7 @@ def run_nightly(
                 f"back: `foveabench sync {summary.run_dir}`, then rerun this command."
             ],
         )
-    client = MlflowClient(tracking_uri=summary.tracking_uri)
+    client = reader(summary.tracking_uri)
     run_id = summary.mlflow_run_id
     current = run_ref(client, client.get_run(run_id))
     base = baseline_runs(client, current.experiment_id, cfg.name, run_id, baseline_n)

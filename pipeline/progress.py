@@ -145,6 +145,7 @@ class ProgressWatch:
         self._units: dict[int, tuple[str, int]] = {}  # live token -> (unit key, images)
         self._partials: dict[int, Partial] = {}
         self._settled_images = 0.0
+        self._pending: Any = None  # a take asked of the board actor, not read yet
         self._next_tick = 0.0
 
     def start(self, unit: Unit) -> tuple[Any, ...]:
@@ -182,12 +183,21 @@ class ProgressWatch:
                 self.on_partial(model, [p for p in self._partials.values() if p.model == model])
 
     def _take(self) -> dict[int, Partial]:
+        """The board's reports; never waits on the board actor (the scheduler's loop must
+        not stall on a busy machine): a take is asked for, and read on a later tick."""
         take = self.board.take
-        if hasattr(take, "remote"):
-            got: dict[int, Partial] = ray.get(take.remote(), timeout=30)
+        if not hasattr(take, "remote"):
+            plain: dict[int, Partial] = take()
+            return plain
+        if self._pending is not None:
+            done, _ = ray.wait([self._pending], timeout=0)
+            if not done:
+                return {}
+            got: dict[int, Partial] = ray.get(self._pending)
+            self._pending = take.remote()
             return got
-        plain: dict[int, Partial] = take()
-        return plain
+        self._pending = take.remote()
+        return {}
 
     def _show(self) -> None:
         running = sum(p.images for p in self._partials.values())

@@ -17,8 +17,6 @@ import posixpath
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,12 +28,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
+from pipeline.mlflow_gateway import unreachable
 from pipeline.storage import Location, RunDir, is_uri, location
 from pipeline.system_metrics import SystemMetrics
 from pipeline.tracking_store import check_sqlite_store
 
 STATE_FILE = "mlflow.json"
-PROBE_TIMEOUT_S = 5.0
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -336,16 +334,15 @@ class Tracker:
             print(f"warning: MLflow unavailable: {exc}", file=sys.stderr)
 
     def _probe(self) -> bool:
-        """Check an HTTP tracking server quickly; other stores are tried directly."""
+        """Check an HTTP tracking server quickly; other stores are tried directly (a run
+        creates its SQLite store)."""
         if not self.tracking_uri.startswith(("http://", "https://")):
             return True
-        url = self.tracking_uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
-                return True
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            self._guard(_raise, ConnectionError(f"{url} is unreachable ({exc})"))
+        why = unreachable(self.tracking_uri)
+        if why is not None:
+            self._guard(_raise, ConnectionError(why))
             return False
+        return True
 
     def _find_parent(self, exp_id: str, run_name: str, config_name: str) -> str | None:
         runs = self.client.search_runs(

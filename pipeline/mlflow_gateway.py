@@ -1,0 +1,59 @@
+"""How foveabench reaches an MLflow store outside a run's tracker: one health probe and
+one way to open a store for reading.
+
+Why one place: the probe existed twice with different timeouts (the tracker's and the
+report's), and clients were built by hand in the report, ``report RUN_ID`` and
+``nightly``, each deciding anew whether a missing SQLite file may be created (looking a
+run up must never create an empty store). The run's own lifecycle stays in
+:class:`pipeline.tracking.Tracker`.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+#: A down server costs this many seconds, not MLflow's minutes of retries.
+PROBE_TIMEOUT_S = 5.0
+
+
+def unreachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the store at ``uri`` cannot be used now, or ``None`` when it can: an HTTP
+    server must answer ``/health`` within ``timeout``; a SQLite store must exist."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout):
+                return None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            return f"{url} is unreachable ({exc})"
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return f"no MLflow store at {uri}"
+    return None
+
+
+def reader(uri: str) -> MlflowClient:
+    """A client on an existing store (raises ``ConnectionError`` naming why not)."""
+    why = unreachable(uri)
+    if why is not None:
+        raise ConnectionError(why)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def run_tags(uri: str, run_id: str) -> dict[str, str] | None:
+    """Tags of a run, or ``None`` when the store does not answer (the caller says so)."""
+    if not uri or not run_id:
+        return None
+    try:
+        return dict(reader(uri).get_run(run_id).data.tags)
+    except Exception as exc:  # provenance falls back to what the run dir holds; say why
+        print(f"report: MLflow tags unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
