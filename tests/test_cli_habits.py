@@ -196,3 +196,13 @@ def test_readme_config_reference_is_generated_from_the_schema() -> None:
     assert table == markdown_table(), "regenerate it: python -m pipeline.config_reference"
     keys = {key for key, *_ in rows()}
     assert {"device", "rtol", "ray.cpus_per_actor", "eval.rtol", "dataset.limit"} <= keys
+
+
+def test_list_and_version_answer_without_torch_in_a_fresh_interpreter() -> None:
+    from tests.test_hostile_config import cli
+
+    for argv in (["list"], ["--version"]):
+        rc, heavy, err, seconds = cli(*argv)
+        assert seconds < 30, f"{seconds:.1f} s"
+        assert rc == 0, err[-2000:]
+        assert heavy == [], f"foveabench {' '.join(argv)} imported {heavy}"
