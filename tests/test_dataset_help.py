@@ -118,3 +118,14 @@ def test_every_file_bad_is_one_line_naming_the_bad_rows_file(
     assert "every file found is bad, 2 bad rows (" in line
     assert f"see {bad_rows}, each row names the file and its fix" in line
     assert bad_rows.is_file()
+
+
+def test_ilsvrc_images_without_labels_say_what_to_add(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "val"
+    jpeg(root / "images" / "ILSVRC2012_val_00000001.JPEG")
+    *_, found = run(tmp_path, capsys, "ilsvrc", root)
+    assert f"found: 1 image(s) in {root / 'images'}, no annotation files" in found
+    assert found.endswith("add their labels beside images/: bbox/ (one XML per image) or "
+                          "ILSVRC2012_validation_ground_truth.txt")  # fmt: skip

@@ -119,6 +119,8 @@ def suggest(layout: str, found: Found) -> str:
         return "ILSVRC annotations are here: use layout: ilsvrc"
     if found.wnid_folders and layout != "imagefolder":
         return "the images are sorted into wnid folders: use layout: imagefolder"
+    if found.images_dir and layout == "ilsvrc":
+        return f"add their labels beside images/: bbox/ (one XML per image) or {GROUND_TRUTH}"
     if found.flat_images or found.images_dir or found.other_folders:
         return (
             "the images have no labels yet: for layout: ilsvrc put them in images/ beside "
