@@ -113,6 +113,31 @@ def test_a_checkpoint_needs_a_timm_or_torchvision_architecture(
     assert "name it timm:efficientnet_lite0 or torchvision:efficientnet_lite0" in done.stderr
 
 
+@pytest.mark.unit
+def test_torchvision_checkpoints_as_training_scripts_save_them_give_the_same_network(
+    tmp_path: Path,
+) -> None:
+    """A state dict nested under ``state_dict`` with DDP's ``module.`` prefix, and a
+    ``.safetensors`` file, fill torchvision's architecture with exactly those weights."""
+    from safetensors.torch import save_file
+
+    from pipeline.models import resolve_cfg
+
+    reference = load_model("untrained:resnet18")  # seeded weights: a known network
+    state = reference.net.state_dict()
+    nested = tmp_path / "train.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, nested)
+    flat = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(flat))
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        expected = reference(x)
+        for path in (nested, flat):
+            mine = load_model("torchvision:resnet18", checkpoint=str(path))
+            assert mine.cfg == resolve_cfg("torchvision:resnet18")  # its usual preprocessing
+            torch.testing.assert_close(mine(x), expected, rtol=0, atol=0)
+
+
 @pytest.mark.integration
 def test_checkpoint_gives_the_builtin_logits_and_its_hash_lands_in_provenance(
     tmp_path: Path,
