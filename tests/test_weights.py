@@ -176,3 +176,16 @@ def test_checkpoint_gives_the_builtin_logits_and_its_hash_lands_in_provenance(
     assert ours["pred_label"].to_list() == theirs["pred_label"].to_list()
     for column in ("true_logit", "margin"):
         assert ours[column].to_list() == pytest.approx(theirs[column].to_list(), rel=1e-5)
+
+
+@pytest.mark.unit
+def test_an_actor_refuses_a_checkpoint_that_changed_since_the_run_recorded_it(
+    lite0_checkpoint: Path,
+) -> None:
+    from pipeline.checkpoints import CheckpointError
+    from pipeline.models import resolve_spec
+
+    recorded = hashlib.sha256(lite0_checkpoint.read_bytes()).hexdigest()
+    resolve_spec(ARCH, str(lite0_checkpoint), recorded).build()  # the same file: loads
+    with pytest.raises(CheckpointError, match="the file changed, rerun to record the new one"):
+        resolve_spec(ARCH, str(lite0_checkpoint), "0" * 64).build()
