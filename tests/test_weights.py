@@ -153,8 +153,12 @@ def test_checkpoint_gives_the_builtin_logits_and_its_hash_lands_in_provenance(
     assert mine.cfg.input_size == builtin.cfg.input_size and mine.cfg.mean == builtin.cfg.mean
     paths = [r["path"] for r in build_manifest("sample", None, 2).table.to_pylist()]
     x = load_batch(paths, builtin.cfg)
+    # timm's efficientnet_lite0 has the same tensors but PyTorch padding: the file loads, and
+    # gives another network; ours is the TensorFlow-padded tf_efficientnet_lite0
+    padded = load_model("timm:efficientnet_lite0", checkpoint=str(lite0_checkpoint))
     with torch.no_grad():
         torch.testing.assert_close(mine(x), builtin(x), rtol=0, atol=0)
+        assert not torch.allclose(padded(x), builtin(x), atol=1e-2)
 
     config = write_config(
         tmp_path,
