@@ -76,7 +76,10 @@ def runs_html(report: Report) -> str:
             f"{html.escape(report.tracking_uri)}</code>.</p>"
         )
     if not report.baselines:
-        note += "<p class=note>No earlier finished nightly run of this config: nothing to compare with yet.</p>"
+        note += (
+            "<p class=note>No earlier finished nightly run of this config: tonight's values "
+            "(Every metric, below) are the baseline the next nights are compared with.</p>"
+        )
     return f"<table>{head}{rows}</table>{note}"
 
 

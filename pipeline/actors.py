@@ -76,6 +76,7 @@ def start_actors(
         }
 
     attack_params = {a.name: a.params for a in cfg.attacks}
+    weights = (prov or {}).get("checkpoints", {})
     specs = {
         ref.name: WorkerSpec(
             model=ref.name,
@@ -89,6 +90,8 @@ def start_actors(
             eval=cfg.eval,
             run_dir=run_dir,
             provenance=prov or {},
+            checkpoint=weights.get(ref.name, {}).get("uri"),
+            checkpoint_sha256=weights.get(ref.name, {}).get("sha256"),
         )
         for ref in cfg.models
         if ref.name in models

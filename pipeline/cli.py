@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
+from pipeline.config_overrides import SHORT_FORMS, Override, parse_set, short_forms
 
 if TYPE_CHECKING:
     from pipeline.runner import RunSummary
@@ -157,19 +158,55 @@ def help_attack(name: str) -> int:
     return 0
 
 
-def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> BenchmarkConfig:
-    """The config with command-line overrides, its paths checked, then its models resolved.
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options that change the config on the command line; they are written into the
+    YAML before it is checked, so they meet the file's checks and messages."""
+    group = parser.add_argument_group("config overrides (checked like the same keys in the YAML)")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config key, dotted for sections (eval.rtol=0.01, criterion.top_k=1); "
+        "the value is read as YAML (models=[a, b]); repeatable",
+    )
+    group.add_argument(
+        "--models", metavar="A,B", help="the models to run, comma-separated (replaces models)"
+    )
+    group.add_argument(
+        "--attacks", metavar="A,B", help="the attacks to run, comma-separated (replaces attacks)"
+    )
+    group.add_argument(
+        "--tasks", metavar="A,B", help="the tasks to run, comma-separated (replaces tasks)"
+    )
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:<n> or mps (replaces device)")
+    group.add_argument("--limit", metavar="N", help="use the first N images (dataset.limit)")
+    group.add_argument("--output-dir", metavar="DIR", help="where run directories go (output_dir)")
 
-    Everything but the model check is standard library; the model check imports
-    torch (needed next anyway) and still runs before any manifest, Ray or MLflow.
+
+def config_overrides(args: argparse.Namespace) -> list[Override]:
+    """The command line's overrides, short forms first, then each ``--set`` in order."""
+    short = short_forms({key: getattr(args, key, None) for key in SHORT_FORMS})
+    return short + [parse_set(text) for text in getattr(args, "set", None) or []]
+
+
+def checked_config(args: argparse.Namespace, *, fresh: bool = False) -> BenchmarkConfig:
+    """The config with command-line overrides, its paths checked, then its models resolved
+    and their weights found (pipeline/weights.py).
+
+    Everything but the model checks is standard library; the model checks import
+    torch (needed next anyway) and still run before any manifest, Ray or MLflow.
     """
     from pipeline.preflight import check_models, check_paths, check_ray_address
 
     source = str(args.config or "configs/demo.yaml")
-    cfg = _with_overrides(load_config(args.config), args)
+    cfg = load_config(args.config, config_overrides(args))
     check_paths(cfg, source, fresh=fresh)
     check_ray_address(cfg, source)
     check_models(cfg, source)
+    from pipeline.weights import check_weights  # torch, as check_models already imported
+
+    check_weights(cfg, source)
     return cfg
 
 
@@ -201,19 +238,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_overrides(cfg: BenchmarkConfig, args: argparse.Namespace) -> BenchmarkConfig:
-    import dataclasses
-
-    if getattr(args, "output_dir", None):
-        cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
-    if getattr(args, "limit", None) is not None:
-        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, limit=args.limit))
-    return cfg
-
-
 #: Modules that add subcommands: each defines ``register(subparsers)``.
 #: A new command is a new module plus one line here.
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli_bench", "pipeline.cli_ops", "pipeline.cli_report")
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.cli_bench",
+    "pipeline.cli_ops",
+    "pipeline.cli_report",
+    "pipeline.cli_list",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,13 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="foveabench",
         description="Minimum adversarial perturbations, foveation and transfer of ImageNet networks.",
     )
+    parser.add_argument(
+        "--version", action=VersionAction, help="print foveabench's version and commit, then exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a benchmark (default: the embedded demo config)")
-    run.add_argument("config", nargs="?", help="YAML config (default: configs/demo.yaml)")
+    run.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config (default: the demo shipped with foveabench: two networks, the "
+        "sign attack, real photos, on CPU)",
+    )
     run.add_argument("--fresh", action="store_true", help="discard finished shards and start over")
-    run.add_argument("--output-dir", help="override output_dir from the config")
-    run.add_argument("--limit", type=count, help="override dataset.limit from the config")
+    add_config_options(run)
     run.add_argument(
         "--help-attack",
         metavar="NAME",
@@ -241,13 +280,45 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("config", nargs="?", help="YAML config whose dataset section to use")
     prep.add_argument("--layout", default="sample", help="sample | ilsvrc | kaggle | imagefolder")
     prep.add_argument("--root", help="dataset root")
-    prep.add_argument("--limit", type=count)
+    prep.add_argument("--limit", type=count, help="the first N images (sorted by image_id)")
     prep.add_argument("--out", default=".", help="directory for the parquet files")
     prep.set_defaults(func=cmd_prepare)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     return parser
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed version and, in a checkout, the commit (looked up only
+    when asked, so other commands never pay for it)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import importlib.metadata
+        import platform
+        import subprocess
+        from pathlib import Path
+
+        try:
+            version = importlib.metadata.version("foveabench")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        try:
+            sha = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            sha = ""
+        commit = f", commit {sha}" if sha else ""
+        print(f"foveabench {version}{commit} (python {platform.python_version()})")
+        parser.exit()
 
 
 def count(text: str) -> int:

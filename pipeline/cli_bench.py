@@ -88,9 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="time and norms of our attacks vs ART / Foolbox 2.4 / Foolbox 3 (needs the 'bench' extra)",
     )
-    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument(
+        "--model", default="efficientnet_lite0", help="the network attacked (a config model name)"
+    )
     p.add_argument("--images", type=int, default=32, help="photos correct clean (top-1)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="images per attack call")
     p.add_argument("--attacks", default="sign,bfgs,deepfool,cw", help="comma-separated pairs")
     p.add_argument("--rtol", type=float, default=0.01, help="relative precision of our line search")
     p.add_argument("--peer-images", type=int, help="run every peer on only the first M images")
@@ -99,8 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="bfgs,sign,deepfool,cw,ddn",
         help="also run these (ours only) under top-5 and count verified successes ('' for none)",
     )
-    p.add_argument("--layout", default="ilsvrc")
-    p.add_argument("--root", default=DEFAULT_ROOT)
+    p.add_argument("--layout", default="ilsvrc", help="dataset layout of --root (or sample)")
+    p.add_argument("--root", default=DEFAULT_ROOT, help=f"dataset root (default: {DEFAULT_ROOT})")
     p.add_argument("--out", help="markdown file whose '## Attacks vs peers' section to replace")
     p.add_argument(
         "--eval",

@@ -11,6 +11,8 @@ from pipeline.config import load_config
 
 
 def register(subparsers: Any) -> None:
+    from pipeline.cli import add_config_options
+
     submit = subparsers.add_parser(
         "submit", help="run a benchmark as a job on a Ray cluster (Ray Jobs API)"
     )
@@ -32,8 +34,7 @@ def register(subparsers: Any) -> None:
         help="have Ray pip-install the pinned requirements per job (default: use the "
         "cluster's environment, as set up by ray_cluster.yaml)",
     )
-    submit.add_argument("--output-dir", help="override output_dir (a path on the cluster)")
-    submit.add_argument("--limit", type=_count, help="override dataset.limit")
+    add_config_options(submit)
     submit.set_defaults(func=cmd_submit)
 
     nightly = subparsers.add_parser(
@@ -47,8 +48,7 @@ def register(subparsers: Any) -> None:
     nightly.add_argument(
         "--date", type=dt.date.fromisoformat, help="UTC date of the run (default: today; backfills)"
     )
-    nightly.add_argument("--output-dir", help="override output_dir from the config")
-    nightly.add_argument("--limit", type=_count, help="override dataset.limit from the config")
+    add_config_options(nightly)
     nightly.set_defaults(func=cmd_nightly)
 
     sync = subparsers.add_parser(
@@ -58,17 +58,11 @@ def register(subparsers: Any) -> None:
     sync.set_defaults(func=cmd_sync)
 
 
-def _count(text: str) -> int:
-    from pipeline.cli import count
-
-    return count(text)
-
-
 def _config(args: argparse.Namespace) -> Any:
     """Submit: the config as parsed (its paths are the cluster's, not this machine's)."""
-    from pipeline.cli import _with_overrides
+    from pipeline.cli import config_overrides
 
-    return _with_overrides(load_config(args.config), args)
+    return load_config(args.config, config_overrides(args))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

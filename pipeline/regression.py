@@ -40,6 +40,9 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     },
 }
 DIRECTIONS = ("both", "increase", "decrease")
+#: The verdict of a first night: nothing to compare with, tonight's values become the baseline.
+NEW_BASELINE = "new-baseline"
+MAX_LISTED = 40  #: tonight's values printed on a first night (all are in regression.json)
 
 
 class ThresholdError(ValueError):
@@ -168,7 +171,7 @@ class Report:
     @property
     def verdict(self) -> str:
         if not self.baseline_runs:
-            return "no-baseline"
+            return NEW_BASELINE
         return "regression" if self.regressions else "ok"
 
     def as_dict(self) -> dict[str, Any]:
@@ -228,7 +231,10 @@ def fmt_num(v: float | None, pct: bool = False) -> str:
 
 
 def summary_lines(report: Report) -> list[str]:
-    """The readable stdout summary: verdict first, then every regression."""
+    """The readable stdout summary: verdict first, then every regression (or, on a first
+    night, tonight's checked values: the baseline the next night is compared with)."""
+    if report.verdict == NEW_BASELINE:
+        return first_night_lines(report)
     lines = [
         f"nightly {report.run_name}: {report.verdict.upper()} "
         f"(baseline: median of {len(report.baseline_runs)} run(s); "
@@ -242,4 +248,19 @@ def summary_lines(report: Report) -> list[str]:
             f"  REGRESSION {r.metric}: {fmt_num(r.baseline)} -> {fmt_num(r.current)} "
             f"({fmt_num(r.rel_change, pct=True)}; rule {r.rule or 'metric missing now'})"
         )
+    return lines
+
+
+def first_night_lines(report: Report) -> list[str]:
+    """A first night: tonight's values of every checked metric, as the new baseline."""
+    checked = [r for r in report.rows if r.status == "new"]
+    lines = [
+        f"nightly {report.run_name}: NEW BASELINE (no earlier finished nightly of config "
+        f"{report.config_name!r}; tonight's {len(checked)} checked metrics are the baseline "
+        "the next nights are compared with)"
+    ]
+    width = max((len(r.metric) for r in checked[:MAX_LISTED]), default=0)
+    lines += [f"  {r.metric:<{width}}  {fmt_num(r.current)}" for r in checked[:MAX_LISTED]]
+    if len(checked) > MAX_LISTED:
+        lines.append(f"  ... and {len(checked) - MAX_LISTED} more in regression.json")
     return lines

@@ -38,6 +38,7 @@ from pipeline.summary.metrics import final_metrics, finding_counts, transfer_met
 from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri, local_mlflow_dir
+from pipeline.weights import checkpoint_provenance
 
 RESULT_DIRS = rundir.RESULT_DIRS
 #: Called once the run is summarised, before its MLflow runs close (the CLI builds the
@@ -135,16 +136,15 @@ def _run_in(
 
     ds = cfg.dataset
     manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
-    log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
     if manifest.table.num_rows == 0:
         from pipeline.data.layouts import ManifestError
 
-        limited = " (dataset.limit is 0)" if ds.limit == 0 else ""
-        raise ManifestError(  # the CLI prints it as one line, exit code 2
-            f"no usable image in dataset {ds.layout}:{ds.root}{limited}; "
-            f"{manifest.bad_rows.num_rows} bad rows, each with its fix, in "
-            f"{run_dir / 'bad_rows.parquet'}: fix them, or raise dataset.limit"
+        raise ManifestError(  # the CLI prints it as its one line, exit code 2
+            manifest.nothing_usable(
+                f"{ds.layout}:{ds.root}", ds.limit, run_dir / "bad_rows.parquet"
+            )
         )
+    log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
 
     plan = plan_attack_units(cfg, manifest.table, run_dir)
     if plan.units or (eval_tasks(cfg) and plan_eval_units(cfg, manifest.table, run_dir)[0]):
@@ -172,6 +172,9 @@ def _run_in(
         manifest.table,
         {m.name: resolve_cfg(m.name, m.preprocess).as_dict() for m in cfg.models},
     )
+    weights = checkpoint_provenance(cfg)
+    if weights:  # the files' hashes; the actors refuse a file that differs
+        prov["checkpoints"] = weights
     provenance.write_run_provenance(run_dir, prov)
     for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet", provenance.FILE):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
@@ -282,7 +285,7 @@ def _best_known(
     """Best-known distances (merged with the config's store) and each attack's optimality:
     summary/best_known.parquet, summary/optimality.parquet, ``optimality/...`` metrics."""
     keys = {
-        m.name: model_key(resolve_spec(m.name).source, prov["preprocess"][m.name])
+        m.name: model_key(_weights_source(m.name, prov), prov["preprocess"][m.name])
         for m in cfg.models
     }
     _, table = update_best_known(run_dir, cfg.name, keys, cfg.best_known)
@@ -297,3 +300,9 @@ def _best_known(
             if r["optimality"] == r["optimality"]  # nan: no best-known area to gain
         }
     )
+
+
+def _weights_source(model: str, prov: dict[str, Any]) -> str:
+    """Where ``model``'s weights come from: a checkpoint is known by its hash, not its path."""
+    weights = prov.get("checkpoints", {}).get(model)
+    return f"checkpoint:sha256:{weights['sha256']}" if weights else resolve_spec(model).source

@@ -61,6 +61,8 @@ class WorkerSpec:
     eval: EvalCfg = field(default_factory=EvalCfg)
     run_dir: str = ""  # where the pieces go (local path or URI); "" = the caller writes
     provenance: dict[str, Any] = field(default_factory=dict)  # stamped on every piece
+    checkpoint: str | None = None  # local weights (absolute path or URI), checked by sha256
+    checkpoint_sha256: str | None = None
 
 
 @dataclass
@@ -106,7 +108,9 @@ class ModelWorker:
         self._progress = UnitProgress(None, spec.model, 1)
         self._result_writer: ResultWriter | None = None
         self.device = pick_device(spec.device)
-        self.model = load_model(spec.model, spec.preprocess, self.device)
+        self.model = load_model(
+            spec.model, spec.preprocess, self.device, spec.checkpoint, spec.checkpoint_sha256
+        )
         self.criterion = TopK(spec.top_k)
         self.images = images or ImageCache()  # decoded once, for both stages
         search = LineSearch(rtol=spec.rtol)

@@ -149,8 +149,15 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
 
     first = foveabench_here(capsys, "nightly", str(config), "--date", NIGHT)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "NO-BASELINE" in first.stdout
     (run_dir,) = (tmp_path / "results").glob(f"nightly-{NIGHT}-*")
+    # a first night prints tonight's values as the baseline (issue 27.6), and its page has them
+    assert "NEW BASELINE" in first.stdout and "NO-BASELINE" not in first.stdout, first.stdout
+    assert any(line.split()[0] == f"{MODEL}/clean_top5" for line in first.stdout.splitlines())
+    first_page = json.loads((run_dir / "nightly" / "regression.json").read_text())
+    assert first_page["verdict"] == "new-baseline"
+    values = {m["metric"]: m for m in first_page["metrics"]}
+    assert values[f"{MODEL}/clean_top5"]["status"] == "new"
+    assert values[f"{MODEL}/clean_top5"]["current"] is not None
     run_id = json.loads((run_dir / "mlflow.json").read_text())["parent"]
     run = client.get_run(run_id)
     assert run.data.tags["nightly"] == "true" and run.data.tags["config_name"] == "nightly-cfg"

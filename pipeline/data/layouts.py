@@ -23,6 +23,7 @@ from pipeline.config import ConfigError
 from pipeline.config_error import excerpt
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
+from pipeline.data.layout_help import GROUND_TRUTH, KAGGLE_CSV, KAGGLE_IMAGE_DIRS, explain
 from pipeline.data.probe import named_like_image, not_a_file, outside_root
 from pipeline.data.sample_set import SAMPLE_PHOTOS
 from pipeline.data.schema import BadRow, Box, Candidate, printable
@@ -77,7 +78,6 @@ def sample(root: Path | None) -> Found:
 
 
 # --- ilsvrc -------------------------------------------------------------------------
-GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)$")
 
 
@@ -163,7 +163,7 @@ def ilsvrc(root: Path | None) -> Found:
     truth = _ground_truth(root)
     if not bbox_dir.is_dir() and truth is None:
         raise ManifestError(
-            f"{root}: no bbox/ folder and no {GROUND_TRUTH}; the ilsvrc layout needs one of them"
+            explain("ilsvrc", root, f"{root}: no bbox/ folder and no {GROUND_TRUTH}")
         )
     if bbox_dir.is_dir():
         yield from _from_xml(images, image_dir, bbox_dir, root)
@@ -224,9 +224,7 @@ def _from_xml(images: dict[str, Path], image_dir: Path, bbox_dir: Path, root: Pa
 
 
 # --- kaggle -------------------------------------------------------------------------
-KAGGLE_CSV = "LOC_val_solution.csv"
 MAX_CSV_FIELD = 64 * 1024 * 1024  #: bytes of one CSV field; the box limit then judges the row
-_KAGGLE_IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "val")
 
 
 @LAYOUTS.register("kaggle")
@@ -238,11 +236,13 @@ def kaggle(root: Path | None) -> Found:
     root = _require_root(root, "kaggle")
     csv_path = root / KAGGLE_CSV
     if not csv_path.is_file():
-        raise ManifestError(f"{root}: no {KAGGLE_CSV}; point dataset.root at the Kaggle download")
+        raise ManifestError(explain("kaggle", root, f"{root}: no {KAGGLE_CSV}"))
     _readable(csv_path, root)
-    image_dir = next((root / d for d in _KAGGLE_IMAGE_DIRS if (root / d).is_dir()), None)
+    image_dir = next((root / d for d in KAGGLE_IMAGE_DIRS if (root / d).is_dir()), None)
     if image_dir is None:
-        raise ManifestError(f"{root}: no image folder, expected one of {list(_KAGGLE_IMAGE_DIRS)}")
+        raise ManifestError(
+            explain("kaggle", root, f"{root}: no image folder ({' or '.join(KAGGLE_IMAGE_DIRS)})")
+        )
     images = _images_in(image_dir)
     seen = set()
     csv.field_size_limit(MAX_CSV_FIELD)  # one image's boxes can exceed csv's 131,072
@@ -300,6 +300,9 @@ def _not_a_file_name(image_id: str) -> str | None:
 def imagefolder(root: Path | None) -> Found:
     """``<root>/<wnid>/<file>``: the folder name is the label; no boxes."""
     root = _require_root(root, "imagefolder")
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for image_id, path in _images_in(folder).items():
+    classes = [(folder, _images_in(folder)) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    if not any(images for _, images in classes):
+        raise ManifestError(explain("imagefolder", root, f"{root}: no folder of images"))
+    for folder, images in classes:
+        for image_id, path in images.items():
             yield Candidate(image_id, path, folder.name)

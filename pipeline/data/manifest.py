@@ -23,7 +23,7 @@ import pyarrow as pa
 from pipeline.data.annotations import box_problem
 from pipeline.data.classes import wnid_to_index
 from pipeline.data.layouts import LAYOUTS
-from pipeline.data.probe import ImageProblem, probe_image
+from pipeline.data.probe import IMAGE_SUFFIXES, ImageProblem, probe_image
 from pipeline.data.remote import Shadow, probe_remote, shadow_tree
 from pipeline.data.schema import (
     BAD_ROWS_SCHEMA,
@@ -50,14 +50,36 @@ class Manifest:
     def summary_line(self) -> str:
         """E.g. ``manifest: 98 images, 2 bad rows (1 unreadable image, ...); see bad_rows.parquet``."""
         n_bad = self.bad_rows.num_rows
-        line = f"manifest: {self.table.num_rows} images, {n_bad} bad row{'s' * (n_bad != 1)}"
+        line = f"manifest: {self.table.num_rows} images, {self._bad()}"
+        return f"{line}; see bad_rows.parquet" if n_bad else line
+
+    def _bad(self) -> str:
+        """``2 bad rows (1 unreadable image, 1 missing annotation)``."""
+        n_bad = self.bad_rows.num_rows
+        text = f"{n_bad} bad row{'s' * (n_bad != 1)}"
         if not n_bad:
-            return line
+            return text
         counts = Counter(self.bad_rows.column("kind").to_pylist())
         parts = [
             f"{n} {KINDS[k][n != 1]}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])
         ]
-        return f"{line} ({', '.join(parts)}); see bad_rows.parquet"
+        return f"{text} ({', '.join(parts)})"
+
+    def nothing_usable(self, dataset: str, limit: int | None, bad_rows: object) -> str:
+        """Why a manifest without rows cannot run, in one line: a limit of 0, no file named
+        like an image at all, or every file found bad (``bad_rows``: where they are listed)."""
+        if limit == 0:
+            return f"no usable image in dataset {dataset}: dataset.limit is 0; raise it or leave it out"
+        if not self.bad_rows.num_rows:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            return (
+                f"no usable image in dataset {dataset}: 0 files found (named {suffixes}); "
+                "point dataset.root at the folder that holds the images"
+            )
+        return (
+            f"no usable image in dataset {dataset}: every file found is bad, {self._bad()}: "
+            f"see {bad_rows}, each row names the file and its fix"
+        )
 
 
 def build_manifest(layout: str, root: str | Path | None, limit: int | None = None) -> Manifest:
