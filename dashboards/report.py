@@ -25,6 +25,7 @@ from dashboards.figures import FigureSet, RunData, build_figures
 from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
+from pipeline.catalogue import MLFLOW_STATE
 from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.axes import native_norm
 from pipeline.summary.run_info import run_provenance
@@ -71,7 +72,7 @@ class Provenance:
 
 
 def mlflow_state(run_dir: Path) -> dict[str, object]:
-    path = run_dir / "mlflow.json"
+    path = run_dir / MLFLOW_STATE
     try:
         return dict(json.loads(path.read_text())) if path.is_file() else {}
     except (OSError, ValueError):

@@ -12,6 +12,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
+from pipeline.catalogue import BAD_ROWS, MANIFEST
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
 from pipeline.config_overrides import SHORT_FORMS, Override, parse_set, short_forms
 
@@ -227,8 +228,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         )
     manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
     try:
-        write_table(manifest.table, out / "manifest.parquet")
-        write_table(manifest.bad_rows, out / "bad_rows.parquet")
+        write_table(manifest.table, out / MANIFEST)
+        write_table(manifest.bad_rows, out / BAD_ROWS)
     except OSError as exc:  # a parent that is a file, no permission, a full disk
         raise ConfigError(
             f"prepare --out {args.out}: cannot write there ({exc}); pass a writable directory"

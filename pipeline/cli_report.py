@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.catalogue import MANIFEST, result_dirs
 from pipeline.config_error import excerpt
 from pipeline.mlflow_gateway import reader
 
@@ -33,7 +34,7 @@ class ReportError(RuntimeError):
 
 
 def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.parquet").is_file()
+    return path.is_dir() and (path / MANIFEST).is_file()
 
 
 def locate(
@@ -45,7 +46,7 @@ def locate(
         from pipeline.storage import Location
 
         loc = Location(ref)
-        if not (loc / "manifest.parquet").is_file():
+        if not (loc / MANIFEST).is_file():
             raise ReportError(f"{ref}: no manifest.parquet there; pass <output_dir>/<run_name>")
         return loc, None
     path = Path(ref)
@@ -84,7 +85,7 @@ def locate(
         if candidate and "://" in candidate:  # computed on a cluster, results on a store
             from pipeline.storage import Location
 
-            if (Location(candidate) / "manifest.parquet").is_file():
+            if (Location(candidate) / MANIFEST).is_file():
                 return Location(candidate), tags
         elif candidate and _is_run_dir(Path(candidate)):
             return Path(candidate), tags
@@ -138,7 +139,7 @@ def local_run_dir(run_dir: Location) -> Iterator[Path]:
         yield local
 
 
-MIRROR_SKIP = ("perturbations", "object_perturbations", "report")
+MIRROR_SKIP = result_dirs(reviewed=False)
 
 
 def _publish(page: Path, run_dir: Location) -> list[Location]:

@@ -13,15 +13,16 @@ from collections.abc import Callable
 
 import ray
 
+from pipeline.catalogue import result_dirs
 from pipeline.partitions import CommitIndex, compact, partitions
 from pipeline.storage import Location
 
 #: Tables each stage writes; perturbations are read by the evaluation stage through the
 #: same reader, so compacting them after the attack stage is safe.
-ATTACK_TABLES = ("attacks", "clean", "bounds", "perturbations")
-EVAL_TABLES = ("evals", "object_perturbations")
+ATTACK_TABLES = result_dirs("attack", compacted=True)
+EVAL_TABLES = result_dirs("eval", compacted=True)
 #: Tables mirrored to MLflow (the perturbation stores are large and not for review).
-LOGGED = ("attacks", "clean", "bounds", "evals")
+LOGGED = result_dirs(compacted=True, logged=True)
 
 
 @ray.remote(num_cpus=0, max_retries=2)  # IO-bound; the model actors hold the CPUs

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import rundir
+from pipeline.catalogue import PROVENANCE
 from pipeline.storage import Location, RunDir, location
 
 PACKAGES = ("foveabench", "torch", "torchvision", "timm", "ray", "mlflow", "polars", "pyarrow")
@@ -49,7 +49,7 @@ def dataset_hash(manifest: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-FILE = rundir.PROVENANCE_FILE
+FILE = PROVENANCE
 METADATA_KEY = b"foveabench.provenance"
 
 

@@ -225,7 +225,6 @@ def bounds_partition(model: str) -> str:
 
 
 #: The result tables, each a folder of partitions (README "Results").
-TABLE_ROOTS = ("attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals")
 
 
 def table_from_rows(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.Table:

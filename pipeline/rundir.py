@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.catalogue import RUN_FILES, result_dirs
 from pipeline.config import ConfigError, run_name_problem
 
 if TYPE_CHECKING:
@@ -27,17 +28,8 @@ if TYPE_CHECKING:
 MARKER = ".foveabench-run"
 COMMITS = "_commits"  # shard commit records (pipeline.partitions)
 QUARANTINE = "_quarantine"  # committed pieces found unreadable, kept for a look (partitions)
-RESULT_DIRS = (
-    "attacks", "clean", "bounds", "perturbations", "object_perturbations", "evals", "summary",
-    "report", "logs",
-)  # fmt: skip
-PROVENANCE_FILE = "provenance.json"  # the run's provenance (pipeline.provenance)
-EVAL_POINTS_FILE = "eval_points.json"  # the findings' evaluation points (pipeline.summary.points)
-MANIFEST_FINGERPRINT = "manifest.fingerprint"  # what the manifest was built from (data.reuse)
-RESULT_FILES = (
-    "manifest.parquet", "bad_rows.parquet", MANIFEST_FINGERPRINT, "mlflow.json", EVAL_POINTS_FILE,
-    PROVENANCE_FILE,
-)  # fmt: skip
+RESULT_DIRS = result_dirs()  # every result folder (pipeline/catalogue.py)
+RESULT_FILES = RUN_FILES
 
 
 class RunDirError(ConfigError):

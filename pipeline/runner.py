@@ -20,6 +20,7 @@ import yaml
 from pipeline import interrupts, provenance, rundir
 from pipeline.actors import check_placement
 from pipeline.attack_unit import AttackOutput
+from pipeline.catalogue import BAD_ROWS, CONFIG, PARENT_FILES
 from pipeline.config import BenchmarkConfig
 from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.eval_unit import EvalOutput
@@ -40,7 +41,6 @@ from pipeline.sync import sync_artifacts
 from pipeline.tracking import Tracker, default_tracking_uri, local_mlflow_dir
 from pipeline.weights import checkpoint_provenance
 
-RESULT_DIRS = rundir.RESULT_DIRS
 #: Called once the run is summarised, before its MLflow runs close (the CLI builds the
 #: report there: the runner itself never draws).
 Reporter = Callable[[Location, "Tracker", dict[str, str]], None]
@@ -132,7 +132,7 @@ def _run_in(
         log(f"removed {removed} partial file(s) left by an interrupted run")
     for line in quarantine_damaged_pieces(run_dir):
         log(f"resume: {line}")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    (run_dir / CONFIG).write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     ds = cfg.dataset
     manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
@@ -140,9 +140,7 @@ def _run_in(
         from pipeline.data.layouts import ManifestError
 
         raise ManifestError(  # the CLI prints it as its one line, exit code 2
-            manifest.nothing_usable(
-                f"{ds.layout}:{ds.root}", ds.limit, run_dir / "bad_rows.parquet"
-            )
+            manifest.nothing_usable(f"{ds.layout}:{ds.root}", ds.limit, run_dir / BAD_ROWS)
         )
     log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
 
@@ -176,7 +174,7 @@ def _run_in(
     if weights:  # the files' hashes; the actors refuse a file that differs
         prov["checkpoints"] = weights
     provenance.write_run_provenance(run_dir, prov)
-    for name in ("config.yaml", "manifest.parquet", "bad_rows.parquet", provenance.FILE):
+    for name in (*PARENT_FILES, provenance.FILE):
         tracker.log_artifact(run_dir / name)  # this run's inputs, logged every time
     tracker.log_dataset(
         dataset_input(ds.layout, ds.root, manifest.table, manifest.bad_rows.num_rows)

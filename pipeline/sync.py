@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.catalogue import BAD_ROWS, CONFIG, MANIFEST, PARENT_FILES
 from pipeline.compaction import LOGGED, mlflow_model
 from pipeline.config import parse_config
 from pipeline.config_yaml import parse_yaml
@@ -25,7 +26,6 @@ from pipeline.summary.write import write_summaries
 from pipeline.tracking import Tracker, default_tracking_uri, local_mlflow_dir
 
 #: Parent-run files, relative to the run dir (summaries are globbed).
-PARENT_FILES = ("config.yaml", "manifest.parquet", "bad_rows.parquet")
 
 
 class SyncError(RuntimeError):
@@ -88,8 +88,8 @@ def sync_artifacts(tracker: Tracker, run_dir: RunDir, models: list[str]) -> int:
 def sync_run(where: RunDir | str) -> SyncReport:
     """Bring MLflow up to date with ``run_dir`` (artifacts, final metrics, status)."""
     run_dir = location(where)
-    config_path = run_dir / "config.yaml"
-    manifest_path = run_dir / "manifest.parquet"
+    config_path = run_dir / CONFIG
+    manifest_path = run_dir / MANIFEST
     if not config_path.is_file() or not manifest_path.is_file():
         raise SyncError(
             f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
@@ -110,7 +110,7 @@ def sync_run(where: RunDir | str) -> SyncReport:
             f"tracking server (or fix mlflow.tracking_uri in {config_path}) and run "
             f"`foveabench sync {run_dir}` again"
         )
-    bad = run_dir / "bad_rows.parquet"
+    bad = run_dir / BAD_ROWS
     n_bad = read_table(bad, ["image_id"]).num_rows if bad.is_file() else 0
     tracker.log_dataset(dataset_input(cfg.dataset.layout, cfg.dataset.root, manifest, n_bad))
     complete = not plan_attack_units(cfg, manifest, run_dir).units

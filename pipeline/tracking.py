@@ -28,12 +28,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
+from pipeline.catalogue import MLFLOW_STATE
 from pipeline.mlflow_gateway import unreachable
 from pipeline.storage import Location, RunDir, is_uri, location
 from pipeline.system_metrics import SystemMetrics
 from pipeline.tracking_store import check_sqlite_store
 
-STATE_FILE = "mlflow.json"
+STATE_FILE = MLFLOW_STATE
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"

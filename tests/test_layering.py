@@ -69,3 +69,20 @@ def test_nothing_cites_a_design_file_outside_the_repository() -> None:
         files += modules(package)
     citing = [str(p.relative_to(ROOT)) for p in files if any(n in p.read_text() for n in outside)]
     assert not citing, f"cite README or docs/ instead: {citing}"
+
+
+def test_the_run_directorys_names_are_spelled_only_in_the_catalogue() -> None:
+    """Issue 25: result folders and run files were listed in five modules, the manifest's
+    file name in nine; now pipeline/catalogue.py names them and everything else reads it
+    (folder names double as task and column names, so only file names are checked)."""
+    from pipeline.catalogue import PARENT_FILES, RUN_FILES
+
+    spelled = [f'"{name}"' for name in (*RUN_FILES, *PARENT_FILES)]
+    offenders = {
+        f"{p.relative_to(ROOT)}: {s}"
+        for p in [*modules("pipeline"), *modules("dashboards")]
+        if p.name != "catalogue.py"
+        for s in spelled
+        if s in p.read_text()
+    }
+    assert offenders == set(), "name them through pipeline/catalogue.py"

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.catalogue import BAD_ROWS, MANIFEST
 from pipeline.config import BenchmarkConfig, EvalCfg
 from pipeline.summary import attacks as aggregate
 from pipeline.summary import measures
@@ -74,9 +75,9 @@ class RunData:
     def load(cls, run_dir: Path) -> RunData:
         data = cls(run_dir=run_dir)
         data.config_text, data.config = run_config(run_dir)
-        data.manifest = _read(run_dir / "manifest.parquet")
+        data.manifest = _read(run_dir / MANIFEST)
         data.optimality = _read(run_dir / "summary" / "optimality.parquet")
-        data.bad_rows = _read(run_dir / "bad_rows.parquet")
+        data.bad_rows = _read(run_dir / BAD_ROWS)
         data.clean = data._summary("clean", lambda: aggregate.clean_summary(run_dir))
         data.attacks = data._summary("attacks", lambda: aggregate.attack_summary(run_dir))
         data.measures = data._summary("measures", lambda: measures.measure_summary(run_dir))

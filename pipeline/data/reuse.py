@@ -23,13 +23,10 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from pipeline.catalogue import BAD_ROWS, MANIFEST, MANIFEST_FINGERPRINT
 from pipeline.data.manifest import Manifest, build_manifest
 from pipeline.data.schema import SCHEMA_VERSION
-from pipeline.rundir import MANIFEST_FINGERPRINT
 from pipeline.storage import Location, is_uri, read_table, write_table
-
-MANIFEST = "manifest.parquet"
-BAD_ROWS = "bad_rows.parquet"
 
 
 def _code_digest() -> str:

@@ -19,6 +19,7 @@ import math
 
 import polars as pl
 
+from pipeline.catalogue import MANIFEST
 from pipeline.storage import Location, RunDir, location, read_table, write_table
 from pipeline.summary.attacks import scan
 from pipeline.summary.optimality import optimality
@@ -36,7 +37,7 @@ def model_key(source: str, preprocess: dict[str, object]) -> str:
 
 def image_keys(run_dir: RunDir) -> pl.DataFrame:
     """``image_id -> image_key`` (SHA-256 of the file's bytes) for the run's manifest."""
-    manifest = read_table(location(run_dir) / "manifest.parquet").to_pylist()
+    manifest = read_table(location(run_dir) / MANIFEST).to_pylist()
     return pl.DataFrame(
         {
             "image_id": [r["image_id"] for r in manifest],

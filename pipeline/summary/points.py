@@ -24,13 +24,13 @@ import math
 
 import polars as pl
 
-from pipeline import rundir
+from pipeline.catalogue import EVAL_POINTS
 from pipeline.config import EvalCfg
 from pipeline.storage import RunDir
 from pipeline.summary.attacks import scan
 from pipeline.summary.axes import native_norm
 
-FILE = rundir.EVAL_POINTS_FILE
+FILE = EVAL_POINTS
 
 Points = dict[str, dict[str, dict[str, object]]]  # model -> attack -> {norm, values, ...}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.catalogue import CONFIG
 from pipeline.config import BenchmarkConfig, parse_config
 from pipeline.provenance import read_run_provenance
 from pipeline.storage import RunDir
@@ -18,7 +19,7 @@ from pipeline.storage import RunDir
 
 def run_config(run_dir: RunDir) -> tuple[str, BenchmarkConfig | None]:
     """``config.yaml``'s text and, when this version can parse it, the config."""
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG
     if not path.is_file():
         return "", None
     text = path.read_text()
