@@ -34,7 +34,7 @@ def test_the_parent_run_gets_each_models_headline_numbers() -> None:
     assert by_run[None] == {
         "headline/clean_top5/a": 0.9,
         "headline/clean_top5/b": 0.8,
-        "headline/median_l1pp/bfgs/a": 0.5,  # bfgs minimises L1/pixel
+        "headline/median_l1pp/bfgs/a": 0.5,  # bfgs minimises l1pp
         "headline/median_linf/sign/a": 3.0,  # sign L-infinity
     }
     assert by_run["a"]["clean_top5"] == 0.9, "the child runs keep their metrics"

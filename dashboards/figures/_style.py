@@ -25,10 +25,11 @@ from tasks.protocol import CONDITIONS
 
 DPI = 100
 PANEL_W, PANEL_H = 4.2, 3.2  # inches per panel
+#: One name per norm everywhere (README "Norms"): the axis says the unit beside it.
 NORM_LABEL = {
-    "l1pp": "L1 norm per pixel (0..255 units)",
-    "linf": "L∞ norm (0..255 units)",
-    "l2": "L2 norm (0..255 units)",
+    "l1pp": "l1pp: sum|e| / values (0..255 units)",
+    "linf": "linf: max|e| (0..255 units)",
+    "l2": "l2: sqrt(sum e²) (0..255 units)",
 }
 #: Labels are the protocol's own (tasks.protocol); colours follow declaration order, so
 #: the same set-up looks the same in every figure.

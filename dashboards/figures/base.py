@@ -39,7 +39,7 @@ def attacks_of(df: pl.DataFrame, column: str = "attack") -> list[str]:
 
 
 def norm_for(attack: str) -> str:
-    """The norm the paper plots an attack's results against (BFGS: L1/pixel, Sign: L∞)."""
+    """The norm the paper plots an attack's results against (BFGS: l1pp, Sign: linf)."""
     return native_norm(attack)
 
 

@@ -23,7 +23,7 @@ DASHED = {c.name for c in conditions_of("foveation") if c.setup == OBJECT}
 
 
 def transfer_curves(data: RunData) -> list[Figure]:
-    """Fig. 2 (L1/pixel) and 7 (L∞): one panel per target, a line per source and attack."""
+    """Fig. 2 (l1pp) and 7 (linf): one panel per target, a line per source and attack."""
     curves = data.table("curves")
     if curves.is_empty():
         return []

@@ -107,13 +107,13 @@ def measures_table(measures: pl.DataFrame) -> str:
             "model": "model",
             "attack": "attack",
             "attacked": "n",
-            "rho1_l2": "rho1 (L2)",
-            "rho1_linf": "rho1 (L∞)",
-            "rho2_l2": "rho2 (L2)",
-            "rho2_linf": "rho2 (L∞)",
+            "rho1_l2": "rho1 (l2)",
+            "rho1_linf": "rho1 (linf)",
+            "rho2_l2": "rho2 (l2)",
+            "rho2_linf": "rho2 (linf)",
             "eps99_l1pp": "eps >99% (l1pp)",
             "eps99_l2": "eps >99% (L2)",
-            "eps99_linf": "eps >99% (L∞)",
+            "eps99_linf": "eps >99% (linf)",
         },
         digits=4,
     )
@@ -180,7 +180,7 @@ def table2_html(t2: pl.DataFrame) -> str:
         "attack", kind, maintain_order=True
     ):
         norm = native_norm(str(attack))
-        label = "L1/pixel" if norm == "l1pp" else "L∞"
+        label = norm
         values = sorted(block["value"].unique().to_list())
         at = ", ".join(f"{v:g}" for v in values)
         title = (
@@ -346,11 +346,11 @@ def transfer_table(transfer: pl.DataFrame, point: float) -> str:
         "attack": "attack",
         "source": "source",
         "target": "target",
-        "l1pp": f"acc @ received L1/px {point:g}",
-        "linf": f"acc @ received L∞ {point:g}",
-        "median_crit_l1pp": "median critical L1/px (received)",
-        "median_crit_linf": "median critical L∞ (received)",
-        "median_src_linf": "median critical L∞ (source's frame)",
+        "l1pp": f"acc @ received l1pp {point:g}",
+        "linf": f"acc @ received linf {point:g}",
+        "median_crit_l1pp": "median critical l1pp (received)",
+        "median_crit_linf": "median critical linf (received)",
+        "median_src_linf": "median critical linf (source's frame)",
         "dense_mismatches": "dense-grid mismatches",
         "dense_checked": "dense-checked",
     }

@@ -1,6 +1,6 @@
 """Heatmaps of every transfer matrix (source x target), per attack.
 
-Panels: accuracy at the reference norm (5.3) the target receives, in L1/pixel and L∞, and the median
+Panels: accuracy at the reference norm (5.3) the target receives, in l1pp and linf, and the median
 critical norm (how large the source's perturbation must get before the target
 fails, for the median image). 5.3 can sit where every self entry is already 0
 for modern networks; the median critical norm stays informative there.
@@ -60,7 +60,7 @@ def _matrix(df: pl.DataFrame, models: list[str], column: str) -> np.ndarray:
     return out
 
 
-NORM_TEXT = {"l1pp": "L1/pixel", "linf": "L∞", "l2": "L2"}
+NORM_TEXT = {"l1pp": "l1pp", "linf": "linf", "l2": "l2"}  # one name per norm (README)
 Panel = tuple[np.ndarray, str, str, float | None]  # matrix, title, number format, colour max
 
 

@@ -5,7 +5,7 @@ Per (model, attack), on the attack's norm axis, computed from the attack stage o
 - the config's points (the paper's Table 2 point 5.3 by default);
 - the *matched* point: the norm at which the model's MP accuracy (all images, from the
   attack stage's minimum norms) equals the paper's Table 2 MP accuracy for the attack
-  (BFGS: the mean of AlexNet, GoogLeNet and VGG at L1/pixel 5.3, 0.142; Sign: at Linf
+  (BFGS: the mean of AlexNet, GoogLeNet and VGG at l1pp 5.3, 0.142; Sign: at linf
   5.3, 0.130; other attacks: the mean of the two, 0.136). A fixed norm is not
   comparable across networks (5.3 fools nearly every image under BFGS on
   efficientnet-lite and almost none under Sign); the matched point asks each network
