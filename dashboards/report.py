@@ -34,6 +34,10 @@ from tasks.protocol import CONDITIONS, MP, mp_foveations
 HEADLINE_FOVEATION = mp_foveations()[0]  # the paper's strongest: the object crop
 
 SECTIONS = (
+    (
+        "Findings",
+        "The paper's qualitative claims, tested on this run with paired exact tests and Holm's correction.",
+    ),
     ("Minimum perturbations", "How large each network's minimum perturbation e* is."),
     ("Perceptibility", "What the perturbations look like (appendix C)."),
     (
@@ -50,10 +54,6 @@ SECTIONS = (
         "How much of each foveation's gain survives an attacker who knows it (EOT for random crops).",
     ),
     ("Linearity", "Is the network locally linear along e*? (Fig. 4, 9-12)."),
-    (
-        "Findings",
-        "The paper's qualitative claims, tested on this run with paired exact tests and Holm's correction.",
-    ),
 )
 
 
@@ -143,14 +143,15 @@ def provenance_html(data: RunData, prov: Provenance) -> str:
         if data.recomputed
         else ""
     )
-    return (
+    return (  # at the end, folded: the findings lead (issue 27.7)
         f'<section id="provenance"><h2>Provenance</h2>'
         f'<p class="sha">git sha: <code id="git-sha">{sha}</code></p>'
+        f"<details><summary>run, config, dataset, versions</summary>"
         f'<div class="cols"><div>{kv_table(main)}</div><div><h4>versions</h4>{kv_table(versions)}</div></div>'
         f"{recomputed}"
         f"<details><summary>config.yaml</summary><pre>{html.escape(data.config_text)}</pre></details>"
         f"<details><summary>bad rows ({data.bad_rows.height})</summary>{tb.bad_rows_table(data.bad_rows)}</details>"
-        "</section>"
+        "</details></section>"
     )
 
 
@@ -194,6 +195,28 @@ def _table_block(title: str, caption: str, body: str) -> str:
         return ""
     return (
         f'<div class="tbl"><h3>{html.escape(title)}</h3><p>{html.escape(caption)}</p>{body}</div>'
+    )
+
+
+def below_every_mp(attacks: pl.DataFrame, point: float) -> str:
+    """A warning when the evaluation point lies below every minimum perturbation a source
+    found (on l1pp and linf): accuracy there is clean accuracy, not "does not transfer"."""
+    if attacks.is_empty() or not {"l1pp_min", "linf_min"} <= set(attacks.columns):
+        return ""
+    below = [
+        f"{r['attack']} of {short(r['model'])} ({norm} min {r[f'{norm}_min']:.3g})"
+        for r in attacks.filter(
+            ~pl.col("attack").map_elements(is_baseline, return_dtype=pl.Boolean)
+        ).to_dicts()
+        for norm in ("l1pp", "linf")
+        if r[f"{norm}_min"] is not None and point < r[f"{norm}_min"]
+    ]
+    if not below:
+        return ""
+    return (
+        f" Caution: {point:g} is below every minimum perturbation of "
+        + "; ".join(below)
+        + ": at that norm these sources have fooled no image yet, so their accuracy is the clean accuracy, not a sign that they do not transfer."
     )
 
 
@@ -241,7 +264,8 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
         "Transfer": [
             _table_block(
                 "Transfer matrices (long form)",
-                f"Accuracy at the norm {data.point:g} each target receives (the source's perturbation resized to its input) and median critical norms, received and in the source's frame, for every source/target pair; 'dense-grid mismatches' counts where a dense sweep disagreed with the critical-scale shortcut.",
+                f"Accuracy at the norm {data.point:g} each target receives (the source's perturbation resized to its input) and median critical norms, received and in the source's frame, for every source/target pair; 'dense-grid mismatches' counts where a dense sweep disagreed with the critical-scale shortcut."
+                + below_every_mp(data.attacks, data.point),
                 tb.transfer_table(t("transfer"), data.point),
             )
         ],
@@ -288,9 +312,10 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
 
 
 def render_page(data: RunData, prov: Provenance, figs: FigureSet) -> str:
-    """The whole page: provenance, headline, then each section's figures and tables."""
+    """The whole page: the headline, the findings, each section's figures and tables, then
+    what the run did not produce and its provenance (folded)."""
     tables = section_tables(data)
-    parts = [provenance_html(data, prov), headline_html(data)]
+    parts = [headline_html(data)]
     for name, lead in SECTIONS:
         figures = [figure_html(f) for f in figs.figures if f.section == name]
         blocks = [b for b in tables.get(name, []) if b]
@@ -302,6 +327,7 @@ def render_page(data: RunData, prov: Provenance, figs: FigureSet) -> str:
     )
     if notes:
         parts.append(f'<section id="absent"><h2>Not in this run</h2><ul>{notes}</ul></section>')
+    parts.append(provenance_html(data, prov))
     built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     subtitle = (
         "Minimum adversarial perturbations, transfer and foveation (Luo et al. 2016). "

@@ -106,13 +106,14 @@ def print_summary(summary: object) -> None:
         for row in primary:
             where = f" at {row['norm']}={row['value']:.3g}" if row["norm"] else ""
             source = f" (perturbation of {row['source']})" if row["source"] != row["model"] else ""
-            print(
+            line = (
                 f"  [{row['verdict']:>12}] {row['claim']}\n      {row['model']}{source} "
                 f"{row['attack']}{where}: effect {row['effect']:+.3f} "
                 f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], n={row['n']}, "
                 f"discordant={row['n_discordant']}, p={row['p_value']:.3g}, "
                 f"p_adj={row['p_adjusted']:.3g}"
             )
+            print(line.replace("-0.000", "+0.000"))  # a rounded zero has no sign
     for line in summary.masking_warnings:
         print(f"WARNING: {line}")
     for line in summary.dense_warnings:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 import torch
@@ -375,3 +376,18 @@ def test_perturbation_store_decodes_in_grids(full_run: Path) -> None:
     """The grids read the store the attack stage writes (codec, shape, scale)."""
     table = read_partition(Location(full_run), perturbation_partition(MODELS[0], "sign"))
     assert table.num_rows == 3
+
+
+def test_a_point_below_every_minimum_perturbation_is_flagged() -> None:
+    """Issue 27.7: at 5.3, below every MP the source found, its transfer accuracy is the
+    clean accuracy; the report says so instead of letting it read as 'does not transfer'."""
+    from dashboards.report import below_every_mp
+
+    attacks = pl.DataFrame(
+        {"model": ["m", "m"], "attack": ["sign", "random"], "l1pp_min": [6.0, 0.1],
+         "linf_min": [2.0, 0.1]}
+    )  # fmt: skip
+    assert "sign of m (l1pp min 6)" in below_every_mp(attacks, 5.3)
+    assert "linf" not in below_every_mp(attacks, 5.3)
+    assert "linf min 2" in below_every_mp(attacks, 1.0)
+    assert below_every_mp(attacks, 10.0) == "", "the baseline never counts"

@@ -230,7 +230,7 @@ def findings_html(findings: pl.DataFrame) -> str:
     rows, classes = [], []
     for f in df.to_dicts():
         at = "–" if not f["norm"] or f["value"] != f["value"] else f"{f['norm']} = {f['value']:.3g}"
-        ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
+        ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]".replace("-0.000", "+0.000")
         bound = "≥ " if f.get("effect_lower_bound") else ""
         rows.append(
             [
