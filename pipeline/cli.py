@@ -227,7 +227,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             f"prepare --out {args.out}: exists and is not a directory; pass a directory "
             "for manifest.parquet and bad_rows.parquet"
         )
-    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit)
+    manifest = build_manifest(dataset.layout, dataset.root, dataset.limit, dataset.limits())
     try:
         write_table(manifest.table, out / MANIFEST)
         write_table(manifest.bad_rows, out / BAD_ROWS)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import config_entries as entries
 from pipeline.config_checks import checked_eval
@@ -33,6 +33,9 @@ from tasks.protocol import TASKS
 from tasks.registry import RegistryError
 from tasks.typed import ParamError, checked_values, known_keys, param
 
+if TYPE_CHECKING:
+    from pipeline.data.limits import DataLimits
+
 #: A run name becomes a directory name: one path component, no hidden or option-like names.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 N_CLASSES = 1000  #: ImageNet-1k: top_k beyond it cannot be computed
@@ -46,6 +49,16 @@ class DatasetCfg:
     layout: str = param("sample", "sample, ilsvrc, kaggle or imagefolder (the README's table)")
     root: str | None = param(None, "the dataset folder or object-store URI (not for sample)")
     limit: int | None = param(None, "first N images of the manifest (sorted by image_id)", ge=0)
+    #: Bounds per image, checked before decoding (pipeline/data/limits.py): far above ILSVRC,
+    #: far below what a crafted file needs to exhaust memory.
+    max_boxes: int = param(1000, "boxes one image may have (more: a bad row)", ge=1)
+    max_xml_bytes: int = param(1_000_000, "bytes of one bbox XML (more: a bad row)", ge=1)
+    max_aspect: float = param(30.0, "longest over shortest image side (more: a bad row)", ge=1)
+
+    def limits(self) -> DataLimits:
+        from pipeline.data.limits import DataLimits
+
+        return DataLimits(self.max_boxes, self.max_xml_bytes, self.max_aspect)
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def _run_in(
     (run_dir / CONFIG).write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
 
     ds = cfg.dataset
-    manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit)
+    manifest, reused = manifest_for_run(run_dir, ds.layout, ds.root, ds.limit, ds.limits())
     if manifest.table.num_rows == 0:
         from pipeline.data.layouts import ManifestError
 

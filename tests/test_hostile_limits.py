@@ -51,3 +51,31 @@ def test_too_many_kaggle_boxes_for_one_image_are_a_bad_row(tmp_path: Path) -> No
     assert m.table.num_rows == 0
     kind, reason = bad(m.bad_rows)["v1"]
     assert kind == "bad_annotation" and "more than 1000 boxes" in reason and ":2:" in reason
+
+
+def test_the_limits_are_set_in_the_config_and_a_change_rebuilds_the_manifest(
+    tmp_path: Path,
+) -> None:
+    """Configurable (issue 26.4): a dataset of dense annotations raises dataset.max_boxes,
+    a strict one lowers dataset.max_aspect; a reused manifest is rebuilt for new limits."""
+    from pipeline.config import parse_config
+    from pipeline.data.reuse import load_or_build
+    from pipeline.storage import Location
+
+    root = tmp_path / "d"
+    jpeg(root / "images" / "a.JPEG")  # 40x30: aspect 1.33
+    xml(root / "bbox" / "a.xml", *[(TENCH, 1, 1, 8, 8)] * 1001)
+    dense = parse_config({"dataset": {"layout": "ilsvrc", "root": str(root), "max_boxes": 2000}})
+    assert build_manifest("ilsvrc", root).table.num_rows == 0  # the default: 1000
+    assert build_manifest("ilsvrc", root, None, dense.dataset.limits()).table.num_rows == 1
+    strict = parse_config({"dataset": {"layout": "ilsvrc", "root": str(root), "max_boxes": 2000,
+                                       "max_aspect": 1.2}})  # fmt: skip
+    run = Location(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    first, _ = load_or_build(run, "ilsvrc", str(root), None, dense.dataset.limits())
+    again, reused = load_or_build(run, "ilsvrc", str(root), None, strict.dataset.limits())
+    assert first.table.num_rows == 1 and not reused and again.table.num_rows == 0
+    kind, reason = bad(again.bad_rows)["a"]
+    assert kind == "oversized_image" and "more than 1.2:1" in reason and "max_aspect" in reason
+    with pytest.raises(Exception, match="max_boxes"):
+        parse_config({"dataset": {"layout": "ilsvrc", "root": str(root), "max_boxes": 0}})

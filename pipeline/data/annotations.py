@@ -12,14 +12,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.data.limits import current
 from pipeline.data.schema import Box
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
-#: Boxes one image may have: ILSVRC-2012 val images have at most a few dozen, and a file
-#: with hundreds of thousands would hold gigabytes of memory before any check.
-MAX_BOXES = 1000
-#: Bytes of one bbox XML: a real one is under 5 KB; a bigger one is refused unparsed.
-MAX_XML_BYTES = 1_000_000
+#: Boxes per image and bytes per XML are bounded by the run's limits (pipeline/data/
+#: limits.py): ILSVRC-2012 val images have at most a few dozen boxes and XML under 5 KB,
+#: and a file with hundreds of thousands of boxes would hold gigabytes before any check.
 
 
 class AnnotationError(ValueError):
@@ -36,8 +35,8 @@ class Objects:
 
 def _too_many_boxes() -> str:
     return (
-        f"more than {MAX_BOXES} boxes for one image (an ILSVRC image has a few dozen at "
-        "most); the image is skipped"
+        f"more than {current().max_boxes} boxes for one image (an ILSVRC image has a few "
+        "dozen at most); the image is skipped (dataset.max_boxes raises the limit)"
     )
 
 
@@ -82,17 +81,17 @@ def _single_class(pairs: list[tuple[str, Box]], where: str) -> Objects:
 
 def read_bbox_xml(path: Path) -> Objects:
     """Objects of an ILSVRC bbox XML file (``<object><name>wnid</name><bndbox>...``)."""
-    size = path.stat().st_size
-    if size > MAX_XML_BYTES:
+    size, most = path.stat().st_size, current().max_xml_bytes
+    if size > most:
         raise AnnotationError(
-            f"{path}: {size} bytes, more than {MAX_XML_BYTES} (a bbox XML is a few KB); it is "
-            "not parsed: fix or regenerate the XML"
+            f"{path}: {size} bytes, more than {most} (a bbox XML is a few KB); it is not "
+            "parsed: fix or regenerate the XML (dataset.max_xml_bytes raises the limit)"
         )
     try:
         root = ET.parse(path).getroot()
         pairs: list[tuple[str, Box]] = []
         for obj in root.iter("object"):
-            if len(pairs) == MAX_BOXES:
+            if len(pairs) == current().max_boxes:
                 raise AnnotationError(_too_many_boxes())
             name = (obj.findtext("name") or "").strip()
             bndbox = obj.find("bndbox")
@@ -115,7 +114,7 @@ def read_bbox_xml(path: Path) -> Objects:
 def parse_prediction_string(text: str, where: str) -> Objects:
     """Kaggle ``PredictionString``: repeated ``wnid xmin ymin xmax ymax``."""
     tokens = text.split()
-    if len(tokens) > 5 * MAX_BOXES:
+    if len(tokens) > 5 * current().max_boxes:
         raise AnnotationError(f"{where}: {_too_many_boxes()}; fix the row")
     if not tokens or len(tokens) % 5:
         raise AnnotationError(

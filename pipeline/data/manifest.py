@@ -23,6 +23,7 @@ import pyarrow as pa
 from pipeline.data.annotations import box_problem
 from pipeline.data.classes import wnid_to_index
 from pipeline.data.layouts import LAYOUTS
+from pipeline.data.limits import DataLimits, limits_in_force
 from pipeline.data.probe import IMAGE_SUFFIXES, ImageProblem, probe_image
 from pipeline.data.remote import Shadow, probe_remote, shadow_tree
 from pipeline.data.schema import (
@@ -82,7 +83,12 @@ class Manifest:
         )
 
 
-def build_manifest(layout: str, root: str | Path | None, limit: int | None = None) -> Manifest:
+def build_manifest(
+    layout: str,
+    root: str | Path | None,
+    limit: int | None = None,
+    limits: DataLimits | None = None,
+) -> Manifest:
     """Manifest of ``root`` read with ``layout``, sorted by image_id, first ``limit`` rows.
 
     With a limit, images are checked in image_id order only until ``limit`` good
@@ -91,10 +97,11 @@ def build_manifest(layout: str, root: str | Path | None, limit: int | None = Non
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
-    if root is not None and is_uri(root):
-        with shadow_tree(Location(root)) as shadow:
-            return _build(layout, shadow.root, limit, shadow)
-    return _build(layout, Path(root).resolve() if root is not None else None, limit, None)
+    with limits_in_force(limits):  # per-image bounds (pipeline/data/limits.py)
+        if root is not None and is_uri(root):
+            with shadow_tree(Location(root)) as shadow:
+                return _build(layout, shadow.root, limit, shadow)
+        return _build(layout, Path(root).resolve() if root is not None else None, limit, None)
 
 
 def _build(

@@ -22,10 +22,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.data.limits import current
+
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp"})
-#: Longest side over shortest: an ImageNet photo is under 6:1. A 1x60000 strip would make
-#: ``center_crop`` plan a 256 x 15,360,000 resize (11.8 GB) for one image.
-MAX_ASPECT = 30
 
 
 class ImageProblem(Exception):
@@ -109,12 +108,14 @@ def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
             limit = Image.MAX_IMAGE_PIXELS  # None: the user switched PIL's check off
             if limit is not None and size[0] * size[1] > limit:  # PIL only warns below 2x
                 raise _oversized(f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels")
-            if max(size) > MAX_ASPECT * max(1, min(size)):
+            aspect = current().max_aspect  # an ImageNet photo is under 6:1
+            if max(size) > aspect * max(1, min(size)):
                 raise ImageProblem(
                     "oversized_image",
-                    f"the image is {size[0]}x{size[1]}, more than {MAX_ASPECT}:1; resizing its "
+                    f"the image is {size[0]}x{size[1]}, more than {aspect:g}:1; resizing its "
                     "short side to a network's input would make a huge image, so it is skipped "
-                    "without being decoded: crop it or remove it",
+                    "without being decoded: crop it or remove it (dataset.max_aspect raises "
+                    "the limit)",
                 )
             im.draft(im.mode, (1, 1))  # no-op except for JPEG
             im.load()

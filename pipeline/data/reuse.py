@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from pipeline.catalogue import BAD_ROWS, MANIFEST, MANIFEST_FINGERPRINT
+from pipeline.data.limits import DEFAULT, DataLimits
 from pipeline.data.manifest import Manifest, build_manifest
 from pipeline.data.schema import SCHEMA_VERSION
 from pipeline.storage import Location, is_uri, read_table, write_table
@@ -79,17 +80,24 @@ def _local_listing(root: Path) -> Iterator[tuple[bytes, ...]]:
 
 
 def load_or_build(
-    run_dir: Location, layout: str, root: str | None, limit: int | None
+    run_dir: Location,
+    layout: str,
+    root: str | None,
+    limit: int | None,
+    limits: DataLimits | None = None,
 ) -> tuple[Manifest, bool]:
-    """The run's manifest (and whether it was reused), written to ``run_dir``."""
+    """The run's manifest (and whether it was reused), written to ``run_dir``; other
+    ``limits`` than the manifest was built with build it again."""
     key = dataset_fingerprint(layout, root, limit)
+    if key is not None and limits not in (None, DEFAULT):
+        key += f"-{limits}"
     stamp = run_dir / MANIFEST_FINGERPRINT
     if key is not None and stamp.is_file() and stamp.read_text().strip() == key:
         try:
             return Manifest(read_table(run_dir / MANIFEST), read_table(run_dir / BAD_ROWS)), True
         except (FileNotFoundError, OSError):
             pass  # a file is missing or unreadable: build it again
-    manifest = build_manifest(layout, root, limit)
+    manifest = build_manifest(layout, root, limit, limits)
     if stamp.is_file():
         stamp.delete()  # never a fingerprint beside a manifest it does not describe
     write_table(manifest.table, run_dir / MANIFEST)
