@@ -31,6 +31,7 @@ from pipeline.partitions import quarantine_damaged_pieces
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
 from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.runmeta import run_params, run_tags
+from pipeline.scheduler import UnitFailure
 from pipeline.stages import Stages, log
 from pipeline.storage import Location
 from pipeline.summary.adaptive import gain_metrics, masking_warnings
@@ -55,7 +56,7 @@ class RunSummary:
     computed_units: int
     skipped_units: int
     skipped_files: int
-    failed_units: list[str] = field(default_factory=list)
+    failed_units: list[UnitFailure] = field(default_factory=list)  # typed: kind, key, message
     clean: list[dict[str, Any]] = field(default_factory=list)
     attacks: list[dict[str, Any]] = field(default_factory=list)
     tracking_uri: str = ""

@@ -34,7 +34,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import ray
 
@@ -130,6 +130,23 @@ class RayBackend:
         ray.kill(handle, no_restart=True)
 
 
+@dataclass(frozen=True)
+class UnitFailure:
+    """A unit that produced no output, as a value (not a "key: message" string):
+
+    - ``raised``: the unit's call raised on a live actor (``message`` is the error);
+    - ``lost``: its actor died on it on every attempt;
+    - ``orphaned``: no actor that could run it is left.
+    """
+
+    kind: Literal["raised", "lost", "orphaned"]
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
 @dataclass
 class _Actor:
     handle: Any
@@ -144,7 +161,7 @@ class _Actor:
 
 @dataclass
 class ScheduleResult:
-    failed: list[str] = field(default_factory=list)
+    failed: list[UnitFailure] = field(default_factory=list)
     requeued: int = 0
 
 
@@ -251,7 +268,7 @@ class ShardScheduler:
             self._fill_any(unit.model)
             return
         except UnitFailed as exc:
-            self.result.failed.append(f"{unit.key}: {exc}")
+            self.result.failed.append(UnitFailure("raised", unit.key, str(exc)))
             self._ended(unit, settled=True)
             on_settled()
             self._fill(actor)
@@ -276,7 +293,9 @@ class ShardScheduler:
             self.queues[unit.model].appendleft(unit)
             self.result.requeued += 1
             return True
-        self.result.failed.append(f"{unit.key}: lost with its actor {self.attempts[key]} times")
+        self.result.failed.append(
+            UnitFailure("lost", key, f"lost with its actor {self.attempts[key]} times")
+        )
         on_settled()
         return False
 
@@ -344,6 +363,8 @@ class ShardScheduler:
             if queue and all(a.state == "retired" for a in able):
                 while queue:
                     unit = queue.popleft()
-                    self.result.failed.append(f"{unit.key}: no live actor left for {model}")
+                    self.result.failed.append(
+                        UnitFailure("orphaned", unit.key, f"no live actor left for {model}")
+                    )
                     self._ended(unit, settled=True)
                     on_settled()

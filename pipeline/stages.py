@@ -29,7 +29,7 @@ from pipeline.partitions import COMPACTED
 from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.progress import Partial, ProgressWatch, RemoteProgressBoard
 from pipeline.running_stats import RunningStats
-from pipeline.scheduler import ShardScheduler
+from pipeline.scheduler import ShardScheduler, UnitFailure
 from pipeline.storage import Location
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
@@ -96,7 +96,7 @@ class Stages:
                 ray.kill(self.board)
 
     def _timed(
-        self, stage: Callable[[list[Any]], tuple[list[str], int]], units: list[Any]
+        self, stage: Callable[[list[Any]], tuple[list[UnitFailure], int]], units: list[Any]
     ) -> tuple[float, int]:
         """Run one stage; book its failures and requeues; return (seconds, units computed)."""
         start = time.perf_counter()
@@ -121,7 +121,7 @@ class Stages:
         on_output: Callable[[Any], None],
         desc: str,
         on_partial: Callable[[str, list[Partial]], None] | None = None,
-    ) -> tuple[list[str], int]:
+    ) -> tuple[list[UnitFailure], int]:
         """Run a stage's units on the actors; the bar counts images as batches finish."""
         actors = self._ensure_actors()
         total = sum(len(u.image_ids) for u in units)
@@ -138,7 +138,7 @@ class Stages:
             result = scheduler.run(on_output, lambda: None)
         return result.failed, result.requeued
 
-    def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[str], int]:
+    def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[UnitFailure], int]:
         stats = RunningStats.resume(
             self.cfg,
             self.manifest,
@@ -166,7 +166,7 @@ class Stages:
 
         return self._schedule(units, "process_and_write", on_output, "attack", on_partial)
 
-    def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[str], int]:
+    def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[UnitFailure], int]:
         points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
         progress = EvalProgress.for_units(self.run_dir, units, points)  # running accuracy
 

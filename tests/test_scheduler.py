@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from pipeline import scheduler
-from pipeline.scheduler import ActorLost, ActorRestarting, ShardScheduler, UnitFailed
+from pipeline.scheduler import (
+    ActorLost,
+    ActorRestarting,
+    ShardScheduler,
+    UnitFailed,
+    UnitFailure,
+)
 
 
 @dataclass(frozen=True)
@@ -178,10 +184,10 @@ def test_an_actor_dying_more_than_max_restarts_is_retired_and_its_units_fail() -
     r = run({"m": [flaky], "n": [healthy]}, [*units("m", 3), *units("n", 2)], max_restarts=1)
 
     assert sorted(r.outputs) == ["n/0", "n/1"] and r.settled == 5
-    assert sorted(r.failed) == [
-        "m/0: lost with its actor 2 times",
-        "m/1: lost with its actor 2 times",
-        "m/2: no live actor left for m",
+    assert sorted((f.kind, str(f)) for f in r.failed) == [
+        ("lost", "m/0: lost with its actor 2 times"),
+        ("lost", "m/1: lost with its actor 2 times"),
+        ("orphaned", "m/2: no live actor left for m"),
     ]
     assert any("retired: died 2 times" in line for line in r.log)
 
@@ -205,7 +211,9 @@ def test_orphaned_units_fail_when_no_actor_is_left() -> None:
     r = run({"m": [actor]}, units("m", 3), max_restarts=3)
 
     assert not r.outputs and r.settled == 3
-    assert sorted(r.failed) == [f"m/{i}: no live actor left for m" for i in range(3)]
+    assert sorted(r.failed, key=str) == [
+        UnitFailure("orphaned", f"m/{i}", "no live actor left for m") for i in range(3)
+    ]
 
 
 @pytest.mark.unit
@@ -215,7 +223,10 @@ def test_a_restart_that_never_completes_is_retired(monkeypatch: pytest.MonkeyPat
     r = run({"m": [actor]}, units("m", 2), max_restarts=3)
 
     assert any("not restarted within 0 s" in line for line in r.log)
-    assert sorted(r.failed) == ["m/0: no live actor left for m", "m/1: no live actor left for m"]
+    assert sorted(map(str, r.failed)) == [
+        "m/0: no live actor left for m",
+        "m/1: no live actor left for m",
+    ]
 
 
 @pytest.mark.unit
@@ -223,7 +234,7 @@ def test_a_unit_that_raises_fails_alone_and_its_actor_keeps_working() -> None:
     actor = FakeActor("a", fail_units=("m/1",))
     r = run({"m": [actor]}, units("m", 4), max_restarts=1)
 
-    assert r.failed == ["m/1: ValueError: cannot read the image of m/1"]
+    assert r.failed == [UnitFailure("raised", "m/1", "ValueError: cannot read the image of m/1")]
     assert sorted(r.outputs) == ["m/0", "m/2", "m/3"] and r.settled == 4
     assert r.requeued == 0 and actor.state == "alive"
 
