@@ -26,7 +26,7 @@ from pipeline.eval_rows import RowSink
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
 from pipeline.models import PixelModel
-from pipeline.oom import BatchGrowth, cuda_memory_share, is_out_of_memory
+from pipeline.oom import BatchGrowth, bisecting, cuda_memory_share
 from pipeline.partitions import read_partition
 from pipeline.progress import ProgressTarget, UnitProgress
 from pipeline.storage import Location
@@ -140,34 +140,35 @@ class Evaluator:
         sink: RowSink,
         queue: ScoreQueue,
     ) -> None:
-        try:
+        """One batch of images (pipeline.oom.bisecting: split in halves on failure); out of
+        memory also shrinks the forward batch from then on (a single image is retried)."""
+
+        def attempt(part: list[int]) -> None:
             rows = RowSink(unit, sink.specs)
-            self._batch(unit, idx, stored, clean, rows, queue)
+            self._batch(unit, part, stored, clean, rows, queue)
             sink.extend(rows)
             queue.batch_size = self.growth.after_success(queue.batch_size, self.memory_share())
             self.forward_batch = queue.batch_size  # the next unit starts where this one got
-        except Exception as exc:
+
+        def remedy(exc: BaseException, oom: bool, n: int) -> bool:
             queue.reset()
-            oom = is_out_of_memory(exc)
             if oom and self.model.shift.device.type == "cuda":
                 torch.cuda.empty_cache()
             if oom and queue.batch_size > 1:  # smaller forward batches, from now on
                 queue.batch_size = self.growth.after_out_of_memory(queue.batch_size)
                 self.forward_batch = queue.batch_size
                 self.halvings += 1
-                if len(idx) == 1:
-                    self._resilient(unit, idx, stored, clean, sink, queue)
-                    return
-            if len(idx) > 1:
-                self.halvings += 1
-                mid = len(idx) // 2
-                self._resilient(unit, idx[:mid], stored, clean, sink, queue)
-                self._resilient(unit, idx[mid:], stored, clean, sink, queue)
-                return
+                return n == 1
+            return False
+
+        def give_up(i: int, exc: BaseException, oom: bool) -> None:
             what = "out of memory with a batch of 1" if oom else "failed"
-            sink.error(
-                idx[0], f"{unit.paths[idx[0]]}: evaluation {what}: {traceback.format_exc(limit=4)}"
-            )
+            sink.error(i, f"{unit.paths[i]}: evaluation {what}: {traceback.format_exc(limit=4)}")
+
+        def split() -> None:
+            self.halvings += 1
+
+        bisecting(idx, attempt, give_up, lambda a, b: None, remedy, split)
 
     def _batch(
         self,

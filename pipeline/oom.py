@@ -3,7 +3,9 @@ and the evaluation stage's batch growth towards the device's memory."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -49,3 +51,37 @@ class BatchGrowth:
     def after_out_of_memory(self, size: int) -> int:
         self.ceiling = size if self.ceiling is None else min(self.ceiling, size)
         return max(1, size // 2)
+
+
+T = TypeVar("T")
+
+
+def bisecting(
+    idx: list[int],
+    attempt: Callable[[list[int]], T],
+    give_up: Callable[[int, BaseException, bool], T],
+    join: Callable[[T, T], T],
+    remedy: Callable[[BaseException, bool, int], bool] | None = None,
+    on_split: Callable[[], None] | None = None,
+) -> T:
+    """``attempt(idx)``; on failure split the batch in halves down to single images, so
+    one bad image (or one that does not fit in memory) costs only its own rows.
+
+    Every stage's batches go through here. ``remedy(exc, out_of_memory, n)`` may act
+    first (free the cache, shrink a forward batch) and return True to retry the same
+    batch; ``give_up(i, exc, out_of_memory)`` makes the rows of an image that failed
+    alone; ``join`` merges two halves' results; ``on_split`` counts the halvings.
+    """
+    try:
+        return attempt(idx)
+    except Exception as exc:
+        oom = is_out_of_memory(exc)
+        if remedy is not None and remedy(exc, oom, len(idx)):
+            return bisecting(idx, attempt, give_up, join, remedy, on_split)
+        if len(idx) == 1:
+            return give_up(idx[0], exc, oom)
+        if on_split is not None:
+            on_split()
+        mid = len(idx) // 2
+        first = bisecting(idx[:mid], attempt, give_up, join, remedy, on_split)
+        return join(first, bisecting(idx[mid:], attempt, give_up, join, remedy, on_split))

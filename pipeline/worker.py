@@ -25,7 +25,7 @@ from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.eval_worker import Evaluator
 from pipeline.image_cache import ImageCache
 from pipeline.models import load_model
-from pipeline.oom import is_out_of_memory
+from pipeline.oom import bisecting, is_out_of_memory
 from pipeline.progress import ProgressTarget, UnitProgress
 from pipeline.results import (
     ATTACK_SCHEMA,
@@ -207,21 +207,23 @@ class ModelWorker:
         another); any other exception also bisects, so one bad image becomes one
         error row and its neighbours still get results.
         """
-        try:
-            return self._process_batch(unit, idx)
-        except Exception as exc:
-            oom = is_out_of_memory(exc)
+
+        def free_cache(exc: BaseException, oom: bool, n: int) -> bool:
             if oom and self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            if len(idx) > 1:
-                self._halvings += 1
-                mid = len(idx) // 2
-                rows = self._process_resilient(unit, idx[:mid])
-                rows.extend(self._process_resilient(unit, idx[mid:]))
-                return rows
+            return False  # never the same batch again: split it
+
+        def give_up(i: int, exc: BaseException, oom: bool) -> _BatchRows:
             what = "out of memory with a batch of 1" if oom else "failed"
-            message = f"{unit.paths[idx[0]]}: {what}: {type(exc).__name__}: {exc}"
-            return self._error_rows(unit, idx, message)
+            message = f"{unit.paths[i]}: {what}: {type(exc).__name__}: {exc}"
+            return self._error_rows(unit, [i], message)
+
+        def split() -> None:
+            self._halvings += 1
+
+        return bisecting(
+            idx, lambda part: self._process_batch(unit, part), give_up, _joined, free_cache, split
+        )
 
     def _error_rows(self, unit: AttackUnit, idx: list[int], message: str) -> _BatchRows:
         rows = _BatchRows(attacks={a: [] for a in unit.attacks})
@@ -343,6 +345,11 @@ class ModelWorker:
                 perts.append(
                     record(b["image_id"], b["model"], name, MP, row["scale"], result.direction[j])
                 )
+
+
+def _joined(first: _BatchRows, second: _BatchRows) -> _BatchRows:
+    first.extend(second)
+    return first
 
 
 def _node_id() -> str:
