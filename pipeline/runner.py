@@ -248,7 +248,9 @@ def _summarise_protocol(
         loud = dense.filter(pl.col("mismatch_rate") > DENSE_WARNING)
         summary.dense_warnings = [
             f"{r['condition']} {r['source']}->{r['target']} {r['attack']}: "
-            f"{r['n_mismatch']}/{r['n_checked']} sampled images disagree with the dense grid"
+            f"{r['n_mismatch']}/{r['n_checked']} sampled images disagree with the dense grid "
+            "(their critical scale may be off; eval.search: scan checks every grid point "
+            "below a crossing at about 2x the forwards, eval.dense_check samples more images)"
             for r in loud.to_dicts()
         ]
         for line in summary.dense_warnings:
