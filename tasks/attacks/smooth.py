@@ -29,16 +29,26 @@ from tasks.smoothing import LaplacianSmoother
 
 
 class QuickSmoothPGD2(PGD2[SmoothPGDParams]):
-    """PGD2 with the gradient smoothed like the clean image at every step (eq. 12)."""
+    """PGD2 with the gradient smoothed like the clean image at every step (eq. 12).
+
+    One smoother per call of :meth:`propose` (its graph and ``s(1)`` are built once);
+    each budget doubling works on a subset of it, so its solves keep their warm starts.
+    """
+
+    def propose(self, ctx: QueryContext, x: torch.Tensor) -> Proposal:
+        self._smoother = LaplacianSmoother(x, self.params)
+        self._position = torch.full((int(ctx.rows.max()) + 1,), -1, dtype=torch.long)
+        self._position[ctx.rows] = torch.arange(x.shape[0])
+        return super().propose(ctx, x)
 
     def perturb(self, ctx: QueryContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        self._smoother = LaplacianSmoother(x, self.params)
+        self._images = self._smoother.subset(self._position[ctx.rows].to(x.device))
         return super().perturb(ctx, x, eps)
 
     def transform_gradient(
         self, ctx: QueryContext, x: torch.Tensor, g: torch.Tensor, idx: torch.Tensor
     ) -> torch.Tensor:
-        return self._smoother.subset(idx)(g)
+        return self._images.subset(idx)(g)
 
 
 class SmoothCarliniWagner(Attack[SmoothCWParams]):
