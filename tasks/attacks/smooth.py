@@ -2,7 +2,8 @@
 
 Both use the normalised Laplacian smoothing ``s^_alpha`` guided by the clean
 image (:mod:`tasks.smoothing`; ImageNet settings alpha = 0.997, Laplacian
-feature kernel, 50 CG iterations).
+feature kernel; each solve stops at a relative residual of 1e-3, warm-started,
+where the paper runs 50 CG iterations from zero: ``tol = 0`` does that).
 
 * ``qpgd2``: PGD2 whose gradient is smoothed before normalisation each step,
   ``x <- c(x - n(s^_alpha(g)))`` (eq. 12), then the shared budget doubling and
@@ -11,9 +12,10 @@ feature kernel, 50 CG iterations).
   ``min_z lambda ||s^(z)||^2 + l(f(c(x_o + s^(z))), t)``, ``z`` initialised
   at 0, the clipping ``c`` instead of C&W's tanh box, Adam, and the same
   binary search on ``c = 1/lambda``, early abort and best-adversarial
-  tracking as ``cw`` (:mod:`tasks.attacks.cw`; same parameters and defaults,
-  so the two are compared like for like). ``z`` is in units of 255 like
-  ``cw``'s distances, i.e. the paper's [0, 1] image scale.
+  tracking as ``cw`` (:mod:`tasks.attacks.cw`, same parameters; the search's
+  defaults are smaller, see :class:`~tasks.attacks.params.SmoothCWParams`).
+  ``z`` is in units of 255 like ``cw``'s distances, i.e. the paper's [0, 1]
+  image scale.
 """
 
 from __future__ import annotations
