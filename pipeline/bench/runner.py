@@ -260,6 +260,7 @@ def run_bench(
             rtol,
             success_attacks,
             None if success_defaults else success_params(),
+            log=log,
         )
     return BenchReport(
         command=command,
