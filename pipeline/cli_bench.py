@@ -17,6 +17,8 @@ def bench_command(args: argparse.Namespace) -> str:
     if args.peer_images is not None:
         parts += ["--peer-images", str(args.peer_images)]
     parts += ["--success-attacks", args.success_attacks]
+    if args.success_defaults:
+        parts += ["--success-defaults"]
     parts += ["--layout", args.layout]
     if args.layout != "sample":
         parts += ["--root", args.root]
@@ -73,6 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command=command.strip(),
         peer_images=args.peer_images,
         success_attacks=[a.strip() for a in args.success_attacks.split(",") if a.strip()],
+        success_defaults=args.success_defaults,
         log=lambda m: print(m, file=sys.stderr),
     )
     print(format_text(report))
@@ -80,7 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_section(Path(args.out), format_markdown(report))
         print(f"\nwrote the '## Attacks vs peers' section of {args.out}")
     skipped = [r for r in report.results if r.skipped]
-    return 0 if len(skipped) < len(report.results) else 1
+    return 0 if not report.results or len(skipped) < len(report.results) else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,6 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--success-attacks",
         default="bfgs,sign,deepfool,cw,ddn",
         help="also run these (ours only) under top-5 and count verified successes ('' for none)",
+    )
+    p.add_argument(
+        "--success-defaults",
+        action="store_true",
+        help="run the success attacks at their own defaults, not at the pairs' settings",
     )
     p.add_argument("--layout", default="ilsvrc", help="dataset layout of --root (or sample)")
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"dataset root (default: {DEFAULT_ROOT})")

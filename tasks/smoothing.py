@@ -16,12 +16,18 @@ channel by conjugate gradient, batched over images and channels, on the
 tensors' device. The normalised smoothing (eq. 9) divides row-wise by
 ``s_a(1)``: ``s^_a(z) = s_a(z) / s_a(1)``.
 
+Solver: CG on the stencil of :class:`_Stencil` (degree normalisation and alpha
+folded into the edge weights once per image). By default (``tol > 0``) a solve
+stops at a relative residual and starts from the previous solution of the same
+image (an attack's consecutive steps solve nearly the same system); ``tol = 0``
+is the paper's fixed count of ``cg_iters`` iterations from zero.
+
 Differentiation: ``s^_a`` is linear with a symmetric ``L_a``, so the backward
 pass is one more CG solve on the incoming gradient (the implicit-function
 adjoint), not automatic differentiation through the CG iterations as in the
 paper (sec. 4.2 says both have the same cost; the adjoint needs no stored
-iterates). With a fixed iteration budget both are approximations of
-``L_a^-1``; the gradient check uses a converged solve.
+iterates). Both are approximations of ``L_a^-1`` to the solver's accuracy;
+the gradient check uses a converged solve.
 
 Appendix A's adversarial magnification (guided bilateral local normalisation)
 is :func:`magnify`.
@@ -29,8 +35,10 @@ is :func:`magnify`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,54 +57,161 @@ def shift(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., y0 : y0 + h, x0 : x0 + w]
 
 
+class CGResult(NamedTuple):
+    """A CG solve: the solution, each system's relative residual, the iterations run."""
+
+    x: torch.Tensor
+    residual: torch.Tensor
+    iterations: int
+
+
+def _dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum((-2, -1), keepdim=True)
+
+
 def conjugate_gradient(
-    matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    iters: int,
+    tol: float = 0.0,
+    x0: torch.Tensor | None = None,
+) -> CGResult:
     """Solve ``A x = b`` for SPD ``A``; one system per leading index, dots over (H, W).
 
-    Returns the solution and each system's relative residual ``||b - A x|| / ||b||``.
+    ``tol = 0`` runs exactly ``iters`` iterations; ``tol > 0`` stops as soon as every
+    relative residual ``||b - A x|| / ||b||`` is at most ``tol`` (``iters`` is then a
+    cap). ``x0`` starts from a guess; a system whose guess is no better than zero
+    (``||b - A x0|| >= ||b||``, e.g. ``b = 0``) starts from zero instead.
     """
-    dims = (-2, -1)
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = (r * r).sum(dims, keepdim=True)
     tiny = torch.finfo(b.dtype).tiny  # a zero right-hand side must give 0, not 0/0
-    b_norm = rs.sqrt().clamp_min(tiny)
-    for _ in range(iters):
+    b_norm = _dots(b, b).sqrt().clamp_min(tiny)
+    if x0 is None:
+        x, r = torch.zeros_like(b), b.clone()
+    else:
+        r = b - matvec(x0)
+        worse = _dots(r, r).sqrt() >= b_norm
+        x = torch.where(worse, torch.zeros_like(x0), x0)
+        r = torch.where(worse, b, r)
+    p = r.clone()
+    rs = _dots(r, r)
+    done = 0
+    while done < iters and not (tol > 0 and bool((rs.sqrt() / b_norm).max() <= tol)):
         ap = matvec(p)
-        step = rs / (p * ap).sum(dims, keepdim=True).clamp_min(tiny)
-        x = x + step * p
-        r = r - step * ap
-        rs_new = (r * r).sum(dims, keepdim=True)
-        if tol > 0 and bool((rs_new.sqrt() / b_norm).max() <= tol):
-            rs = rs_new
-            break
-        p = r + torch.where(rs > 0, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs)) * p
+        step = rs / _dots(p, ap).clamp_min(tiny)
+        x.addcmul_(step, p)
+        r.addcmul_(step, ap, value=-1)
+        rs_new = _dots(r, r)
+        p.mul_(torch.where(rs > 0, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))).add_(r)
         rs = rs_new
-    return x, (rs.sqrt() / b_norm).squeeze(-1).squeeze(-1)
+        done += 1
+    return CGResult(x, (rs.sqrt() / b_norm).squeeze(-1).squeeze(-1), done)
+
+
+class _Stencil:
+    """``L_alpha`` as one 3x3 stencil per image, its weights combined once.
+
+    ``L_alpha v = v / (1 - a) - sum_k c_k * v(p + k)`` over the neighbour offsets
+    ``k``, with ``c_k = a / (1 - a) * d(p)^-1/2 w(p, p + k) d(p + k)^-1/2``: the
+    degree normalisation and alpha folded into the edge weights when the graph is
+    built, so an iteration is one pad and one multiply-add per neighbour.
+    """
+
+    def __init__(self, offsets: tuple[tuple[int, int], ...], coeff: torch.Tensor, diag: float):
+        self.offsets, self.coeff, self.diag = offsets, coeff, diag
+
+    def subset(self, idx: torch.Tensor) -> _Stencil:
+        return _Stencil(self.offsets, self.coeff[idx], self.diag)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        h, w = v.shape[-2:]
+        vp = F.pad(v, (1, 1, 1, 1))
+        out = v * self.diag
+        for k, (dy, dx) in enumerate(self.offsets):
+            near = vp[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            out.addcmul_(self.coeff[:, k : k + 1], near, value=-1)
+        return out
+
+
+@dataclass
+class SolveStats:
+    """What the solves of one smoother (and its subsets) cost, for benchmarks."""
+
+    solves: int = 0
+    systems: int = 0  # images x channels solved
+    iterations: int = 0  # CG iterations, summed over solves (each covers all its systems)
+    seconds: float = 0.0
+
+
+class _WarmStarts:
+    """The last solution of each image row, per kind of solve (forward, adjoint).
+
+    Consecutive attack steps solve nearly the same systems, so each CG solve starts
+    from the previous step's solution for the same image; rows are positions in the
+    batch the smoother was built for, so a subset reads and writes its own rows.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.last: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+        prev = self.last.get(key)
+        if prev is None or prev.shape[1:] != like.shape[1:]:
+            return None
+        return prev[rows]
+
+    def put(self, key: str, rows: torch.Tensor, x: torch.Tensor) -> None:
+        prev = self.last.get(key)
+        if prev is None or prev.shape[1:] != x.shape[1:]:
+            prev = self.last[key] = torch.zeros(
+                (self.n, *x.shape[1:]), dtype=x.dtype, device=x.device
+            )
+        prev[rows] = x
 
 
 class LaplacianSmoother:
-    """``s^_alpha`` guided by a batch of images ``x_o`` (B, C, H, W) in 0..255."""
+    """``s^_alpha`` guided by a batch of images ``x_o`` (B, C, H, W) in 0..255.
+
+    With ``cfg.tol > 0`` (the default) every solve stops at that relative residual
+    and starts from the previous solution of the same image and kind
+    (:class:`_WarmStarts`); ``cfg.tol = 0`` runs ``cfg.cg_iters`` iterations from
+    zero, the paper's fixed-count solve.
+    """
 
     def __init__(self, image: torch.Tensor, cfg: SmoothingCfg | None = None) -> None:
         self.cfg = cfg or SmoothingCfg()
         guide = image.detach() / 255.0
-        self.offsets = _HALF_8 if self.cfg.neighbours == 8 else _HALF_4
-        self.weights = [self._edge(guide, dy, dx) for dy, dx in self.offsets]
-        degree = self._adjacency(torch.ones_like(guide[:, :1]), normalised=False)
-        self.inv_sqrt_degree = degree.clamp_min(1e-12).rsqrt()
-        ones = torch.ones_like(guide[:, :1])
-        self.row_sum, _ = self.solve(ones)  # s_alpha(1) for eq. (9)
+        half = _HALF_8 if self.cfg.neighbours == 8 else _HALF_4
+        raw = [self._edge(guide, dy, dx) for dy, dx in half]
+        # Every neighbour both ways: the weight at p towards p - k is w(p - k, p).
+        offsets = half + tuple((-dy, -dx) for dy, dx in half)
+        full = raw + [shift(w, -dy, -dx) for w, (dy, dx) in zip(raw, half, strict=True)]
+        inv_sqrt_degree = torch.stack(full).sum(0).clamp_min(1e-12).rsqrt()
+        a = self.cfg.alpha
+        coeff = [
+            a / (1 - a) * inv_sqrt_degree * w * shift(inv_sqrt_degree, dy, dx)
+            for w, (dy, dx) in zip(full, offsets, strict=True)
+        ]
+        self.operator = _Stencil(offsets, torch.cat(coeff, 1), 1 / (1 - a))
+        self.rows = torch.arange(image.shape[0], device=image.device)
+        self.warm = _WarmStarts(image.shape[0])
+        self.stats = SolveStats()
+        self._last_subset: tuple[torch.Tensor, LaplacianSmoother] | None = None
+        self.row_sum, _ = self.solve(torch.ones_like(guide[:, :1]))  # s_alpha(1) for eq. (9)
 
     def subset(self, idx: torch.Tensor) -> LaplacianSmoother:
-        """The same operator restricted to images ``idx`` (no recomputation)."""
+        """The same operator restricted to images ``idx``, sharing warm starts and stats.
+
+        The last subset is kept: an attack asks for the same rows step after step.
+        """
+        last = self._last_subset
+        if last is not None and last[0].shape == idx.shape and bool((last[0] == idx).all()):
+            return last[1]
         out = object.__new__(LaplacianSmoother)
-        out.cfg, out.offsets = self.cfg, self.offsets
-        out.weights = [w[idx] for w in self.weights]
-        out.inv_sqrt_degree = self.inv_sqrt_degree[idx]
-        out.row_sum = self.row_sum[idx]
+        out.cfg, out.operator = self.cfg, self.operator.subset(idx)
+        out.rows, out.warm, out.stats = self.rows[idx], self.warm, self.stats
+        out.row_sum, out._last_subset = self.row_sum[idx], None
+        self._last_subset = (idx.clone(), out)
         return out
 
     def _edge(self, guide: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -110,23 +225,27 @@ class LaplacianSmoother:
         inside = shift(torch.ones_like(k), dy, dx)
         return k * inside
 
-    def _adjacency(self, v: torch.Tensor, normalised: bool = True) -> torch.Tensor:
-        """``W v`` or ``D^-1/2 W D^-1/2 v`` (symmetric: each edge counted both ways)."""
-        if normalised:
-            v = v * self.inv_sqrt_degree
-        out = torch.zeros_like(v)
-        for (dy, dx), w in zip(self.offsets, self.weights, strict=True):
-            out = out + w * shift(v, dy, dx) + shift(w * v, -dy, -dx)
-        return out * self.inv_sqrt_degree if normalised else out
-
     def laplacian(self, v: torch.Tensor) -> torch.Tensor:
         """``L_alpha v = (v - alpha Wn v) / (1 - alpha)``."""
-        a = self.cfg.alpha
-        return (v - a * self._adjacency(v)) / (1 - a)
+        return self.operator(v)
 
-    def solve(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``s_alpha(z) = L_alpha^-1 z`` by CG; also the relative residuals."""
-        return conjugate_gradient(self.laplacian, z, self.cfg.cg_iters, self.cfg.tol)
+    def solve(self, z: torch.Tensor, kind: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s_alpha(z) = L_alpha^-1 z`` by CG; also the relative residuals.
+
+        ``kind`` names a sequence of related solves ("forward", "adjoint") whose
+        previous solution starts this one (only when ``cfg.tol > 0``).
+        """
+        key = kind if self.cfg.tol > 0 else None
+        x0 = None if key is None else self.warm.get(key, self.rows, z)
+        start = time.perf_counter()
+        result = conjugate_gradient(self.operator, z, self.cfg.cg_iters, self.cfg.tol, x0)
+        self.stats.seconds += time.perf_counter() - start
+        self.stats.solves += 1
+        self.stats.systems += z.shape[0] * z.shape[1]
+        self.stats.iterations += result.iterations
+        if key is not None:
+            self.warm.put(key, self.rows, result.x)
+        return result.x, result.residual
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """``s^_alpha(z)`` (eq. 9), differentiable in ``z``."""
@@ -140,13 +259,13 @@ class _NormalisedSmoothing(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, smoother: LaplacianSmoother) -> torch.Tensor:
         ctx.smoother = smoother
-        r, _ = smoother.solve(z.detach())
+        r, _ = smoother.solve(z.detach(), "forward")
         return r / smoother.row_sum
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         smoother: LaplacianSmoother = ctx.smoother
-        g, _ = smoother.solve(grad / smoother.row_sum)
+        g, _ = smoother.solve(grad / smoother.row_sum, "adjoint")
         return g, None
 
 

@@ -74,7 +74,8 @@ def test_overrides_replace_fields_of_a_given_parameter_set() -> None:
     assert attack.norm == "l2", "gn's norm follows its p"
     assert attacks.create("deepfool", norm="linf").norm == "linf"
     scw = attacks.create("scw", alpha=0.5)
-    assert isinstance(scw.params, SmoothingCfg) and scw.params.max_iter == 1000
+    assert isinstance(scw.params, SmoothingCfg) and scw.params.lr == attacks.create("cw").params.lr
+    assert scw.params.alpha == 0.5 and scw.params.max_iter == 50, "scw's own defaults stay"
     assert attack_spec("gn1").norm == GNParams().p
 
 

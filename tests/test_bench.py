@@ -194,9 +194,10 @@ def test_success_table_counts_only_verified_top5_successes() -> None:
     torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")
     images = load_images(model, "sample", None, 2, model.cfg)
+    heard: list[str] = []
     rows = run_success(
         model, images.x, images.labels, batch=2, rtol=0.05, attacks=("sign", "deepfool"),
-        params={"deepfool": {"norm": "l2", "candidates": 10}},
+        params={"deepfool": {"norm": "l2", "candidates": 10}}, log=heard.append,
     )  # fmt: skip
     assert [r.attack for r in rows] == ["sign", "deepfool"]
     for r in rows:
@@ -204,6 +205,7 @@ def test_success_table_counts_only_verified_top5_successes() -> None:
         assert math.isfinite(r.median) and r.median > 0
     table = success_markdown(rows)
     assert len(table) == 4 and "100.0%" in table[2] and "norm=l2" in table[3]
+    assert heard == table[2:], "each attack's row is logged as it finishes (long tables)"
 
 
 @pytest.mark.unit

@@ -66,3 +66,59 @@ def test_smooth_attacks_and_baselines_fool_a_linear_model(name: str) -> None:
     assert bool(result.success.all())
     adv = model(x + result.perturbation).argmax(1)
     assert bool((adv != labels).all())
+
+
+def dense_laplacian(image: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """Eq. (5)-(8) written out for one image: L_a = (I - a D^-1/2 W D^-1/2) / (1 - a)."""
+    _, h, w = image.shape
+    colours = (image / 255).flatten(1).T
+    n = h * w
+    weights = torch.zeros(n, n, dtype=image.dtype)
+    for i in range(n):
+        for j in range(n):
+            (yi, xi), (yj, xj) = divmod(i, w), divmod(j, w)
+            if i != j and abs(yi - yj) <= 1 and abs(xi - xj) <= 1:
+                weights[i, j] = torch.exp(-(colours[i] - colours[j]).norm() / sigma)
+    isd = weights.sum(1).rsqrt()
+    normalised = isd[:, None] * weights * isd[None, :]
+    return (torch.eye(n, dtype=image.dtype) - alpha * normalised) / (1 - alpha)
+
+
+def test_the_stencil_is_the_papers_operator_and_the_exact_solve_runs_its_count() -> None:
+    g = torch.Generator().manual_seed(4)
+    image = 255 * torch.rand(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    exact = LaplacianSmoother(image, SmoothingCfg(alpha=0.9, cg_iters=7, tol=0.0))
+    applied = exact.laplacian(v)
+    for b in range(2):
+        dense = dense_laplacian(image[b], 0.9, 0.1)
+        expected = (dense @ v[b].flatten(1).T).T.reshape(3, 5, 6)
+        torch.testing.assert_close(applied[b], expected)
+    exact.solve(v, "forward")
+    assert exact.stats.iterations == 7 + 7, "s(1) and the solve: 7 iterations each, no early stop"
+    converged = LaplacianSmoother(image, SmoothingCfg(alpha=0.9, cg_iters=500, tol=1e-9))
+    r, residual = converged.solve(v)
+    assert float(residual.max()) <= 1e-9
+    torch.testing.assert_close(converged.laplacian(r), v)
+
+
+def test_warm_starts_follow_each_image_when_rows_drop_out() -> None:
+    g = torch.Generator().manual_seed(5)
+    image = 255 * torch.rand(3, 3, 24, 24, generator=g)
+    cfg = SmoothingCfg(alpha=0.99, cg_iters=2000, tol=1e-5)
+    smoother = LaplacianSmoother(image, cfg)
+    z = torch.randn(3, 3, 24, 24, generator=g)
+    smoother(z)  # all three rows: their solutions become the warm starts
+    cold = smoother.stats.iterations - LaplacianSmoother(image, cfg).stats.iterations
+    # rows 0 and 2 go on (row 1 succeeded), each with a slightly changed right-hand side
+    rows = torch.tensor([0, 2])
+    nearby = z[rows] + 1e-3 * torch.randn(2, 3, 24, 24, generator=g)
+    before = smoother.stats.iterations
+    out = smoother.subset(rows)(nearby)
+    warm = smoother.stats.iterations - before
+    reference = LaplacianSmoother(image[rows], SmoothingCfg(alpha=0.99, cg_iters=2000, tol=1e-7))
+    torch.testing.assert_close(out, reference(nearby), rtol=0, atol=1e-3)
+    assert warm < cold / 2, f"a warm start near the solution took {warm} of {cold} iterations"
+    # a right-hand side of zero (a new binary step's z = 0) is solved exactly, warm or not
+    zero = smoother.subset(rows)(torch.zeros_like(nearby))
+    assert float(zero.abs().max()) == 0.0

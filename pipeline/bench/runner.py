@@ -223,9 +223,11 @@ def run_bench(
     peer_images: int | None = None,
     log: Callable[[str], None] = print,
     success_attacks: Sequence[str] = (),
+    success_defaults: bool = False,
 ) -> BenchReport:
     """Load the model and photos once; run every pair, timing the network alone at
-    every batch size our attacks called it with (the ceiling)."""
+    every batch size our attacks called it with (the ceiling). The success table
+    runs the pairs' settings, or every attack's defaults with ``success_defaults``."""
     from pipeline.models import load_model
 
     unknown = [a for a in attacks if a not in PAIRS]
@@ -251,7 +253,14 @@ def run_bench(
     if success_attacks:
         log(f"success under top-5: {', '.join(success_attacks)} ...")
         success = run_success(
-            model, images.x, images.labels, batch, rtol, success_attacks, success_params()
+            model,
+            images.x,
+            images.labels,
+            batch,
+            rtol,
+            success_attacks,
+            None if success_defaults else success_params(),
+            log=log,
         )
     return BenchReport(
         command=command,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +59,11 @@ def run_success(
     rtol: float,
     attacks: Sequence[str] = DEFAULT_ATTACKS,
     params: dict[str, dict[str, Any]] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[SuccessRow]:
-    """Each attack on every image under top-5; ``params`` per attack override its defaults."""
+    """Each attack on every image under top-5; ``params`` per attack override its defaults.
+
+    ``log`` hears each attack's row as it finishes (a long table shows progress)."""
     rows = []
     for name in attacks:
         kwargs = (params or {}).get(name, {})
@@ -88,6 +91,8 @@ def run_success(
                 seconds=time.perf_counter() - start,
             )
         )
+        if log is not None:
+            log(success_markdown(rows[-1:])[-1])
     return rows
 
 
