@@ -149,6 +149,10 @@ def child_charts(driver: Any, server: str, exp_id: str, child_id: str, tmp_path:
     url = run_url(server, exp_id, child_id, "model-metrics")
     assert url is not None
     driver.get(url)
+    # the child holds every source's charts (and more): the search box narrows to one pair
+    search = 'input[placeholder="Search metric charts"]'
+    wait_for(driver, lambda d: d.find_elements("css selector", search), "the chart search box")
+    driver.find_element("css selector", search).send_keys(PAIR)
     wait_for(driver, body_has(PAIR, "acc_at_linf_5.3", "images_done"), "the eval/ charts")
     traces = ".js-plotly-plot .scatterlayer .trace"
     wait_for(driver, lambda d: d.find_elements("css selector", traces), "a drawn line")
