@@ -44,6 +44,17 @@ def chrome(tmp_path: Path) -> Any:
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
+def forget_everything(driver: Any, origins: list[str]) -> None:
+    """A blank page, no cookies, and nothing stored for ``origins`` (local storage,
+    IndexedDB, caches): a shared browser as a fresh one would be."""
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    for origin in origins:
+        driver.execute_cdp_cmd(
+            "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
+        )
+
+
 def screenshot(driver: Any, path: Path) -> Path:
     """Full-page PNG through the DevTools protocol (Selenium's own is the viewport only)."""
     height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -10,6 +10,11 @@ suite starts once per session (how the suite is organised: docs/testing.md).
   started the session's Ray, and it is shut down before each of them in any case.
 - ``mlflow_store``: a migrated MLflow SQLite store copied from one made per session
   (creating a store runs every alembic migration: more than a second each).
+- ``mlflow_server_uri``: one ``mlflow server`` (SQLite backend, on loopback) for the tests
+  that need a server; each test logs into an experiment of its own.
+- ``browser``: one headless Chromium (Selenium) for the tests that look at pages.
+- ``golden``: the golden run (tests/golden.py), made on first use and read by every test
+  that checks a run's outputs.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.golden import Golden
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
@@ -60,12 +69,9 @@ def _session_ray() -> Iterator[None]:
     _stop_session_ray()
 
 
-@pytest.fixture
-def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
-    """The session's local Ray (started here on first use, and never per test)."""
+def _start_session_ray() -> None:
     import ray
 
-    assert request.node.get_closest_marker(OWN_RAY) is None, "own_ray tests start their own"
     if not _session["ray"]:
         if ray.is_initialized():  # one an in-process run started on its own (init_ray)
             ray.shutdown()
@@ -75,6 +81,13 @@ def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
             address="local", num_cpus=RAY_CPUS, include_dashboard=False, logging_level="WARNING"
         )
         _session["ray"] = True
+
+
+@pytest.fixture
+def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
+    """The session's local Ray (started here on first use, and never per test)."""
+    assert request.node.get_closest_marker(OWN_RAY) is None, "own_ray tests start their own"
+    _start_session_ray()
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +110,46 @@ def mlflow_store(_mlflow_template: Path) -> Callable[[Path], str]:
         return f"sqlite:///{folder / 'mlflow.db'}"
 
     return place
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's ``mlflow server`` (started on first use, stopped at the end)."""
+    from tests.ops_helpers import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's headless Chromium; each test that asks for it gets it with no
+    cookies or site storage left by the one before (tests skip when it is absent)."""
+    from tests.browser import chrome
+
+    driver = chrome(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def chromium(browser: Any, mlflow_server_uri: str) -> Any:
+    """The session's Chromium on a blank page, with no cookie or site storage (the MLflow
+    UI keeps its table and panel state there) left by the test before."""
+    from tests.browser import forget_everything
+
+    forget_everything(browser, [mlflow_server_uri])
+    return browser
+
+
+@pytest.fixture(scope="session")
+def golden(
+    _session_ray: None, mlflow_server_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Golden:
+    """The golden run (tests/golden.py), on the session's Ray and MLflow server."""
+    from tests.golden import make_golden
+
+    _start_session_ray()
+    return make_golden(tmp_path_factory.mktemp("golden"), mlflow_server_uri)

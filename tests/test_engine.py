@@ -50,6 +50,20 @@ class CountingQueue(ScoreQueue):
         super().flush()
 
 
+def test_a_target_wrong_on_every_image_still_answers_its_dense_sample() -> None:
+    """No scan has a round to run (every image is wrong at 0, known up front), but the dense
+    sample asked its queries: they are answered, not read unanswered."""
+    model, x, labels, d = binary()
+    wrong = 1 - labels
+    cond = condition("mp", x, d, wrong, clean=torch.zeros(x.shape[0], dtype=torch.bool), dense=1)
+    grids = Grids({"linf": GRID}, rtol=1e-3, search="bisect")
+    (result,) = evaluate(
+        ScoreQueue(model, batch_size=7), [cond], TopK(1), grids, "linf", lambda c: ("linf",)
+    )
+    assert not result.clean_correct.any() and (result.scale == 0).all()
+    assert result.dense_mismatch[0] is not None
+
+
 @pytest.mark.parametrize("search", ["scan", "bisect"])
 def test_critical_scales_match_the_binary_critical_scale(search: str) -> None:
     model, x, labels, d = binary()

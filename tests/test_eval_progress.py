@@ -23,6 +23,7 @@ from pipeline.mlflow_ui import compare_url, experiment_url, run_url
 from pipeline.partitions import write_committed
 from pipeline.results import CRITICAL_SCHEMA, eval_partition, table_from_rows
 from pipeline.storage import write_table
+from pipeline.summary.metrics import transfer_metrics
 from pipeline.summary.protocol import accuracy_curves, transfer_matrices
 from pipeline.tracking import Tracker
 
@@ -162,6 +163,22 @@ def test_transfer_matrix_artifacts_hold_each_attack_and_point(store: str, tmp_pa
     assert [row[2] for row in logged["data"]] == [0.0] * 4
     kinds = json.loads(client.get_run(tracker.parent_id).data.tags["mlflow.loggedArtifacts"])
     assert kinds == [{"path": f"{matrix.stem}.json", "type": "table"}]
+
+
+@pytest.mark.unit
+def test_a_source_that_perturbed_no_image_logs_no_transfer_accuracy() -> None:
+    """An untrained source gets no image right, so it has no perturbation to transfer: its
+    row's accuracy is null, and the run must log nothing for it rather than crash."""
+    crit = pl.from_arrow(
+        pa.concat_tables([crit_table([1.0, 9.0], "a", "b"), crit_table([0.0, 0.0], "c", "b")])
+    ).with_columns(
+        has_perturbation=pl.col("source") == "a"  # c perturbed nothing
+    )
+    assert isinstance(crit, pl.DataFrame)
+    transfer = transfer_matrices(crit, accuracy_curves(crit, {"linf": [5.3]}))
+    metrics = transfer_metrics(transfer)
+    assert metrics["transfer/sign/a/b/acc_at_linf_5.3"] == 0.5
+    assert not [k for k in metrics if k.startswith("transfer/sign/c/b/acc_at")]
 
 
 @pytest.mark.unit

@@ -1,14 +1,13 @@
 """Balda's measures and Peck's bounds through the pipeline: shards, summary/, MLflow, report.
 
-Real Ray, real lite0 weights and the sample photos; the untrained AlexNet
-(seeded random weights) is the sequential network Peck's bounds apply to,
-lite0 the one they must refuse, naming the layer.
+The golden run (tests/golden.py): real Ray, real lite0 weights and the sample photos;
+the untrained AlexNet (seeded random weights) is the sequential network Peck's bounds
+apply to, lite0 the one they must refuse, naming the layer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -16,50 +15,32 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli_report import report_and_log
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
 from pipeline.images import load_batch
 from pipeline.models import load_model
 from pipeline.partitions import write_committed
-from pipeline.runner import run_benchmark
 from pipeline.summary.measures import bounds_summary
 from tasks import measures
-
-LITE = "efficientnet_lite0"
-ALEX = "untrained:alexnet"
+from tests.golden import ALEX, IMAGES, Golden
+from tests.golden import LITE0 as LITE
 
 
 @pytest.mark.integration
-def test_measures_and_bounds_reach_summary_mlflow_and_report(
-    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
-) -> None:
-    mlflow_store(tmp_path)
-    cfg = BenchmarkConfig(
-        name="measures",
-        dataset=DatasetCfg(layout="sample", limit=4),
-        models=(ModelRef(LITE), ModelRef(ALEX)),
-        attacks=(AttackRef("sign"),),
-        tasks=("clean", "min_perturbation", "bounds"),
-        output_dir=str(tmp_path),
-        shard_size=4,
-        batch_size=4,
-    )
-    summary = run_benchmark(cfg, report=report_and_log)  # the CLI composes run + report
+def test_measures_and_bounds_reach_summary_mlflow_and_report(golden: Golden) -> None:
+    summary, run_dir = golden.summary, golden.run_dir  # the run the CLI composes with report
     assert not summary.failed_units
-    run_dir = tmp_path / "measures"
 
     bounds = pl.read_parquet(run_dir / "summary" / "bounds.parquet")
     alex = bounds.filter(pl.col("model") == ALEX).row(0, named=True)
     lite = bounds.filter(pl.col("model") == LITE).row(0, named=True)
-    assert alex["bounded"] == 4 and alex["bound_l2_median"] > 0
+    assert alex["bounded"] == IMAGES and alex["bound_l2_median"] > 0
     assert lite["bounded"] == 0 and "cannot bound" in lite["first_error"]
 
     # rho2 from the clean shards == rho2 recomputed here from the same photos.
     table = pl.read_parquet(run_dir / "summary" / "measures.parquet")
     row = table.filter(pl.col("model") == LITE).row(0, named=True)
     model = load_model(LITE)
-    manifest = build_manifest("sample", None).table.slice(0, 4)
+    manifest = build_manifest("sample", None).table.slice(0, IMAGES)
     x = load_batch(manifest.column("path").to_pylist(), model.cfg)
     y = torch.tensor(manifest.column("label").to_pylist())
     expected = measures.rho2(measures.first_order_distance(model, x, y, p="linf"))

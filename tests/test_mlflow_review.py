@@ -1,112 +1,69 @@
 """Reviewing a run in MLflow (issue 15): a real ``mlflow server``, a real run, headless Chromium.
 
-The run (sample photos, efficientnet_lite0, ``sign``, two images in two
-shards, ``norm_sweep``) logs into an experiment that already exists untagged.
-A driver-side hook reads the server after each evaluation unit, while the run
-is RUNNING; afterwards the test checks the kind tag, the dataset input and
-its digest, the step history, system metrics and the transfer-matrix
-artifacts, then screenshots the runs table (Dataset column) and one child
-run's metric charts into ``test-artifacts/``.
+The run is the golden run (tests/golden.py: sample photos in two shards, ``sign``, every
+task) on the session's ``mlflow server``; it logged into an experiment that already
+existed with another kind's tag. A driver-side hook read the server after each
+evaluation unit, while the run was RUNNING; the test checks what it saw, the kind tag,
+the dataset input and its digest, the step history, system metrics and the
+transfer-matrix artifacts, then screenshots the runs table (Dataset column) and one
+child run's metric charts into ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli_report import report_and_log
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, EvalCfg, MlflowCfg, ModelRef
-from pipeline.eval_unit import EvalOutput
 from pipeline.mlflow_ui import experiment_url, run_url
-from pipeline.runner import run_benchmark
 from pipeline.summary.points import point_list, read_eval_points
-from tests.browser import chrome, keep_artifact
-from tests.ops_helpers import mlflow_server
+from tests.browser import keep_artifact
+from tests.golden import EXPERIMENT, IMAGES, LITE0, MODELS, SHARD_SIZE, Golden
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-MODEL = "efficientnet_lite0"
+MODEL = LITE0
 PAIR = f"eval/sign/{MODEL}/{MODEL}"
-EXPERIMENT = "review"
 CLOSE_ASSISTANT = '[data-component-id="mlflow.assistant.chat_panel.close"]'
 EXPAND_CHILDREN = '.ag-row [data-component-id*="runnamecellrenderer"]'  # the parent's "+"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    with mlflow_server(tmp_path / "mlflow") as uri:
-        yield uri
-
-
-def config(tmp_path: Path, uri: str) -> BenchmarkConfig:
-    return BenchmarkConfig(
-        name="review",
-        dataset=DatasetCfg(layout="sample", limit=2),
-        models=(ModelRef(MODEL),),
-        attacks=(AttackRef("sign"),),
-        tasks=("clean", "min_perturbation", "norm_sweep"),
-        output_dir=str(tmp_path / "results"),
-        mlflow=MlflowCfg(tracking_uri=uri, experiment=EXPERIMENT),
-        shard_size=1,  # two evaluation units: two steps to chart
-        batch_size=2,
-        eval=EvalCfg(dense_check=0),
-    )
-
-
 def test_a_run_is_reviewable_in_the_mlflow_ui(
-    server: str, local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    golden: Golden, chromium: Any, tmp_path: Path
 ) -> None:
-    driver = chrome(tmp_path)  # skip before the run when there is no browser
-    try:
-        monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
-        client = MlflowClient(server)
-        existing = client.create_experiment(EXPERIMENT)  # made before foveabench marked them
-        client.set_experiment_tag(existing, "mlflow.experimentKind", "genai_development")
-        seen: list[dict[str, Any]] = []
+    server, summary = golden.tracking_uri, golden.summary
+    client = MlflowClient(server)
+    assert not summary.failed_units
+    assert summary.computed_eval_units == len(MODELS) ** 2 * golden.n_shards
+    # read by a hook in the driver after each of the pair's units, while the run was RUNNING
+    watched = [s for s in golden.seen if s["pair"] == (MODEL, MODEL)]
+    assert [s["status"] for s in watched] == ["RUNNING"] * golden.n_shards
+    # a step is the images done so far: the shards' sizes added up in the order they ended
+    steps = list(itertools.accumulate(shard_size(s["shard"]) for s in watched))
+    assert [s["steps"] for s in watched] == [steps[:1], steps], watched
 
-        def read_while_running(out: EvalOutput) -> None:
-            """In the driver, after the unit's metrics were logged, before the run ends."""
-            state = json.loads((tmp_path / "results/review/mlflow.json").read_text())
-            child = state["children"][MODEL]
-            history = client.get_metric_history(child, f"{PAIR}/acc_at_linf_5.3")
-            seen.append(
-                {
-                    "status": client.get_run(state["parent"]).info.status,
-                    "shard": out.unit.shard,
-                    "steps": [m.step for m in history],
-                }
-            )
+    parent_id = summary.mlflow_run_id
+    assert parent_id is not None
+    parent = client.get_run(parent_id)
+    exp_id = parent.info.experiment_id
+    existing = client.get_experiment_by_name(EXPERIMENT)  # made before the run, untagged
+    assert existing is not None and exp_id == existing.experiment_id
+    assert parent.info.status == "FINISHED"
+    kind = client.get_experiment(exp_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
+    child_id = json.loads((summary.run_dir / "mlflow.json").read_text())["children"][MODEL]
+    check_dataset_inputs(client, parent_id, child_id, parent.data.tags["dataset_hash"])
+    points = point_list(read_eval_points(summary.run_dir))  # fixed before the evaluation
+    assert ("linf", 5.3) in points  # sign is evaluated on its own norm, L-infinity
+    check_metrics(client, parent_id, child_id, steps)
+    check_transfer_artifacts(client, parent_id, tmp_path, points)
 
-        summary = run_benchmark(
-            config(tmp_path, server), on_eval_unit_done=read_while_running, report=report_and_log
-        )
-        assert not summary.failed_units and summary.computed_eval_units == 2
-        assert [s["status"] for s in seen] == ["RUNNING", "RUNNING"]
-        assert [s["steps"] for s in seen] == [[1], [1, 2]], seen
-
-        parent_id = summary.mlflow_run_id
-        assert parent_id is not None
-        parent = client.get_run(parent_id)
-        exp_id = parent.info.experiment_id
-        assert exp_id == existing and parent.info.status == "FINISHED"
-        kind = client.get_experiment(exp_id).tags["mlflow.experimentKind"]
-        assert kind == "custom_model_development"
-        child_id = json.loads((summary.run_dir / "mlflow.json").read_text())["children"][MODEL]
-        check_dataset_inputs(client, parent_id, child_id, parent.data.tags["dataset_hash"])
-        points = point_list(read_eval_points(summary.run_dir))  # fixed before the evaluation
-        assert ("linf", 5.3) in points  # sign is evaluated on its own norm, L-infinity
-        check_metrics(client, parent_id, child_id)
-        check_transfer_artifacts(client, parent_id, tmp_path, points)
-
-        runs_table(driver, server, exp_id, parent.data.tags["dataset_hash"], tmp_path)
-        child_charts(driver, server, exp_id, child_id, tmp_path)
-    finally:
-        driver.quit()
+    runs_table(chromium, server, exp_id, parent.data.tags["dataset_hash"], tmp_path)
+    child_charts(chromium, server, exp_id, child_id, tmp_path)
 
 
 def check_dataset_inputs(client: MlflowClient, parent_id: str, child_id: str, digest: str) -> None:
@@ -115,15 +72,19 @@ def check_dataset_inputs(client: MlflowClient, parent_id: str, child_id: str, di
         assert given.dataset.name == "sample:" and given.dataset.digest == digest
         assert given.dataset.source_type == "local"
         assert json.loads(given.dataset.source)["uri"].endswith("pipeline/data/sample_set.py")
-        assert json.loads(given.dataset.profile) == {"num_rows": 2, "bad_rows": 0}
+        assert json.loads(given.dataset.profile) == {"num_rows": IMAGES, "bad_rows": 0}
         assert {(t.key, t.value) for t in given.tags} == {("mlflow.data.context", "eval")}
 
 
-def check_metrics(client: MlflowClient, parent_id: str, child_id: str) -> None:
+def shard_size(shard: int) -> int:
+    return min(SHARD_SIZE, IMAGES - shard * SHARD_SIZE)
+
+
+def check_metrics(client: MlflowClient, parent_id: str, child_id: str, steps: list[int]) -> None:
     history = client.get_metric_history(child_id, f"{PAIR}/acc_at_linf_5.3")
-    assert [m.step for m in history] == [1, 2] and all(0 <= m.value <= 1 for m in history)
+    assert [m.step for m in history] == steps and all(0 <= m.value <= 1 for m in history)
     done = client.get_metric_history(child_id, f"{PAIR}/images_done")
-    assert [(m.step, m.value) for m in done] == [(1, 1.0), (2, 2.0)]
+    assert [(m.step, m.value) for m in done] == [(s, float(s)) for s in steps]
     parent = client.get_run(parent_id).data.metrics
     final = parent[f"transfer/sign/{MODEL}/{MODEL}/acc_at_linf_5.3"]  # from summary/ at the end
     assert history[-1].value == pytest.approx(final), "the running accuracy ends off the summary"
@@ -143,7 +104,7 @@ def check_transfer_artifacts(
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 5000
     table = json.loads(Path(client.download_artifacts(parent_id, f"{stems[0]}.json")).read_text())
     assert table["columns"][:3] == ["source", "target", "accuracy"]
-    assert [row[:2] for row in table["data"]] == [[MODEL, MODEL]]
+    assert [row[:2] for row in table["data"]] == [[s, t] for s in MODELS for t in MODELS]
 
 
 def wait_for(driver: Any, condition: Any, what: str) -> None:
@@ -174,11 +135,14 @@ def runs_table(driver: Any, server: str, exp_id: str, digest: str, tmp_path: Pat
     assert "/runs?" in driver.current_url
     driver.find_element("css selector", EXPAND_CHILDREN).click()
     datasets = "[data-testid=open-dataset-drawer]"
-    wait_for(driver, lambda d: len(d.find_elements("css selector", datasets)) == 2, "2 datasets")
+    runs = 1 + len(MODELS)  # the parent and its children
+    wait_for(
+        driver, lambda d: len(d.find_elements("css selector", datasets)) == runs, f"{runs} datasets"
+    )
     assert {e.text for e in driver.find_elements("css selector", datasets)} == {
         f"sample: ({digest})"
     }
-    wait_for(driver, body_has(f"review/{MODEL}"), "the child run")
+    wait_for(driver, body_has(f"golden/{MODEL}"), "the child run")
     keep_view(driver, tmp_path / "mlflow_runs_table.png")
 
 
@@ -187,6 +151,10 @@ def child_charts(driver: Any, server: str, exp_id: str, child_id: str, tmp_path:
     url = run_url(server, exp_id, child_id, "model-metrics")
     assert url is not None
     driver.get(url)
+    # the child holds every source's charts (and more): the search box narrows to one pair
+    search = 'input[placeholder="Search metric charts"]'
+    wait_for(driver, lambda d: d.find_elements("css selector", search), "the chart search box")
+    driver.find_element("css selector", search).send_keys(PAIR)
     wait_for(driver, body_has(PAIR, "acc_at_linf_5.3", "images_done"), "the eval/ charts")
     traces = ".js-plotly-plot .scatterlayer .trace"
     wait_for(driver, lambda d: d.find_elements("css selector", traces), "a drawn line")

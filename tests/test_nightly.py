@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from pipeline.mlflow_ui import WORKFLOW
-from tests.browser import chrome, keep_artifact, screenshot
-from tests.ops_helpers import foveabench_here, free_port, mlflow_server
+from tests.browser import keep_artifact, screenshot
+from tests.ops_helpers import foveabench_here, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,34 +45,6 @@ def write_config(tmp_path: Path, tracking_uri: str, name: str) -> Path:
     return config
 
 
-class LazyServer:
-    """One ``mlflow server`` per module on a port fixed up front, started on demand:
-    the outage test runs the benchmark while nothing listens there, then starts it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.uri = f"http://127.0.0.1:{free_port()}"
-        self._stack = contextlib.ExitStack()
-        self._started = False
-
-    def start(self) -> str:
-        if not self._started:
-            port = int(self.uri.rsplit(":", 1)[1])
-            self._stack.enter_context(mlflow_server(self.root, port=port))
-            self._started = True
-        return self.uri
-
-    def close(self) -> None:
-        self._stack.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LazyServer]:
-    lazy = LazyServer(tmp_path_factory.mktemp("mlflow"))
-    yield lazy
-    lazy.close()
-
-
 def plant_nightly(client: MlflowClient, like: str, name: str, scale: dict[str, float]) -> None:
     """A finished nightly run of the same config whose child metrics copy ``like``'s."""
     source = client.get_run(like)
@@ -100,12 +70,13 @@ def plant_nightly(client: MlflowClient, like: str, name: str, scale: dict[str, f
 
 
 def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
-    server: LazyServer, local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mlflow_server_uri: str, local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(tmp_path, server.uri, "outage")
+    down_uri = f"http://127.0.0.1:{free_port()}"  # the server is down: nothing listens there
+    config = write_config(tmp_path, down_uri, "outage")
     run_dir = tmp_path / "results" / "outage"
 
-    down = foveabench_here(capsys, "run", str(config))  # nothing listens on server.uri yet
+    down = foveabench_here(capsys, "run", str(config))
     # the results are all on disk, but MLflow could not be written: exit 1 (issue 26.6)
     assert down.returncode == 1, down.stderr[-3000:]
     assert "foveabench sync" in down.stdout + down.stderr
@@ -113,10 +84,9 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
     assert list((run_dir / "attacks").rglob("data.parquet")), "results must land on disk"
     assert not (run_dir / "mlflow.json").exists()
 
-    server.start()
-    nxt = foveabench_here(
-        capsys, "run", str(config)
-    )  # computes nothing, logs what the outage missed
+    # the server is back (the session's, at the address the config now names)
+    write_config(tmp_path, mlflow_server_uri, "outage")
+    nxt = foveabench_here(capsys, "run", str(config))  # computes nothing, logs what was missed
     assert nxt.returncode == 0, nxt.stderr[-3000:]
     # 6 summaries (clean, attacks, measures, fooling, best_known, optimality), 1 clean +
     # 1 attack shard, and the report's files (config and manifest are logged every run)
@@ -125,7 +95,7 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
     assert f"mlflow: logged {missed} file(s) that earlier runs could not log" in nxt.stderr
     assert "nothing to compute" in nxt.stderr
 
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server_uri)
     parent = json.loads((run_dir / "mlflow.json").read_text())["parent"]
     (child,) = client.search_runs(
         [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'"
@@ -142,10 +112,14 @@ def test_run_survives_an_mlflow_outage_then_the_next_run_and_sync_catch_up(
 
 
 def test_nightly_reuses_the_night_and_flags_a_planted_regression(
-    server: LazyServer, local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mlflow_server_uri: str,
+    local_ray: None,
+    chromium: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = write_config(tmp_path, server.start(), "nightly-cfg")
-    client = MlflowClient(server.uri)
+    config = write_config(tmp_path, mlflow_server_uri, "nightly-cfg")
+    client = MlflowClient(mlflow_server_uri)
 
     first = foveabench_here(capsys, "nightly", str(config), "--date", NIGHT)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -186,7 +160,8 @@ def test_nightly_reuses_the_night_and_flags_a_planted_regression(
     assert logged == {"nightly/regression.json", "nightly/regression.html"}
     baseline_id = report["baselines"][0]["run_id"]
     assert report["current"]["run_id"] == run_id and baseline_id != run_id
-    check_regression_page(run_dir / "nightly" / "regression.html", run_id, baseline_id, tmp_path)
+    page = run_dir / "nightly" / "regression.html"
+    check_regression_page(chromium, page, run_id, baseline_id, tmp_path)
 
 
 def wait_for_text(driver: Any, *texts: str) -> None:
@@ -204,43 +179,40 @@ def wait_for_text(driver: Any, *texts: str) -> None:
         ) from None
 
 
-def check_regression_page(page: Path, run_id: str, baseline_id: str, tmp_path: Path) -> None:
+def check_regression_page(
+    driver: Any, page: Path, run_id: str, baseline_id: str, tmp_path: Path
+) -> None:
     """In Chromium: the report's look, its figure loads, and both runs' links open in MLflow."""
     from dashboards.page import CSS
 
     assert CSS in page.read_text(), "the nightly page does not share the run report's style"
-    driver = chrome(tmp_path)
-    try:
-        driver.get(page.as_uri())
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);"
+    driver.get(page.as_uri())
+    images = driver.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);"
+    )
+    assert images and all(done and width > 0 for done, width in images), images
+    bad = driver.find_elements("css selector", "tr.bad td:first-child")
+    assert [td.text for td in bad] == [SHIFTED]
+    links = {}
+    for rid in (run_id, baseline_id):
+        row = driver.find_element("id", f"run-{rid}")
+        anchors = {a.text: a.get_attribute("href") for a in row.find_elements("tag name", "a")}
+        assert f"/runs/{rid}?{WORKFLOW}" in anchors["MLflow run"], anchors
+        assert (
+            f"/runs/{rid}/artifacts/report/index.html?{WORKFLOW}" in (anchors["report in MLflow"])
         )
-        assert images and all(done and width > 0 for done, width in images), images
-        bad = driver.find_elements("css selector", "tr.bad td:first-child")
-        assert [td.text for td in bad] == [SHIFTED]
-        links = {}
-        for rid in (run_id, baseline_id):
-            row = driver.find_element("id", f"run-{rid}")
-            anchors = {a.text: a.get_attribute("href") for a in row.find_elements("tag name", "a")}
-            assert f"/runs/{rid}?{WORKFLOW}" in anchors["MLflow run"], anchors
-            assert (
-                f"/runs/{rid}/artifacts/report/index.html?{WORKFLOW}"
-                in (anchors["report in MLflow"])
-            )
-            links[rid] = anchors
-        assert "report on disk" in links[run_id]  # tonight's report/index.html is on this disk
-        assert "compare with tonight" in links[baseline_id]
-        compare = driver.find_element("css selector", "#compare-runs a").get_attribute("href")
-        assert compare == links[baseline_id]["compare with tonight"]  # one baseline: same pair
-        screenshot(driver, tmp_path / "nightly.png")
-        keep_artifact(tmp_path / "nightly.png")
-        client = MlflowClient(links[run_id]["MLflow run"].split("/#/")[0])
-        names = {rid: client.get_run(rid).info.run_name for rid in links}
-        for rid, anchors in links.items():  # the MLflow UI resolves each link to that run
-            driver.get(anchors["MLflow run"])
-            wait_for_text(driver, names[rid])
-        driver.get(compare)  # MLflow's comparison of the two runs and their child runs
-        # parents and children: a child's metric is in the (virtualised, first rows) table
-        wait_for_text(driver, "Comparing 4 Runs", *names.values(), "clean_top5")
-    finally:
-        driver.quit()
+        links[rid] = anchors
+    assert "report on disk" in links[run_id]  # tonight's report/index.html is on this disk
+    assert "compare with tonight" in links[baseline_id]
+    compare = driver.find_element("css selector", "#compare-runs a").get_attribute("href")
+    assert compare == links[baseline_id]["compare with tonight"]  # one baseline: same pair
+    screenshot(driver, tmp_path / "nightly.png")
+    keep_artifact(tmp_path / "nightly.png")
+    client = MlflowClient(links[run_id]["MLflow run"].split("/#/")[0])
+    names = {rid: client.get_run(rid).info.run_name for rid in links}
+    for rid, anchors in links.items():  # the MLflow UI resolves each link to that run
+        driver.get(anchors["MLflow run"])
+        wait_for_text(driver, names[rid])
+    driver.get(compare)  # MLflow's comparison of the two runs and their child runs
+    # parents and children: a child's metric is in the (virtualised, first rows) table
+    wait_for_text(driver, "Comparing 4 Runs", *names.values(), "clean_top5")

@@ -1,4 +1,8 @@
-"""The spine end to end on real components: Ray, real weights, Parquet, MLflow SQLite."""
+"""The spine end to end on real components: Ray, real weights, Parquet, MLflow.
+
+The output checks read the golden run (tests/golden.py); resume, a forgotten shard and
+``--fresh`` rerun a copy of it; the sample's clean accuracy and the CLI smoke run make
+runs of their own."""
 
 from __future__ import annotations
 
@@ -10,15 +14,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, load_config
+from pipeline.config import DatasetCfg, ModelRef, load_config
 from pipeline.partitions import read_partition
 from pipeline.runner import run_benchmark
 from pipeline.storage import Location
+from tasks.protocol import TASKS, eval_tasks
+from tests.golden import EXPERIMENT, IMAGES, LITE0, LITE1, MODELS, SHARD_SIZE, Golden
 
 pytestmark = pytest.mark.integration
 
@@ -26,19 +33,6 @@ CONTRACT_COLUMNS = {
     "image_id", "label", "model", "attack", "criterion", "success", "scale", "l1pp", "l2",
     "linf", "adv_label", "clean_correct", "n_forward", "n_backward", "seconds", "schema_version",
 }  # fmt: skip
-
-
-def small_config(tmp_path: Path, **changes: object) -> BenchmarkConfig:
-    cfg = BenchmarkConfig(
-        name="spine",
-        dataset=DatasetCfg(layout="sample", limit=3),
-        models=(ModelRef("efficientnet_lite0"),),
-        attacks=(AttackRef("sign"),),
-        output_dir=str(tmp_path),
-        shard_size=2,
-        batch_size=2,
-    )
-    return dataclasses.replace(cfg, **changes)
 
 
 def _forget_shard(data: Path, shard: int) -> None:
@@ -52,27 +46,28 @@ def _forget_shard(data: Path, shard: int) -> None:
     pq.write_table(table.filter(keep).replace_schema_metadata(meta), data)
 
 
-def test_run_writes_contract_shards_and_mlflow_then_resumes(
-    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
-) -> None:
-    mlflow_store(tmp_path)
-    cfg = small_config(tmp_path)
-    first = run_benchmark(cfg)
-    run_dir = tmp_path / "spine"
-    assert first.computed_units == 2 and first.skipped_units == 0 and not first.failed_units
+SHARDS = [i // SHARD_SIZE for i in range(IMAGES)]  # each row's shard, rows sorted by image_id
+PARTITION = f"attacks/model={LITE0}/attack=sign"
+
+
+def test_run_writes_contract_shards_and_mlflow(golden: Golden) -> None:
+    first, run_dir = golden.summary, golden.run_dir
+    units = len(MODELS) * golden.n_shards  # model-shards
+    assert first.computed_units == units and first.skipped_units == 0 and not first.failed_units
 
     manifest = pq.read_table(run_dir / "manifest.parquet")
-    assert manifest.num_rows == 3
-    partition = "attacks/model=efficientnet_lite0/attack=sign"
+    assert manifest.num_rows == IMAGES
+    partition = PARTITION
     # compacted after the stage: one file per partition, no pieces or commit records left
     data = run_dir / partition / "data.parquet"
     assert sorted(p.name for p in (run_dir / partition).iterdir()) == ["data.parquet"]
     assert not list((run_dir / "_commits").rglob("*.ok"))
     table = pq.read_table(data)
-    assert table.column("_shard").to_pylist() == [0, 0, 1], "rows keep their shard"
+    assert table.column("_shard").to_pylist() == SHARDS, "rows keep their shard"
     rows = read_partition(Location(run_dir), partition).to_pylist()
     assert set(rows[0]) >= CONTRACT_COLUMNS
     assert sorted(r["image_id"] for r in rows) == sorted(manifest.column("image_id").to_pylist())
+    assert any(r["clean_correct"] for r in rows), "no photo to attack: the checks below are void"
     for r in rows:
         assert r["error"] is None
         if r["clean_correct"]:
@@ -81,20 +76,57 @@ def test_run_writes_contract_shards_and_mlflow_then_resumes(
             assert r["n_backward"] == 1 and r["n_forward"] >= 3
             assert r["criterion"] == "top5"
 
-    client = MlflowClient(tracking_uri=first.tracking_uri)
-    exp = client.get_experiment_by_name("foveabench")
+    client = MlflowClient(tracking_uri=golden.tracking_uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    child = next(
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        and r.data.tags["model"] == LITE0
+    )
     assert len(parent.data.tags["git_sha"]) == 40
     assert parent.data.tags["version.torch"].startswith("2.14")
     logged = {f.path for f in client.list_artifacts(child.info.run_id, partition)}
     assert logged == {f"{partition}/data.parquet"}, "MLflow gets the compacted file only"
     assert "clean_top5" in child.data.metrics and "mp/sign/median_l1pp" in child.data.metrics
 
+
+def test_the_golden_run_holds_every_tasks_tables(golden: Golden) -> None:
+    """The golden config runs every task: the tests that read it check something real."""
+    run_dir = golden.run_dir
+    assert set(golden.cfg.tasks) == set(TASKS.names())
+    for task in eval_tasks():
+        rows = pl.read_parquet(run_dir / "evals" / task / "*" / "*" / "*" / "data.parquet")
+        assert rows.height and rows["error"].is_null().all(), task
+    for name in ("bounds", "measures", "table1", "linearity", "findings", "dense_check"):
+        assert pl.read_parquet(run_dir / "summary" / f"{name}.parquet").height, name
+    adaptive = pl.read_parquet(run_dir / "summary" / "adaptive.parquet")
+    assert adaptive.height and set(adaptive["model"]) >= {LITE0, LITE1}
+
+
+def test_a_copy_of_the_golden_run_resumes_recomputes_a_forgotten_shard_and_starts_fresh(
+    golden: Golden, local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
+) -> None:
+    cfg = golden.copy(tmp_path, mlflow_store)
+    run_dir = tmp_path / golden.run_dir.name
+    data = run_dir / PARTITION / "data.parquet"
     mtime = data.stat().st_mtime_ns
+
+    # the copy's first start makes its MLflow runs in its own store, and computes nothing
+    first = run_benchmark(cfg)
+    units = len(MODELS) * golden.n_shards
+    assert first.computed_units == 0 and first.skipped_units == units
+    assert first.computed_eval_units == 0 and not first.failed_units
+    assert data.stat().st_mtime_ns == mtime, "a finished run's files were rewritten"
+    client = MlflowClient(tracking_uri=first.tracking_uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 + len(MODELS)
+
     second = run_benchmark(cfg)
-    assert second.computed_units == 0 and second.skipped_units == 2
+    assert second.computed_units == 0 and second.computed_eval_units == 0
     assert data.stat().st_mtime_ns == mtime, "a finished run's files were rewritten"
     assert len(client.search_runs([exp.experiment_id])) == len(runs), (
         "resume created new MLflow runs"
@@ -103,10 +135,16 @@ def test_run_writes_contract_shards_and_mlflow_then_resumes(
     _forget_shard(data, 1)  # a shard whose rows and commit are lost is recomputed, only it
     third = run_benchmark(cfg)
     assert third.computed_units == 1
-    assert pq.read_table(data).column("_shard").to_pylist() == [0, 0, 1]
+    assert pq.read_table(data).column("_shard").to_pylist() == SHARDS
 
-    fresh = run_benchmark(cfg, fresh=True)
-    assert fresh.computed_units == 2
+    # --fresh starts over: the run dir is emptied and every unit of the config is computed
+    # (one network and the attack stage: recomputing the whole golden run would add nothing)
+    narrow = dataclasses.replace(
+        cfg, models=(ModelRef(LITE0),), tasks=("clean", "min_perturbation")
+    )
+    fresh = run_benchmark(narrow, fresh=True)
+    assert fresh.computed_units == golden.n_shards
+    assert not (run_dir / "evals").exists(), "--fresh kept the evaluation results"
 
 
 def test_imagenet_sample_clean_accuracy_is_sane(
@@ -152,37 +190,35 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(
     assert "computed 0 model-shards" in second.stdout
 
 
-def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
-    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
-) -> None:
-    mlflow_store(tmp_path)
-    cfg = small_config(
-        tmp_path,
-        name="protocol",
-        dataset=DatasetCfg(layout="sample", limit=1),
-        models=(ModelRef("efficientnet_lite0"), ModelRef("efficientnet_lite1")),
-        tasks=("clean", "min_perturbation", "norm_sweep", "masks", "transfer"),
-    )
-    first = run_benchmark(cfg)
-    assert (
-        not first.failed_units and first.computed_eval_units == 4
-    )  # 2x2 pairs; masks ride with self
-    run_dir = tmp_path / "protocol"
-    models = ("efficientnet_lite0", "efficientnet_lite1")
+def test_evaluation_stage_covers_every_pair_and_logs_transfer(golden: Golden) -> None:
+    first, run_dir = golden.summary, golden.run_dir
+    # every (source, target) pair per shard; masks, foveation, linearity and adaptive ride
+    # with the self pairs
+    assert not first.failed_units
+    assert first.computed_eval_units == len(MODELS) ** 2 * golden.n_shards
+    models = MODELS
+    swept = 0
     for source in models:
         for target in models:
             (shard,) = (
                 run_dir / f"evals/norm_sweep/source={source}/target={target}/attack=sign"
             ).glob("*.parquet")
             assert shard.name == "data.parquet"
-            (row,) = pq.read_table(shard).drop_columns(["_shard"]).to_pylist()
-            assert row["error"] is None and row["condition"] == "mp" and row["crit_linf"] > 0
+            rows = pq.read_table(shard).drop_columns(["_shard"]).to_pylist()
+            assert len(rows) == IMAGES
+            for row in rows:
+                assert row["error"] is None and row["condition"] == "mp"
+                if row["has_perturbation"] and row["clean_correct"]:
+                    assert row["crit_linf"] > 0
+                    swept += 1
             stamped = json.loads(pq.read_schema(shard).metadata[b"foveabench.provenance"])
             assert stamped == json.loads((run_dir / "provenance.json").read_text())
         masks = pq.read_table(
             next((run_dir / f"evals/masks/source={source}/target={source}").rglob("*.parquet"))
         )
-        assert sorted(masks.column("condition").to_pylist()) == ["background_mask", "object_mask"]
+        assert set(masks.column("condition").to_pylist()) == {"background_mask", "object_mask"}
+        assert masks.num_rows == 2 * IMAGES
+    assert swept, "no swept direction: the critical-norm check above is void"
     transfer = pq.read_table(run_dir / "summary/transfer.parquet")
     assert {(r["source"], r["target"]) for r in transfer.to_pylist()} == {
         (s, t) for s in models for t in models
@@ -195,10 +231,7 @@ def test_evaluation_stage_covers_every_pair_logs_transfer_and_resumes(
     at0 = {r["model"]: r["accuracy"] for r in table2 if r["condition"] == "mp" and r["value"] == 0}
     assert at0 == clean and all("accuracy_conditional" in r for r in table2)
 
-    client = MlflowClient(tracking_uri=first.tracking_uri)
+    client = MlflowClient(tracking_uri=golden.tracking_uri)
     parent = client.get_run(first.mlflow_run_id)
-    key = "transfer/sign/efficientnet_lite0/efficientnet_lite1/acc_at_linf_5.3"
+    key = f"transfer/sign/{LITE0}/{LITE1}/acc_at_linf_5.3"
     assert key in parent.data.metrics and 0.0 <= parent.data.metrics[key] <= 1.0
-
-    second = run_benchmark(cfg)
-    assert second.computed_units == 0 and second.computed_eval_units == 0

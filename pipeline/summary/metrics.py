@@ -91,7 +91,8 @@ def transfer_metrics(transfer: pl.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in transfer.to_dicts():
         prefix = f"transfer/{row['attack']}/{row['source']}/{row['target']}"
-        out[f"{prefix}/acc_at_{row['norm']}_{row['value']:g}"] = float(row["accuracy"])
+        if row["accuracy"] is not None:  # None: the source perturbed no image (no metric)
+            out[f"{prefix}/acc_at_{row['norm']}_{row['value']:g}"] = float(row["accuracy"])
         for kind in ("crit", "src"):
             for norm in ("l1pp", "l2", "linf"):
                 median = row.get(f"median_{kind}_{norm}")

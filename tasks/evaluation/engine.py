@@ -128,6 +128,8 @@ def evaluate(
             if scan is not None and (v or not scan.done):
                 scan.record(v, m)
         round_index += 1
+    if queue.pending:  # every scan was done before a round (the target wrong on every image)
+        queue.flush()  # but the dense sample and the line-search checks still asked
     done = [s for s in scans if s is not None]
     return [
         _result(c, scan, forwards[k], dense[k], below_attack[k], criterion)
