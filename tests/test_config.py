@@ -72,3 +72,12 @@ def test_evaluation_tasks_refuse_parameters_that_move_an_attack_off_its_axis() -
         parse_config(raw, "x.yaml")
     # without evaluation tasks the attack stage reports every norm: allowed
     parse_config({**raw, "tasks": ["clean", "min_perturbation"]}, "x.yaml")
+
+
+@pytest.mark.unit
+def test_every_shipped_config_parses() -> None:
+    """configs/*.yaml are documented commands (README, docs/protocol.md): each must load."""
+    shipped = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(shipped) >= 4
+    for path in shipped:
+        assert load_config(str(path)).name, path
