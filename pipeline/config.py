@@ -69,6 +69,9 @@ class MlflowCfg:
         None, "MLflow server or store (null: MLFLOW_TRACKING_URI, else output_dir/mlflow.db)"
     )
     experiment: str = param("foveabench", "MLflow experiment name")
+    request_timeout_s: int = param(
+        30, "seconds an MLflow server may take per request (2 retries, then no tracking)", ge=1
+    )
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,9 @@ def _run_in(
 
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(cfg.output_dir)
     artifacts = local_mlflow_dir(cfg.output_dir) / "mlartifacts"
-    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, artifacts)
+    tracker = Tracker(
+        tracking_uri, cfg.mlflow.experiment, run_dir, artifacts, cfg.mlflow.request_timeout_s
+    )
     models = [m.name for m in cfg.models]
     tags = {**run_tags(cfg, manifest.table, extra_tags), "run_dir": str(run_dir)}
     tracker.start(

@@ -101,7 +101,9 @@ def sync_run(where: RunDir | str) -> SyncReport:
     output_dir = str(run_dir.parent)
     tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(output_dir)
     artifacts = local_mlflow_dir(output_dir) / "mlartifacts"
-    tracker = Tracker(tracking_uri, cfg.mlflow.experiment, run_dir, artifacts)
+    tracker = Tracker(
+        tracking_uri, cfg.mlflow.experiment, run_dir, artifacts, cfg.mlflow.request_timeout_s
+    )
     models = [m.name for m in cfg.models]
     tracker.start(run_dir.name, run_tags(cfg, manifest), run_params(cfg), models)
     if not tracker.available:

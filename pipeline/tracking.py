@@ -57,13 +57,45 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
+def bound_http_requests(timeout_s: int) -> None:
+    """A server that answers /health and then hangs must not hold a run for MLflow's
+    defaults (120 s per request, 7 retries with growing back-off: over 15 minutes per
+    call): ``timeout_s`` per request and 2 retries, unless the environment says otherwise
+    (MLflow reads these at each request)."""
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    }
+    for key, value in wanted.items():
+        if key not in _USER_HTTP_SETTINGS:
+            os.environ[key] = value
+
+
+#: The MLflow HTTP settings the user's environment had when foveabench started: kept.
+_HTTP_SETTINGS = (
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+)
+_USER_HTTP_SETTINGS = {k for k in _HTTP_SETTINGS if k in os.environ}
+
+
 class Tracker:
     """Logs one benchmark run; every call is a no-op after the store failed."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, run_dir: RunDir, artifact_root: Path
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_dir: RunDir,
+        artifact_root: Path,
+        request_timeout_s: int = 30,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.request_timeout_s = request_timeout_s
+        if tracking_uri.startswith(("http://", "https://")):
+            bound_http_requests(request_timeout_s)
         self.experiment = experiment
         self.run_dir = location(run_dir)
         self.artifact_root = artifact_root
@@ -327,9 +359,14 @@ class Tracker:
                 fn(*args)
         except Exception as exc:  # tracking must never take the benchmark down
             self.available = False
+            slow = (
+                f" (a request may take mlflow.request_timeout_s = {self.request_timeout_s} s)"
+                if self.tracking_uri.startswith(("http://", "https://"))
+                else ""
+            )
             warnings.warn(
-                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {exc}); results are "
-                "still written to disk and the run goes on without tracking.",
+                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {exc}){slow}; "
+                "results are still written to disk and the run goes on without tracking.",
                 stacklevel=2,
             )
             print(f"warning: MLflow unavailable: {exc}", file=sys.stderr)

@@ -49,3 +49,52 @@ def test_a_ray_address_that_never_answers_is_refused_before_the_run(
     (line,) = err.strip().splitlines()
     assert f"ray.address = '{silent_address}': no answer from {silent_address} within 1 s" in line
     assert "ray.connect_timeout_s" in line and "ray" not in heavy
+
+
+def test_an_mlflow_server_that_answers_health_then_hangs_costs_seconds_not_minutes(
+    tmp_path: Path,
+) -> None:
+    """Issue 26's last hang: /health answers, every API call hangs. With MLflow's defaults
+    (120 s per request, 7 retries) the run would wait over 15 minutes per call; with
+    mlflow.request_timeout_s it gives up on tracking in seconds, says so naming the
+    setting, and the run goes on with its results on disk. A real HTTP server."""
+    import threading
+    import time
+    import warnings
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipeline.tracking import Tracker
+
+    release = threading.Event()
+
+    class HealthThenHang(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/health"):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+            else:
+                release.wait(60)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HealthThenHang)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        tracker = Tracker(uri, "e", tmp_path / "run", tmp_path / "art", request_timeout_s=1)
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker.start("r", {}, {}, ["m"])
+        assert time.monotonic() - start < 30
+        assert not tracker.available
+        (warning,) = [str(w.message) for w in caught if uri in str(w.message)]
+        assert "mlflow.request_timeout_s = 1 s" in warning and "without tracking" in warning
+    finally:
+        release.set()
+        server.shutdown()
