@@ -121,7 +121,7 @@ def print_summary(summary: object) -> None:
     for failure in summary.failed_units:
         print(f"FAILED {failure}", file=sys.stderr)
     print(f"\nresults: {summary.run_dir}")
-    from pipeline.tracking import ui_command
+    from pipeline.mlflow_gateway import ui_command
 
     print(f"browse:  {ui_command(summary.tracking_uri)}")
     if summary.log_file:

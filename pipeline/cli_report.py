@@ -59,7 +59,7 @@ def locate(
     from mlflow.exceptions import MlflowException
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-    from pipeline.tracking import default_tracking_uri
+    from pipeline.mlflow_gateway import default_tracking_uri
 
     if "/" in ref or ref.startswith("."):
         raise ReportError(f"{ref}: no such run directory")

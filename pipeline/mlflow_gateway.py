@@ -10,6 +10,7 @@ run up must never create an empty store). The run's own lifecycle stays in
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -57,3 +58,46 @@ def run_tags(uri: str, run_id: str) -> dict[str, str] | None:
     except Exception as exc:  # provenance falls back to what the run dir holds; say why
         print(f"report: MLflow tags unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
+
+
+def local_mlflow_dir(output_dir: str | Path) -> Path:
+    """Where the embedded SQLite store lives: next to the runs, or, when the runs are on
+    an object store, in ``./foveabench-mlflow`` of the driver's working directory."""
+    from pipeline.storage import is_uri  # pyarrow: not at import (the CLI stays light)
+
+    return Path.cwd() / "foveabench-mlflow" if is_uri(output_dir) else Path(output_dir)
+
+
+def default_tracking_uri(output_dir: str | Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set (cluster jobs point it at the shared server),
+    else the embedded default: a SQLite file (no server needed)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env or f"sqlite:///{(local_mlflow_dir(output_dir) / 'mlflow.db').resolve()}"
+
+
+def ui_command(tracking_uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def bound_http_requests(timeout_s: int) -> None:
+    """A server that answers /health and then hangs must not hold a run for MLflow's
+    defaults (120 s per request, 7 retries with growing back-off: over 15 minutes per
+    call): ``timeout_s`` per request and 2 retries, unless the environment says otherwise
+    (MLflow reads these at each request)."""
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    }
+    for key, value in wanted.items():
+        if key not in _USER_HTTP_SETTINGS:
+            os.environ[key] = value
+
+
+#: The MLflow HTTP settings the user's environment had when foveabench started: kept.
+_HTTP_SETTINGS = (
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+)
+_USER_HTTP_SETTINGS = {k for k in _HTTP_SETTINGS if k in os.environ}
