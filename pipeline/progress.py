@@ -119,6 +119,10 @@ def _present(values: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(v for v in values if v is not None)
 
 
+class _NoBoard(ProgressBoard):
+    """Stands in for a board whose actor died (its node was removed): reports nothing."""
+
+
 class ProgressWatch:
     """The driver's side: tokens for each attempt, the bar in images, partial metrics.
 
@@ -189,14 +193,18 @@ class ProgressWatch:
         if not hasattr(take, "remote"):
             plain: dict[int, Partial] = take()
             return plain
-        if self._pending is not None:
-            done, _ = ray.wait([self._pending], timeout=0)
-            if not done:
-                return {}
-            got: dict[int, Partial] = ray.get(self._pending)
+        try:
+            if self._pending is not None:
+                done, _ = ray.wait([self._pending], timeout=0)
+                if not done:
+                    return {}
+                got: dict[int, Partial] = ray.get(self._pending)
+                self._pending = take.remote()
+                return got
             self._pending = take.remote()
-            return got
-        self._pending = take.remote()
+        except ray.exceptions.RayError:  # the board's node is gone: progress stops, the run not
+            self.board = _NoBoard()
+            self._pending = None
         return {}
 
     def _show(self) -> None:

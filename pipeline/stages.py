@@ -9,6 +9,7 @@ to the :class:`~pipeline.scheduler.ShardScheduler`, books what each unit returns
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -93,7 +94,8 @@ class Stages:
             if self.actors is not None:
                 self.actors.stop()
             if self.board is not None:
-                ray.kill(self.board)
+                with contextlib.suppress(Exception):  # gone with a removed node
+                    ray.kill(self.board)
 
     def _timed(
         self, stage: Callable[[list[Any]], tuple[list[UnitFailure], int]], units: list[Any]
