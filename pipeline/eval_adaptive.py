@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +28,18 @@ from pipeline.config import EvalCfg
 from pipeline.eval_unit import EvalUnit
 from tasks import norms
 from tasks.adaptive import (
+    FreshDrawJudge,
     FreshJudgement,
     ObjectFrameView,
     draw_views,
     eot_view,
+    fresh_critical_scale,
     judge_fresh,
     noise_fools,
     random_draw,
 )
 from tasks.attacks.base import Attack, AttackResult
+from tasks.context import PIXEL_BOUNDS
 from tasks.evaluation.build import BatchData
 from tasks.foveation import VIEWS, ViewInputs
 from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT
@@ -61,8 +64,26 @@ class Case:
     has_reference: torch.Tensor
     view: View  # the attack's composite (EOT average for random views)
     views_per_query: list[int]  # network inputs per composite query, per image
-    fresh: Callable[[torch.Tensor], FreshJudgement] | None  # judge x_adv on fresh draws
-    fresh_inputs: int = 0  # network inputs per image of that judgement
+    fresh: Judge | None  # judge x_adv (of images idx) on a stream of fresh draws
+    fresh_inputs: int = 0  # network inputs per image of one judgement
+
+
+#: ``(x_adv of images idx, idx or None for all, stream)``: the judgement of a random
+#: foveation on the draws of ``stream`` ("fresh": the criterion; "holdout": a check).
+Judge = Callable[[torch.Tensor, torch.Tensor | None, str], FreshJudgement]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a row reports of one case: the perturbation that fools the foveation by its
+    criterion, per image, and for random foveations the fresh draws' verdicts."""
+
+    perturbation: torch.Tensor
+    scale: torch.Tensor  # the attack's own scale (times the fresh search's, random views)
+    success: torch.Tensor
+    judged: FreshJudgement | None = None  # the criterion's draws, at the perturbation
+    holdout: FreshJudgement | None = None  # independent draws, never searched on
+    looks: torch.Tensor | None = None  # judgements per image (fresh search and holdout)
 
 
 def adaptive_rows(
@@ -84,15 +105,13 @@ def adaptive_rows(
         if case is None:
             continue
         result = _attack_in_chunks(attack, model, case)
-        success = result.success & result.clean_correct
-        judged = None
-        if case.fresh is not None:
-            judged = case.fresh((case.x + result.perturbation).clamp(0, 255))
-            success = success & judged.success.to(success.device)
-        found = norms.all_norms(result.perturbation)
+        outcome = _outcome(case, result, settings.rtol)
+        success, judged, holdout = outcome.success, outcome.judged, outcome.holdout
+        found = norms.all_norms(outcome.perturbation)
         crit = found[attack.norm].cpu()
         size = torch.where(success.cpu(), crit, torch.full_like(crit, math.inf))
         noisy = _noise_in_chunks(model, attack, case, size, attack.norm, settings.seed)
+        looks = [0] * len(case.rows) if outcome.looks is None else outcome.looks.tolist()
         for k, j in enumerate(case.rows):
             ok = bool(success[k])
             out.append(
@@ -107,7 +126,7 @@ def adaptive_rows(
                     "has_perturbation": bool(case.has_reference[k]),
                     "clean_correct": bool(result.clean_correct[k]),
                     "success": ok,
-                    "critical_scale": float(result.scale[k]) if ok else math.inf,
+                    "critical_scale": float(outcome.scale[k]) if ok else math.inf,
                     **{f"crit_{n}": float(v[k]) if ok else math.inf for n, v in found.items()},
                     **{f"mp_{n}": float(v[k]) for n, v in case.reference.items()},
                     "eot_draws": settings.eot_draws if judged is not None else None,
@@ -115,14 +134,44 @@ def adaptive_rows(
                     "fresh_fooled": None if judged is None else float(judged.fooled[k]),
                     "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
                     "fresh_ci_high": None if judged is None else float(judged.ci_high[k]),
+                    "holdout_fooled": None if holdout is None else float(holdout.fooled[k]),
                     "noise_fooled": bool(noisy[k]) if ok else None,
                     "n_image_forwards": (int(result.n_forward[k]) + 1) * case.views_per_query[k]
-                    + case.fresh_inputs,  # the attack's queries, the noise check, fresh draws
+                    + case.fresh_inputs * looks[k],  # attack, noise check, every fresh look
                     "n_image_backwards": int(result.n_backward[k]) * case.views_per_query[k],
                     "seconds": float(result.seconds[k]),
                 }
             )
     return out
+
+
+def _outcome(case: Case, result: AttackResult, rtol: float) -> Outcome:
+    """A fixed foveation: the attack's result. A random one: the attack's perturbation
+    scaled to where most fresh draws are fooled (:func:`tasks.adaptive.fresh_critical_scale`,
+    searched where the attack fooled the EOT average), then judged once on the criterion's
+    draws and once on independent holdout draws (how far that choice of scale, made on the
+    fresh draws, carries to draws it never saw)."""
+    success = result.success & result.clean_correct
+    if case.fresh is None:
+        return Outcome(result.perturbation, result.scale, success)
+    fresh = case.fresh
+    judge = FreshDrawJudge(lambda x, idx: fresh(x, idx, "fresh"), torch.zeros(len(case.rows)))
+    searched = success.to(result.perturbation.dtype).view(-1, *[1] * (case.x.dim() - 1))
+    found = fresh_critical_scale(judge, case.x, result.perturbation * searched, rtol)
+    ok = (found.success & success.to(found.success.device)).cpu()
+    s = torch.where(ok, found.scale.cpu(), torch.zeros_like(found.scale.cpu()))
+    x_adv = (case.x + s.to(case.x.device).view_as(searched) * result.perturbation).clamp(
+        *PIXEL_BOUNDS
+    )
+    judged, holdout = fresh(x_adv, None, "fresh"), fresh(x_adv, None, "holdout")
+    return Outcome(
+        perturbation=x_adv - case.x,
+        scale=result.scale.cpu() * s,
+        success=ok & judged.success,
+        judged=judged,
+        holdout=holdout,
+        looks=judge.looks.long() + 2,
+    )
 
 
 #: Network inputs one composite query may hold: an EOT view of 20 draws of 3 crops is 60
@@ -202,7 +251,10 @@ def _case(
             draw_views(draw, ids, size, settings.seed, "attack", settings.eot_draws), size
         )
         per_query = [len(w) for w in view.windows]
-        draws = draw_views(draw, ids, size, settings.seed, "fresh", settings.fresh_draws)
+        draws = {
+            stream: draw_views(draw, ids, size, settings.seed, stream, settings.fresh_draws)
+            for stream in JUDGE_STREAMS
+        }
         fresh = _judge(model, data.labels[sel], attack, draws, None)
         fresh_inputs = settings.fresh_draws * len(draw(*size, random.Random(0)))
     return Case(rows, x, data.labels[sel], reference, data.has_direction[rows], view, per_query, fresh, fresh_inputs)  # fmt: skip
@@ -225,13 +277,16 @@ def _object_case(
         return Case(o.rows, o.x, labels, reference, o.has_direction, view, [len(v) for v in views], None)  # fmt: skip
     everyone = o.views[_every_view_of(name, o.views)]
     ids = [data.ids[j] for j in o.rows]
-    draws = [  # one view of the ten per fresh draw, from the image's own fresh stream
-        [[image[rng.randrange(len(image))]] for _ in range(settings.fresh_draws)]
-        for image, rng in (
-            (views_i, random.Random(f"{settings.seed}:{i}:fresh"))
-            for i, views_i in zip(ids, everyone, strict=True)
-        )
-    ]
+    draws = {  # one view of the ten per draw, from the image's own stream
+        stream: [
+            [[image[rng.randrange(len(image))]] for _ in range(settings.fresh_draws)]
+            for image, rng in (
+                (views_i, random.Random(f"{settings.seed}:{i}:{stream}"))
+                for i, views_i in zip(ids, everyone, strict=True)
+            )
+        ]
+        for stream in JUDGE_STREAMS
+    }
     fresh = _judge(model, labels, attack, draws, o.x)
     view = ObjectFrameView.of(o.x, everyone)
     per_query = [len(v) for v in everyone]
@@ -246,25 +301,32 @@ def _every_view_of(name: str, views: dict[str, Any]) -> str:
     return name
 
 
+#: The fresh draws' streams: the criterion's, and an independent holdout (tasks.adaptive).
+JUDGE_STREAMS = ("fresh", "holdout")
+
+
 def _judge(
     model: torch.nn.Module,
     labels: torch.Tensor,
     attack: Attack[Any],
-    draws: Sequence[Sequence[Any]],
+    draws: Mapping[str, Sequence[Sequence[Any]]],
     object_frame: torch.Tensor | None,
-) -> Callable[[torch.Tensor], FreshJudgement]:
+) -> Judge:
     """The fresh-draw judge of one case: crops of the input, or views of the object crop
     (whose perturbation is the adversarial crop minus its clean one)."""
 
-    def object_view(part: list[tuple[int, Any]]) -> View:
-        assert object_frame is not None
-        rows = torch.tensor([i for i, _ in part], device=object_frame.device)
-        return ObjectFrameView.of(object_frame[rows], [d for _, d in part])
+    def judge(x_adv: torch.Tensor, idx: torch.Tensor | None, stream: str) -> FreshJudgement:
+        rows = list(range(len(labels))) if idx is None else idx.tolist()
+        picked = [draws[stream][r] for r in rows]
+        view_of = None
+        if object_frame is not None:
+            frame = object_frame[torch.tensor(rows, device=object_frame.device)]
 
-    view_of = None if object_frame is None else object_view
+            def view_of(part: list[tuple[int, Any]]) -> View:
+                at = torch.tensor([i for i, _ in part], device=frame.device)
+                return ObjectFrameView.of(frame[at], [d for _, d in part])
 
-    def judge(x_adv: torch.Tensor) -> FreshJudgement:
-        return judge_fresh(model, x_adv, labels, attack.criterion, draws, view_of=view_of)
+        return judge_fresh(model, x_adv, labels[rows], attack.criterion, picked, view_of=view_of)
 
     return judge
 

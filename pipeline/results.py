@@ -190,6 +190,9 @@ ADAPTIVE_SCHEMA = pa.schema(
         ("fresh_fooled", pa.float64()),  # share of fresh draws misclassified
         ("fresh_ci_low", pa.float64()),
         ("fresh_ci_high", pa.float64()),
+        #: share of independent draws (never searched on) misclassified at the same
+        #: perturbation: how far the fresh search's choice of scale carries
+        ("holdout_fooled", pa.float64()),
         #: random noise of the adaptive perturbation's norm fooled the foveated network too
         #: (a gradient-masking sign; null where the attack did not succeed)
         ("noise_fooled", pa.bool_()),

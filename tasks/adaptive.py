@@ -30,12 +30,13 @@ import torch
 from torch import nn
 
 from tasks import norms
-from tasks.context import PIXEL_BOUNDS
+from tasks.context import PIXEL_BOUNDS, Bounds
 from tasks.criterion import TopK
 from tasks.evaluation.conditions import ObjectView
 from tasks.foveation import VIEWS, ViewInputs
 from tasks.geometry import Window, clamp_box
 from tasks.intervals import clopper_pearson
+from tasks.linesearch import LineSearch, ScaleResult, search_scale
 from tasks.mp_object import shift_perturbation
 from tasks.protocol import CONDITIONS, MODERN_FOVEATION
 from tasks.registry import Registry
@@ -114,6 +115,7 @@ class FreshJudgement:
     ci_low: torch.Tensor
     ci_high: torch.Tensor
     draws: int
+    votes: torch.Tensor  # (n, classes): how many draws gave each top-1 class
 
     @property
     def success(self) -> torch.Tensor:
@@ -139,6 +141,7 @@ def judge_fresh(
     n_draws = len(draws[0]) if draws else 0
     flat = [(i, d) for i, image in enumerate(draws) for d in image]
     wrong = torch.zeros(len(draws))
+    votes = torch.zeros(0)
     with torch.no_grad():
         for lo in range(0, len(flat), batch):
             part = flat[lo : lo + batch]
@@ -147,6 +150,10 @@ def judge_fresh(
             scores = view.logits(model, x[rows], torch.arange(len(part)))
             fooled = criterion.is_adversarial(scores, labels[rows].to(scores.device)).cpu()
             wrong.index_add_(0, rows, fooled.float())
+            if votes.numel() == 0:
+                votes = torch.zeros(len(draws), scores.shape[1])
+            top1 = torch.nn.functional.one_hot(scores.argmax(dim=1).cpu(), scores.shape[1])
+            votes.index_add_(0, rows, top1.float())
     share = wrong / max(n_draws, 1)
     lo_hi = [clopper_pearson(int(k), n_draws) for k in wrong.tolist()]
     return FreshJudgement(
@@ -154,7 +161,47 @@ def judge_fresh(
         ci_low=torch.tensor([a for a, _ in lo_hi]),
         ci_high=torch.tensor([b for _, b in lo_hi]),
         draws=n_draws,
+        votes=votes,
     )
+
+
+@dataclass
+class FreshDrawJudge:
+    """A random foveation as :func:`tasks.linesearch.search_scale` sees it: an image is
+    adversarial at ``x`` when most of its fresh draws misclassify ``x``
+    (:attr:`FreshJudgement.success`). Its "logits" are the draws' top-1 votes, so the
+    search's adversarial label is the one the foveation gives most often. ``looks``
+    counts the judgements per image (each one costs every fresh draw's network inputs)."""
+
+    judge: Callable[[torch.Tensor, torch.Tensor], FreshJudgement]  # (x of images idx, idx)
+    looks: torch.Tensor
+    bounds: Bounds | None = PIXEL_BOUNDS
+
+    def affordable(self, idx: torch.Tensor, cost: int) -> torch.Tensor:
+        return torch.ones(idx.shape[0], dtype=torch.bool, device=idx.device)
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.bounds is None else x.clamp(*self.bounds)
+
+    def is_adversarial(
+        self, x: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.arange(x.shape[0]) if idx is None else idx.cpu()
+        self.looks[idx] += 1
+        judged = self.judge(x, idx)
+        return judged.success.to(x.device), judged.votes.to(x.device)
+
+
+def fresh_critical_scale(
+    judge: FreshDrawJudge, x: torch.Tensor, perturbation: torch.Tensor, rtol: float
+) -> ScaleResult:
+    """The smallest scale of an attack's perturbation (scale 1) that fools a random
+    foveation by its own criterion, most fresh draws wrong. A minimum-norm attack on the
+    EOT average stops where the *average* score is just fooled, which is where about half
+    of the single draws are; this moves along the attack's perturbation to where more than
+    half are, with the bracket-and-bisect of every critical scale of the protocol (a
+    zero perturbation fails without a look)."""
+    return search_scale(judge, x, perturbation, search=LineSearch(rtol=rtol, growth=1.25))
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ touches, because the image no longer changes past it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from tasks import norms
-from tasks.context import QueryContext
+from tasks.context import Bounds
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ class LineSearch:
             raise ValueError(f"growth must be > 1, got {self.growth}")
 
 
+class Judge(Protocol):
+    """What the search asks of whoever says "adversarial": a :class:`~tasks.context.QueryContext`
+    (one query of the model) or a random foveation judged on its fresh draws
+    (:class:`tasks.adaptive.FreshDrawJudge`)."""
+
+    bounds: Bounds | None
+
+    def affordable(self, idx: torch.Tensor, cost: int) -> torch.Tensor: ...
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def is_adversarial(
+        self, x: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 @dataclass
 class ScaleResult:
     """Per image: smallest adversarial scale found (nan if none) and its top-1 label."""
@@ -48,13 +65,13 @@ class ScaleResult:
     adv_label: torch.Tensor
 
 
-def saturation_scale(x: torch.Tensor, d: torch.Tensor, ctx: QueryContext) -> torch.Tensor:
+def saturation_scale(x: torch.Tensor, d: torch.Tensor, ctx: Judge) -> torch.Tensor:
     """Scale past which ``clip(x + s d)`` stops changing (inf without bounds)."""
     return norms.saturation_scale(x, d, ctx.bounds)
 
 
 def search_scale(
-    ctx: QueryContext,
+    ctx: Judge,
     x: torch.Tensor,
     direction: torch.Tensor,
     init_scale: torch.Tensor | None = None,

@@ -13,9 +13,11 @@ from torch import nn
 from tasks import attacks, norms
 from tasks.adaptive import (
     RANDOM_FOVEATIONS,
+    FreshDrawJudge,
     ObjectFrameView,
     draw_views,
     eot_view,
+    fresh_critical_scale,
     judge_fresh,
     masking_checks,
     noise_fools,
@@ -142,6 +144,45 @@ def test_eot_success_is_judged_on_fresh_draws_with_its_interval() -> None:
     assert float(judged.ci_low[0]) < 0.7 < float(judged.ci_high[0]) and judged.draws == 100
     draws = [[left] * 40 + [right] * 60]
     assert not bool(judge_fresh(LeftHalf(), x, torch.tensor([0]), TopK(1), draws).success[0])
+
+
+def test_the_fresh_search_finds_the_scale_where_most_draws_are_fooled_in_closed_form() -> None:
+    """A linear network that reads a view's mean brightness (class 0 while it is above 100),
+    on images brighter to the right, seen through random resized crops; p darkens every
+    pixel by 1. Crop, resize and the network are linear, so draw d's margin is affine in
+    the scale: it is fooled beyond t_d = m_d(0) / (m_d(0) - m_d(1)). With 21 draws, "most
+    draws fooled" first holds at the 11th smallest t_d: the search must land there within
+    its precision, strictly between the easiest and the hardest draw's."""
+    size, n = (12, 12), 21
+    weight = torch.zeros(2, 3 * 12 * 12)
+    weight[0, : 12 * 12] = 1 / (12 * 12)  # class 0: the mean of channel 0
+    model = Linear(weight, torch.tensor([-100.0, 0.0]))
+    x = (110 + torch.linspace(0, 80, 12)).expand(2, 3, 12, 12).clone()
+    x[1] = x[1].flip(-1)  # the second image brighter to the left
+    labels = torch.zeros(2, dtype=torch.long)
+    draws = draw_views(
+        RANDOM_FOVEATIONS.get("random_resized_crop"), ["a", "b"], size, 0, "fresh", n
+    )
+    p = -torch.ones_like(x)
+
+    def margins(xa: torch.Tensor, i: int) -> torch.Tensor:
+        scores = CropView.of(list(draws[i]), size).logits(
+            model, xa[i : i + 1].expand(n, -1, -1, -1), torch.arange(n)
+        )
+        return scores[:, 0] - scores[:, 1]
+
+    judge = FreshDrawJudge(
+        lambda xa, idx: judge_fresh(model, xa, labels[idx], TopK(1), [draws[i] for i in idx]),
+        torch.zeros(2),
+    )
+    found = fresh_critical_scale(judge, x, p, rtol=1e-4)
+    assert bool(found.success.all()) and bool((judge.looks > 0).all())
+    for i in range(2):
+        m0, m1 = margins(x, i), margins(x + p, i)
+        assert bool((m0 > 0).all()) and torch.allclose(m0 - m1, torch.ones(n), atol=1e-3)
+        t = (m0 / (m0 - m1)).sort().values
+        assert float(found.scale[i]) == pytest.approx(float(t[n // 2]), rel=2e-4)
+        assert float(t[0]) < float(found.scale[i]) < float(t[-1])
 
 
 def test_random_draws_are_per_image_seeded_and_the_judge_never_sees_the_attacks() -> None:

@@ -91,6 +91,10 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
             assert (
                 r["success"] == (r["clean_correct"] and r["fresh_fooled"] > 0.5) or not r["success"]
             )
+            assert 0 <= r["holdout_fooled"] <= 1  # independent draws, at the same perturbation
+            if r["success"]:  # the fresh search looked at least once, then judged twice
+                per_draw = 3 if r["condition"] == "three_crop" else 1
+                assert r["n_image_forwards"] >= 3 * 7 * per_draw
         crops = {"object_crop": 1, "three_crop": 9, "random_resized_crop": 3}.get(
             r["condition"], 10
         )  # MP-Object: the ten views (1 random crop of them: their expectation)

@@ -296,6 +296,7 @@ def adaptive_table(adaptive: pl.DataFrame) -> str:
             "transferred_gain_median": "transferred gain (median)",
             "success_rate": "adaptive success",
             "fresh_fooled_mean": "fooled share of fresh draws",
+            "holdout_fooled_mean": "fooled share of holdout draws",
             "check_unreached": "never fooled",
             "check_weaker_than_transfer": "weaker than transfer",
             "check_noise_not_weaker": "noise of its norm fools too",

@@ -85,6 +85,7 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
                 "transferred_gain_median": float(np.median(t_ratio)) if len(t_ratio) else None,
                 "success_rate": float(right["success"].mean()) if right.height else None,  # type: ignore[arg-type]
                 "fresh_fooled_mean": _mean(group, "fresh_fooled"),
+                "holdout_fooled_mean": _mean(group, "holdout_fooled"),
                 # gradient masking (each should be 0; tasks.adaptive.MaskingChecks)
                 "check_unreached": checks.unreached,
                 "check_weaker_than_transfer": checks.weaker_than_transfer,
