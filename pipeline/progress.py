@@ -145,8 +145,7 @@ class ProgressWatch:
         self.on_partial = on_partial  # (model, partials of its running units)
         self.every_s = every_s
         self._tokens = itertools.count()
-        self._attempt: dict[str, int] = {}  # unit key -> its running attempt's token
-        self._units: dict[int, tuple[str, int]] = {}  # live token -> (unit key, images)
+        self._live: dict[str, tuple[int, int]] = {}  # unit key -> (attempt's token, images)
         self._partials: dict[int, Partial] = {}
         self._settled_images = 0.0
         self._pending: Any = None  # a take asked of the board actor, not read yet
@@ -154,15 +153,13 @@ class ProgressWatch:
 
     def start(self, unit: Unit) -> tuple[Any, ...]:
         token = next(self._tokens)
-        self._attempt[unit.key] = token
-        self._units[token] = (unit.key, self.size(unit))
+        self._live[unit.key] = (token, self.size(unit))
         return (ProgressTarget(self.board, token),)
 
     def end(self, unit: Unit, settled: bool) -> None:
-        token = self._attempt.pop(unit.key, None)
+        token, _ = self._live.pop(unit.key, (None, 0))
         if token is not None:
             self._partials.pop(token, None)
-            self._units.pop(token, None)
         if settled:
             self._settled_images += self.size(unit)
         self._show()
@@ -172,13 +169,14 @@ class ProgressWatch:
         if now < self._next_tick:
             return
         self._next_tick = now + self.every_s
-        fresh = {t: p for t, p in self._take().items() if t in self._units}  # live attempts
+        images = dict(self._live.values())  # live attempt's token -> its images
+        fresh = {t: p for t, p in self._take().items() if t in images}
         if not fresh:
             return
         grown = [  # new complete batches of a unit still running (its end logs the rest)
             t
             for t, p in fresh.items()
-            if self._partials.get(t, Partial(p.model)).complete < p.complete < self._units[t][1]
+            if self._partials.get(t, Partial(p.model)).complete < p.complete < images[t]
         ]
         self._partials.update(fresh)
         self._show()
