@@ -301,7 +301,22 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
         kwargs["tasks"] = entries.tasks(raw["tasks"], source)
     cfg = BenchmarkConfig(**kwargs)
     _check_eval_axes(cfg, source)
+    _check_adaptive_attacker(cfg, source)
     return cfg
+
+
+def _check_adaptive_attacker(cfg: BenchmarkConfig, source: str) -> None:
+    """The adaptive task differentiates through each foveation: it needs a gradient attack
+    (every attack of the catalogue but a baseline's random directions)."""
+    if "adaptive" in cfg.tasks and all(attack_spec(a.name).baseline for a in cfg.attacks):
+        names = [a.name for a in cfg.attacks]
+        raise _fail(
+            source,
+            f"tasks includes adaptive with attacks = {names}",
+            "the adaptive task needs a gradient attack to differentiate through each "
+            "foveation and baselines are not attacks; add one, e.g. attacks: [sign] "
+            "(`foveabench list attacks`)",
+        )
 
 
 def _check_eval_axes(cfg: BenchmarkConfig, source: str) -> None:

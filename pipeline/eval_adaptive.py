@@ -81,93 +81,158 @@ class Outcome:
     perturbation: torch.Tensor
     scale: torch.Tensor  # the attack's own scale (times the fresh search's, random views)
     success: torch.Tensor
+    clean_correct: torch.Tensor
     judged: FreshJudgement | None = None  # the criterion's draws, at the perturbation
     holdout: FreshJudgement | None = None  # independent draws, never searched on
     looks: torch.Tensor | None = None  # judgements per image (fresh search and holdout)
 
 
-def adaptive_rows(
-    unit: EvalUnit,
-    idx: list[int],
-    data: BatchData,
-    model: torch.nn.Module,
-    attack: Attack[Any],
-    settings: EvalCfg,
-    on_done: Callable[[int], None] | None = None,
-) -> list[dict[str, object]]:
-    """One row per (image, foveation) of the batch; ``on_done(k)`` after the k-th foveation
-    (progress inside a unit: one foveation with EOT can take minutes)."""
+@dataclass(frozen=True)
+class Costs:
+    """Per image of a case: network inputs forward and backward, and seconds."""
+
+    forwards: list[int]
+    backwards: list[int]
+    seconds: list[float]
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """One batch of a unit as the adaptive task's two halves see it (white box on a self
+    pair, :func:`adaptive_rows`; black box on a cross pair, pipeline/eval_black_box.py);
+    ``on_done(k)`` after the k-th foveation (progress inside a unit: one foveation with
+    EOT can take minutes)."""
+
+    unit: EvalUnit
+    idx: list[int]
+    data: BatchData
+    model: torch.nn.Module
+    attack: Attack[Any]  # the unit's attack (the black box uses its criterion and norm)
+    settings: EvalCfg
+    on_done: Callable[[int], None] | None = None
+
+    def cases(self, foveations: list[str]) -> Iterator[tuple[str, Case]]:
+        """Each foveation on the batch images it applies to, progress reported between."""
+        for k, name in enumerate(foveations, start=1):
+            if self.on_done is not None and k > 1:
+                self.on_done(k - 1)
+            case = foveation_case(name, self.data, self.model, self.attack, self.settings)
+            if case is not None:
+                yield name, case
+
+
+def adaptive_rows(batch: TaskBatch) -> list[dict[str, object]]:
+    """One row per (image, foveation) of the batch: each attacked through itself."""
+    unit, idx, model, attack, settings = (
+        batch.unit, batch.idx, batch.model, batch.attack, batch.settings
+    )  # fmt: skip
     out: list[dict[str, object]] = []
-    for k, name in enumerate(adaptive_foveations(settings), start=1):
-        if on_done is not None and k > 1:
-            on_done(k - 1)
-        case = _case(name, data, model, attack, settings)
-        if case is None:
-            continue
+    for name, case in batch.cases(adaptive_foveations(settings)):
         result = _attack_in_chunks(attack, model, case)
         outcome = _outcome(case, result, settings.rtol)
-        success, judged, holdout = outcome.success, outcome.judged, outcome.holdout
-        found = norms.all_norms(outcome.perturbation)
-        crit = found[attack.norm].cpu()
-        size = torch.where(success.cpu(), crit, torch.full_like(crit, math.inf))
+        crit = norms.norm(outcome.perturbation, attack.norm).cpu()
+        size = torch.where(outcome.success.cpu(), crit, torch.full_like(crit, math.inf))
         noisy = _noise_in_chunks(model, attack, case, size, attack.norm, settings.seed)
         looks = [0] * len(case.rows) if outcome.looks is None else outcome.looks.tolist()
-        for k, j in enumerate(case.rows):
-            ok = bool(success[k])
-            out.append(
-                {
-                    "image_id": unit.image_ids[idx[j]],
-                    "label": unit.labels[idx[j]],
-                    "source": unit.source,
-                    "target": unit.target,
-                    "attack": unit.attack,
-                    "condition": name,
-                    "random_views": judged is not None,
-                    "has_perturbation": bool(case.has_reference[k]),
-                    "clean_correct": bool(result.clean_correct[k]),
-                    "success": ok,
-                    "critical_scale": float(outcome.scale[k]) if ok else math.inf,
-                    **{f"crit_{n}": float(v[k]) if ok else math.inf for n, v in found.items()},
-                    **{f"mp_{n}": float(v[k]) for n, v in case.reference.items()},
-                    "eot_draws": settings.eot_draws if judged is not None else None,
-                    "fresh_draws": None if judged is None else judged.draws,
-                    "fresh_fooled": None if judged is None else float(judged.fooled[k]),
-                    "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
-                    "fresh_ci_high": None if judged is None else float(judged.ci_high[k]),
-                    "holdout_fooled": None if holdout is None else float(holdout.fooled[k]),
-                    "noise_fooled": bool(noisy[k]) if ok else None,
-                    "n_image_forwards": (int(result.n_forward[k]) + 1) * case.views_per_query[k]
-                    + case.fresh_inputs * looks[k],  # attack, noise check, every fresh look
-                    "n_image_backwards": int(result.n_backward[k]) * case.views_per_query[k],
-                    "seconds": float(result.seconds[k]),
-                }
-            )
+        n = len(case.rows)
+        costs = Costs(  # the attack's queries, the noise check, every fresh look
+            forwards=[(int(result.n_forward[k]) + 1) * case.views_per_query[k]
+                      + case.fresh_inputs * looks[k] for k in range(n)],
+            backwards=[int(result.n_backward[k]) * case.views_per_query[k] for k in range(n)],
+            seconds=[float(v) for v in result.seconds],
+        )  # fmt: skip
+        out += case_rows(unit, idx, name, case, outcome, costs, settings, noisy)
+    return out
+
+
+def case_rows(
+    unit: EvalUnit,
+    idx: list[int],
+    name: str,
+    case: Case,
+    outcome: Outcome,
+    costs: Costs,
+    settings: EvalCfg,
+    noisy: torch.Tensor | None = None,
+) -> list[dict[str, object]]:
+    """The ADAPTIVE_SCHEMA rows of one case (a white-box attack of a self pair, or a
+    black-box transfer of a cross pair: pipeline/eval_black_box.py)."""
+    found = norms.all_norms(outcome.perturbation)
+    judged, holdout = outcome.judged, outcome.holdout
+    # EOT is the white-box attack's (a black-box row is the only one without a noise check)
+    eot = settings.eot_draws if judged is not None and noisy is not None else None
+    out: list[dict[str, object]] = []
+    for k, j in enumerate(case.rows):
+        ok = bool(outcome.success[k])
+        out.append(
+            {
+                "image_id": unit.image_ids[idx[j]],
+                "label": unit.labels[idx[j]],
+                "source": unit.source,
+                "target": unit.target,
+                "attack": unit.attack,
+                "condition": name,
+                "random_views": judged is not None,
+                "has_perturbation": bool(case.has_reference[k]),
+                "clean_correct": bool(outcome.clean_correct[k]),
+                "success": ok,
+                "critical_scale": float(outcome.scale[k]) if ok else math.inf,
+                **{f"crit_{n}": float(v[k]) if ok else math.inf for n, v in found.items()},
+                **{f"mp_{n}": float(v[k]) for n, v in case.reference.items()},
+                "eot_draws": eot,
+                "fresh_draws": None if judged is None else judged.draws,
+                "fresh_fooled": None if judged is None else float(judged.fooled[k]),
+                "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
+                "fresh_ci_high": None if judged is None else float(judged.ci_high[k]),
+                "holdout_fooled": None if holdout is None else float(holdout.fooled[k]),
+                "noise_fooled": bool(noisy[k]) if ok and noisy is not None else None,
+                "n_image_forwards": costs.forwards[k],
+                "n_image_backwards": costs.backwards[k],
+                "seconds": costs.seconds[k],
+            }
+        )
     return out
 
 
 def _outcome(case: Case, result: AttackResult, rtol: float) -> Outcome:
     """A fixed foveation: the attack's result. A random one: the attack's perturbation
-    scaled to where most fresh draws are fooled (:func:`tasks.adaptive.fresh_critical_scale`,
-    searched where the attack fooled the EOT average), then judged once on the criterion's
-    draws and once on independent holdout draws (how far that choice of scale, made on the
-    fresh draws, carries to draws it never saw)."""
+    scaled to where most fresh draws are fooled, searched where the attack fooled the EOT
+    average (:func:`fresh_outcome`)."""
     success = result.success & result.clean_correct
     if case.fresh is None:
-        return Outcome(result.perturbation, result.scale, success)
+        return Outcome(result.perturbation, result.scale, success, result.clean_correct)
+    return fresh_outcome(
+        case, result.perturbation, success, result.scale, result.clean_correct, rtol
+    )
+
+
+def fresh_outcome(
+    case: Case,
+    perturbation: torch.Tensor,
+    searched: torch.Tensor,
+    scale: torch.Tensor,
+    clean_correct: torch.Tensor,
+    rtol: float,
+) -> Outcome:
+    """A random foveation: ``perturbation`` scaled to where most fresh draws are fooled
+    (:func:`tasks.adaptive.fresh_critical_scale`, on the images ``searched``), then judged
+    once on the criterion's draws and once on independent holdout draws (how far that
+    choice of scale, made on the fresh draws, carries to draws it never saw)."""
+    assert case.fresh is not None
     fresh = case.fresh
     judge = FreshDrawJudge(lambda x, idx: fresh(x, idx, "fresh"), torch.zeros(len(case.rows)))
-    searched = success.to(result.perturbation.dtype).view(-1, *[1] * (case.x.dim() - 1))
-    found = fresh_critical_scale(judge, case.x, result.perturbation * searched, rtol)
-    ok = (found.success & success.to(found.success.device)).cpu()
+    mask = searched.to(perturbation.device, perturbation.dtype)
+    mask = mask.view(-1, *[1] * (case.x.dim() - 1))
+    found = fresh_critical_scale(judge, case.x, perturbation * mask, rtol)
+    ok = (found.success.cpu() & searched.cpu()).cpu()
     s = torch.where(ok, found.scale.cpu(), torch.zeros_like(found.scale.cpu()))
-    x_adv = (case.x + s.to(case.x.device).view_as(searched) * result.perturbation).clamp(
-        *PIXEL_BOUNDS
-    )
+    x_adv = (case.x + s.to(case.x.device).view_as(mask) * perturbation).clamp(*PIXEL_BOUNDS)
     judged, holdout = fresh(x_adv, None, "fresh"), fresh(x_adv, None, "holdout")
     return Outcome(
         perturbation=x_adv - case.x,
-        scale=result.scale.cpu() * s,
+        scale=scale.cpu() * s,
         success=ok & judged.success,
+        clean_correct=clean_correct.cpu(),
         judged=judged,
         holdout=holdout,
         looks=judge.looks.long() + 2,
@@ -225,9 +290,11 @@ def _chunks(case: Case) -> Iterator[tuple[list[int], torch.Tensor, View]]:
         yield chunk, torch.tensor(chunk, device=case.x.device), view
 
 
-def _case(
+def foveation_case(
     name: str, data: BatchData, model: torch.nn.Module, attack: Attack[Any], settings: EvalCfg
 ) -> Case | None:
+    """Foveation ``name`` on the batch images it applies to (None: none), with the source's
+    perturbation norms as the reference and, if it draws at random, its fresh judge."""
     if name in CONDITIONS and CONDITIONS.get(name).setup == OBJECT:
         return _object_case(name, data, model, attack, settings)
     needs_box = name in CONDITIONS and CONDITIONS.get(name).needs_box

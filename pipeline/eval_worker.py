@@ -20,8 +20,9 @@ from collections.abc import Callable
 import torch
 
 from pipeline.config import EvalCfg
-from pipeline.eval_adaptive import adaptive_foveations, adaptive_rows
-from pipeline.eval_inputs import AttackFactory, Stored, load_batch, object_setup
+from pipeline.eval_adaptive import TaskBatch, adaptive_foveations, adaptive_rows
+from pipeline.eval_black_box import black_box_foveations, black_box_rows
+from pipeline.eval_inputs import AttackFactory, Stored, frame_cfg, load_batch, object_setup
 from pipeline.eval_rows import RowSink
 from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
@@ -99,8 +100,7 @@ class Evaluator:
     def evaluate(self, unit: EvalUnit, progress: ProgressTarget | None = None) -> EvalOutput:
         """Every condition of the unit, batch by batch; finished batches go to ``progress``."""
         start = time.perf_counter()
-        adaptive = ADAPTIVE in unit.tasks and unit.source == unit.target
-        steps = 1 + (len(adaptive_foveations(self.settings)) if adaptive else 0)
+        steps = 1 + len(self._adaptive_foveations(unit))
         self._progress = done = UnitProgress(progress, unit.model, steps)
         self.halvings = 0
         queue = self._queue()
@@ -227,14 +227,24 @@ class Evaluator:
         rows.missing(idx, data, covered)
         if probe is not None:
             rows.linearity(idx, data, probe, per_forward)
-        if ADAPTIVE in unit.tasks and data.self_pair:
-            attacker = self.make_attack(unit.attack)
-            rows.adaptive(
-                adaptive_rows(
-                    unit, idx, data, self.model, attacker, self.settings,
-                    on_done=lambda k: self._progress.step(len(idx), 1 + k),
-                )
+        if self._adaptive_foveations(unit):  # white box (self pair) or black box (cross)
+            rows_of = adaptive_rows if data.self_pair else black_box_rows
+            batch = TaskBatch(
+                unit, idx, data, self.model, self.make_attack(unit.attack), self.settings,
+                on_done=lambda k: self._progress.step(len(idx), 1 + k),
             )  # fmt: skip
+            rows.adaptive(rows_of(batch))
+
+    def _adaptive_foveations(self, unit: EvalUnit) -> list[str]:
+        """What the adaptive task attacks in this unit: every foveation through itself on a
+        self pair; on a cross pair, a black-box transfer through the MP set-up's, where the
+        target sees its own frame (otherwise its norms would not compare: none)."""
+        if ADAPTIVE not in unit.tasks:
+            return []
+        if unit.source == unit.target:
+            return adaptive_foveations(self.settings)
+        own = frame_cfg(unit, self.model.cfg, self.settings) == self.model.cfg
+        return black_box_foveations(self.settings) if own else []
 
     def _check_precision(
         self,

@@ -65,8 +65,10 @@ def plan_eval_units(
                 for target in models:
                     todo = []
                     for task in tasks:
-                        self_only = TASKS.get(task).pairs == "self"
-                        if self_only and (target != source or baseline):
+                        spec = TASKS.get(task)
+                        if spec.pairs == "self" and target != source:
+                            continue
+                        if baseline and not spec.baseline_ok:
                             continue
                         partition = eval_partition(task, source, target, attack)
                         if commits.done(partition, shard, ids):

@@ -283,17 +283,22 @@ class MaskingChecks:
       perturbation (MP found on the unfoveated network, then foveated) by more than the
       search's precision: a white-box attack should never lose to a transfer;
     - ``noise_not_weaker``: random noise of the adaptive perturbation's norm fooled the
-      foveated network as early (noise should need far more).
+      foveated network as early (noise should need far more);
+    - ``black_box_stronger``: another network's minimum perturbation, transferred through
+      the same foveation (black box), fooled it at a smaller norm than the white-box attack,
+      beyond the search's precision (None: no other network's was measured).
     """
 
     images: int
     unreached: int
     weaker_than_transfer: int
     noise_not_weaker: int
+    black_box_stronger: int | None = None
 
     @property
     def clean(self) -> bool:
-        return self.unreached == self.weaker_than_transfer == self.noise_not_weaker == 0
+        counts = (self.unreached, self.weaker_than_transfer, self.noise_not_weaker)
+        return counts == (0, 0, 0) and not self.black_box_stronger
 
 
 def masking_checks(
@@ -302,12 +307,16 @@ def masking_checks(
     transferred: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     rtol: float = 0.05,
+    black_box: torch.Tensor | None = None,
 ) -> MaskingChecks:
     """Counts of :class:`MaskingChecks` from per-image critical norms (inf: never fooled):
-    ``adaptive`` (and whether the attack succeeded), ``transferred`` and ``noise`` on the
-    same foveated network and the same norm."""
+    ``adaptive`` (and whether the attack succeeded), ``transferred``, ``noise`` and the
+    smallest ``black_box`` transfer from other networks, on the same foveated network and
+    the same norm. A transfer (the network's own MP, or another's) that fools an image the
+    white-box attack never fooled counts as stronger."""
     adaptive = torch.where(success, adaptive, torch.full_like(adaptive, math.inf))
     weaker = 0 if transferred is None else int((adaptive > transferred / (1 - rtol)).sum())
     # an image never fooled counts as unreached only (inf noise is not 'as strong' there)
     noisy = 0 if noise is None else int(((noise <= adaptive) & adaptive.isfinite()).sum())
-    return MaskingChecks(int(adaptive.numel()), int((~success).sum()), weaker, noisy)
+    stronger = None if black_box is None else int((adaptive > black_box / (1 - rtol)).sum())
+    return MaskingChecks(int(adaptive.numel()), int((~success).sum()), weaker, noisy, stronger)

@@ -44,6 +44,8 @@ class TaskSpec:
     implies: tuple[str, ...] = ()  # tasks it needs (``transfer`` needs ``norm_sweep``)
     doc: str = ""
     shards: bool = True  # writes result shards of its own (``transfer`` is read off the sweeps)
+    #: computed for a baseline's directions (random) too; the self-pair tasks never are
+    baseline_ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,34 @@ for _task in (
     TaskSpec("bounds", "attack", "all", doc="Peck's certified lower bounds"),
     TaskSpec("norm_sweep", "eval", "all", doc="accuracy vs norm of each direction (Fig. 2, 7)"),
     TaskSpec("transfer", "eval", "all", ("norm_sweep",), "cross-model matrices", shards=False),
-    TaskSpec("masks", "eval", "self", doc="object / background masked perturbations (Fig. 3, 8)"),
-    TaskSpec("foveation", "eval", "self", doc="foveations, MP and MP-Object (Fig. 5, 13; Tables)"),
     TaskSpec(
-        "linearity", "eval", "self", doc="local linearity and Fig. 6 effects (Fig. 4, 6, 9-12)"
+        "masks",
+        "eval",
+        "self",
+        doc="object / background masked perturbations (Fig. 3, 8)",
+        baseline_ok=False,
     ),
     TaskSpec(
-        ADAPTIVE, "eval", "self", doc="each foveation attacked through itself (EOT if random)"
+        "foveation",
+        "eval",
+        "self",
+        doc="foveations, MP and MP-Object (Fig. 5, 13; Tables)",
+        baseline_ok=False,
+    ),
+    TaskSpec(
+        "linearity",
+        "eval",
+        "self",
+        doc="local linearity and Fig. 6 effects (Fig. 4, 6, 9-12)",
+        baseline_ok=False,
+    ),
+    TaskSpec(
+        ADAPTIVE,
+        "eval",
+        "all",
+        baseline_ok=False,
+        doc="each foveation attacked through itself (EOT if random); other networks' MP "
+        "through it (black box)",
     ),
 ):
     TASKS.add(_task.name, _task)

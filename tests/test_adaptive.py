@@ -28,7 +28,7 @@ from tasks.context import QueryContext
 from tasks.criterion import TopK
 from tasks.evaluation.conditions import ObjectView
 from tasks.geometry import Window, crop_resize
-from tasks.linesearch import LineSearch
+from tasks.linesearch import LineSearch, search_scale
 from tasks.views import CropView
 from tests.linear import Linear, random_linear
 
@@ -228,6 +228,35 @@ def test_the_masking_check_fires_on_a_network_that_masks_its_gradient() -> None:
     crit = masked.perturbation.flatten(1).abs().amax(1)
     checks = masking_checks(crit, masked.success, transferred=linf)
     assert not checks.clean and checks.unreached + checks.weaker_than_transfer > 0
+
+
+def test_the_black_box_check_fires_when_another_networks_perturbation_beats_a_masked_one() -> None:
+    """Another network (a linear one close to the target) finds its own minimum
+    perturbation; searched along on the target (the black box: no gradient of the target),
+    it never beats the white-box attack on the honest target, and it beats the masked
+    white-box attack on the same target behind a hard input threshold."""
+    model, x = random_linear(2, shape=(3, 8, 8), seed=3)
+    labels = model(x).argmax(1)
+    g = torch.Generator().manual_seed(7)
+    other = Linear(model.weight + 0.2 * model.weight.std() * torch.randn(model.weight.shape, generator=g), model.bias)  # fmt: skip
+    sign = attacks.create("sign", criterion=TopK(1))
+    theirs = sign(other, x, labels).perturbation
+
+    def black_box(target: nn.Module) -> torch.Tensor:
+        ctx = QueryContext.create(target, labels, TopK(1))
+        found = search_scale(ctx, x, theirs, search=LineSearch(rtol=1e-3))
+        at = found.scale.nan_to_num(math.inf).view(-1, 1, 1, 1)
+        linf = (theirs * at.clamp_max(1e6)).flatten(1).abs().amax(1)
+        return torch.where(found.success, linf, torch.full_like(linf, math.inf))
+
+    honest = sign(model, x, labels)
+    linf = honest.perturbation.flatten(1).abs().amax(1)
+    assert masking_checks(linf, honest.success, black_box=black_box(model)).black_box_stronger == 0
+    masked = sign(Quantized(model), x, labels)
+    crit = masked.perturbation.flatten(1).abs().amax(1)
+    checks = masking_checks(crit, masked.success, black_box=black_box(Quantized(model)))
+    assert checks.black_box_stronger is not None and checks.black_box_stronger > 0
+    assert not checks.clean and masking_checks(crit, masked.success).black_box_stronger is None
 
 
 def test_noise_of_the_attacks_norm_is_far_weaker_on_an_honest_network() -> None:

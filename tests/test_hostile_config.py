@@ -77,6 +77,11 @@ BAD_CONFIGS = [
     ({"name": "runs/../../etc"}, ["name = 'runs/../../etc'", "no '/'"]),
     ({"ray": {"gpus_per_actor": "one"}}, ["ray", "gpus_per_actor = 'one'", "must be a number"]),
     ({"device": "gpu"}, ["device = 'gpu'", "use auto, cpu, cuda"]),
+    (
+        {"attacks": ["random"], "tasks": ["clean", "adaptive"]},
+        ["adaptive with attacks = ['random']", "needs a gradient attack", "attacks: [sign]"],
+    ),
+    ({"eval": {"eot_draws": 0}}, ["eval.eot_draws = 0", "at least 1 draw per step"]),
     ("name: demo\nattacks: [sign\n", ["not valid YAML at line 3", "fix the indentation"]),
 ]
 

@@ -104,6 +104,18 @@ def test_the_golden_run_holds_every_tasks_tables(golden: Golden) -> None:
         assert pl.read_parquet(run_dir / "summary" / f"{name}.parquet").height, name
     adaptive = pl.read_parquet(run_dir / "summary" / "adaptive.parquet")
     assert adaptive.height and set(adaptive["model"]) >= {LITE0, LITE1}
+    # cross pairs: the other networks' MP through each MP-set-up foveation (black box)
+    rows = pl.read_parquet(run_dir / "evals" / "adaptive" / "*" / "*" / "*" / "data.parquet")
+    black = rows.filter(pl.col("source") != pl.col("target"))
+    assert set(black["condition"]) == {"object_crop", "random_resized_crop"}
+    assert black.filter(pl.col("success")).height, "no black-box transfer fooled anything"
+    assert black.filter(pl.col("random_views"))["holdout_fooled"].is_not_null().all()
+    assert black["noise_fooled"].is_null().all() and black["eot_draws"].is_null().all()
+    lite = adaptive.filter(
+        pl.col("condition").is_in(["object_crop", "random_resized_crop"])
+        & pl.col("model").is_in([LITE0, LITE1])
+    )
+    assert lite["check_black_box_stronger"].is_not_null().all()
 
 
 def test_a_copy_of_the_golden_run_resumes_recomputes_a_forgotten_shard_and_starts_fresh(

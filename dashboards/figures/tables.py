@@ -300,6 +300,7 @@ def adaptive_table(adaptive: pl.DataFrame) -> str:
             "check_unreached": "never fooled",
             "check_weaker_than_transfer": "weaker than transfer",
             "check_noise_not_weaker": "noise of its norm fools too",
+            "check_black_box_stronger": "another network's MP fools more cheaply",
             "image_forwards_per_image": "forwards / image",
         },
     )

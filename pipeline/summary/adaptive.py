@@ -7,7 +7,8 @@ unfoveated network's), both found by the attack's own line search, so both sides
 ratio have the same precision. Beside it, the transferred gain (the foveation's Table 1
 ratio: MP foveated / MP) and the gradient-masking checks that apply (Carlini et al.
 2019): the adaptive attack, unbounded, fools every image; it is never weaker than the
-transferred MP on the same foveated network.
+transferred MP on the same foveated network, nor than another network's MP transferred
+through it (the black-box rows: ``source`` != ``target``, pipeline/eval_black_box.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def adaptive_pairs(adaptive: pl.DataFrame, model: str, attack: str, condition: s
     norm = native_norm(attack)
     return adaptive.filter(
         (pl.col("source") == model)
+        & (pl.col("target") == model)
         & (pl.col("attack") == attack)
         & (pl.col("condition") == condition)
         & pl.col("clean_correct")
@@ -58,7 +60,10 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
     if adaptive.is_empty():
         return pl.DataFrame()
     out = []
-    for (model, attack, condition), group in adaptive.group_by("source", "attack", "condition"):
+    black = adaptive.filter(pl.col("source") != pl.col("target"))
+    for (model, attack, condition), group in white_box(adaptive).group_by(
+        "source", "attack", "condition"
+    ):
         m, a, c = str(model), str(attack), str(condition)
         norm = native_norm(a)
         pairs = adaptive_pairs(adaptive, m, a, c)
@@ -66,7 +71,7 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
         transferred = _transferred(crit, m, a, c, norm)
         joined = pairs.join(transferred, on="image_id", how="left")
         right = group.filter(pl.col("clean_correct"))
-        checks = _checks(right, transferred, norm, rtol)
+        checks = _checks(right, transferred, norm, rtol, _black_box(black, m, a, c, norm))
         t_ratio = (joined["t"] / joined["b"]).drop_nulls().to_numpy()
         out.append(
             {
@@ -90,6 +95,7 @@ def adaptive_summary(adaptive: pl.DataFrame, crit: pl.DataFrame, rtol: float) ->
                 "check_unreached": checks.unreached,
                 "check_weaker_than_transfer": checks.weaker_than_transfer,
                 "check_noise_not_weaker": checks.noise_not_weaker,
+                "check_black_box_stronger": checks.black_box_stronger,
                 "image_forwards_per_image": _mean(group, "n_image_forwards"),
                 "image_backwards_per_image": _mean(group, "n_image_backwards"),
             }
@@ -105,7 +111,9 @@ def adaptive_curves(adaptive: pl.DataFrame, grids: dict[str, tuple[float, ...]])
     if adaptive.is_empty():
         return pl.DataFrame()
     parts = []
-    for (model, attack, condition), group in adaptive.group_by("source", "attack", "condition"):
+    for (model, attack, condition), group in white_box(adaptive).group_by(
+        "source", "attack", "condition"
+    ):
         norm = native_norm(str(attack))
         right = pl.col("clean_correct") & (pl.col(f"crit_{norm}") > pl.lit(0.0))
         for v in grids.get(norm, ()):
@@ -138,6 +146,8 @@ def gain_metrics(summary: pl.DataFrame) -> dict[str, float]:
         out[f"{prefix}/check_unreached"] = float(r["check_unreached"])
         out[f"{prefix}/check_weaker_than_transfer"] = float(r["check_weaker_than_transfer"])
         out[f"{prefix}/check_noise_not_weaker"] = float(r.get("check_noise_not_weaker", 0))
+        if r.get("check_black_box_stronger") is not None:
+            out[f"{prefix}/check_black_box_stronger"] = float(r["check_black_box_stronger"])
     return out
 
 
@@ -145,32 +155,67 @@ def masking_warnings(summary: pl.DataFrame) -> list[str]:
     """One line per (model, attack, foveation) whose masking checks are not all 0."""
     if summary.is_empty():
         return []
-    noise = (
-        pl.col("check_noise_not_weaker")
-        if "check_noise_not_weaker" in summary.columns
-        else pl.lit(0)
-    )
+
+    def count(column: str) -> pl.Expr:
+        return pl.col(column).fill_null(0) if column in summary.columns else pl.lit(0)
+
     bad = summary.filter(
-        (pl.col("check_unreached") > 0) | (pl.col("check_weaker_than_transfer") > 0) | (noise > 0)
+        (count("check_unreached") > 0)
+        | (count("check_weaker_than_transfer") > 0)
+        | (count("check_noise_not_weaker") > 0)
+        | (count("check_black_box_stronger") > 0)
     )
     return [
         f"adaptive {r['condition']} {r['model']} {r['attack']}: {r['check_unreached']} of "
         f"{r['n']} images never fooled by the unbounded adaptive attack, "
         f"{r['check_weaker_than_transfer']} where it was weaker than the transferred MP, "
-        f"{r.get('check_noise_not_weaker', 0)} where random noise of its norm fooled as well: "
-        "look for gradient masking (a non-differentiable step, saturated scores)"
+        f"{r.get('check_noise_not_weaker', 0)} where random noise of its norm fooled as well, "
+        f"{r.get('check_black_box_stronger') or 0} where another network's MP (black box) "
+        "fooled it more cheaply: look for gradient masking (a non-differentiable step, "
+        "saturated scores)"
         for r in bad.to_dicts()
     ]
 
 
+def white_box(adaptive: pl.DataFrame) -> pl.DataFrame:
+    """The adaptive attacks proper: each network's foveations attacked through themselves."""
+    return adaptive.filter(pl.col("source") == pl.col("target"))
+
+
+def _black_box(
+    black: pl.DataFrame, model: str, attack: str, condition: str, norm: str
+) -> pl.DataFrame | None:
+    """Per image, the smallest critical norm of another network's MP through ``model``'s
+    foveation ``condition`` (inf: none fooled it); None when no other network was measured."""
+    rows = black.filter(
+        (pl.col("target") == model)
+        & (pl.col("attack") == attack)
+        & (pl.col("condition") == condition)
+        & pl.col("clean_correct")
+    )
+    if rows.is_empty():
+        return None
+    crit = pl.when(pl.col("success")).then(pl.col(f"crit_{norm}")).otherwise(math.inf)
+    return rows.group_by("image_id").agg(crit.min().alias("bb"))
+
+
 def _checks(
-    right: pl.DataFrame, transferred: pl.DataFrame, norm: str, rtol: float
+    right: pl.DataFrame,
+    transferred: pl.DataFrame,
+    norm: str,
+    rtol: float,
+    black_box: pl.DataFrame | None = None,
 ) -> MaskingChecks:
     """The masking checks over the images correct under the foveation: the unbounded
-    attack's failures, images where it lost to the transferred MP (those MP perturbed), and
-    images where noise of its norm fooled the foveated network as well."""
-    rows = right.join(transferred, on="image_id", how="left")
+    attack's failures, images where it lost to the transferred MP (those MP perturbed) or
+    to another network's (black box), and images where noise of its norm fooled the
+    foveated network as well."""
     inf = math.inf
+    rows = right.join(transferred, on="image_id", how="left")
+    bb = None
+    if black_box is not None:
+        rows = rows.join(black_box, on="image_id", how="left")
+        bb = torch.tensor(rows["bb"].fill_null(inf).to_list(), dtype=torch.float64)
     adaptive = torch.tensor(rows[f"crit_{norm}"].fill_null(inf).to_list(), dtype=torch.float64)
     noise_fooled = (
         rows["noise_fooled"].fill_null(False).to_list() if "noise_fooled" in rows.columns else []
@@ -187,6 +232,7 @@ def _checks(
         transferred=torch.tensor(rows["t"].fill_null(inf).to_list(), dtype=torch.float64),
         noise=noise,
         rtol=rtol,
+        black_box=bb,
     )
 
 
