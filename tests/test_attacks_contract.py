@@ -29,6 +29,7 @@ FAST: dict[str, dict[str, Any]] = {
     "scw": {"max_iter": 50, "binary_steps": 3, "initial_const": 1.0, "alpha": 0.5, "cg_iters": 10},
     "ddn": {"steps": 20},
     "fmn": {"steps": 20},
+    "fmn_linf": {"steps": 20},
     "alma": {"steps": 50},
     "deepfool": {"max_iter": 20},
 }

@@ -34,6 +34,7 @@ CLOSED_FORM = [
     for name, params, norm, boxes in [
         ("fmn", {"norm": "l2"}, "l2", (None, PIXEL_BOUNDS)),
         ("fmn", {"norm": "linf"}, "linf", (None, PIXEL_BOUNDS)),
+        ("fmn_linf", {}, "linf", (PIXEL_BOUNDS,)),  # its own entry: linf by default
         # Without a box the L1 minimum is one pixel; FMN needs ~1000 steps to isolate it
         # (0.45% then), so the test uses the box, where the minimum spreads over a few pixels.
         ("fmn", {"norm": "l1pp", "steps": 300}, "l1pp", (PIXEL_BOUNDS,)),

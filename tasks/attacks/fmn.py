@@ -104,3 +104,8 @@ class FMNAttack(Attack[FMNParams]):
             delta[rows] = ctx.clip(xr + project(d, e, norm)) - xr
             eps[rows] = e
         return best.proposal(fallback=delta)
+
+
+class FMNLinf(FMNAttack):
+    """FMN on the linf ball, as its own catalogue entry (the evaluation stage reads an
+    attack on its entry's norm axis)."""

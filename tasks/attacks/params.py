@@ -130,6 +130,14 @@ class FMNParams(QueryBudgetParams):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FMNLinfParams(FMNParams):
+    """FMN on the linf ball: its own catalogue entry, so the evaluation stage reads it on
+    the linf axis (an attack's axis is its entry's; ``fmn: {norm: linf}`` is refused there)."""
+
+    norm: Literal["l1pp", "l2", "linf"] = param("linf", "norm minimised (l1pp: the L1 ball)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ALMAParams(QueryBudgetParams):
     """Rony et al.'s Augmented Lagrangian attack (defaults of the authors' code)."""
 

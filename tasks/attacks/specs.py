@@ -161,6 +161,7 @@ _add("deepfool", "l2", P.DeepFoolParams, "deepfool:DeepFoolAttack", "DeepFool, t
 _add("cw", "l2", P.CWParams, "cw:CarliniWagnerL2", "Carlini & Wagner L2")
 _add("ddn", "l2", P.DDNParams, "ddn:DDNAttack", "Decoupled Direction and Norm")
 _add("fmn", "l2", P.FMNParams, "fmn:FMNAttack", "Pintor et al.'s Fast Minimum-Norm")
+_add("fmn_linf", "linf", P.FMNLinfParams, "fmn:FMNLinf", "Fast Minimum-Norm on the linf ball")
 _add("alma", "l2", P.ALMAParams, "alma:ALMAAttack", "Rony et al.'s Augmented Lagrangian")
 _add("random", "linf", P.NoiseParams, "noise:RandomNoiseAttack", "uniform noise", baseline=True)
 _add("gn1", "linf", P.GNParams, "gn:GN1", "Balda et al.'s GNII, Algorithm 1")
