@@ -18,11 +18,9 @@ from typing import Any
 
 import ray
 
-from pipeline.attack_unit import AttackOutput, AttackUnit
-from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.image_cache import ImageCache
 from pipeline.progress import ProgressTarget
-from pipeline.worker import ModelWorker, WorkerSpec
+from pipeline.worker import ModelWorker, Output, Unit, WorkerSpec
 
 
 def resident_bytes(worker: ModelWorker) -> int:
@@ -56,19 +54,10 @@ class ModelPool:
         start = time.perf_counter()
         return self.worker(model), time.perf_counter() - start
 
-    def process_and_write(
-        self, unit: AttackUnit, progress: ProgressTarget | None = None
-    ) -> AttackOutput:
+    def run_unit(self, unit: Unit, progress: ProgressTarget | None = None) -> Output:
+        """:meth:`ModelWorker.run_unit` on the unit's network, loaded first if need be."""
         worker, seconds = self._loaded(unit.model)
-        out = worker.process_and_write(unit, progress)
-        out.load_seconds = seconds
-        return out
-
-    def evaluate_and_write(
-        self, unit: EvalUnit, progress: ProgressTarget | None = None
-    ) -> EvalOutput:
-        worker, seconds = self._loaded(unit.model)
-        out = worker.evaluate_and_write(unit, progress)
+        out = worker.run_unit(unit, progress)
         out.load_seconds = seconds
         return out
 

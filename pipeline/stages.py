@@ -119,7 +119,6 @@ class Stages:
     def _schedule(
         self,
         units: list[Any],
-        method: str,
         on_output: Callable[[Any], None],
         desc: str,
         on_partial: Callable[[str, list[Partial]], None] | None = None,
@@ -135,7 +134,7 @@ class Stages:
 
             watch = ProgressWatch(self.board, show, lambda u: len(u.image_ids), on_partial)
             scheduler = ShardScheduler(
-                actors, units, self.cfg.ray.max_restarts, log, method, watch=watch
+                actors, units, self.cfg.ray.max_restarts, log, "run_unit", watch=watch
             )
             result = scheduler.run(on_output, lambda: None)
         return result.failed, result.requeued
@@ -166,7 +165,7 @@ class Stages:
             metrics, step = stats.preview(model, running)
             self.tracker.log_metrics(metrics, step=step, model=model)
 
-        return self._schedule(units, "process_and_write", on_output, "attack", on_partial)
+        return self._schedule(units, on_output, "attack", on_partial)
 
     def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[UnitFailure], int]:
         points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
@@ -177,7 +176,7 @@ class Stages:
             if self.on_eval_unit_done:
                 self.on_eval_unit_done(out)
 
-        return self._schedule(units, "evaluate_and_write", on_output, "evaluation")
+        return self._schedule(units, on_output, "evaluation")
 
     def _compact(self, tables: tuple[str, ...]) -> None:
         """Fold the stage's shard pieces into one file per partition (on the cluster, not in

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,21 +142,13 @@ class ModelWorker:
             self._result_writer = ResultWriter(self.spec.run_dir, self.spec.provenance)
         return self._result_writer
 
-    def process_and_write(
-        self, unit: AttackUnit, progress: ProgressTarget | None = None
-    ) -> AttackOutput:
-        """The attack stage for a unit, written and committed here; rows go back."""
-        out = self.process(unit, progress)
-        self._writer().attack_output(out)
-        return strip_attack(out)
-
-    def evaluate_and_write(
-        self, unit: EvalUnit, progress: ProgressTarget | None = None
-    ) -> EvalOutput:
-        """The evaluation stage for a unit, written and committed here; rows go back."""
-        out = self.evaluate(unit, progress)
-        self._writer().eval_output(out)
-        return strip_eval(out)
+    def run_unit(self, unit: Unit, progress: ProgressTarget | None = None) -> Output:
+        """The actor's one method, for a unit of either stage (:data:`UNIT_KINDS`): computed,
+        written and committed here; its rows go back, without the perturbation bytes."""
+        kind = UNIT_KINDS[type(unit)]
+        out = kind.compute(self, unit, progress)
+        kind.write(self._writer(), out)
+        return kind.strip(out)
 
     def describe(self) -> dict[str, Any]:
         """Where this worker runs and with what preprocessing (for logs and provenance)."""
@@ -345,6 +338,26 @@ class ModelWorker:
                 perts.append(
                     record(b["image_id"], b["model"], name, MP, row["scale"], result.direction[j])
                 )
+
+
+Unit = AttackUnit | EvalUnit
+Output = AttackOutput | EvalOutput
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """How a worker computes one stage's unit, writes it and strips it for the driver."""
+
+    compute: Callable[[ModelWorker, Any, ProgressTarget | None], Any]
+    write: Callable[[ResultWriter, Any], None]
+    strip: Callable[[Any], Any]
+
+
+#: The stages' units, by type: what :meth:`ModelWorker.run_unit` does with each.
+UNIT_KINDS: dict[type, UnitKind] = {
+    AttackUnit: UnitKind(ModelWorker.process, ResultWriter.attack_output, strip_attack),
+    EvalUnit: UnitKind(ModelWorker.evaluate, ResultWriter.eval_output, strip_eval),
+}
 
 
 def _joined(first: _BatchRows, second: _BatchRows) -> _BatchRows:
