@@ -13,7 +13,7 @@ import difflib
 from pipeline.config_error import located as _fail
 from pipeline.eval_config import EvalCfg
 from pipeline.names import SALIENCY_NAMES
-from tasks.protocol import mp_foveations
+from tasks.protocol import MODERN_FOVEATION, mp_foveations, object_foveations
 
 
 def did_you_mean(name: str, known: list[str]) -> str:
@@ -52,6 +52,7 @@ def checked_eval(cfg: EvalCfg, source: str) -> EvalCfg:
             )
         if crop in cfg.crops[:i]:
             raise _fail(source, f"eval.crops[{i}] = {crop!r}", "is listed twice; keep one entry")
+    _check_adaptive_foveations(cfg, source)
     if cfg.saliency not in SALIENCY_NAMES:
         known = SALIENCY_NAMES.names()
         raise _fail(
@@ -60,3 +61,16 @@ def checked_eval(cfg: EvalCfg, source: str) -> EvalCfg:
             f"unknown method; {did_you_mean(cfg.saliency, known)}",
         )
     return cfg
+
+
+def _check_adaptive_foveations(cfg: EvalCfg, source: str) -> None:
+    """Each name a foveation the adaptive task can attack in this run: an MP crop must be
+    in eval.crops as well (its transferred gain, which the adaptive one is read beside,
+    comes from the foveation task)."""
+    for i, name in enumerate(cfg.adaptive_foveations or ()):
+        known = [*mp_foveations(), MODERN_FOVEATION, *object_foveations()]
+        key = f"eval.adaptive_foveations[{i}] = {name!r}"
+        if name not in known:
+            raise _fail(source, key, f"unknown foveation; {did_you_mean(name, known)}")
+        if name in mp_foveations() and name not in cfg.crops:
+            raise _fail(source, key, f"add it to eval.crops as well (now {list(cfg.crops)})")

@@ -42,15 +42,16 @@ from tasks.attacks.base import Attack, AttackResult
 from tasks.context import PIXEL_BOUNDS
 from tasks.evaluation.build import BatchData
 from tasks.foveation import VIEWS, ViewInputs
-from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT
+from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT, object_foveations
 from tasks.views import CropView, View
 
 
 def adaptive_foveations(settings: EvalCfg) -> list[str]:
     """The foveations the task attacks: the run's MP-set-up crops, the modern one, and the
     MP-Object set-up's views."""
-    objects = [c.name for c in CONDITIONS.in_order() if c.setup == OBJECT and c.views]
-    return [*settings.crops, MODERN_FOVEATION, *objects]
+    every = [*settings.crops, MODERN_FOVEATION, *object_foveations()]
+    wanted = settings.adaptive_foveations
+    return every if wanted is None else [f for f in every if f in wanted]
 
 
 @dataclass
@@ -129,7 +130,7 @@ def adaptive_rows(batch: TaskBatch) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for name, case in batch.cases(adaptive_foveations(settings)):
         result = _attack_in_chunks(attack, model, case)
-        outcome = _outcome(case, result, settings.rtol)
+        outcome = _outcome(case, result, settings.fresh_rtol)
         crit = norms.norm(outcome.perturbation, attack.norm).cpu()
         size = torch.where(outcome.success.cpu(), crit, torch.full_like(crit, math.inf))
         noisy = _noise_in_chunks(model, attack, case, size, attack.norm, settings.seed)

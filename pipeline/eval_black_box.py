@@ -61,7 +61,7 @@ def black_box_rows(batch: TaskBatch) -> list[dict[str, object]]:
             -1, *[1] * (case.x.dim() - 1)
         )  # the source's MP in this frame (zero: none)
         outcome, forwards = (
-            _random(case, mp, has, scale, settings.rtol)
+            _random(case, mp, has, scale, settings.fresh_rtol)
             if case.fresh is not None
             else _fixed(case, batch.model, batch.attack, mp, has, scale, settings.rtol)
         )

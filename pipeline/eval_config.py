@@ -70,6 +70,14 @@ class EvalCfg:
     #: (Expectation over Transformation), and fresh draws its success is judged on.
     eot_draws: int = param(20, "adaptive task: random foveation draws per gradient step (EOT)")
     fresh_draws: int = param(100, "adaptive task: fresh draws its success is judged on")
+    #: The fresh-draw search's relative precision on the scale: the share it bisects on is
+    #: a binomial estimate (100 draws: +-5%), so a finer scale than 1% buys nothing.
+    fresh_rtol: float = param(0.01, "adaptive task: precision of the fresh-draw search", gt=0, lt=1)
+    #: Which foveations the adaptive task attacks (cost control: the random ones with EOT
+    #: cost most); None: every one of the run (eval.crops, the modern one, MP-Object's).
+    adaptive_foveations: tuple[str, ...] | None = param(
+        None, "adaptive task: the foveations it attacks (null: every one of the run)"
+    )
     #: Also compute Table 1 with each image's reference perturbation the run's best on each
     #: norm (``summary/table1_best.parquet``, pipeline/summary/best_reference.py): how much
     #: of a foveation's gain depends on how weak the paper's attack was.

@@ -214,6 +214,11 @@ def mp_foveations() -> tuple[str, ...]:
     return tuple(c.name for c in CONDITIONS.in_order() if c.views and c.setup == MP)
 
 
+def object_foveations() -> tuple[str, ...]:
+    """The foveations of the MP-Object set-up (views of the object crop), in order."""
+    return tuple(c.name for c in CONDITIONS.in_order() if c.views and c.setup == OBJECT)
+
+
 def base_of(setup: str) -> ConditionSpec:
     """A set-up's condition without foveation (MP, MP-Object)."""
     return next(c for c in CONDITIONS.in_order() if c.setup == setup and c.base)

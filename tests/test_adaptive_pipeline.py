@@ -158,3 +158,14 @@ def test_an_attack_split_to_bound_its_inputs_gives_what_one_call_gives(
     split = eval_adaptive._attack_in_chunks(sign, model, case)
     torch.testing.assert_close(split.perturbation, whole.perturbation)
     assert torch.equal(split.success, whole.success) and split.n_forward.shape == (16,)
+
+
+def test_the_adaptive_task_attacks_only_the_foveations_asked_for() -> None:
+    """eval.adaptive_foveations picks, in the run's order; unset, every one of the run."""
+    from pipeline.eval_adaptive import adaptive_foveations
+
+    crops = ("object_crop", "three_crop")
+    every = adaptive_foveations(EvalCfg(crops=crops))
+    assert every == [*crops, "random_resized_crop", "ten_crop_object", "one_crop_object"]
+    asked = EvalCfg(crops=crops, adaptive_foveations=("one_crop_object", "three_crop"))
+    assert adaptive_foveations(asked) == ["three_crop", "one_crop_object"]

@@ -82,6 +82,14 @@ BAD_CONFIGS = [
         ["adaptive with attacks = ['random']", "needs a gradient attack", "attacks: [sign]"],
     ),
     ({"eval": {"eot_draws": 0}}, ["eval.eot_draws = 0", "at least 1 draw per step"]),
+    (
+        {"eval": {"adaptive_foveations": ["tree_crop"]}},
+        ["eval.adaptive_foveations[0] = 'tree_crop'", "did you mean 'three_crop'"],
+    ),
+    (
+        {"eval": {"crops": ["object_crop"], "adaptive_foveations": ["ten_crop"]}},
+        ["eval.adaptive_foveations[0] = 'ten_crop'", "add it to eval.crops as well"],
+    ),
     ("name: demo\nattacks: [sign\n", ["not valid YAML at line 3", "fix the indentation"]),
 ]
 
