@@ -123,6 +123,12 @@ class _NoBoard(ProgressBoard):
     """Stands in for a board whose actor died (its node was removed): reports nothing."""
 
 
+#: Attempt tokens, unique in the driver: both stages report to one board, and a unit's
+#: last report can land after its stage has taken the board for the last time (a token
+#: per watch would hand that stale report to the next stage's first attempt).
+_TOKENS = itertools.count()
+
+
 class ProgressWatch:
     """The driver's side: tokens for each attempt, the bar in images, partial metrics.
 
@@ -144,7 +150,6 @@ class ProgressWatch:
         self.size = size  # a unit's number of images
         self.on_partial = on_partial  # (model, partials of its running units)
         self.every_s = every_s
-        self._tokens = itertools.count()
         self._live: dict[str, tuple[int, int]] = {}  # unit key -> (attempt's token, images)
         self._partials: dict[int, Partial] = {}
         self._settled_images = 0.0
@@ -152,7 +157,7 @@ class ProgressWatch:
         self._next_tick = 0.0
 
     def start(self, unit: Unit) -> tuple[Any, ...]:
-        token = next(self._tokens)
+        token = next(_TOKENS)
         self._live[unit.key] = (token, self.size(unit))
         return (ProgressTarget(self.board, token),)
 

@@ -97,6 +97,28 @@ def test_the_watch_drops_a_dead_attempt_and_never_counts_a_unit_twice() -> None:
     assert step == 1 and stats.images["m"] == 0, "a preview stores nothing"
 
 
+@pytest.mark.unit
+def test_the_next_stage_never_shows_the_last_stages_late_report() -> None:
+    """Both stages report to one board: the attack stage's last report can land after its
+    final take. The evaluation stage's first attempt must not read it as its own (its bar
+    showed the whole stage done before any condition had run)."""
+
+    class Unit:
+        model, key, image_ids = "m", "m/shard-0", ("a", "b", "c", "d")
+
+    board = ProgressBoard()
+    attack_bar: list[float] = []
+    attacks = ProgressWatch(board, attack_bar.append, lambda u: len(u.image_ids), None, 0.0)
+    (attempt,) = attacks.start(Unit())
+    attacks.end(Unit(), settled=True)
+    attempt.send(Partial("m", complete=4))  # lands after the stage's last take
+    eval_bar: list[float] = []
+    evals = ProgressWatch(board, eval_bar.append, lambda u: len(u.image_ids), None, 0.0)
+    evals.start(Unit())
+    evals.tick()
+    assert not eval_bar or eval_bar[-1] == 0.0, eval_bar
+
+
 @pytest.mark.integration
 def test_a_run_in_one_unit_shows_its_progress_in_images(
     local_ray: None,
