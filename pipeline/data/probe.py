@@ -81,6 +81,12 @@ def outside_root(path: Path, root: Path) -> str | None:
     return None if real.is_relative_to(root) else str(real)
 
 
+def folders_inside(root: Path) -> list[Path]:
+    """The folders directly in ``root`` that stay inside it once links are resolved, sorted:
+    a link to ``..`` or ``/usr`` is neither listed nor looked into."""
+    return [p for p in sorted(root.iterdir()) if outside_root(p, root) is None and p.is_dir()]
+
+
 def probe_image(path: Path, root: Path | None = None) -> tuple[int, int]:
     """``(width, height)`` of ``path`` after checking the file decodes completely.
 
