@@ -32,6 +32,7 @@ from pipeline.mlflow_gateway import bound_http_requests, unreachable
 from pipeline.storage import Location, RunDir, location
 from pipeline.system_metrics import SystemMetrics
 from pipeline.tracking_store import check_sqlite_store
+from pipeline.write_error import ResultWriteError
 
 STATE_FILE = MLFLOW_STATE
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
@@ -315,6 +316,8 @@ class Tracker:
         try:
             with interrupts.deferred():  # never leave the store mid-transaction
                 fn(*args)
+        except ResultWriteError:  # the run dir's mlflow.json: a full disk, not MLflow's fault
+            raise
         except Exception as exc:  # tracking must never take the benchmark down
             self.available = False
             slow = (
