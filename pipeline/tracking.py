@@ -28,6 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.catalogue import MLFLOW_STATE
+from pipeline.config_error import excerpt
 from pipeline.mlflow_gateway import bound_http_requests, unreachable
 from pipeline.storage import Location, RunDir, location
 from pipeline.system_metrics import SystemMetrics
@@ -59,12 +60,17 @@ class Tracker:
         self.run_dir = location(run_dir)
         self.artifact_root = artifact_root
         check_sqlite_store(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}
         self.available = True
         self.experiment_id: str | None = None
         self._system = SystemMetrics()
+        self.client: MlflowClient  # set unless the store cannot even be created
+        self._guard(self._connect)  # a full disk fails here: the run goes on without it
+
+    def _connect(self) -> None:
+        """The client; on a ``sqlite:///`` URI this creates and migrates the store."""
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(
@@ -325,12 +331,13 @@ class Tracker:
                 if self.tracking_uri.startswith(("http://", "https://"))
                 else ""
             )
+            why = excerpt(str(exc).strip().split("\n")[0], 300)  # SQLAlchemy's run on
             warnings.warn(
-                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {exc}){slow}; "
+                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {why}){slow}; "
                 "results are still written to disk and the run goes on without tracking.",
                 stacklevel=2,
             )
-            print(f"warning: MLflow unavailable: {exc}", file=sys.stderr)
+            print(f"warning: MLflow unavailable: {why}", file=sys.stderr)
 
     def _probe(self) -> bool:
         """Check an HTTP tracking server quickly; other stores are tried directly (a run

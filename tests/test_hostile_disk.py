@@ -130,3 +130,34 @@ def test_a_result_written_under_a_file_names_it(tmp_path: Path) -> None:
         with pytest.raises(ResultWriteError, match=r"summary/x\.\w+: cannot write \(") as info:
             write()
         assert str(tmp_path / "summary") in str(info.value)
+
+
+def test_a_store_that_cannot_be_created_leaves_the_run_without_tracking(tmp_path: Path) -> None:
+    """A store on a full disk fails when MLflow creates it (a child whose files are limited
+    to 1 byte): a warning of one bounded line naming the store, and the run goes on
+    untracked (it then exits 1, above), not SQLAlchemy's traceback."""
+    import json
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = (
+        "import json, resource, sys, warnings\n"
+        "from pipeline.tracking import Tracker\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    tracker = Tracker(sys.argv[1], 'e', sys.argv[2], sys.argv[2])\n"
+        "    tracker.start('r', {}, {}, ['m'])\n"
+        "print(json.dumps([tracker.available, tracker.run_id(), [str(w.message) for w in caught]]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, uri, str(tmp_path / "run")],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    available, run_id, caught = json.loads(done.stdout.strip().splitlines()[-1])
+    assert available is False and run_id is None
+    (warning,) = [w for w in caught if uri in w]
+    assert "OperationalError" in warning and "without tracking" in warning
+    assert "\n" not in warning and len(warning) < 600
