@@ -29,6 +29,7 @@ from pipeline.catalogue import MLFLOW_STATE
 from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.axes import native_norm
 from pipeline.summary.run_info import run_provenance
+from pipeline.write_error import writing
 from tasks.protocol import CONDITIONS, MP, mp_foveations
 
 HEADLINE_FOVEATION = mp_foveations()[0]  # the paper's strongest: the object crop
@@ -350,11 +351,14 @@ def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Pat
     fig_dir = out / "figures"
     if fig_dir.exists():
         shutil.rmtree(fig_dir)  # no stale figure from an earlier, larger run
-    fig_dir.mkdir(parents=True)
+    with writing(fig_dir):
+        fig_dir.mkdir(parents=True)
     for fig in figs.figures:
-        (fig_dir / fig.filename).write_bytes(fig.data)
+        with writing(fig_dir / fig.filename):  # a full disk: one line naming the file
+            (fig_dir / fig.filename).write_bytes(fig.data)
     index = out / "index.html"
     tmp = out / ".index.html.tmp"
-    tmp.write_text(render_page(data, prov, figs), encoding="utf-8")
-    tmp.replace(index)
+    with writing(index):
+        tmp.write_text(render_page(data, prov, figs), encoding="utf-8")
+        tmp.replace(index)
     return index

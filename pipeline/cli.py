@@ -346,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:  # e.g. --help-attack with an unknown name
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only folder: one line naming the file
+        from pipeline.write_error import failure_line
+
+        line = failure_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "interrupted: finished shards are kept; rerun the same command to resume",

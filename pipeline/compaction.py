@@ -16,6 +16,7 @@ import ray
 from pipeline.catalogue import result_dirs
 from pipeline.partitions import CommitIndex, compact, partitions
 from pipeline.storage import Location
+from pipeline.write_error import ResultWriteError
 
 #: Tables each stage writes; perturbations are read by the evaluation stage through the
 #: same reader, so compacting them after the attack stage is safe.
@@ -54,5 +55,11 @@ def compact_stage(
     if fold:
         start_ray()
         n = _n_tasks(len(fold))
-        ray.get([_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]])
+        tasks = [_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]]
+        try:
+            ray.get(tasks)
+        except ray.exceptions.RayTaskError as exc:  # a full disk: its line, not Ray's trace
+            if isinstance(exc.cause, ResultWriteError):
+                raise exc.cause from None
+            raise
     return [(p, mlflow_model(p)) for p in todo if p.split("/", 1)[0] in LOGGED]

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config_checks import did_you_mean
+from pipeline.config_error import excerpt
 from pipeline.config_error import located as _fail
 from pipeline.names import MAX_INPUT_SIZE, check_model_name
+from pipeline.preprocess import override_problem
 from tasks.attacks.params import AttackParams
 from tasks.attacks.specs import attack_spec
 from tasks.protocol import TASKS
@@ -113,6 +115,9 @@ def models(raw: Any, source: str) -> tuple[ModelRef, ...]:
             )
         settings = dict(preprocess or {})
         checkpoint = _checkpoint(name, settings.pop(CHECKPOINT_KEY, None), i, source)
+        problem = override_problem(settings)  # torch-free: before any model is built
+        if problem:
+            raise _fail(source, f"models[{i}] = {name!r}", excerpt(problem, 300))
         refs.append(ModelRef(name, settings, checkpoint))
     return tuple(refs)
 

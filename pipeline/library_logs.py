@@ -10,6 +10,7 @@ their errors still reach the terminal. Workers' output is Ray's to forward, unch
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,10 +38,21 @@ class _FileLines(logging.FileHandler):
     MLflow set their own formatter, and Ray an empty line terminator, on set-up)."""
 
     FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    failed = False  # a record could not be written (said once)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.formatter, self.terminator = self.FORMAT, "\n"
         super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A full disk: one line, once, instead of logging's traceback for every record."""
+        if not self.failed:
+            self.failed = True
+            print(
+                f"logs: cannot write {self.baseFilename} ({sys.exc_info()[1]}); the "
+                "libraries' log lines are dropped from here on",
+                file=sys.stderr,
+            )
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,19 @@ def drop_links(folder: Path) -> list[Path]:
     return dropped
 
 
+def drop_links_below(run_dir: Path, who: str) -> list[Path]:
+    """Unlink every link inside ``run_dir`` at any depth (``attacks/model=m`` or
+    ``logs/driver.log`` as well as ``summary/``), saying so on stderr, before ``who``
+    (run, sync) writes there; the run directory itself may be a link the user made."""
+    dropped = [p for entry in sorted(run_dir.iterdir()) for p in drop_links(entry)]
+    for link in dropped:
+        print(
+            f"{who}: removed the link {link}; nothing in a run directory is written through a link",
+            file=sys.stderr,
+        )
+    return dropped
+
+
 def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     """The run directory, after checking the name, that ``output_dir`` is a writable
     directory (it is created if missing) and that ``--fresh`` may delete it.
@@ -80,11 +94,17 @@ def check(output_dir: str, run_name: str, fresh: bool) -> Location:
     local = out / run_name
     if local.exists() and not local.is_dir():
         raise RunDirError(f"{local} exists and is not a directory; remove it or rename the run")
-    if local.is_dir() and not (local / MARKER).is_file() and _local_results(local):
+    if local.is_dir() and not marked(local) and any(local.iterdir()):
         raise RunDirError(_not_ours(local, fresh))
     from pipeline.storage import Location
 
     return Location(local)
+
+
+def marked(local: Path) -> bool:
+    """The marker is there, as a file of its own (a link to some file proves nothing)."""
+    marker = local / MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def _not_ours(run_dir: object, fresh: bool) -> str:
@@ -116,18 +136,15 @@ def _results_in(run_dir: Location) -> list[str]:
 
 
 def prepare(output_dir: str, run_name: str, fresh: bool) -> Location:
-    """Create (or with ``fresh``, empty) the run directory; return it. A result folder or
-    file that is a link is removed (a link, never what it points at) before anything is
-    written, so summaries, shards and the MLflow state land in the run directory."""
+    """Create (or with ``fresh``, empty) the run directory; return it. Every link inside it,
+    at any depth, is removed (a link, never what it points at) before anything is written,
+    so shards, summaries, logs and the MLflow state land in the run directory."""
     run_dir = check(output_dir, run_name, fresh)
     if fresh:
         for name in _results_in(run_dir):
             _delete(run_dir / name)
-    elif run_dir.is_local:  # a resume writes into these: never through a link
-        for name in _RESULT_NAMES:
-            path = run_dir.local_path / name
-            if path.is_symlink():
-                path.unlink()
+    if run_dir.is_local and run_dir.local_path.is_dir():  # never write through a link
+        drop_links_below(run_dir.local_path, "run")
     if not (run_dir / MARKER).is_file() and not _results_in(run_dir):
         (run_dir / MARKER).write_text(
             json.dumps(

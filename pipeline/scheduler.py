@@ -38,6 +38,8 @@ from typing import Any, Literal, Protocol
 
 import ray
 
+from pipeline.write_error import ResultWriteError
+
 
 class Unit(Protocol):
     """What the scheduler needs of a work unit: the model that runs it and an identity."""
@@ -123,8 +125,9 @@ class RayBackend:
             raise ActorRestarting(type(exc).__name__) from exc
         except ACTOR_ERRORS as exc:
             raise ActorLost(type(exc).__name__) from exc
-        except ray.exceptions.RayTaskError as exc:
-            raise UnitFailed(str(exc)) from exc
+        except ray.exceptions.RayTaskError as exc:  # a result not written: its line alone
+            cause = exc.cause if isinstance(exc.cause, ResultWriteError) else exc
+            raise UnitFailed(str(cause)) from exc
 
     def kill(self, handle: Any) -> None:
         ray.kill(handle, no_restart=True)

@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.write_error import writing
+
 #: pyarrow's S3 client (AWS SDK) otherwise sends checksums that some S3-compatible
 #: servers store as part of the object: SeaweedFS then returns corrupt files.
 CHECKSUM_ENV = "AWS_REQUEST_CHECKSUM_CALCULATION"
@@ -196,13 +198,15 @@ class Location:
         """Write so that readers see the whole file or none of it."""
         if self.is_local:
             path = self.local_path
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with writing(path):  # a full disk, a read-only folder: one line naming the file
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp.write_bytes(data)
+                    os.replace(tmp, path)
+                finally:
+                    with contextlib.suppress(OSError):  # never made: its folder is missing
+                        tmp.unlink(missing_ok=True)
             return
         try:
             with self.fs.open_output_stream(self.path) as f:
@@ -284,16 +288,18 @@ def parquet_writer(loc: Location, schema: pa.Schema) -> Iterator[pq.ParquetWrite
     stream completes it).
     """
     folder = loc.local_path.parent if loc.is_local else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{loc.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    with writing(loc):  # a full disk, a read-only folder: one line naming the file
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{loc.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
     tmp = Path(name)
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with writing(loc), pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             yield writer
         if loc.is_local:
-            os.replace(tmp, loc.local_path)
+            with writing(loc):
+                os.replace(tmp, loc.local_path)
         else:
             try:
                 pafs.copy_files(str(tmp), loc.path, destination_filesystem=loc.fs)

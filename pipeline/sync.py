@@ -20,6 +20,7 @@ from pipeline.mlflow_dataset import dataset_input
 from pipeline.mlflow_gateway import default_tracking_uri, local_mlflow_dir
 from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units
+from pipeline.rundir import drop_links_below, marked
 from pipeline.runmeta import run_params, run_tags
 from pipeline.storage import Location, RunDir, location, read_table
 from pipeline.summary.metrics import final_metrics
@@ -96,6 +97,8 @@ def sync_run(where: RunDir | str) -> SyncReport:
             f"{run_dir}: not a foveabench run directory (config.yaml and manifest.parquet "
             "are written at the start of every run); pass <output_dir>/<run_name>"
         )
+    if run_dir.is_local and marked(run_dir.local_path):  # writes summaries, mlflow.json
+        drop_links_below(run_dir.local_path, "sync")  # never through a link
     # a damaged config.yaml is one config error (exit 2), never a YAML traceback
     cfg = parse_config(parse_yaml(config_path.read_text(), str(config_path)), str(config_path))
     manifest = read_table(manifest_path)

@@ -28,10 +28,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.catalogue import MLFLOW_STATE
+from pipeline.config_error import excerpt
 from pipeline.mlflow_gateway import bound_http_requests, unreachable
 from pipeline.storage import Location, RunDir, location
 from pipeline.system_metrics import SystemMetrics
 from pipeline.tracking_store import check_sqlite_store
+from pipeline.write_error import ResultWriteError
 
 STATE_FILE = MLFLOW_STATE
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.
@@ -58,12 +60,17 @@ class Tracker:
         self.run_dir = location(run_dir)
         self.artifact_root = artifact_root
         check_sqlite_store(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}
         self.available = True
         self.experiment_id: str | None = None
         self._system = SystemMetrics()
+        self.client: MlflowClient  # set unless the store cannot even be created
+        self._guard(self._connect)  # a full disk fails here: the run goes on without it
+
+    def _connect(self) -> None:
+        """The client; on a ``sqlite:///`` URI this creates and migrates the store."""
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(
@@ -315,6 +322,8 @@ class Tracker:
         try:
             with interrupts.deferred():  # never leave the store mid-transaction
                 fn(*args)
+        except ResultWriteError:  # the run dir's mlflow.json: a full disk, not MLflow's fault
+            raise
         except Exception as exc:  # tracking must never take the benchmark down
             self.available = False
             slow = (
@@ -322,12 +331,13 @@ class Tracker:
                 if self.tracking_uri.startswith(("http://", "https://"))
                 else ""
             )
+            why = excerpt(str(exc).strip().split("\n")[0], 300)  # SQLAlchemy's run on
             warnings.warn(
-                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {exc}){slow}; "
+                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {why}){slow}; "
                 "results are still written to disk and the run goes on without tracking.",
                 stacklevel=2,
             )
-            print(f"warning: MLflow unavailable: {exc}", file=sys.stderr)
+            print(f"warning: MLflow unavailable: {why}", file=sys.stderr)
 
     def _probe(self) -> bool:
         """Check an HTTP tracking server quickly; other stores are tried directly (a run

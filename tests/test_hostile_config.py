@@ -221,14 +221,14 @@ def test_torch_free_name_lists_match_the_registries() -> None:
         ({"std": [0.5, 0.0, 0.5]}, "std must be positive"),
     ],
 )
-def test_preprocessing_overrides_are_checked_before_any_run(
-    overrides: dict[str, object], fragment: str
+def test_preprocessing_overrides_are_checked_at_load_before_torch(
+    tmp_path: Path, overrides: dict[str, object], fragment: str
 ) -> None:
-    from pipeline.config import parse_config
-    from pipeline.preflight import check_models
-
-    cfg = parse_config({"models": ["efficientnet_lite1", {"efficientnet_lite0": overrides}]})
-    with pytest.raises(ConfigError) as info:
-        check_models(cfg, "my.yaml")
-    assert str(info.value).startswith("my.yaml: models[1] = 'efficientnet_lite0': ")
-    assert fragment in str(info.value)
+    """Issue 26: a built-in model's bad override used to wait for torch (over 2 s)."""
+    raw = {"models": ["efficientnet_lite1", {"efficientnet_lite0": overrides}]}
+    path = write(tmp_path, raw)
+    rc, heavy, err, _ = cli("run", str(path), "--output-dir", str(tmp_path / "out"))
+    assert rc == 2 and heavy == [], err[-3000:]
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"config error: {path}: models[1] = 'efficientnet_lite0': "), line
+    assert fragment in line

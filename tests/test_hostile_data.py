@@ -2,8 +2,8 @@
 the rest of the manifest goes on, and nothing outside the dataset root is ever opened.
 
 Each file is built on the fly. Every ``open()`` of the process is recorded with
-an audit hook (``sys.addaudithook``) while a manifest is built, so "never read"
-is checked, not assumed.
+an audit hook (``sys.addaudithook``) while a manifest is built, and every folder
+listed, so "never read" and "never listed" are checked, not assumed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline.data import build_manifest
+from pipeline.data.layouts import ManifestError
 from tests.ops_helpers import foveabench_here
 from tests.test_manifest import TENCH, bad, jpeg, xml
 
@@ -31,8 +32,11 @@ _OPENED: list[str] | None = None
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
-    if _OPENED is not None and event == "open" and isinstance(args[0], (str, bytes, Path)):
+    if _OPENED is not None and event in _READS and isinstance(args[0], (str, bytes, Path)):
         _OPENED.append(os.fsdecode(args[0]))
+
+
+_READS = ("open", "os.listdir", "os.scandir")  # a file opened, a folder listed
 
 
 sys.addaudithook(_audit)
@@ -40,7 +44,7 @@ sys.addaudithook(_audit)
 
 @contextmanager
 def opened_files() -> Iterator[list[str]]:
-    """Every path opened (by any thread) inside the block."""
+    """Every path opened or listed (by any thread) inside the block."""
     global _OPENED
     _OPENED = []
     try:
@@ -51,7 +55,7 @@ def opened_files() -> Iterator[list[str]]:
 
 def assert_never_opened(opened: list[str], outside: Path) -> None:
     read = [p for p in opened if Path(p).resolve().is_relative_to(outside.resolve())]
-    assert not read, f"files outside the dataset root were opened: {read}"
+    assert not read, f"files outside the dataset root were opened or listed: {read}"
     assert opened, "the audit hook recorded nothing: the check would be vacuous"
 
 
@@ -164,6 +168,42 @@ def test_links_out_of_the_root_are_bad_rows_and_never_read(tmp_path: Path) -> No
     for _, reason in rows.values():
         assert str(outside / "secret") in reason and "outside the dataset root" in reason
         assert "copy" in reason
+    assert_never_opened(opened, outside)
+
+
+def test_folders_linked_out_of_the_root_are_never_listed(tmp_path: Path) -> None:
+    """images/, bbox/, a Kaggle image folder (a link deep in ILSVRC/Data/CLS-LOC/val), an
+    imagefolder class folder and a devkit folder, each a link out of the root: a dataset
+    error or a bad row naming the folder, and nothing behind the link is listed or read."""
+    outside = tmp_path / "outside"
+    jpeg(outside / "Data" / "CLS-LOC" / "val" / "v1.JPEG")
+    xml(outside / "data" / "v1.xml", (TENCH, 1, 1, 8, 8))
+    (outside / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n")
+    roots = {name: tmp_path / name for name in ("images", "bbox", "kaggle", "folder", "devkit")}
+    jpeg(roots["bbox"] / "images" / "v1.JPEG")
+    xml(roots["images"] / "bbox" / "v1.xml", (TENCH, 1, 1, 8, 8))
+    (roots["images"] / "images").symlink_to(outside / "Data" / "CLS-LOC" / "val")
+    (roots["bbox"] / "bbox").symlink_to(outside / "data")
+    (roots["kaggle"] / "LOC_val_solution.csv").parent.mkdir()
+    (roots["kaggle"] / "LOC_val_solution.csv").write_text(
+        f"ImageId,PredictionString\nv1,{TENCH} 1 1 8 8\n"
+    )
+    (roots["kaggle"] / "ILSVRC").symlink_to(outside)
+    jpeg(roots["folder"] / TENCH / "good.JPEG")
+    (roots["folder"] / "n01443537").symlink_to(outside / "Data" / "CLS-LOC" / "val")
+    jpeg(roots["devkit"] / "ILSVRC2012_val_00000001.JPEG")
+    (roots["devkit"] / "devkit").symlink_to(outside)
+    with opened_files() as opened:
+        for layout, name in [("ilsvrc", "images"), ("ilsvrc", "bbox"), ("kaggle", "kaggle")]:
+            with pytest.raises(ManifestError, match="outside the dataset root") as info:
+                build_manifest(layout, roots[name])
+            assert "lists nothing outside dataset.root" in str(info.value)
+        folder_m = build_manifest("imagefolder", roots["folder"])
+        with pytest.raises(ManifestError, match="no bbox/ folder and no ILSVRC2012_validation"):
+            build_manifest("ilsvrc", roots["devkit"])
+    assert folder_m.table.column("image_id").to_pylist() == ["good"]
+    kind, reason = bad(folder_m.bad_rows)["n01443537"]
+    assert kind == "outside_root" and "the class folder resolves to" in reason
     assert_never_opened(opened, outside)
 
 

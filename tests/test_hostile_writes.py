@@ -101,3 +101,56 @@ def test_a_resume_removes_result_links_instead_of_writing_through_them(tmp_path:
     assert not (run_dir / "summary").exists() and not (run_dir / "mlflow.json").exists()
     assert (outside / "keep.parquet").read_text() == "someone's table"
     assert (tmp_path / "theirs.json").read_text() == "someone's file"
+
+
+def test_a_resume_removes_links_at_any_depth_of_the_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.parquet").write_text("someone's table")
+    (tmp_path / "theirs.log").write_text("someone's log")
+    run_dir = rundir.prepare(str(tmp_path / "out"), "ours", fresh=False).local_path
+    (run_dir / "attacks" / "model=m").mkdir(parents=True)
+    (run_dir / "attacks" / "model=m" / "attack=sign").symlink_to(outside)
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "driver.log").symlink_to(tmp_path / "theirs.log")
+    (run_dir / "report").mkdir()
+    (run_dir / "report" / "figures").symlink_to(outside)
+    rundir.prepare(str(tmp_path / "out"), "ours", fresh=False)
+    assert [p for p in run_dir.rglob("*") if p.is_symlink()] == []
+    assert (run_dir / "attacks" / "model=m").is_dir() and (run_dir / "report").is_dir()
+    assert (outside / "data.parquet").read_text() == "someone's table"
+    assert (tmp_path / "theirs.log").read_text() == "someone's log"
+    assert capsys.readouterr().err.count("run: removed the link") == 3
+
+
+def test_a_plain_run_refuses_any_unmarked_directory_that_holds_files(tmp_path: Path) -> None:
+    """Not only result names count: a folder of someone's notes is not ours either, and a
+    marker that is a link to some file proves nothing."""
+    theirs = tmp_path / "out" / "notes"
+    theirs.mkdir(parents=True)
+    (theirs / "precious.txt").write_text("precious")
+    (tmp_path / "any.txt").write_text("x")
+    (theirs / rundir.MARKER).symlink_to(tmp_path / "any.txt")
+    with pytest.raises(ConfigError, match="not created by foveabench"):
+        rundir.prepare(str(tmp_path / "out"), "notes", fresh=False)
+    assert sorted(p.name for p in theirs.iterdir()) == [rundir.MARKER, "precious.txt"]
+    rundir.prepare(str(tmp_path / "out"), "empty", fresh=False)  # an empty folder is fine
+    assert (tmp_path / "out" / "empty" / rundir.MARKER).is_file()
+
+
+def test_sync_removes_links_in_its_run_directory_before_writing(tmp_path: Path) -> None:
+    from tests.test_hostile_config import cli
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "clean.parquet").write_text("someone's table")
+    run_dir = rundir.prepare(str(tmp_path / "out"), "ours", fresh=False).local_path
+    (run_dir / "config.yaml").write_text("name: [unclosed\n")
+    (run_dir / "manifest.parquet").write_text("x")
+    (run_dir / "summary").symlink_to(outside)
+    rc, _, err, _ = cli("sync", str(run_dir))
+    assert rc == 2 and f"sync: removed the link {run_dir / 'summary'}" in err, err[-3000:]
+    assert not (run_dir / "summary").exists()
+    assert (outside / "clean.parquet").read_text() == "someone's table"

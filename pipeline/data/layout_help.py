@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.data.classes import wnid_to_index
-from pipeline.data.probe import named_like_image
+from pipeline.data.probe import folders_inside, named_like_image
 
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 KAGGLE_CSV = "LOC_val_solution.csv"
@@ -89,7 +89,7 @@ def look(root: Path) -> Found:
     classes = wnid_to_index()
     wnid_folders = other = 0
     try:
-        folders = [p for p in root.iterdir() if p.is_dir()]
+        folders = folders_inside(root)  # a link out of the root is not looked into
     except OSError:
         folders = []
     for folder in folders:
@@ -102,11 +102,13 @@ def look(root: Path) -> Found:
     return Found(
         root=root,
         flat_images=_images(root),
-        images_dir=_images(root / "images") if (root / "images").is_dir() else 0,
+        images_dir=_images(root / "images") if root / "images" in folders else 0,
         wnid_folders=wnid_folders,
         other_folders=other,
         bbox=(root / "bbox").is_dir(),
-        ground_truth=(root / GROUND_TRUTH).is_file() or any(root.glob(f"*/data/{GROUND_TRUTH}")),
+        ground_truth=any(
+            (p / GROUND_TRUTH).is_file() for p in (root, *(f / "data" for f in folders))
+        ),
         kaggle_csv=(root / KAGGLE_CSV).is_file(),
     )
 

@@ -24,7 +24,7 @@ from pipeline.config_error import excerpt
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
 from pipeline.data.layout_help import GROUND_TRUTH, KAGGLE_CSV, KAGGLE_IMAGE_DIRS, explain
-from pipeline.data.probe import named_like_image, not_a_file, outside_root
+from pipeline.data.probe import folders_inside, named_like_image, not_a_file, outside_root
 from pipeline.data.sample_set import SAMPLE_PHOTOS
 from pipeline.data.schema import BadRow, Box, Candidate, printable
 from tasks.registry import Registry
@@ -60,6 +60,19 @@ def _readable(path: Path, root: Path) -> Path:
     return path
 
 
+def _listable(directory: Path, root: Path) -> Path:
+    """``directory`` (images/, bbox/, val/...) if it lies inside ``root`` once links are
+    resolved: a folder that a link leads out of the root is never listed."""
+    where = outside_root(directory, root)
+    if where is not None:
+        raise ManifestError(
+            f"{directory} resolves to {where}, outside the dataset root {root}; foveabench "
+            "lists nothing outside dataset.root: move the folder into the root, or point "
+            "dataset.root at the folder that holds it"
+        )
+    return directory
+
+
 def _images_in(directory: Path) -> dict[str, Path]:
     """Entries named like images directly in ``directory``, by file stem (one that is not a
     regular file becomes a bad row when it is probed, never silently skipped)."""
@@ -82,8 +95,9 @@ _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)$")
 
 
 def _find(root: Path, name: str) -> Path | None:
-    """``root/name`` or ``root/<devkit>/data/name`` (as the devkit tarball extracts)."""
-    hits = [root / name, *sorted(root.glob(f"*/data/{name}"))]
+    """``root/name`` or ``root/<devkit>/data/name`` (as the devkit tarball extracts); a
+    folder that a link leads out of the root is not looked into."""
+    hits = [root / name, *(folder / "data" / name for folder in folders_inside(root))]
     return next((p for p in hits if p.is_file()), None)
 
 
@@ -157,7 +171,7 @@ def ilsvrc(root: Path | None) -> Found:
     devkit ground truth. With a ``bbox/`` folder every image needs its XML.
     """
     root = _require_root(root, "ilsvrc")
-    image_dir = root / "images" if (root / "images").is_dir() else root
+    image_dir = _listable(root / "images", root) if (root / "images").is_dir() else root
     images = _images_in(image_dir)
     bbox_dir = root / "bbox"
     truth = _ground_truth(root)
@@ -166,7 +180,7 @@ def ilsvrc(root: Path | None) -> Found:
             explain("ilsvrc", root, f"{root}: no bbox/ folder and no {GROUND_TRUTH}")
         )
     if bbox_dir.is_dir():
-        yield from _from_xml(images, image_dir, bbox_dir, root)
+        yield from _from_xml(images, image_dir, _listable(bbox_dir, root), root)
         return
     assert truth is not None
     gt_path, labels = truth
@@ -243,7 +257,7 @@ def kaggle(root: Path | None) -> Found:
         raise ManifestError(
             explain("kaggle", root, f"{root}: no image folder ({' or '.join(KAGGLE_IMAGE_DIRS)})")
         )
-    images = _images_in(image_dir)
+    images = _images_in(_listable(image_dir, root))
     seen = set()
     csv.field_size_limit(MAX_CSV_FIELD)  # one image's boxes can exceed csv's 131,072
     # utf-8-sig: a byte-order mark (Excel's CSV export writes one) is not part of "ImageId"
@@ -300,9 +314,17 @@ def _not_a_file_name(image_id: str) -> str | None:
 def imagefolder(root: Path | None) -> Found:
     """``<root>/<wnid>/<file>``: the folder name is the label; no boxes."""
     root = _require_root(root, "imagefolder")
-    classes = [(folder, _images_in(folder)) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    classes = [(folder, _images_in(folder)) for folder in folders_inside(root)]
     if not any(images for _, images in classes):
         raise ManifestError(explain("imagefolder", root, f"{root}: no folder of images"))
+    for folder in sorted(p for p in root.iterdir() if p.is_symlink()):  # only links lead out
+        where = outside_root(folder, root)
+        if where is not None:
+            reason = (
+                f"the class folder resolves to {where}, outside the dataset root {root}; it "
+                "is not listed: move the folder into the root"
+            )
+            yield BadRow(folder.name, folder, "outside_root", reason)
     for folder, images in classes:
         for image_id, path in images.items():
             yield Candidate(image_id, path, folder.name)
