@@ -302,6 +302,40 @@ def test_every_figure_and_table_of_a_full_run(built: tuple[Path, float]) -> None
     assert seconds < MAX_SECONDS, f"report took {seconds:.1f} s"
 
 
+def test_label_changes_name_their_imagenet_classes(built: tuple[Path, float]) -> None:
+    """Issue 27.7: the frequent label changes show each class's name beside its id (the
+    run's adversarial label is class 1), from timm's offline ILSVRC list."""
+    page = built[0].read_text()
+    changes = re.findall(r"<td>(\d+ [^<]*→ 1 goldfish \(\d+\)[^<]*)</td>", page)
+    assert changes, "no named label change in the norm statistics table"
+    assert not re.search(r"<td>\d+-&gt;\d+ \(", page), "a label change without names"
+
+
+def test_perceptible_minimum_perturbations_are_flagged_and_counted(
+    built: tuple[Path, float], full_run: Path
+) -> None:
+    """Issue 27.7: a minimum perturbation with linf > report.perceptible_linf (default 16
+    of 255) is counted per network and attack, its row flagged, and the total is a
+    headline card; the counts are the attack rows' own (read here with polars)."""
+    page = built[0].read_text()
+    shards = sorted((full_run / "attacks").rglob("*.parquet"))
+    rows = pl.concat([pl.read_parquet(p) for p in shards], how="diagonal_relaxed")
+    fooled = rows.filter(pl.col("success") & pl.col("clean_correct"))
+    seen = int((fooled["linf"] > 16).sum())
+    assert 0 < seen < fooled.height, "the synthetic run has both kinds"
+    assert f"{seen} of {fooled.height}" in page
+    assert "minimum perturbations perceptible (linf &gt; 16)" in page
+    block = page.split("Perceptible minimum perturbations", 1)[1].split("</table>", 1)[0]
+    assert "report.perceptible_linf" in block and "<th>linf &gt; 16</th>" in block
+    for (model, attack), group in fooled.group_by("model", "attack"):
+        n = int((group["linf"] > 16).sum())
+        cls = ' class="bad"' if n else ""
+        assert (
+            f'<tr{cls}><td>{model}</td><td>{attack}</td><td class="n">{group.height}</td><td class="n">{n}</td>'
+            in block
+        )
+
+
 def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_path: Path) -> None:
     """A run stopped before its aggregate stage still gets every table, same values."""
     run = tmp_path / "nosummary"
