@@ -93,6 +93,11 @@ def check_metrics(client: MlflowClient, parent_id: str, child_id: str, steps: li
     parent = client.get_run(parent_id).data.metrics
     final = parent[f"transfer/sign/{MODEL}/{MODEL}/acc_at_linf_5.3"]  # from summary/ at the end
     assert history[-1].value == pytest.approx(final), "the running accuracy ends off the summary"
+    # the running median ends on the final one (same images, same median), not beside it
+    running = client.get_metric_history(child_id, "running/mp/sign/median_l1pp")
+    last = max(running, key=lambda m: (m.step, m.timestamp)).value
+    child = client.get_run(child_id).data.metrics
+    assert last == pytest.approx(child["mp/sign/median_l1pp"])
     assert "system/cpu_utilization_percentage" in parent
     assert 0 <= parent[f"headline/clean_top5/{MODEL}"] <= 1  # the headline, on the parent
     assert parent[f"headline/median_linf/sign/{MODEL}"] > 0

@@ -336,6 +336,47 @@ def test_perceptible_minimum_perturbations_are_flagged_and_counted(
         )
 
 
+def test_every_heatmap_cell_says_how_many_images_it_holds(full_run: Path) -> None:
+    """Issue 27.7: a transfer heatmap's cell reads its value and its n (the images of that
+    source/target pair at the point), drawn by matplotlib as the report draws it."""
+    import matplotlib.pyplot as plt
+
+    from dashboards.figures.transfer import accuracy_panel, at_point, heatmap, models_of
+
+    transfer = pl.read_parquet(full_run / "summary" / "transfer.parquet")
+    first = transfer.row(0, named=True)
+    at = at_point(
+        transfer.filter(pl.col("attack") == first["attack"]), first["norm"], first["value"]
+    )
+    models = models_of(at)
+    matrix, title, fmt, vmax, counts = accuracy_panel(at, models, first["norm"], first["value"])
+    fig, ax = plt.subplots()
+    heatmap(ax, matrix, models, models, title, fmt, vmax, counts=counts)
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    plt.close(fig)
+    assert len(cells) == at.height == len(models) ** 2
+    for r in at.to_dicts():
+        i, j = models.index(r["source"]), models.index(r["target"])
+        assert cells[(i, j)] == f"{r['accuracy']:.2f}\nn={r['n']}"
+
+
+def test_medians_carry_their_interval(built: tuple[Path, float], full_run: Path) -> None:
+    """Issue 27.7: each median norm of the norm statistics has its 95% interval (order
+    statistics) beside it, in summary/attacks.parquet and on the page."""
+    from dashboards.figures.tables import fmt_3g
+
+    page = built[0].read_text()
+    assert "<th>l1pp median 95% CI</th>" in page and "<th>linf median 95% CI</th>" in page
+    attacks = pl.read_parquet(full_run / "summary" / "attacks.parquet")
+    for r in attacks.to_dicts():
+        for norm in ("l1pp", "l2", "linf"):
+            low, high = r[f"{norm}_median_ci_low"], r[f"{norm}_median_ci_high"]
+            assert low <= r[f"{norm}_median"] <= high
+            assert f"<td>[{fmt_3g(low)}, {fmt_3g(high)}]</td>" in page
+
+
 def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_path: Path) -> None:
     """A run stopped before its aggregate stage still gets every table, same values."""
     run = tmp_path / "nosummary"
