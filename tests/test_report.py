@@ -377,6 +377,18 @@ def test_medians_carry_their_interval(built: tuple[Path, float], full_run: Path)
             assert f"<td>[{fmt_3g(low)}, {fmt_3g(high)}]</td>" in page
 
 
+def test_captions_name_only_what_the_run_drew(full_run: Path) -> None:
+    """Issue 27.7: the transfer curves' caption mentions the dashed random direction only
+    when the run has the baseline, other networks' lines only when it has cross pairs."""
+    from dashboards.figures.curves import transfer_caption
+
+    curves = pl.read_parquet(full_run / "summary" / "curves.parquet")
+    full = transfer_caption(curves)
+    assert "dashed the random direction" in full and "other networks'" in full
+    own = curves.filter((pl.col("attack") == "sign") & (pl.col("source") == pl.col("target")))
+    assert own.height and transfer_caption(own).endswith("the network's own perturbations.")
+
+
 def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_path: Path) -> None:
     """A run stopped before its aggregate stage still gets every table, same values."""
     run = tmp_path / "nosummary"
