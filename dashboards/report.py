@@ -25,7 +25,9 @@ from dashboards.figures import FigureSet, RunData, build_figures
 from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
+from dashboards.perceptible import perceptible_caption, perceptible_counts, perceptible_table
 from pipeline.catalogue import MLFLOW_STATE
+from pipeline.config import ReportCfg
 from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.axes import native_norm
 from pipeline.summary.run_info import run_provenance
@@ -183,6 +185,13 @@ def headline_html(data: RunData) -> str:
                     f"accuracy at {r['norm']} {data.point:g}, {short(r['model'])} {r['attack']}, {what}",
                 )
             )
+    threshold = perceptible_threshold(data)
+    seen = perceptible_counts(data.attack_rows, threshold)
+    if seen.height and seen["perceptible"].sum():
+        n, of = int(seen["perceptible"].sum()), int(seen["fooled"].sum())
+        cards.append(
+            card(f"{n} of {of}", f"minimum perturbations perceptible (linf > {threshold:g})")
+        )
     f = data.table("findings")
     if f.height:
         counts = dict(f.group_by("verdict").len().iter_rows())
@@ -221,6 +230,21 @@ def below_every_mp(attacks: pl.DataFrame, point: float) -> str:
     )
 
 
+def perceptible_threshold(data: RunData) -> float:
+    return data.config.report.perceptible_linf if data.config else ReportCfg().perceptible_linf
+
+
+def perceptible_block(data: RunData) -> str:
+    """The minimum perturbations above the perceptibility threshold, counted and flagged."""
+    threshold = perceptible_threshold(data)
+    counts = perceptible_counts(data.attack_rows, threshold)
+    return _table_block(
+        "Perceptible minimum perturbations",
+        perceptible_caption(counts, threshold),
+        perceptible_table(counts, threshold),
+    )
+
+
 def _best_sources(best: pl.DataFrame) -> str:
     if best.is_empty() or "from_attacks" not in best.columns:
         return ""
@@ -246,6 +270,7 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
                 "Success rate among images correct clean, then each norm of e* over the fooled images (0..255 units), and the most frequent label changes.",
                 tb.norm_stats_table(data.attacks) if data.attacks.height else "",
             ),
+            perceptible_block(data),
             _table_block(
                 "Robustness measures (Balda et al., Table I)",
                 "rho1 = mean ||e*||/||x|| over fooled images; rho2 = mean first-order distance margin/||gradient|| (softmax margin, images with margin > 0); eps >99% = smallest norm fooling more than 99% of the images (0..255 units).",

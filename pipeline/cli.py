@@ -20,119 +20,12 @@ if TYPE_CHECKING:
     from pipeline.runner import RunSummary
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def print_summary(summary: object) -> None:
-    from pipeline.runner import RunSummary
-
-    assert isinstance(summary, RunSummary)
-    print(
-        f"\nrun: {summary.run_dir}  ({summary.n_images} images, {summary.n_bad_rows} bad rows, "
-        f"{summary.seconds:.1f} s)"
-    )
-    print(
-        f"computed {summary.computed_units} model-shards, skipped {summary.skipped_units} "
-        f"already complete ({summary.skipped_files} shard files)"
-    )
-    for model, rate in sorted(summary.attack_images_per_s.items()):
-        print(f"attack stage: {model}: {rate:.2f} images/s per actor (every attack of the run)")
-    if summary.computed_eval_units:
-        print(
-            f"evaluated {summary.computed_eval_units} (source, target, attack) shards "
-            f"in {summary.eval_seconds:.1f} s"
-        )
-    if summary.clean:
-        print("\nclean accuracy")
-        print(f"  {'model':<24} {'images':>6} {'top1':>6} {'top5':>6}")
-        for row in summary.clean:
-            print(
-                f"  {row['model']:<24} {row['images']:>6} {_fmt(row['top1']):>6} {_fmt(row['top5']):>6}"
-            )
-    if summary.attacks:
-        print("\nminimum perturbations (images correct clean; norms in 0..255 pixel units)")
-        print(
-            f"  {'model':<24} {'attack':<10} {'n':>5} {'success':>8} {'med l1pp':>9} "
-            f"{'med l2':>9} {'med linf':>9} {'fwd/img':>8}"
-        )
-        for row in summary.attacks:
-            print(
-                f"  {row['model']:<24} {row['attack']:<10} {_fmt(row['attacked']):>5} "
-                f"{_fmt(row['success_rate']):>8} {_fmt(row['l1pp_median']):>9} "
-                f"{_fmt(row['l2_median'], 1):>9} {_fmt(row['linf_median']):>9} "
-                f"{_fmt(row['mean_forward'], 1):>8}"
-            )
-        print(
-            "  n: images attacked (correct clean); success: share fooled; med: median over the "
-            "fooled images of\n  l1pp (L1 per pixel, sum|e| / (H*W*C)), l2, linf (largest "
-            "|e|), "
-            "in 0..255 units; fwd/img: network forwards per image"
-        )
-    if summary.table1:
-        print(
-            "\nTable 1: critical norm after / before foveation (images correct before and "
-            "after; never fooled after = censored)"
-        )
-        print(
-            f"  {'model':<24} {'attack':<8} {'ratio':<34} {'n':>4} {'median':>7} "
-            f"{'censored':>8}  95% CI of median"
-        )
-        for row in summary.table1:
-            print(
-                f"  {row['model']:<24} {row['attack']:<8} {row['ratio']:<34} {row['n']:>4} "
-                f"{'>=' if row.get('median_lower_bound') else '':>2}{row['median']:>5.2f} "
-                f"{row['share_censored']:>8.2f}  "
-                f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-            )
-    if summary.findings:
-        primary = [
-            r
-            for r in summary.findings
-            if r.get("family", "primary") == "primary" and r["verdict"] != "insufficient"
-        ]
-        counts: dict[str, int] = {}
-        for r in summary.findings:
-            key = f"{r.get('family', 'primary')} {r['verdict']}"
-            counts[key] = counts.get(key, 0) + 1
-        print(
-            "\nthe paper's claims on this run (primary family: paired exact tests, Holm "
-            "inside it; " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")"
-        )
-        for row in primary:
-            where = f" at {row['norm']}={row['value']:.3g}" if row["norm"] else ""
-            source = f" (perturbation of {row['source']})" if row["source"] != row["model"] else ""
-            line = (
-                f"  [{row['verdict']:>12}] {row['claim']}\n      {row['model']}{source} "
-                f"{row['attack']}{where}: effect {row['effect']:+.3f} "
-                f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], n={row['n']}, "
-                f"discordant={row['n_discordant']}, p={row['p_value']:.3g}, "
-                f"p_adj={row['p_adjusted']:.3g}"
-            )
-            print(line.replace("-0.000", "+0.000"))  # a rounded zero has no sign
-    for line in summary.masking_warnings:
-        print(f"WARNING: {line}")
-    for line in summary.dense_warnings:
-        print(f"WARNING: critical-scale shortcut disagrees with the dense grid: {line}")
-    for failure in summary.failed_units:
-        print(f"FAILED {failure}", file=sys.stderr)
-    print(f"\nresults: {summary.run_dir}")
-    from pipeline.mlflow_gateway import ui_command
-
-    print(f"browse:  {ui_command(summary.tracking_uri)}")
-    if summary.log_file:
-        print(f"logs:    {summary.log_file} (Ray's and MLflow's own log lines)")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.help_attack:
         return help_attack(args.help_attack)
     cfg = checked_config(args, fresh=args.fresh)
     from pipeline.cli_report import report_and_log
+    from pipeline.cli_summary import print_summary
     from pipeline.runner import run_benchmark
 
     summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)

@@ -168,6 +168,7 @@ def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> Non
 
     with local_run_dir(run_dir) as local:
         page = build_report(local, tags=tags)
+        report = page.resolve().relative_to(local.resolve()).as_posix()  # artifact path
         print(f"report: {page if run_dir.is_local else run_dir / 'report'}", file=sys.stderr)
         for loc in _publish(page, run_dir):
             tracker.log_artifact(loc)
@@ -181,6 +182,18 @@ def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> Non
     for matrix in made:
         tracker.log_bytes(matrix.png, f"{matrix.stem}.png")
         tracker.log_table(matrix.table, f"{matrix.stem}.json")
+    describe_run(tracker, report, [f"{m.stem}.png" for m in made])
+
+
+def describe_run(tracker: Any, report: str, heatmaps: list[str]) -> None:
+    """The parent run's description: its headline metrics and links to ``report`` and the
+    ``heatmaps`` (artifact paths), set once they are logged (pipeline.mlflow_note)."""
+    from pipeline.mlflow_note import NOTE_TAG, run_note
+
+    run_id, experiment_id = tracker.run_id(), tracker.experiment_id
+    if run_id and experiment_id:
+        note = run_note(tracker.latest_metrics(), experiment_id, run_id, report, heatmaps)
+        tracker.set_tags({NOTE_TAG: note})
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -75,6 +75,15 @@ class MlflowCfg:
 
 
 @dataclass(frozen=True)
+class ReportCfg:
+    """What the report flags."""
+
+    perceptible_linf: float = param(
+        16.0, "a minimum perturbation with linf above this (0..255 units) is flagged", gt=0
+    )
+
+
+@dataclass(frozen=True)
 class RayCfg:
     """The Ray cluster and the actors on it (README, "Actors and GPUs")."""
 
@@ -131,6 +140,7 @@ class BenchmarkConfig:
     mlflow: MlflowCfg = field(default_factory=MlflowCfg)
     ray: RayCfg = field(default_factory=RayCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    report: ReportCfg = field(default_factory=ReportCfg)
     batch_size: int = param(16, "images per attack-stage batch in an actor", ge=1)
     shard_size: int = param(64, "images per unit of work (a shard file per model and table)", ge=1)
     rtol: float = param(1e-3, "relative precision of every scale line search", gt=0, lt=1)
@@ -292,6 +302,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConf
     kwargs["dataset"] = _dataset(raw.get("dataset"), source)
     kwargs["mlflow"] = _section(MlflowCfg, raw.get("mlflow"), "mlflow", source)
     kwargs["ray"] = _section(RayCfg, raw.get("ray"), "ray", source)
+    kwargs["report"] = _section(ReportCfg, raw.get("report"), "report", source)
     kwargs["eval"] = checked_eval(_section(EvalCfg, raw.get("eval"), "eval", source), source)
     if "models" in raw:
         kwargs["models"] = entries.models(raw["models"], source)

@@ -13,12 +13,13 @@ import dataclasses
 import json
 from typing import Any
 
-from pipeline.config import BenchmarkConfig, DatasetCfg, MlflowCfg, RayCfg
+from pipeline.config import BenchmarkConfig, DatasetCfg, MlflowCfg, RayCfg, ReportCfg
 from pipeline.eval_config import EvalCfg
 from tasks.typed import describe
 
 SECTIONS: dict[str, type] = {"dataset": DatasetCfg, "mlflow": MlflowCfg, "ray": RayCfg}
 SECTIONS["eval"] = EvalCfg
+SECTIONS["report"] = ReportCfg
 #: where a field sits in the YAML when that is not its name
 YAML_KEY = {"top_k": "criterion.top_k"}
 #: the type of a list whose entries are richer than their Python type says

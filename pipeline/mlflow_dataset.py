@@ -11,6 +11,16 @@ active run): a metadata-only dataset (the images stay where they are) whose
 - source is the root's URI (``file:///...`` or an object-store URI as given);
   the embedded ``sample`` set has no root and points at the module defining it;
 - profile holds the image and bad-row counts.
+
+The context ("eval": the images evaluate pretrained networks; it is what
+``mlflow.evaluate`` logs for an evaluation set) is only a label in MLflow 3.17's UI:
+the runs table, the run page and the dataset drawer show it beside the name, and no
+view is chosen by it. Which views a run opens in (GenAI's, with an "Evaluations"
+breadcrumb, or model training's) is the UI's ``workflowType`` switch: the URL's
+parameter, else the browser's last choice of the sidebar's switch, else GenAI. A run
+clicked in the runs table loses the parameter, so a fresh browser shows it in GenAI's
+views whatever the context; the links foveabench prints and writes set the parameter
+(pipeline.mlflow_ui), and choosing "Model training" in the sidebar once is remembered.
 """
 
 from __future__ import annotations

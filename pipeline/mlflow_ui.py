@@ -53,3 +53,19 @@ def compare_url(
     runs = urllib.parse.quote(json.dumps(list(run_ids)))
     exps = urllib.parse.quote(json.dumps(sorted(set(experiment_ids))))
     return f"{base}/compare-runs?runs={runs}&experiments={exps}&{WORKFLOW}"
+
+
+#: Where ``mlflow ui`` serves by default (its ``--host`` and ``--port``).
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def closing_lines(tracking_uri: str, experiment_id: str | None) -> list[str]:
+    """The end of a run's terminal block: the runs page's URL on a tracking server; for a
+    local store, the ``mlflow ui`` command and the URL it then serves the runs page at
+    (without an experiment, when MLflow failed: the server, or the command alone)."""
+    from pipeline.mlflow_gateway import ui_command
+
+    if _base(tracking_uri) is not None:
+        return [f"mlflow:  {experiment_url(tracking_uri, experiment_id or '') or tracking_uri}"]
+    local = experiment_url(LOCAL_UI, experiment_id or "")
+    return [f"browse:  {ui_command(tracking_uri)}"] + ([f"  then:  {local}"] if local else [])

@@ -37,7 +37,8 @@ class Partial:
     running: float = 0.0  # the part of the running batch whose tasks are done
     clean_rows: int = 0  # rows of the clean task (images_done counts these)
     top5: tuple[bool, ...] = ()  # clean top-5 hits of the complete batches
-    l1pp: dict[str, tuple[float, ...]] = field(default_factory=dict)  # attack -> values
+    #: attack -> l1pp of the fooled images correct clean (the final median's population)
+    l1pp: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def images(self) -> float:
@@ -103,7 +104,8 @@ class UnitProgress:
         clean = clean or []
         merged = dict(self.done.l1pp)
         for attack, rows in (attacks or {}).items():
-            merged[attack] = merged.get(attack, ()) + _present(r.get("l1pp") for r in rows)
+            fooled = (r.get("l1pp") for r in rows if r.get("success") and r.get("clean_correct"))
+            merged[attack] = merged.get(attack, ()) + _present(fooled)
         self.done = replace(
             self.done,
             complete=self.done.complete + images,

@@ -68,6 +68,7 @@ class RunSummary:
     attack_images_per_s: dict[str, float] = field(default_factory=dict)
     synced_files: int = 0  # files on disk that an earlier run had not logged to MLflow
     mlflow_run_id: str | None = None
+    mlflow_experiment_id: str | None = None  # the runs page the closing block links to
     computed_eval_units: int = 0
     eval_seconds: float = 0.0  # wall time of the evaluation stage
     findings: list[dict[str, Any]] = field(default_factory=list)  # the paper's claims, tested
@@ -198,6 +199,7 @@ def _run_in(
         tracking_uri=tracking_uri,
         synced_files=synced,
         mlflow_run_id=tracker.run_id(),
+        mlflow_experiment_id=tracker.experiment_id,
     )
     tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
     try:

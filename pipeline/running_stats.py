@@ -1,7 +1,10 @@
 """Running metrics streamed to MLflow while attack shards land, exact after a resume.
 
 ``images_done``, ``running/clean_top5`` and ``running/mp/<attack>/median_l1pp``
-describe the whole run so far, not only what this driver computed: a resumed
+describe the whole run so far, not only what this driver computed, over the population
+of the final metrics (``mp/<attack>/median_l1pp``: the fooled images among those correct
+clean, the median of an even count the mean of the middle two), so the last running
+value is the final one, never a second median beside it; a resumed
 run first reads the shards already complete on disk (those the plan does not
 recompute), and continues each model's step count from the last step MLflow
 holds, so no step is logged twice.
@@ -10,6 +13,7 @@ holds, so no step is logged twice.
 from __future__ import annotations
 
 import collections
+import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -76,7 +80,11 @@ class RunningStats:
         self.top5[model].extend(_present(clean.column("top5_correct").to_pylist()))
 
     def _add_attack(self, model: str, attack: str, rows: pa.Table) -> None:
-        self.l1pp[(model, attack)].extend(_present(rows.column("l1pp").to_pylist()))
+        fooled = pc.and_(rows.column("success"), rows.column("clean_correct"))
+        if "error" in rows.column_names:
+            fooled = pc.and_(fooled, pc.is_null(rows.column("error")))
+        kept = rows.filter(pc.fill_null(fooled, False))
+        self.l1pp[(model, attack)].extend(_present(kept.column("l1pp").to_pylist()))
 
     def update(self, out: AttackOutput) -> tuple[str, dict[str, float], int]:
         """Add one finished shard; return (model, the metrics to log, their step)."""
@@ -91,7 +99,7 @@ class RunningStats:
             self._add_attack(model, attack, rows)
             values = self.l1pp[(model, attack)]
             if values:
-                metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
+                metrics[f"running/mp/{attack}/median_l1pp"] = statistics.median(values)
         return model, metrics, self.steps[model]
 
     def preview(self, model: str, running: list[Partial]) -> tuple[dict[str, float], int]:
@@ -113,7 +121,7 @@ class RunningStats:
                 *(v for p in running for v in p.l1pp.get(attack, ())),
             ]
             if values:
-                metrics[f"running/mp/{attack}/median_l1pp"] = sorted(values)[len(values) // 2]
+                metrics[f"running/mp/{attack}/median_l1pp"] = statistics.median(values)
         return metrics, self.steps[model]
 
 

@@ -214,16 +214,21 @@ class Tracker:
 
         A resumed or synced run therefore adds no duplicate history points.
         """
-        run_id = self.run_id(model)
-        if not run_id or not metrics or not self.available:
+        if not self.run_id(model) or not metrics or not self.available:
             return 0
-        logged: dict[str, float] = {}
-        self._guard(lambda: logged.update(self.client.get_run(run_id).data.metrics))
+        logged = self.latest_metrics(model)
         missing = {
             k: v for k, v in metrics.items() if v == v and (k not in logged or logged[k] != v)
         }
         self.log_metrics(missing, step=0, model=model)
         return len(missing) if self.available else 0
+
+    def latest_metrics(self, model: str | None = None) -> dict[str, float]:
+        """Each metric's latest value on the run ({} when MLflow failed)."""
+        run_id, logged = self.run_id(model), {}
+        if run_id and self.available:
+            self._guard(lambda: logged.update(self.client.get_run(run_id).data.metrics))
+        return logged
 
     def logged_artifacts(self, model: str | None, directory: str | None) -> set[str] | None:
         """Paths already logged under ``directory`` (recursive); ``None`` if MLflow failed."""

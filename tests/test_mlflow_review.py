@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipeline.mlflow_note import NOTE_TAG, artifact_link
 from pipeline.mlflow_ui import experiment_url, run_url
 from pipeline.summary.points import point_list, read_eval_points
 from tests.browser import keep_artifact
@@ -62,8 +63,12 @@ def test_a_run_is_reviewable_in_the_mlflow_ui(
     check_metrics(client, parent_id, child_id, steps)
     check_transfer_artifacts(client, parent_id, tmp_path, points)
 
+    check_one_value_metrics(client, parent_id)
+    check_description(client, parent_id, exp_id)
+
     runs_table(chromium, server, exp_id, parent.data.tags["dataset_hash"], tmp_path)
     child_charts(chromium, server, exp_id, child_id, tmp_path)
+    description_links(chromium, server, exp_id, parent_id, tmp_path)
 
 
 def check_dataset_inputs(client: MlflowClient, parent_id: str, child_id: str, digest: str) -> None:
@@ -88,10 +93,49 @@ def check_metrics(client: MlflowClient, parent_id: str, child_id: str, steps: li
     parent = client.get_run(parent_id).data.metrics
     final = parent[f"transfer/sign/{MODEL}/{MODEL}/acc_at_linf_5.3"]  # from summary/ at the end
     assert history[-1].value == pytest.approx(final), "the running accuracy ends off the summary"
+    # the running median ends on the final one (same images, same median), not beside it
+    running = client.get_metric_history(child_id, "running/mp/sign/median_l1pp")
+    last = max(running, key=lambda m: (m.step, m.timestamp)).value
+    child = client.get_run(child_id).data.metrics
+    assert last == pytest.approx(child["mp/sign/median_l1pp"])
     assert "system/cpu_utilization_percentage" in parent
     assert 0 <= parent[f"headline/clean_top5/{MODEL}"] <= 1  # the headline, on the parent
     assert parent[f"headline/median_linf/sign/{MODEL}"] > 0
     assert parent["system/system_memory_usage_megabytes"] > 0
+
+
+def check_one_value_metrics(client: MlflowClient, parent_id: str) -> None:
+    """A final metric is one value at step 0, which MLflow's charts draw as a bar with its
+    value (a lone point at a later step is a dot on a step axis); running ones have steps."""
+    finals = [
+        k
+        for k in client.get_run(parent_id).data.metrics
+        if k.startswith(("headline/", "findings/", "transfer/", "optimality/"))
+    ]
+    assert any(k.startswith("findings/") for k in finals)
+    for key in finals:
+        assert [m.step for m in client.get_metric_history(parent_id, key)] == [0], key
+
+
+def check_description(client: MlflowClient, parent_id: str, exp_id: str) -> None:
+    """The parent's description: the headline numbers, then a link to the report and to
+    every transfer-matrix heatmap, each by its artifact path."""
+    run = client.get_run(parent_id)
+    note = run.data.tags[NOTE_TAG]
+    top5 = run.data.metrics[f"headline/clean_top5/{MODEL}"]
+    assert f"| {MODEL} | {top5:.3g} |" in note
+    linf = run.data.metrics[f"headline/median_linf/sign/{MODEL}"]
+    assert f"| sign | {MODEL} | linf {linf:.3g} |" in note
+    assert "findings: " in note
+    heatmaps = sorted(
+        a.path
+        for a in client.list_artifacts(parent_id, "transfer_matrices/sign")
+        if a.path.endswith(".png")
+    )
+    assert heatmaps
+    for path in ["report/index.html", *heatmaps]:
+        assert f"]({artifact_link(exp_id, parent_id, path)})" in note
+    assert "report/index.html" in {a.path for a in client.list_artifacts(parent_id, "report")}
 
 
 def check_transfer_artifacts(
@@ -159,3 +203,30 @@ def child_charts(driver: Any, server: str, exp_id: str, child_id: str, tmp_path:
     traces = ".js-plotly-plot .scatterlayer .trace"
     wait_for(driver, lambda d: d.find_elements("css selector", traces), "a drawn line")
     keep_view(driver, tmp_path / "mlflow_child_metrics.png")
+
+
+def description_links(
+    driver: Any, server: str, exp_id: str, parent_id: str, tmp_path: Path
+) -> None:
+    """The parent run's page shows the description; its report link opens the report's
+    artifact view in a new tab, still in the model-training views (breadcrumb "Runs")."""
+    url = run_url(server, exp_id, parent_id)
+    assert url is not None
+    driver.get(url)
+    wait_for(driver, body_has("foveabench headline", "clean top-5 accuracy"), "the description")
+    keep_view(driver, tmp_path / "mlflow_parent_description.png")
+    home = driver.current_window_handle
+    driver.find_element("link text", "the report").click()
+    wait_for(driver, lambda d: len(d.window_handles) == 2, "a new tab")
+    driver.switch_to.window(next(h for h in driver.window_handles if h != home))
+    try:
+        assert "/artifacts/report/index.html" in driver.current_url
+        wait_for(driver, body_has("Artifacts", "index.html"), "the report's artifact view")
+        header = driver.find_element(
+            "css selector", "[data-testid=experiment-observatory-link-runs]"
+        )
+        assert header.text == "Runs"  # "Evaluations" in GenAI's views
+        keep_view(driver, tmp_path / "mlflow_report_link.png")
+    finally:
+        driver.close()
+        driver.switch_to.window(home)

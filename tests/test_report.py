@@ -302,6 +302,93 @@ def test_every_figure_and_table_of_a_full_run(built: tuple[Path, float]) -> None
     assert seconds < MAX_SECONDS, f"report took {seconds:.1f} s"
 
 
+def test_label_changes_name_their_imagenet_classes(built: tuple[Path, float]) -> None:
+    """Issue 27.7: the frequent label changes show each class's name beside its id (the
+    run's adversarial label is class 1), from timm's offline ILSVRC list."""
+    page = built[0].read_text()
+    changes = re.findall(r"<td>(\d+ [^<]*→ 1 goldfish \(\d+\)[^<]*)</td>", page)
+    assert changes, "no named label change in the norm statistics table"
+    assert not re.search(r"<td>\d+-&gt;\d+ \(", page), "a label change without names"
+
+
+def test_perceptible_minimum_perturbations_are_flagged_and_counted(
+    built: tuple[Path, float], full_run: Path
+) -> None:
+    """Issue 27.7: a minimum perturbation with linf > report.perceptible_linf (default 16
+    of 255) is counted per network and attack, its row flagged, and the total is a
+    headline card; the counts are the attack rows' own (read here with polars)."""
+    page = built[0].read_text()
+    shards = sorted((full_run / "attacks").rglob("*.parquet"))
+    rows = pl.concat([pl.read_parquet(p) for p in shards], how="diagonal_relaxed")
+    fooled = rows.filter(pl.col("success") & pl.col("clean_correct"))
+    seen = int((fooled["linf"] > 16).sum())
+    assert 0 < seen < fooled.height, "the synthetic run has both kinds"
+    assert f"{seen} of {fooled.height}" in page
+    assert "minimum perturbations perceptible (linf &gt; 16)" in page
+    block = page.split("Perceptible minimum perturbations", 1)[1].split("</table>", 1)[0]
+    assert "report.perceptible_linf" in block and "<th>linf &gt; 16</th>" in block
+    for (model, attack), group in fooled.group_by("model", "attack"):
+        n = int((group["linf"] > 16).sum())
+        cls = ' class="bad"' if n else ""
+        assert (
+            f'<tr{cls}><td>{model}</td><td>{attack}</td><td class="n">{group.height}</td><td class="n">{n}</td>'
+            in block
+        )
+
+
+def test_every_heatmap_cell_says_how_many_images_it_holds(full_run: Path) -> None:
+    """Issue 27.7: a transfer heatmap's cell reads its value and its n (the images of that
+    source/target pair at the point), drawn by matplotlib as the report draws it."""
+    import matplotlib.pyplot as plt
+
+    from dashboards.figures.transfer import accuracy_panel, at_point, heatmap, models_of
+
+    transfer = pl.read_parquet(full_run / "summary" / "transfer.parquet")
+    first = transfer.row(0, named=True)
+    at = at_point(
+        transfer.filter(pl.col("attack") == first["attack"]), first["norm"], first["value"]
+    )
+    models = models_of(at)
+    matrix, title, fmt, vmax, counts = accuracy_panel(at, models, first["norm"], first["value"])
+    fig, ax = plt.subplots()
+    heatmap(ax, matrix, models, models, title, fmt, vmax, counts=counts)
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    plt.close(fig)
+    assert len(cells) == at.height == len(models) ** 2
+    for r in at.to_dicts():
+        i, j = models.index(r["source"]), models.index(r["target"])
+        assert cells[(i, j)] == f"{r['accuracy']:.2f}\nn={r['n']}"
+
+
+def test_medians_carry_their_interval(built: tuple[Path, float], full_run: Path) -> None:
+    """Issue 27.7: each median norm of the norm statistics has its 95% interval (order
+    statistics) beside it, in summary/attacks.parquet and on the page."""
+    from dashboards.figures.tables import fmt_3g
+
+    page = built[0].read_text()
+    assert "<th>l1pp median 95% CI</th>" in page and "<th>linf median 95% CI</th>" in page
+    attacks = pl.read_parquet(full_run / "summary" / "attacks.parquet")
+    for r in attacks.to_dicts():
+        for norm in ("l1pp", "l2", "linf"):
+            low, high = r[f"{norm}_median_ci_low"], r[f"{norm}_median_ci_high"]
+            assert low <= r[f"{norm}_median"] <= high
+            assert f"<td>[{fmt_3g(low)}, {fmt_3g(high)}]</td>" in page
+
+
+def test_captions_name_only_what_the_run_drew(full_run: Path) -> None:
+    """Issue 27.7: the transfer curves' caption mentions the dashed random direction only
+    when the run has the baseline, other networks' lines only when it has cross pairs."""
+    from dashboards.figures.curves import transfer_caption
+
+    curves = pl.read_parquet(full_run / "summary" / "curves.parquet")
+    full = transfer_caption(curves)
+    assert "dashed the random direction" in full and "other networks'" in full
+    own = curves.filter((pl.col("attack") == "sign") & (pl.col("source") == pl.col("target")))
+    assert own.height and transfer_caption(own).endswith("the network's own perturbations.")
+
+
 def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_path: Path) -> None:
     """A run stopped before its aggregate stage still gets every table, same values."""
     run = tmp_path / "nosummary"

@@ -70,6 +70,15 @@ def test_report_renders_in_chromium(golden: Golden, chromium: Any, tmp_path: Pat
     assert not broken, f"images that did not load: {broken}"
     shown = chromium.find_element("id", "git-sha").text
     assert shown == sha and len(sha) == 40
+    # wide tables scroll inside themselves; the page never grows past the window (issue 27.7)
+    widths = chromium.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth, "
+        "Math.max(...Array.from(document.querySelectorAll('table')).map("
+        "t => t.scrollWidth - t.clientWidth))];"
+    )
+    page_width, window, table_overflow = widths
+    assert page_width <= window, widths
+    assert table_overflow > 0, "no table wider than its box: the check says nothing"
 
     with golden.moved_away():  # the run dir is not on this machine
         _rebuild_from_artifacts_only(server, run_id, tmp_path / "downloaded")

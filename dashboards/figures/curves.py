@@ -60,15 +60,25 @@ def transfer_curves(data: RunData) -> list[Figure]:
                 name=f"accuracy_{norm}",
                 section="Transfer",
                 title=f"Accuracy vs {st.NORM_LABEL[norm]} (Fig. {fig_no})",
-                caption=(
-                    "Accuracy of each target network as each source network's minimum "
-                    "perturbation is rescaled: thick lines are the network's own "
-                    "perturbations, thin lines other networks', dashed the random direction."
-                ),
+                caption=transfer_caption(mp),
                 data=st.to_bytes(fig),
             )
         )
     return out
+
+
+def transfer_caption(mp: pl.DataFrame) -> str:
+    """The caption names only the lines drawn: other networks' when the run has cross
+    pairs, the random direction when it ran the baseline."""
+    text = (
+        "Accuracy of each target network as each source network's minimum perturbation is "
+        "rescaled: thick lines are the network's own perturbations"
+    )
+    if (mp["source"] != mp["target"]).any():
+        text += ", thin lines other networks'"
+    if any(st.is_baseline(str(a)) for a in mp["attack"].unique().to_list()):
+        text += ", dashed the random direction"
+    return text + "."
 
 
 def _condition_figure(

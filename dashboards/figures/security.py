@@ -88,8 +88,10 @@ def adaptive_gain_heatmaps(data: RunData) -> list[Figure]:
             key: np.full((len(models), len(foveations)), np.nan)
             for key in ("adaptive_gain_median", "transferred_gain_median")
         }
+        counts = np.full((len(models), len(foveations)), np.nan)  # images per cell
         for r in mine.to_dicts():
             i, j = models.index(r["model"]), foveations.index(r["condition"])
+            counts[i, j] = r["n"] if r.get("n") is not None else np.nan
             for key, matrix in panels.items():
                 if r[key] is not None and np.isfinite(r[key]):
                     matrix[i, j] = r[key]
@@ -100,7 +102,7 @@ def adaptive_gain_heatmaps(data: RunData) -> list[Figure]:
         titles = ("adaptive gain (median)", "transferred gain (median, Table 1)")
         for ax, matrix, title in zip(axes, panels.values(), titles, strict=True):
             heatmap(ax, matrix, [st.short(m) for m in models], names, title, ".2f", vmax,
-                    labels=("foveation", "network"))  # fmt: skip
+                    labels=("foveation", "network"), counts=counts)  # fmt: skip
         fig.suptitle(f"{attack}: what each foveation keeps against an attacker who knows it")
         fig.tight_layout()
         out.append(

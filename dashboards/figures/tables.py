@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import polars as pl
@@ -92,11 +93,58 @@ def norm_stats_table(attacks: pl.DataFrame) -> str:
         "success_rate": "success",
     }
     for norm in ("l1pp", "l2", "linf"):
-        for stat in ("min", "median", "mean", "max", "std"):
-            cols[f"{norm}_{stat}"] = f"{norm} {stat}"
+        for stat in ("min", "median", "median_ci", "mean", "max", "std"):
+            cols[f"{norm}_{stat}"] = f"{norm} {stat}".replace("median_ci", "median 95% CI")
     cols["mean_forward"] = "fwd/img"
     cols["top_pairs"] = "frequent label → adversarial label (count)"
+    attacks = attacks.with_columns(
+        pl.format("[{}, {}]", fmt_col(f"{n}_median_ci_low"), fmt_col(f"{n}_median_ci_high")).alias(
+            f"{n}_median_ci"
+        )
+        for n in ("l1pp", "l2", "linf")
+        if f"{n}_median_ci_low" in attacks.columns
+    )
+    if "top_pairs" in attacks.columns:
+        named = attacks["top_pairs"].map_elements(named_pairs, return_dtype=pl.List(pl.String))
+        attacks = attacks.with_columns(named.alias("top_pairs"))
     return frame(attacks, cols)
+
+
+def fmt_col(name: str) -> pl.Expr:
+    """A float column as the tables print a number (three significant digits, inf: ∞)."""
+    return pl.col(name).map_elements(fmt_3g, return_dtype=pl.String)
+
+
+def fmt_3g(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3g}"
+
+
+_PAIR = re.compile(r"^(\d+)->(\d+) (\(\d+\))$")
+
+
+def class_label(index: int) -> str:
+    """``0 tench``: an ImageNet class index with its name's first spelling (timm's
+    offline ILSVRC list, pipeline.data.classes), the index alone outside 0..999."""
+    from pipeline.data.classes import N_CLASSES, class_name, wnids
+
+    if not 0 <= index < N_CLASSES:
+        return str(index)
+    return f"{index} {class_name(wnids()[index]).split(',')[0]}"
+
+
+def named_pairs(pairs: Sequence[str] | None) -> list[str] | None:
+    """``'0->1 (3)'`` (summary/attacks.parquet's spelling) as ``'0 tench → 1 goldfish (3)'``."""
+    if pairs is None:
+        return None
+    out = []
+    for pair in pairs:
+        m = _PAIR.match(pair)
+        out.append(f"{class_label(int(m[1]))} → {class_label(int(m[2]))} {m[3]}" if m else pair)
+    return out
 
 
 def measures_table(measures: pl.DataFrame) -> str:

@@ -26,8 +26,11 @@ def heatmap(
     fmt: str,
     vmax: float | None,
     labels: tuple[str, str] = ("target (evaluated on)", "source (perturbation from)"),
+    counts: np.ndarray | None = None,
 ) -> None:
-    """A matrix with its values written in the cells; ``labels``: (x axis, y axis)."""
+    """A matrix with its values written in the cells, each with its number of images
+    below when ``counts`` is given (a value of 2 images reads differently from one of
+    2000); ``labels``: (x axis, y axis)."""
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
@@ -41,7 +44,7 @@ def heatmap(
             ax.text(
                 j,
                 i,
-                format(v, fmt),
+                format(v, fmt) + _n(counts, i, j),
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -50,6 +53,12 @@ def heatmap(
                 else "white",  # viridis is light in its upper half
             )
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def _n(counts: np.ndarray | None, i: int, j: int) -> str:
+    if counts is None or not np.isfinite(counts[i, j]):
+        return ""
+    return f"\nn={int(counts[i, j])}"
 
 
 def _matrix(df: pl.DataFrame, models: list[str], column: str) -> np.ndarray:
@@ -61,7 +70,8 @@ def _matrix(df: pl.DataFrame, models: list[str], column: str) -> np.ndarray:
 
 
 NORM_TEXT = {"l1pp": "l1pp", "linf": "linf", "l2": "l2"}  # one name per norm (README)
-Panel = tuple[np.ndarray, str, str, float | None]  # matrix, title, number format, colour max
+#: matrix, title, number format, colour max, images per cell
+Panel = tuple[np.ndarray, str, str, float | None, np.ndarray | None]
 
 
 def models_of(transfer: pl.DataFrame) -> list[str]:
@@ -76,15 +86,15 @@ def at_point(transfer: pl.DataFrame, norm: str, value: float) -> pl.DataFrame:
 def accuracy_panel(at: pl.DataFrame, models: list[str], norm: str, value: float) -> Panel:
     """Top-k accuracy of every (source, target) at one norm value: 0..1, two decimals."""
     title = f"accuracy at received {NORM_TEXT.get(norm, norm)} = {value:g}"
-    return _matrix(at, models, "accuracy"), title, ".2f", 1.0
+    return _matrix(at, models, "accuracy"), title, ".2f", 1.0, _matrix(at, models, "n")
 
 
 def draw(panels: list[Panel], models: list[str], suptitle: str) -> bytes:
     """The panels side by side as one PNG."""
     fig, axes = st.grid(len(panels), max_cols=4)
     ticks = [st.short(m) for m in models]
-    for ax, (matrix, title, fmt, vmax) in zip(axes, panels, strict=True):
-        heatmap(ax, matrix, ticks, ticks, title, fmt, vmax)
+    for ax, (matrix, title, fmt, vmax, counts) in zip(axes, panels, strict=True):
+        heatmap(ax, matrix, ticks, ticks, title, fmt, vmax, counts=counts)
     fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     return st.to_bytes(fig)
@@ -111,7 +121,9 @@ def transfer_heatmaps(data: RunData) -> list[Figure]:
                 m = _matrix(pairs, models, f"median_crit_{norm}")
                 finite = m[np.isfinite(m)]
                 vmax = float(finite.max()) if finite.size else None
-                panels.append((m, f"median critical {NORM_TEXT[norm]} (0..255)", ".3g", vmax))
+                title = f"median critical {NORM_TEXT[norm]} (0..255)"
+                n = _matrix(pairs, models, "n_median") if "n_median" in pairs.columns else None
+                panels.append((m, title, ".3g", vmax, n))
         if not panels:
             continue
         png = draw(panels, models, f"{attack}: transfer between networks")

@@ -84,6 +84,27 @@ def attack_summary(run_dir: RunDir, top_pairs: int = 5) -> pl.DataFrame:
     )
     return (
         errors.join(stats, on=["model", "attack"], how="left")
+        .join(median_intervals(attacked.filter(fooled)), on=["model", "attack"], how="left")
         .join(pairs, on=["model", "attack"], how="left")
         .sort("model", "attack")
     )
+
+
+def median_intervals(fooled: pl.DataFrame) -> pl.DataFrame:
+    """Per (model, attack) and norm, the 95% distribution-free interval of the median
+    (``<norm>_median_ci_low`` / ``_high``; order statistics, pipeline.summary.stats):
+    a median of 3 images and one of 3000 are not the same number. Infinite ends: too few
+    images for an interval."""
+    from pipeline.summary.stats import median_interval
+
+    rows = []
+    for (model, attack), group in fooled.group_by("model", "attack"):
+        row: dict[str, object] = {"model": model, "attack": attack}
+        for norm in NORM_COLUMNS:
+            values = group[norm].drop_nulls().to_numpy()
+            _, low, high = median_interval(values) if len(values) else (None, None, None)
+            row[f"{norm}_median_ci_low"], row[f"{norm}_median_ci_high"] = low, high
+        rows.append(row)
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {"model": pl.String, "attack": pl.String}
+    schema |= {f"{n}_median_ci_{e}": pl.Float64 for n in NORM_COLUMNS for e in ("low", "high")}
+    return pl.DataFrame(rows, schema=schema)
