@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.config_error import excerpt
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -37,6 +39,22 @@ def unreachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return f"no MLflow store at {uri}"
     return None
+
+
+def outage(uri: str, exc: BaseException, request_timeout_s: float) -> tuple[str, str]:
+    """(the warning, its one-line cause) when MLflow at ``uri`` failed: bounded, since
+    SQLAlchemy's messages run on with the SQL, and naming the request bound for a server."""
+    slow = (
+        f" (a request may take mlflow.request_timeout_s = {request_timeout_s} s)"
+        if uri.startswith(("http://", "https://"))
+        else ""
+    )
+    why = excerpt(str(exc).strip().split("\n")[0], 300)
+    return (
+        f"MLflow at {uri} failed ({type(exc).__name__}: {why}){slow}; "
+        "results are still written to disk and the run goes on without tracking.",
+        why,
+    )
 
 
 def reader(uri: str) -> MlflowClient:

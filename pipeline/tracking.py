@@ -28,8 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.catalogue import MLFLOW_STATE
-from pipeline.config_error import excerpt
-from pipeline.mlflow_gateway import bound_http_requests, unreachable
+from pipeline.mlflow_gateway import bound_http_requests, outage, unreachable
 from pipeline.storage import Location, RunDir, location
 from pipeline.system_metrics import SystemMetrics
 from pipeline.tracking_store import check_sqlite_store
@@ -331,17 +330,8 @@ class Tracker:
             raise
         except Exception as exc:  # tracking must never take the benchmark down
             self.available = False
-            slow = (
-                f" (a request may take mlflow.request_timeout_s = {self.request_timeout_s} s)"
-                if self.tracking_uri.startswith(("http://", "https://"))
-                else ""
-            )
-            why = excerpt(str(exc).strip().split("\n")[0], 300)  # SQLAlchemy's run on
-            warnings.warn(
-                f"MLflow at {self.tracking_uri} failed ({type(exc).__name__}: {why}){slow}; "
-                "results are still written to disk and the run goes on without tracking.",
-                stacklevel=2,
-            )
+            warning, why = outage(self.tracking_uri, exc, self.request_timeout_s)
+            warnings.warn(warning, stacklevel=2)
             print(f"warning: MLflow unavailable: {why}", file=sys.stderr)
 
     def _probe(self) -> bool:
