@@ -122,3 +122,28 @@ def test_warm_starts_follow_each_image_when_rows_drop_out() -> None:
     # a right-hand side of zero (a new binary step's z = 0) is solved exactly, warm or not
     zero = smoother.subset(rows)(torch.zeros_like(nearby))
     assert float(zero.abs().max()) == 0.0
+
+
+def test_the_backward_solve_stops_at_its_own_tolerance() -> None:
+    g = torch.Generator().manual_seed(6)
+    image = 255 * torch.rand(2, 3, 24, 24, generator=g)
+    z = torch.randn(2, 3, 24, 24, generator=g, requires_grad=True)
+    incoming = torch.randn(2, 3, 24, 24, generator=g)
+
+    def backward_cost(cfg: SmoothingCfg) -> tuple[torch.Tensor, torch.Tensor, int]:
+        smoother = LaplacianSmoother(image, cfg)
+        out = smoother(z)
+        before = smoother.stats.iterations
+        (grad,) = torch.autograd.grad(out, z, incoming)
+        return out, grad, smoother.stats.iterations - before
+
+    exact_out, exact_grad, exact_iters = backward_cost(
+        SmoothingCfg(alpha=0.99, cg_iters=2000, tol=1e-7)
+    )
+    out, grad, iters = backward_cost(
+        SmoothingCfg(alpha=0.99, cg_iters=2000, tol=1e-7, adjoint_tol=1e-2)
+    )
+    torch.testing.assert_close(out, exact_out, rtol=0, atol=1e-5)  # the forward is untouched
+    error = float((grad - exact_grad).norm() / exact_grad.norm())
+    assert 1e-6 < error < 0.1, f"the gradient is {error:.1e} from the converged one"
+    assert iters < exact_iters / 2, f"the loose backward took {iters} of {exact_iters} iterations"

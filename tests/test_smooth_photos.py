@@ -23,8 +23,8 @@ from tasks.measures import tv_ratio
 
 pytestmark = pytest.mark.integration
 
-#: A converged solve: a relative residual 100 times below the default's.
-EXACT = {"tol": SmoothingCfg().tol / 100, "cg_iters": 2000}
+#: A converged solve, forward and backward: a relative residual 100 times below the default's.
+EXACT = {"tol": SmoothingCfg().tol / 100, "adjoint_tol": None, "cg_iters": 2000}
 RTOL = 1e-3  # the line search's relative precision (tasks.linesearch.LineSearch)
 
 BUDGETS: dict[str, dict[str, Any]] = {

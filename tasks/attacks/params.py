@@ -219,6 +219,11 @@ class SmoothingCfg(AttackParams):
         "fixed cg_iters from zero)",
         ge=0,
     )
+    adjoint_tol: float | None = param(
+        None,
+        "relative residual of the backward (adjoint) solve when tol > 0 (null: tol)",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
