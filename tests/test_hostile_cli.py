@@ -42,3 +42,7 @@ def test_no_usable_image_is_one_line_exit_2(tmp_path: Path) -> None:
     last = err.strip().splitlines()[-1]
     assert last.startswith("dataset error: no usable image in dataset ilsvrc:")
     assert "2 bad rows" in last and "bad_rows.parquet" in last
+    raw["dataset"]["limit"] = 0  # type: ignore[index]  # no image asked for: said so
+    rc, _, err, _ = cli("run", str(write(tmp_path, raw)))
+    assert rc == 2 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].endswith("dataset.limit is 0; raise it or leave it out")
