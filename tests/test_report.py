@@ -309,6 +309,8 @@ def test_label_changes_name_their_imagenet_classes(built: tuple[Path, float]) ->
     changes = re.findall(r"<td>(\d+ [^<]*→ 1 goldfish \(\d+\)[^<]*)</td>", page)
     assert changes, "no named label change in the norm statistics table"
     assert not re.search(r"<td>\d+-&gt;\d+ \(", page), "a label change without names"
+    grids = re.findall(r"Perceptibility, [^<(]+ \((\d+ [^)]+)\) \(appendix C\)", page)
+    assert grids, "a perceptibility grid without its image's class"
 
 
 def test_perceptible_minimum_perturbations_are_flagged_and_counted(

@@ -20,6 +20,7 @@ import torch
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, norm_for, safe
 from dashboards.figures.data import RunData
+from dashboards.figures.tables import class_label
 from pipeline.summary.examples import example, stored_perturbations
 from tasks import norms as tnorms
 
@@ -59,6 +60,7 @@ def perceptibility_grids(data: RunData) -> list[Figure]:
         return []
     store = store.filter(~pl.col("attack").map_elements(st.is_baseline, return_dtype=pl.Boolean))
     paths = dict(data.manifest.select("image_id", "path").iter_rows())
+    labels = dict(data.manifest.select("image_id", "label").iter_rows())
     # the images with a perturbation from the most (model, attack) pairs, ties by id
     counts = store.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False])
     images = [i for i in counts["image_id"].to_list() if i in paths and Path(paths[i]).is_file()]
@@ -89,7 +91,10 @@ def perceptibility_grids(data: RunData) -> list[Figure]:
                 va="center",
                 fontsize=8,
             )
-        fig.suptitle(f"{image_id}: adversarial examples at increasing norm", fontsize=10)
+        named = (
+            f" ({class_label(int(labels[image_id]))})" if labels.get(image_id) is not None else ""
+        )
+        fig.suptitle(f"{image_id}{named}: adversarial examples at increasing norm", fontsize=10)
         # fixed margins: tight_layout over a grid of images costs seconds and gains nothing
         fig.subplots_adjust(
             left=0.09,
@@ -103,7 +108,7 @@ def perceptibility_grids(data: RunData) -> list[Figure]:
             Figure(
                 name=f"perceptibility_{safe(image_id)}",
                 section="Perceptibility",
-                title=f"Perceptibility, {image_id} (appendix C)",
+                title=f"Perceptibility, {image_id}{named} (appendix C)",
                 caption=(
                     "Each row is one network's minimum perturbation e* for this image: the "
                     "clean input, x + e*, the same direction rescaled to larger norms (0..255 "
