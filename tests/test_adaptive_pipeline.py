@@ -169,3 +169,15 @@ def test_the_adaptive_task_attacks_only_the_foveations_asked_for() -> None:
     assert every == [*crops, "random_resized_crop", "ten_crop_object", "one_crop_object"]
     asked = EvalCfg(crops=crops, adaptive_foveations=("one_crop_object", "three_crop"))
     assert adaptive_foveations(asked) == ["three_crop", "one_crop_object"]
+
+
+def test_a_masking_warning_names_the_black_box_only_where_it_was_measured() -> None:
+    """A run of one network has no black box: its warning must not count one as 0."""
+    row = {
+        "condition": "object_crop", "model": "m", "attack": "sign", "n": 4,
+        "check_unreached": 1, "check_weaker_than_transfer": 0, "check_noise_not_weaker": 0,
+    }  # fmt: skip
+    alone = masking_warnings(pl.DataFrame([{**row, "check_black_box_stronger": None}]))
+    assert len(alone) == 1 and "black box" not in alone[0]
+    (crossed,) = masking_warnings(pl.DataFrame([{**row, "check_black_box_stronger": 2}]))
+    assert "2 where another network's MP (black box) fooled it more cheaply" in crossed

@@ -169,10 +169,14 @@ def masking_warnings(summary: pl.DataFrame) -> list[str]:
         f"adaptive {r['condition']} {r['model']} {r['attack']}: {r['check_unreached']} of "
         f"{r['n']} images never fooled by the unbounded adaptive attack, "
         f"{r['check_weaker_than_transfer']} where it was weaker than the transferred MP, "
-        f"{r.get('check_noise_not_weaker', 0)} where random noise of its norm fooled as well, "
-        f"{r.get('check_black_box_stronger') or 0} where another network's MP (black box) "
-        "fooled it more cheaply: look for gradient masking (a non-differentiable step, "
-        "saturated scores)"
+        f"{r.get('check_noise_not_weaker', 0)} where random noise of its norm fooled as well"
+        + (  # the black box only where another network was measured
+            ""
+            if r.get("check_black_box_stronger") is None
+            else f", {r['check_black_box_stronger']} where another network's MP (black box) "
+            "fooled it more cheaply"
+        )
+        + ": look for gradient masking (a non-differentiable step, saturated scores)"
         for r in bad.to_dicts()
     ]
 
