@@ -118,6 +118,8 @@ def print_table1(rows: list[dict[str, Any]]) -> None:
 def print_findings(findings: list[dict[str, Any]]) -> None:
     """A count per (family, verdict); a line for each primary claim that holds or is
     reversed (inconclusive and insufficient ones say nothing a reader can act on)."""
+    from pipeline.summary.stats import signed  # numpy and scipy: only when printing
+
     counts: dict[str, int] = {}
     for r in findings:
         key = f"{r.get('family', 'primary')} {r['verdict']}"
@@ -136,12 +138,12 @@ def print_findings(findings: list[dict[str, Any]]) -> None:
         source = f" (perturbation of {row['source']})" if row["source"] != row["model"] else ""
         line = (
             f"  [{row['verdict']:>8}] {row['claim']}\n      {row['model']}{source} "
-            f"{row['attack']}{where}: effect {row['effect']:+.3f} "
-            f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], n={row['n']}, "
+            f"{row['attack']}{where}: effect {signed(row['effect'])} "
+            f"[{signed(row['ci_low'])}, {signed(row['ci_high'])}], n={row['n']}, "
             f"discordant={row['n_discordant']}, p={row['p_value']:.3g}, "
             f"p_adj={row['p_adjusted']:.3g}"
         )
-        print(line.replace("-0.000", "+0.000"))  # a rounded zero has no sign
+        print(line)
 
 
 def print_closing(summary: RunSummary) -> None:

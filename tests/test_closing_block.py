@@ -80,3 +80,14 @@ def test_the_run_ends_with_the_runs_page_url(golden: Golden, capsys: Any) -> Non
     out = capsys.readouterr().out
     page = f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
     assert f"browse:  mlflow ui --backend-store-uri {store}\n  then:  {page}\n" in out
+
+
+def test_a_rounded_zero_has_no_sign_in_the_terminal_or_the_report() -> None:
+    """One formatter for both (pipeline.summary.stats.signed): ``-0.000`` would read as a
+    direction the data do not have."""
+    from pipeline.summary.stats import signed
+
+    assert [signed(v) for v in (-0.0001, -0.0, 0.0004, -0.5, 0.25)] == [
+        "+0.000", "+0.000", "+0.000", "-0.500", "+0.250"
+    ]  # fmt: skip
+    assert signed(-0.04, digits=1) == "+0.0" and signed(-0.06, digits=1) == "-0.1"

@@ -16,6 +16,7 @@ import polars as pl
 
 from dashboards.figures._style import CONDITION_LABEL, short
 from pipeline.summary.axes import native_norm
+from pipeline.summary.stats import signed
 from tasks.protocol import table1_ratios
 
 VERDICT_CLASS = {
@@ -278,7 +279,7 @@ def findings_html(findings: pl.DataFrame) -> str:
     rows, classes = [], []
     for f in df.to_dicts():
         at = "–" if not f["norm"] or f["value"] != f["value"] else f"{f['norm']} = {f['value']:.3g}"
-        ci = f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]".replace("-0.000", "+0.000")
+        ci = f"[{signed(f['ci_low'])}, {signed(f['ci_high'])}]"
         bound = "≥ " if f.get("effect_lower_bound") else ""
         rows.append(
             [

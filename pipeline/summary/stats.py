@@ -232,3 +232,10 @@ def verdict(test: Test, p_adjusted: float, alpha: float) -> str:
     if p_adjusted >= alpha or test.direction == 0:
         return "inconclusive"
     return "holds" if test.direction > 0 else "reversed"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    """``+0.123``: an effect or an interval end with its sign, and a rounded zero without a
+    minus (``-0.000`` reads as a direction the data do not have)."""
+    text = f"{value:+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text
