@@ -142,7 +142,8 @@ def adaptive_rows(batch: TaskBatch) -> list[dict[str, object]]:
             backwards=[int(result.n_backward[k]) * case.views_per_query[k] for k in range(n)],
             seconds=[float(v) for v in result.seconds],
         )  # fmt: skip
-        out += case_rows(unit, idx, name, case, outcome, costs, settings, noisy)
+        eot = settings.eot_draws if case.fresh is not None else None
+        out += case_rows(unit, idx, name, case, outcome, costs, noisy, eot)
     return out
 
 
@@ -153,15 +154,14 @@ def case_rows(
     case: Case,
     outcome: Outcome,
     costs: Costs,
-    settings: EvalCfg,
     noisy: torch.Tensor | None = None,
+    eot_draws: int | None = None,
 ) -> list[dict[str, object]]:
     """The ADAPTIVE_SCHEMA rows of one case (a white-box attack of a self pair, or a
-    black-box transfer of a cross pair: pipeline/eval_black_box.py)."""
+    black-box transfer of a cross pair: pipeline/eval_black_box.py, which has neither the
+    noise check nor EOT draws)."""
     found = norms.all_norms(outcome.perturbation)
     judged, holdout = outcome.judged, outcome.holdout
-    # EOT is the white-box attack's (a black-box row is the only one without a noise check)
-    eot = settings.eot_draws if judged is not None and noisy is not None else None
     out: list[dict[str, object]] = []
     for k, j in enumerate(case.rows):
         ok = bool(outcome.success[k])
@@ -180,7 +180,7 @@ def case_rows(
                 "critical_scale": float(outcome.scale[k]) if ok else math.inf,
                 **{f"crit_{n}": float(v[k]) if ok else math.inf for n, v in found.items()},
                 **{f"mp_{n}": float(v[k]) for n, v in case.reference.items()},
-                "eot_draws": eot,
+                "eot_draws": eot_draws,
                 "fresh_draws": None if judged is None else judged.draws,
                 "fresh_fooled": None if judged is None else float(judged.fooled[k]),
                 "fresh_ci_low": None if judged is None else float(judged.ci_low[k]),
@@ -225,7 +225,7 @@ def fresh_outcome(
     mask = searched.to(perturbation.device, perturbation.dtype)
     mask = mask.view(-1, *[1] * (case.x.dim() - 1))
     found = fresh_critical_scale(judge, case.x, perturbation * mask, rtol)
-    ok = (found.success.cpu() & searched.cpu()).cpu()
+    ok = found.success.cpu() & searched.cpu()
     s = torch.where(ok, found.scale.cpu(), torch.zeros_like(found.scale.cpu()))
     x_adv = (case.x + s.to(case.x.device).view_as(mask) * perturbation).clamp(*PIXEL_BOUNDS)
     judged, holdout = fresh(x_adv, None, "fresh"), fresh(x_adv, None, "holdout")

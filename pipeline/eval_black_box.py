@@ -33,8 +33,9 @@ from pipeline.eval_adaptive import (
     fresh_outcome,
 )
 from tasks.attacks.base import Attack
-from tasks.context import PIXEL_BOUNDS, QueryContext
-from tasks.linesearch import LineSearch, search_scale
+from tasks.context import PIXEL_BOUNDS
+from tasks.critical import critical_scales
+from tasks.linesearch import LineSearch
 from tasks.protocol import CONDITIONS, OBJECT
 
 
@@ -67,7 +68,7 @@ def black_box_rows(batch: TaskBatch) -> list[dict[str, object]]:
         )
         spent = (time.perf_counter() - start) / max(1, len(case.rows))
         costs = Costs(forwards, [0] * len(case.rows), [spent] * len(case.rows))
-        out += case_rows(batch.unit, batch.idx, name, case, outcome, costs, settings)
+        out += case_rows(batch.unit, batch.idx, name, case, outcome, costs)
     return out
 
 
@@ -80,18 +81,20 @@ def _fixed(
     scale: torch.Tensor,
     rtol: float,
 ) -> tuple[Outcome, list[int]]:
-    """A fixed foveation: the attack's line search along the source's MP on the foveated
-    network (scale 1: the MP itself), after one look at the clean image."""
-    ctx = QueryContext.create(model, case.labels, attack.criterion, view=case.view)
-    fooled_clean, _ = ctx.is_adversarial(case.x)
-    clean_correct = ~fooled_clean.cpu()
-    found = search_scale(ctx, case.x, mp, search=LineSearch(rtol=rtol))
-    ok = found.success.cpu() & clean_correct & has.cpu()
+    """A fixed foveation: the critical scale of the source's MP on the foveated network
+    (:func:`tasks.critical.critical_scales`: one look at the clean image, then the line
+    search on the images it gets right)."""
+    found = critical_scales(
+        model, case.x, mp, case.labels,
+        criterion=attack.criterion, view=case.view, search=LineSearch(rtol=rtol),
+    )  # fmt: skip
+    clean_correct = found.clean_correct.cpu()
+    ok = clean_correct & torch.isfinite(found.scale).cpu() & has.cpu()
     s = torch.where(ok, found.scale.cpu(), torch.zeros_like(found.scale.cpu()))
     x_adv = (case.x + s.to(case.x.device).view(-1, *[1] * (case.x.dim() - 1)) * mp).clamp(
         *PIXEL_BOUNDS
     )
-    forwards = [int(f) * v for f, v in zip(ctx.counts.forward, case.views_per_query, strict=True)]
+    forwards = [int(f) * v for f, v in zip(found.n_forward, case.views_per_query, strict=True)]
     return Outcome(x_adv - case.x, scale * s, ok, clean_correct), forwards
 
 
