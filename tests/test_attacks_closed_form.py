@@ -33,6 +33,7 @@ CASES = [
     ("bfgs", {}, "l2", True, 0.05),
     ("cw", {"max_iter": 100}, "l2", False, 0.05),
     ("ddn", {}, "l2", False, 0.05),
+    ("ddn", {"loss": "ce"}, "l2", False, 0.05),
 ]
 
 
@@ -41,7 +42,7 @@ CASES = [
 @pytest.mark.parametrize(
     ("name", "params", "norm", "opposite", "rtol"),
     CASES,
-    ids=[f"{c[0]}-{c[2]}" for c in CASES],
+    ids=[f"{c[0]}-{c[2]}-{c[1].get('loss', 'default')}" for c in CASES],
 )
 def test_attack_hits_closed_form_minimum(
     name: str,

@@ -242,17 +242,20 @@ def _adv_lib_pair(attack: str, call: str, **fields: Any) -> Pair:
     )
 
 
-PAIRS.add(
-    "ddn",
-    _adv_lib_pair(
+def _ddn_pair(loss: str, note: str) -> Pair:
+    return _adv_lib_pair(
         "ddn",
         "ddn",
         shared={"steps": ADV_LIB_STEPS, "gamma": 0.05, "init_norm": 1.0},
+        ours_only={"loss": loss},
         peer_names={"gamma": "γ"},
         peer_only={"levels": None},
-        peer_note="cross-entropy loss (ours: the top-k margin); levels=None: no quantisation",
-    ),
-)
+        peer_note=f"cross-entropy loss ({note}); levels=None: no quantisation",
+    )
+
+
+PAIRS.add("ddn", _ddn_pair("margin", "ours: the top-k margin, its default"))
+PAIRS.add("ddn-ce", _ddn_pair("ce", "ours too: the paper's loss"))
 PAIRS.add(
     "fmn",
     _adv_lib_pair(

@@ -43,7 +43,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
         bound = ">=" if r.n_peer == 0 and r.peer_unfinished else ""
         fwd, grad = r.ceiling_shares(report.ceilings)
         rows.append([
-            r.attack, r.peer, r.norm, f"{r.n_ours}/{r.n_peer}",
+            r.pair, r.peer, r.norm, f"{r.n_ours}/{r.n_peer}",
             _f(r.ours_seconds / r.n_ours), bound + _f(r.peer_per_image), ("<=" if bound else "") + _f(r.time_ratio),
             _f(r.ours_median), _f(r.peer_median), _f(r.norm_ratio), str(r.n_paired),
             _pct(r.ours_success), _pct(r.peer_success),

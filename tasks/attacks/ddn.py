@@ -4,10 +4,12 @@ Each step moves ``delta`` along the normalised gradient of the loss (step
 size cosine-annealed, as in the authors' code), then projects it onto the
 sphere of radius ``epsilon``; ``epsilon`` shrinks by ``(1 - gamma)`` while
 the current point is adversarial and grows by ``(1 + gamma)`` while it is
-not, so the norm oscillates down onto the boundary. The loss is the
+not, so the norm oscillates down onto the boundary. The loss is by default the
 criterion's margin (label score minus the k-th other score) rather than the
-cross-entropy, so that "adversarial" and the descent direction refer to the
-same top-k boundary. The smallest adversarial iterate is kept.
+paper's cross-entropy, so that "adversarial" and the descent direction refer to
+the same top-k boundary; ``loss="ce"`` is the paper's (and adv_lib's) choice,
+measured against it in docs/benchmarks.md. The smallest adversarial iterate is
+kept.
 Sizes (``init_norm``, ``alpha``) are in units of 255 (images in [0, 1]).
 """
 
@@ -17,6 +19,7 @@ import torch
 
 from tasks.attacks.base import Attack, Proposal
 from tasks.attacks.iterate import budgeted_steps, cosine, per_image
+from tasks.attacks.losses import neg_cross_entropy
 from tasks.attacks.params import DDNParams
 from tasks.attacks.tracking import BestAdversarial
 from tasks.context import QueryContext
@@ -34,11 +37,12 @@ class DDNAttack(Attack[DDNParams]):
         eps = torch.full((n,), p.init_norm * _UNIT, device=x.device)
         delta = torch.zeros_like(x)
         best = BestAdversarial(x, norm="l2")
+        loss = ctx.criterion.margin if p.loss == "margin" else neg_cross_entropy
         for i, rows in budgeted_steps(ctx, n, steps):
             step = cosine(i, steps, alpha, alpha / 100)
             xr = x[rows]
             xa = ctx.clip(xr + delta[rows])
-            _, grad, logits = ctx.value_and_grad(ctx.criterion.margin, xa, rows)
+            _, grad, logits = ctx.value_and_grad(loss, xa, rows)
             adversarial = ctx.criterion.is_adversarial(logits, ctx.label(rows))
             best.update(rows, xa - xr, adversarial, logits)
             gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-30)

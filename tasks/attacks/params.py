@@ -112,6 +112,9 @@ class DDNParams(QueryBudgetParams):
     gamma: float = param(0.05, "factor the norm shrinks or grows by per step", gt=0, lt=1)
     init_norm: float = param(1.0, "first norm, in units of 255", gt=0)
     alpha: float = param(1.0, "first step size, cosine-annealed to alpha / 100", gt=0)
+    loss: Literal["margin", "ce"] = param(
+        "margin", "direction: the top-k margin, or the paper's cross-entropy ('ce')"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
