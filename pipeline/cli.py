@@ -17,7 +17,7 @@ from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_con
 from pipeline.config_overrides import SHORT_FORMS, Override, parse_set, short_forms
 
 if TYPE_CHECKING:
-    from pipeline.runner import RunSummary
+    from pipeline.run_result import RunResult
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -26,14 +26,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = checked_config(args, fresh=args.fresh)
     from pipeline.cli_report import report_and_log
     from pipeline.cli_summary import print_summary
+    from pipeline.run_result import RunHooks
     from pipeline.runner import run_benchmark
 
-    summary = run_benchmark(cfg, fresh=args.fresh, report=report_and_log)
+    summary = run_benchmark(cfg, fresh=args.fresh, hooks=RunHooks(summarised=report_and_log))
     print_summary(summary)
     return run_exit_code(summary)
 
 
-def run_exit_code(summary: RunSummary) -> int:
+def run_exit_code(summary: RunResult) -> int:
     """1 when a unit failed or MLflow could not be written (a full disk, a server down):
     a scheduler must not take a run whose mirror is missing for a complete one."""
     if summary.mlflow_failed:

@@ -7,10 +7,11 @@ warnings with what to do, and where the results, the report and MLflow are.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.runner import RunSummary
+    from pipeline.run_result import RunResult
 
 CLEAN_LEGEND = (
     ("images", "images evaluated (the manifest's, after dataset.limit)"),
@@ -51,7 +52,7 @@ def legend(columns: tuple[tuple[str, str], ...]) -> None:
         print(f"    {name:<{width}}  {meaning}")
 
 
-def print_summary(summary: RunSummary) -> None:
+def print_summary(summary: RunResult) -> None:
     print(
         f"\nrun: {summary.run_dir}  ({summary.n_images} images, {summary.n_bad_rows} bad rows, "
         f"{summary.seconds:.1f} s)"
@@ -96,7 +97,7 @@ def print_summary(summary: RunSummary) -> None:
     print_closing(summary)
 
 
-def print_table1(rows: list[dict[str, Any]]) -> None:
+def print_table1(rows: Sequence[dict[str, Any]]) -> None:
     print(
         "\nTable 1: critical norm after / before foveation (images correct before and "
         "after; never fooled after = censored)"
@@ -115,7 +116,7 @@ def print_table1(rows: list[dict[str, Any]]) -> None:
     legend(TABLE1_LEGEND)
 
 
-def print_findings(findings: list[dict[str, Any]]) -> None:
+def print_findings(findings: Sequence[dict[str, Any]]) -> None:
     """A count per (family, verdict); a line for each primary claim that holds or is
     reversed (inconclusive and insufficient ones say nothing a reader can act on)."""
     from pipeline.summary.stats import signed  # numpy and scipy: only when printing
@@ -146,7 +147,7 @@ def print_findings(findings: list[dict[str, Any]]) -> None:
         print(line)
 
 
-def print_closing(summary: RunSummary) -> None:
+def print_closing(summary: RunResult) -> None:
     """Warnings with what to do, failed units, then where everything is."""
     for line in summary.masking_warnings:
         print(f"WARNING: {line}")

@@ -27,7 +27,7 @@ from pipeline.config import BenchmarkConfig
 from pipeline.mlflow_gateway import reader
 
 if TYPE_CHECKING:
-    from pipeline.runner import Reporter
+    from pipeline.run_result import Reporter
 from pipeline.regression import (
     Report,
     RunRef,
@@ -126,6 +126,7 @@ def run_nightly(
     ``report_run`` builds the run's report and ``write_page`` the regression page
     (both from the CLI: pipeline/ never draws).
     """
+    from pipeline.run_result import RunHooks
     from pipeline.runner import run_benchmark
 
     sha = provenance.git_sha()
@@ -135,7 +136,7 @@ def run_nightly(
         run_name=name,
         extra_tags={NIGHTLY_TAG: "true", "nightly_date": (date or utc_today()).isoformat()},
         reuse_run_by_name=True,
-        report=report_run,
+        hooks=RunHooks(summarised=report_run),
     )
     if summary.mlflow_run_id is None:
         return NightlyResult(

@@ -13,7 +13,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -29,15 +29,13 @@ from pipeline.eval_unit import EvalOutput, EvalUnit
 from pipeline.partitions import COMPACTED
 from pipeline.plan_evals import eval_tasks, plan_eval_units
 from pipeline.progress import Partial, ProgressWatch, RemoteProgressBoard
+from pipeline.run_result import RunHooks, StageTotals
 from pipeline.running_stats import RunningStats
 from pipeline.scheduler import ShardScheduler, UnitFailure
 from pipeline.storage import Location
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
 from pipeline.tracking import Tracker
-
-if TYPE_CHECKING:
-    from pipeline.runner import RunSummary
 
 
 def log(message: str) -> None:
@@ -59,37 +57,46 @@ class Stages:
         tracker: Tracker,
         prov: dict[str, Any],
         manifest: pa.Table,
-        summary: RunSummary,
-        on_unit_done: Callable[[AttackOutput], None] | None,
-        on_eval_unit_done: Callable[[EvalOutput], None] | None = None,
+        hooks: RunHooks,
     ) -> None:
         self.cfg, self.prov = cfg, prov
         self.run_dir, self.tracker = run_dir, tracker
-        self.manifest, self.summary, self.on_unit_done = manifest, summary, on_unit_done
-        self.on_eval_unit_done = on_eval_unit_done
+        self.manifest, self.hooks = manifest, hooks
         self.actors: ActorSet | None = None
         self.board: Any = None  # where workers report progress inside their units
+        self.failed: list[UnitFailure] = []
+        self.requeued = 0
+        self.images_per_s: dict[str, float] = {}
 
-    def run(self, attack_units: list[AttackUnit]) -> None:
+    def run(self, attack_units: list[AttackUnit]) -> StageTotals:
         try:
+            attack_seconds = eval_seconds = 0.0
+            computed = computed_eval = 0
             if attack_units:
-                seconds, computed = self._timed(self._attack_stage, attack_units)
-                self.summary.attack_seconds, self.summary.computed_units = seconds, computed
+                attack_seconds, computed = self._timed(self._attack_stage, attack_units)
             self._compact(ATTACK_TABLES)
             if eval_tasks(self.cfg):  # fixed from the attack stage, before any evaluation
                 fix_eval_points(self.run_dir, self.cfg.eval)
                 self.tracker.log_artifact(self.run_dir / FIXED_POINTS)
             eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
-            self.summary.skipped_files += eval_done
             if eval_done:
                 log(f"resume: {eval_done} evaluation shard files already complete, not recomputed")
             if eval_units:
-                seconds, computed = self._timed(self._eval_stage, eval_units)
-                self.summary.eval_seconds, self.summary.computed_eval_units = seconds, computed
+                eval_seconds, computed_eval = self._timed(self._eval_stage, eval_units)
             if eval_tasks(self.cfg):
                 self._compact(EVAL_TABLES)
             if not attack_units and not eval_units:
                 log("nothing to compute: every shard of this run is already complete")
+            return StageTotals(
+                computed_units=computed,
+                attack_seconds=attack_seconds,
+                attack_images_per_s=dict(self.images_per_s),
+                computed_eval_units=computed_eval,
+                eval_seconds=eval_seconds,
+                eval_skipped_files=eval_done,
+                failed_units=tuple(self.failed),
+                requeued_units=self.requeued,
+            )
         finally:
             if self.actors is not None:
                 self.actors.stop()
@@ -103,8 +110,8 @@ class Stages:
         """Run one stage; book its failures and requeues; return (seconds, units computed)."""
         start = time.perf_counter()
         failed, requeued = stage(units)
-        self.summary.failed_units += failed
-        self.summary.requeued_units += requeued
+        self.failed += failed
+        self.requeued += requeued
         return time.perf_counter() - start, len(units) - len(failed)
 
     def _ensure_actors(self) -> dict[str, list[Any]]:
@@ -153,13 +160,13 @@ class Stages:
             spent = busy[out.unit.model]
             spent[0] += len(out.unit.image_ids)
             spent[1] += out.seconds
-            self.summary.attack_images_per_s[out.unit.model] = spent[0] / max(spent[1], 1e-9)
+            self.images_per_s[out.unit.model] = spent[0] / max(spent[1], 1e-9)
             if out.halvings:
                 log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
             model, metrics, step = stats.update(out)
             self.tracker.log_metrics(metrics, step=step, model=model)
-            if self.on_unit_done:
-                self.on_unit_done(out)
+            if self.hooks.attack_unit:
+                self.hooks.attack_unit(out)
 
         def on_partial(model: str, running: list[Partial]) -> None:
             metrics, step = stats.preview(model, running)
@@ -173,8 +180,8 @@ class Stages:
 
         def on_output(out: EvalOutput) -> None:
             progress.record(out.tables.values(), self.tracker)
-            if self.on_eval_unit_done:
-                self.on_eval_unit_done(out)
+            if self.hooks.eval_unit:
+                self.hooks.eval_unit(out)
 
         return self._schedule(units, on_output, "evaluation")
 

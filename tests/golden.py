@@ -31,7 +31,7 @@ from pipeline.config import (
 )
 from pipeline.eval_progress import metric_prefix
 from pipeline.eval_unit import EvalOutput
-from pipeline.runner import RunSummary
+from pipeline.run_result import RunHooks, RunResult
 from pipeline.tracking import STATE_FILE
 from tasks.protocol import TASKS
 
@@ -79,7 +79,7 @@ class Golden:
     """The golden run and what was seen while it ran."""
 
     cfg: BenchmarkConfig
-    summary: RunSummary
+    summary: RunResult
     #: One entry per evaluation unit, read from the MLflow server by a driver-side hook
     #: after the unit's metrics were logged, before the run ended: the parent's status,
     #: the unit's pair and shard, and the steps of the pair's running accuracy so far.
@@ -167,7 +167,9 @@ def make_golden(output_dir: Path, tracking_uri: str) -> Golden:
     saved = os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")
     os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # samples in a short run
     try:
-        summary = run_benchmark(cfg, on_eval_unit_done=read_while_running, report=report_and_log)
+        summary = run_benchmark(
+            cfg, hooks=RunHooks(eval_unit=read_while_running, summarised=report_and_log)
+        )
     finally:
         if saved is None:
             os.environ.pop("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")

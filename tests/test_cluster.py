@@ -1,6 +1,6 @@
 """Fault tolerance on a real multi-node Ray cluster, and the cluster configs.
 
-Faults are injected the xgboost_ray way, at chosen points: ``on_unit_done``
+Faults are injected the xgboost_ray way, at chosen points: ``RunHooks.attack_unit``
 runs in the driver after a shard lands and SIGKILLs the busy actor that
 produced it (or removes its node). Outputs must hold every (image, model,
 attack) row exactly once, and no shard may be delivered twice.
@@ -38,6 +38,7 @@ from pipeline.config import (
     load_config,
 )
 from pipeline.data import build_manifest
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.summary.attacks import scan
 from pipeline.worker import ModelWorker, WorkerSpec
@@ -354,7 +355,9 @@ def test_sigkill_busy_actor_requeues_its_shards_exactly_once(
             os.kill(out.pid, signal.SIGKILL)
             killed.append(out.pid)
 
-    summary = run_benchmark(cluster_config(tmp_path), on_unit_done=kill_first_producer)
+    summary = run_benchmark(
+        cluster_config(tmp_path), hooks=RunHooks(attack_unit=kill_first_producer)
+    )
 
     assert killed and summary.requeued_units >= 1, "the kill did not hit a busy actor"
     assert not summary.failed_units and summary.computed_units == N_IMAGES
@@ -382,7 +385,9 @@ def test_removing_a_worker_node_mid_run_loses_nothing(
             three_node_cluster.remove_node(workers[out.node_id], allow_graceful=False)
             removed.append(out.node_id)
 
-    summary = run_benchmark(cluster_config(tmp_path), on_unit_done=remove_node_of_busy_actor)
+    summary = run_benchmark(
+        cluster_config(tmp_path), hooks=RunHooks(attack_unit=remove_node_of_busy_actor)
+    )
 
     assert removed, "no actor ran on a worker node"
     assert not summary.failed_units and summary.requeued_units >= 1

@@ -6,12 +6,13 @@ report/ included.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import run_exit_code
-from pipeline.runner import RunSummary
+from pipeline.run_result import RunResult
 from pipeline.storage import Location
 from pipeline.sync import expected_artifacts
 
@@ -32,10 +33,9 @@ def test_sync_expects_the_report_among_the_parent_runs_artifacts(tmp_path: Path)
 def test_a_run_whose_mlflow_could_not_be_written_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    summary = RunSummary(Location(tmp_path), 1, 0, 1, 0, 0, tracking_uri="sqlite:///full.db")
+    summary = RunResult(Location(tmp_path), 1, 0, 1, 0, 0, tracking_uri="sqlite:///full.db")
     assert run_exit_code(summary) == 0
-    summary.mlflow_failed = True
-    assert run_exit_code(summary) == 1
+    assert run_exit_code(dataclasses.replace(summary, mlflow_failed=True)) == 1
     err = capsys.readouterr().err
     assert "MLflow at sqlite:///full.db could not be written" in err
     assert f"foveabench sync {tmp_path}" in err

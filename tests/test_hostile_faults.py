@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import rundir
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.storage import Location
 from pipeline.summary.attacks import scan
@@ -128,7 +129,7 @@ def test_resumed_running_metrics_are_those_of_the_whole_run(
         raise _Stop
 
     with pytest.raises(_Stop):
-        run_benchmark(cfg, on_unit_done=stop)
+        run_benchmark(cfg, hooks=RunHooks(attack_unit=stop))
     summary = run_benchmark(dataclasses.replace(cfg))
     assert summary.computed_units == 2 and not summary.failed_units, "not a resume"
 

@@ -17,6 +17,7 @@ import pytest
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
 from pipeline.model_pool import ModelPool
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.summary.attacks import scan
 from pipeline.worker import WorkerSpec
@@ -62,7 +63,7 @@ def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
         spans[out.pid].append((end - out.seconds - out.load_seconds, end))
         served[out.pid].add(out.unit.model)
 
-    summary = run_benchmark(cfg, on_unit_done=record)
+    summary = run_benchmark(cfg, hooks=RunHooks(attack_unit=record))
     assert not summary.failed_units and summary.computed_units == 36
     attacks = scan(tmp_path / "pool", "attacks")
     assert attacks is not None and attacks.height == 36 and set(attacks["model"]) == set(MODELS)

@@ -29,6 +29,7 @@ from ray.cluster_utils import Cluster
 
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, MlflowCfg, ModelRef, RayCfg
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.storage import Location
 from pipeline.summary.attacks import scan
@@ -183,7 +184,7 @@ def test_object_store_run_on_two_nodes_survives_a_killed_worker(
             os.kill(out.pid, signal.SIGKILL)
 
     try:
-        summary = run_benchmark(remote, on_unit_done=kill_first_producer)
+        summary = run_benchmark(remote, hooks=RunHooks(attack_unit=kill_first_producer))
     finally:
         ray.shutdown()
         cluster.shutdown()

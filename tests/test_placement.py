@@ -28,6 +28,7 @@ from pipeline.attack_unit import AttackOutput
 from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
 from pipeline.data import build_manifest
 from pipeline.placement import Node, PlacementError, alive_nodes, plan_actors
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.summary.attacks import scan
 
@@ -215,7 +216,7 @@ def run_placed(
         outputs.append(out)
         while_running()
 
-    summary = run_benchmark(cfg, on_unit_done=record)
+    summary = run_benchmark(cfg, hooks=RunHooks(attack_unit=record))
     assert not summary.failed_units, summary.failed_units
     assert_rows_exactly_once(cfg, photos)
     return opening_line(capsys.readouterr().err), outputs

@@ -23,6 +23,7 @@ import ray
 
 from pipeline.attack_unit import AttackOutput
 from pipeline.config import RayCfg, load_config
+from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 
 
@@ -48,7 +49,7 @@ def measure(
         def on_done(o: AttackOutput) -> None:
             landed.append((time.perf_counter(), len(o.unit.image_ids)))
 
-        summary = run_benchmark(cfg, on_unit_done=on_done)
+        summary = run_benchmark(cfg, hooks=RunHooks(attack_unit=on_done))
     steady_images = sum(n for _, n in landed[1:])
     steady_s = landed[-1][0] - landed[0][0] if len(landed) > 1 else float("nan")
     return {
