@@ -15,6 +15,7 @@ touches, because the image no longer changes past it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +33,11 @@ class LineSearch:
     growth: float = 2.0
     max_steps: int = 64
     min_scale: float = 1e-6
+
+    def shrink_passes(self) -> int:
+        """Forwards a search needs from an adversarial scale: one step of ``growth``
+        down that is not adversarial, then the geometric bisection down to ``rtol``."""
+        return 1 + math.ceil(math.log2(math.log(self.growth) / math.log1p(self.rtol)))
 
     def __post_init__(self) -> None:
         if not 0 < self.rtol < 1:

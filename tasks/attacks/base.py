@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar, cast
 
 import torch
@@ -119,6 +119,15 @@ class Attack(ABC, Generic[P]):
         query counts stay exact.
         """
 
+    def search_reserve(self, budget: int | None) -> int:
+        """Passes of a budget the iterations leave to the final line search: what it needs
+        to shrink an adversarial iterate to ``rtol``, at most a quarter of the budget, and
+        never the clean pass and first iteration the budget was checked to afford."""
+        if budget is None:
+            return 0
+        one_step = 1 + int(getattr(self.params, "step_passes", 2))
+        return max(0, min(self.line_search.shrink_passes(), budget // 4, budget - one_step))
+
     def __call__(
         self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, view: View | None = None
     ) -> AttackResult:
@@ -149,7 +158,9 @@ class Attack(ABC, Generic[P]):
         todo = (~clean_adv).nonzero().squeeze(1)
         if todo.numel() > 0:
             xt, sub = x[todo], ctx.subset(todo)
-            proposal = self.propose(sub, xt)
+            reserve = self.search_reserve(budget)
+            iterate = sub if budget is None else replace(sub, budget=budget - reserve)
+            proposal = self.propose(iterate, xt)
             known = None
             if self.quantize is not None:  # the stored direction is not the one that fooled
                 proposal.direction = self.quantize(proposal.direction)

@@ -48,6 +48,10 @@ class QueryBudgetParams(AttackParams):
     The cap counts every pass the attack makes for an image: the clean pass, the
     iterations and the final line search. An attack that reaches it stops that
     image and returns the best adversarial iterate it saw (AttackBench's rule).
+    The iterations stop short of the cap by what the line search needs to bring that
+    iterate down to the boundary (at most a quarter of the cap,
+    :meth:`~tasks.attacks.base.Attack.search_reserve`): an iterate well inside the
+    adversarial region is worth more scaled down than a few more steps.
     """
 
     #: Passes per image of one iteration (one forward and one backward).
