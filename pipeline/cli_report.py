@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,13 +159,43 @@ def _publish(page: Path, run_dir: Location) -> list[Location]:
     return out
 
 
+def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Path:
+    """Build ``<run_dir>/report/index.html`` and ``report/figures/*``; return the page's path:
+    the summary layer loads the run, the dashboards draw it, this writes it.
+
+    ``tags``: the MLflow parent run's tags when the caller already has them
+    (skips the tracking-store lookup).
+    """
+    from dashboards.report import render_report
+    from pipeline.summary.report_load import load_report_data
+    from pipeline.write_error import writing
+
+    run_dir = Path(run_dir)
+    html, figs = render_report(load_report_data(run_dir, tags))
+    out = run_dir / "report"
+    fig_dir = out / "figures"
+    if fig_dir.exists():
+        shutil.rmtree(fig_dir)  # no stale figure from an earlier, larger run
+    with writing(fig_dir):
+        fig_dir.mkdir(parents=True)
+    for fig in figs.figures:
+        with writing(fig_dir / fig.filename):  # a full disk: one line naming the file
+            (fig_dir / fig.filename).write_bytes(fig.data)
+    index = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    with writing(index):
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(index)
+    return index
+
+
 def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> None:
     """``report/index.html`` and its figures, logged to the parent run under ``report/``
     (the hook ``foveabench run`` and ``nightly`` hand to the runner)."""
-    from dashboards.report import build_report
-    from dashboards.transfer_artifacts import run_matrix_artifacts
+    from dashboards.transfer_artifacts import transfer_matrix_artifacts
     from pipeline.eval_progress import DEFAULT_POINTS
     from pipeline.summary.points import point_list, read_eval_points
+    from pipeline.summary.report_load import summary_table
 
     with local_run_dir(run_dir) as local:
         page = build_report(local, tags=tags)
@@ -174,7 +205,7 @@ def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> Non
             tracker.log_artifact(loc)
         # each transfer matrix (attack x evaluation point) as a heatmap and a table
         points = point_list(read_eval_points(local)) or list(DEFAULT_POINTS)
-        made, missing = run_matrix_artifacts(local, points)
+        made, missing = transfer_matrix_artifacts(summary_table(local, "transfer"), points)
     for norm, value in missing:
         print(
             f"transfer matrices: no {norm}={value:g} on the eval grid; no matrix", file=sys.stderr
@@ -197,8 +228,6 @@ def describe_run(tracker: Any, report: str, heatmaps: list[str]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dashboards.report import build_report
-
     try:
         run_dir, tags = locate(args.run, args.tracking_uri, args.download_dir)
     except ReportError as exc:

@@ -12,6 +12,7 @@ part of its own baseline. Exit codes are for schedulers: 0 no regression,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ if TYPE_CHECKING:
     from pipeline.runner import Reporter
 from pipeline.regression import (
     Report,
-    RunRef,
     Thresholds,
     compare,
     median_baseline,
+    page_of,
     summary_lines,
 )
+from pipeline.summary.nightly_data import NightlyPage, RunRef
 
-#: Writes the regression page and its JSON; returns (json path, html path).
-PageWriter = Callable[[Report, Path], tuple[Path, Path]]
+#: Draws the regression page (dashboards.nightly, handed over by the CLI).
+PageRenderer = Callable[[NightlyPage], str]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -112,6 +114,16 @@ def baseline_runs(
     return [run_ref(client, r) for r in parents[:n]]
 
 
+def write_regression(report: Report, page: str, directory: Path) -> tuple[Path, Path]:
+    """``regression.json`` (for machines) and ``regression.html`` (for people)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    js = directory / "regression.json"
+    index = directory / "regression.html"
+    js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    index.write_text(page, encoding="utf-8")
+    return js, index
+
+
 def run_nightly(
     cfg: BenchmarkConfig,
     *,
@@ -119,11 +131,11 @@ def run_nightly(
     thresholds: Thresholds,
     date: dt.date | None = None,
     report_run: Reporter | None = None,
-    write_page: PageWriter,
+    render_page: PageRenderer,
 ) -> NightlyResult:
     """Run (or resume) tonight's benchmark, then compare it with the baseline.
 
-    ``report_run`` builds the run's report and ``write_page`` the regression page
+    ``report_run`` builds the run's report and ``render_page`` draws the regression page
     (both from the CLI: pipeline/ never draws).
     """
     from pipeline.runner import run_benchmark
@@ -159,7 +171,7 @@ def run_nightly(
     report.rows = compare(run_metrics(client, run_id), baseline, thresholds)
     with tempfile.TemporaryDirectory() as tmp:  # the run may live on an object store
         local = Path(tmp) / "nightly"
-        written = write_page(report, local)
+        written = write_regression(report, render_page(page_of(report)), local)
         for path in written:
             client.log_artifact(run_id, str(path), "nightly")
             (summary.run_dir / "nightly" / path.name).write_bytes(path.read_bytes())
