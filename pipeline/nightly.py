@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
-from pipeline.mlflow_gateway import reader
+from pipeline.tracking.queries import child_runs, parent_runs, reader, run_metrics
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
     from pipeline.runner import Reporter
 from pipeline.regression import (
     Report,
@@ -63,25 +62,6 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
-    """The per-model child runs of a parent run."""
-    return client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
-        max_results=500,
-    )
-
-
-def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
-    """Every metric of a parent run and its children, as ``<model>/<metric>`` for children."""
-    parent = client.get_run(parent_id)
-    out = dict(parent.data.metrics)
-    for child in child_runs(client, parent):
-        model = child.data.tags.get("model", child.info.run_name or child.info.run_id)
-        out.update({f"{model}/{k}": v for k, v in child.data.metrics.items()})
-    return out
-
-
 def run_ref(client: MlflowClient, run: Run) -> RunRef:
     tags = run.data.tags
     return RunRef(
@@ -99,19 +79,18 @@ def baseline_runs(
     client: MlflowClient, experiment_id: str, config_name: str, exclude: str, n: int
 ) -> list[RunRef]:
     """The last ``n`` FINISHED nightly parent runs of this config, newest first."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.{NIGHTLY_TAG} = 'true' and tags.config_name = '{config_name}' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=max(50, 4 * n),
+    filter_string = (
+        f"tags.{NIGHTLY_TAG} = 'true' and tags.config_name = '{config_name}' "
+        "and attributes.status = 'FINISHED'"
     )
-    parents = [
-        r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
-    ]
-    return [run_ref(client, r) for r in parents[:n]]
+    runs = parent_runs(
+        client,
+        experiment_id,
+        filter_string,
+        max_results=max(50, 4 * n),
+        order_by=["attributes.start_time DESC"],
+    )
+    return [run_ref(client, r) for r in runs if r.info.run_id != exclude][:n]
 
 
 def write_regression(report: Report, page: str, directory: Path) -> tuple[Path, Path]:

@@ -26,7 +26,6 @@ from typing import Any
 
 import yaml
 
-from pipeline.mlflow_ui import compare_url, run_url
 from pipeline.summary.nightly_data import (
     Comparison,
     NightlyPage,
@@ -35,6 +34,7 @@ from pipeline.summary.nightly_data import (
     broken,
     fmt_num,
 )
+from pipeline.tracking.urls import compare_url, run_url
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "defaults": {"abs": 0.0, "rel": 0.05},

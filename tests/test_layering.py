@@ -133,6 +133,18 @@ def test_the_plain_modules_the_dashboards_import_are_plain() -> None:
     assert _io_offenders(paths) == {}, "a module the dashboards import must read nothing"
 
 
+def test_only_the_tracking_package_imports_mlflow() -> None:
+    """Issue 25.4: one MLflow gateway. Everything else reaches a store through
+    pipeline/tracking/ (its queries, its Tracker); annotations may name MLflow's types."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*modules("pipeline"), *modules("dashboards")]
+        if "tracking" not in p.relative_to(ROOT).parts[:2]
+        and any(name.split(".")[0] == "mlflow" for name in full_imports(p))
+    ]
+    assert offenders == [], "look runs up with pipeline.tracking.queries"
+
+
 def test_tasks_stay_plain_pytorch() -> None:
     banned = {"ray", "mlflow", "pyarrow", "polars", "pipeline", "dashboards"}
     offenders = {

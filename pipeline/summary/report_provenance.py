@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pipeline.catalogue import MLFLOW_STATE, PROVENANCE
 from pipeline.config import BenchmarkConfig
-from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.report_data import Provenance
 from pipeline.summary.run_info import run_provenance
+from pipeline.tracking.queries import run_tags
 
 
 def mlflow_state(run_dir: Path) -> dict[str, object]:
