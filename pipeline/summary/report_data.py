@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 DEFAULT_PERCEPTIBLE_LINF = 16.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Provenance:
     """Who/what/where of a run; ``source`` says whether tags came from MLflow."""
 
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
     source: str = "not recorded"
     tracking_uri: str = ""
     run_id: str = ""

@@ -31,12 +31,18 @@ def provenance(
     """From ``provenance.json`` (written at run start); without it from ``tags`` or, when
     the caller has none, the MLflow parent run's tags; else "not recorded"."""
     state = mlflow_state(run_dir)
-    prov = Provenance(
-        tracking_uri=str(state.get("tracking_uri", "")), run_id=str(state.get("parent") or "")
+    uri, run_id = str(state.get("tracking_uri", "")), str(state.get("parent") or "")
+    named = (
+        {
+            "dataset": f"{config.dataset.layout}:{config.dataset.root or ''}",
+            "config_name": config.name,
+        }
+        if config
+        else {}
     )
     recorded = run_provenance(run_dir)
     if recorded is not None:  # written at run start: the code and inputs that made the results
-        prov.tags = {
+        found = {
             "git_sha": str(recorded.get("git_sha", "unknown")),
             "config_hash": str(recorded.get("config_hash", "")),
             "dataset_hash": str(recorded.get("dataset_hash", "")),
@@ -44,21 +50,14 @@ def provenance(
             **{f"version.{k}": str(v) for k, v in dict(recorded.get("versions", {})).items()},
             **{k: v for k, v in (tags or {}).items() if k in ("config_name", "dataset")},
         }
-        if config:
-            ds = config.dataset
-            prov.tags.setdefault("dataset", f"{ds.layout}:{ds.root or ''}")
-            prov.tags.setdefault("config_name", config.name)
-        prov.source = f"{run_dir / PROVENANCE} (written at run start)"
-        return prov
-    found = dict(tags) if tags is not None else run_tags(prov.tracking_uri, prov.run_id)
-    if found:
-        prov.tags = {
-            k: v for k, v in found.items() if not k.startswith("mlflow.") or k == "mlflow.runName"
+        source = f"{run_dir / PROVENANCE} (written at run start)"
+        return Provenance({**named, **found}, source, uri, run_id)
+    logged = dict(tags) if tags is not None else run_tags(uri, run_id)
+    if logged:
+        kept = {
+            k: v for k, v in logged.items() if not k.startswith("mlflow.") or k == "mlflow.runName"
         }
-        prov.source = f"MLflow run {prov.run_id or '(given)'} at {prov.tracking_uri or '(given)'}"
-        return prov
-    prov.source = "not recorded (no provenance.json in the run dir, MLflow tags unavailable)"
-    if config:
-        ds = config.dataset
-        prov.tags = {"dataset": f"{ds.layout}:{ds.root or ''}", "config_name": config.name}
-    return prov
+        source = f"MLflow run {run_id or '(given)'} at {uri or '(given)'}"
+        return Provenance(kept, source, uri, run_id)
+    source = "not recorded (no provenance.json in the run dir, MLflow tags unavailable)"
+    return Provenance(named, source, uri, run_id)

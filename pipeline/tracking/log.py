@@ -1,6 +1,7 @@
-"""What a run logs to its MLflow runs: metrics, parameters' companions (tags), artifacts,
-tables, the dataset input and system metrics, plus what a resumed run reads back so that
-it logs nothing twice (the last step of a curve, the latest values, the logged files).
+"""What a run logs to its MLflow runs: metrics, tags, artifacts, tables, the dataset input
+and system metrics (parameters are logged once, when the session creates the parent), plus
+what a resumed run reads back so that it logs nothing twice (the last step of a curve, the
+latest values, the logged files).
 
 Every call goes through the session's guard: a store that fails is one warning, and the
 run goes on with its results on disk (pipeline.tracking.session).
