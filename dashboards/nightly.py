@@ -4,20 +4,19 @@ A reviewer who opens tonight's verdict wants two clicks away: tonight's run and
 the baseline runs, in MLflow (run page and its ``report/index.html``
 artifact) and on disk. Links to the MLflow UI need an HTTP tracking server; for
 a SQLite store the page names the ``mlflow ui`` command that serves it instead.
+The links come resolved (``pipeline.regression.page_of``); this module only draws,
+and the caller writes the page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import json
-from pathlib import Path
 
 from dashboards.figures import Figure
 from dashboards.figures._style import grid, to_bytes
 from dashboards.page import card, figure_html, page, section
-from pipeline.mlflow_ui import compare_url, run_url
-from pipeline.regression import Comparison, Report, RunRef, fmt_num
+from pipeline.summary.nightly_data import Comparison, NightlyPage, RunLinks, fmt_num
 
 #: Row colour class of each comparison status (the report's ok/bad/meh palette).
 STATUS_CLASS = {"regression": "bad", "missing": "bad", "ok": "ok", "new": "meh", "ignored": "meh"}
@@ -29,22 +28,18 @@ def _link(url: str | None, text: str) -> str:
     return f'<a href="{html.escape(url)}">{html.escape(text)}</a>' if url else ""
 
 
-def run_links(tracking_uri: str, run: RunRef, current: RunRef | None = None) -> str:
-    """MLflow run page, the report artifact in MLflow, the report on disk, and (for a
-    baseline) MLflow's comparison of it with tonight's run."""
-    exp, rid = run.experiment_id, run.run_id
-    links = [
-        _link(run_url(tracking_uri, exp, rid), "MLflow run"),
-        _link(run_url(tracking_uri, exp, rid, "artifacts/report/index.html"), "report in MLflow"),
+def run_links(links: RunLinks | None) -> str:
+    """MLflow run page, the report artifact in MLflow, (for a baseline) MLflow's comparison
+    of it with tonight's run, and the report on disk."""
+    if links is None:
+        return "–"
+    found = [
+        _link(links.mlflow_run, "MLflow run"),
+        _link(links.report_in_mlflow, "report in MLflow"),
+        _link(links.compare_with_tonight, "compare with tonight"),
+        _link(links.report_on_disk, "report on disk"),
     ]
-    if current is not None and current.run_id != rid:
-        ids = [*current.run_ids, *run.run_ids]
-        url = compare_url(tracking_uri, ids, [current.experiment_id, exp])
-        links.append(_link(url, "compare with tonight"))
-    local = Path(run.run_dir) / "report" / "index.html" if run.run_dir else None
-    if local is not None and local.is_file():
-        links.append(_link(local.resolve().as_uri(), "report on disk"))
-    return " · ".join(link for link in links if link) or "–"
+    return " · ".join(link for link in found if link) or "–"
 
 
 def _started(ms: int | None) -> str:
@@ -53,13 +48,13 @@ def _started(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def runs_html(report: Report) -> str:
+def runs_html(report: NightlyPage) -> str:
     runs = [("tonight", report.current)] if report.current else []
     runs += [(f"baseline {i + 1}", b) for i, b in enumerate(report.baselines)]
     rows = "".join(
         f'<tr id="run-{html.escape(r.run_id)}"><th>{role}</th><td>{html.escape(r.name)}</td>'
         f"<td><code>{html.escape(r.run_id)}</code></td><td><code>{html.escape(r.git_sha[:12])}</code></td>"
-        f"<td>{_started(r.start_time_ms)}</td><td>{run_links(report.tracking_uri, r, report.current)}</td></tr>"
+        f"<td>{_started(r.start_time_ms)}</td><td>{run_links(report.links.get(r.run_id))}</td></tr>"
         for role, r in runs
     )
     head = "<tr><th>role</th><th>run</th><th>run id</th><th>git sha</th><th>started</th><th>links</th></tr>"
@@ -83,7 +78,7 @@ def runs_html(report: Report) -> str:
     return f"<table>{head}{rows}</table>{note}"
 
 
-def verdict_html(report: Report) -> str:
+def verdict_html(report: NightlyPage) -> str:
     counts = {s: sum(r.status == s for r in report.rows) for s in STATUS_CLASS}
     cards = [
         card(report.verdict.upper(), "verdict"),
@@ -96,7 +91,7 @@ def verdict_html(report: Report) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
-def changes_figure(rows: list[Comparison]) -> Figure | None:
+def changes_figure(rows: tuple[Comparison, ...]) -> Figure | None:
     """Relative change of every checked metric, largest first; regressions in red."""
     checked = [r for r in rows if r.rule and r.rel_change is not None]
     if not checked:
@@ -123,7 +118,7 @@ def changes_figure(rows: list[Comparison]) -> Figure | None:
     )
 
 
-def metrics_html(rows: list[Comparison]) -> str:
+def metrics_html(rows: tuple[Comparison, ...]) -> str:
     head = (
         "<tr><th>metric</th><th>baseline</th><th>tonight</th><th>delta</th><th>relative</th>"
         "<th>status</th><th>rule</th></tr>"
@@ -139,7 +134,7 @@ def metrics_html(rows: list[Comparison]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def render_regression_page(report: Report) -> str:
+def render_regression_page(report: NightlyPage) -> str:
     figure = changes_figure(report.rows)
     parts = [
         section(
@@ -164,13 +159,3 @@ def render_regression_page(report: Report) -> str:
         f"{html.escape(report.verdict)}."
     )
     return page(f"foveabench nightly: {report.run_name}", subtitle, SECTIONS, parts)
-
-
-def write_report(report: Report, directory: Path) -> tuple[Path, Path]:
-    """``regression.json`` (for machines) and ``regression.html`` (for people)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    js = directory / "regression.json"
-    index = directory / "regression.html"
-    js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
-    index.write_text(render_regression_page(report), encoding="utf-8")
-    return js, index

@@ -3,35 +3,26 @@
 Self-contained (figures as base64 data URIs, inline CSS, no script, no
 network) because it is read as an MLflow artifact, attached to mails and
 opened from cluster storage; the same figures are also written as files next
-to it so MLflow's artifact viewer shows each one inline. Everything comes from
-the run directory's Parquet (``foveabench report`` rebuilds it at any time);
-provenance comes from the MLflow parent run's tags when the tracking store
-answers, else it is recomputed here and marked so.
+to it so MLflow's artifact viewer shows each one inline. This module only draws:
+the summary layer loads the run (``pipeline.summary.report_load``: the run
+directory's Parquet, its provenance.json or MLflow's tags) and the CLI writes the
+page (``pipeline.cli_report.build_report``), so ``foveabench report`` rebuilds it
+at any time.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import shutil
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
-from dashboards.figures import FigureSet, RunData, build_figures
+from dashboards.figures import FigureSet, ReportData, build_figures
 from dashboards.figures import tables as tb
 from dashboards.figures._style import is_baseline, short
 from dashboards.page import card, figure_html, kv_table, page, section
 from dashboards.perceptible import perceptible_caption, perceptible_counts, perceptible_table
-from pipeline.catalogue import MLFLOW_STATE
-from pipeline.config import ReportCfg
-from pipeline.mlflow_gateway import run_tags
 from pipeline.summary.axes import native_norm
-from pipeline.summary.run_info import run_provenance
-from pipeline.write_error import writing
 from tasks.protocol import CONDITIONS, MP, mp_foveations
 
 HEADLINE_FOVEATION = mp_foveations()[0]  # the paper's strongest: the object crop
@@ -60,71 +51,14 @@ SECTIONS = (
 )
 
 
-@dataclass
-class Provenance:
-    """Who/what/where of a run; ``source`` says whether tags came from MLflow."""
-
-    tags: dict[str, str] = field(default_factory=dict)
-    source: str = "not recorded"
-    tracking_uri: str = ""
-    run_id: str = ""
-
-    @property
-    def git_sha(self) -> str:
-        return self.tags.get("git_sha", "unknown")
-
-
-def mlflow_state(run_dir: Path) -> dict[str, object]:
-    path = run_dir / MLFLOW_STATE
-    try:
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def provenance(data: RunData, tags: Mapping[str, str] | None = None) -> Provenance:
-    state = mlflow_state(data.run_dir)
-    prov = Provenance(
-        tracking_uri=str(state.get("tracking_uri", "")), run_id=str(state.get("parent") or "")
-    )
-    recorded = run_provenance(data.run_dir)
-    if recorded is not None:  # written at run start: the code and inputs that made the results
-        prov.tags = {
-            "git_sha": str(recorded.get("git_sha", "unknown")),
-            "config_hash": str(recorded.get("config_hash", "")),
-            "dataset_hash": str(recorded.get("dataset_hash", "")),
-            "n_images": str(recorded.get("n_images", "")),
-            **{f"version.{k}": str(v) for k, v in dict(recorded.get("versions", {})).items()},
-            **{k: v for k, v in (tags or {}).items() if k in ("config_name", "dataset")},
-        }
-        if data.config:
-            ds = data.config.dataset
-            prov.tags.setdefault("dataset", f"{ds.layout}:{ds.root or ''}")
-            prov.tags.setdefault("config_name", data.config.name)
-        prov.source = f"{data.run_dir / 'provenance.json'} (written at run start)"
-        return prov
-    found = dict(tags) if tags is not None else run_tags(prov.tracking_uri, prov.run_id)
-    if found:
-        prov.tags = {
-            k: v for k, v in found.items() if not k.startswith("mlflow.") or k == "mlflow.runName"
-        }
-        prov.source = f"MLflow run {prov.run_id or '(given)'} at {prov.tracking_uri or '(given)'}"
-        return prov
-    # never recomputed here: the installed code may not be the code that made the run
-    prov.source = "not recorded (no provenance.json in the run dir, MLflow tags unavailable)"
-    if data.config:
-        ds = data.config.dataset
-        prov.tags = {"dataset": f"{ds.layout}:{ds.root or ''}", "config_name": data.config.name}
-    return prov
-
-
 # -- page pieces -------------------------------------------------------------------------
-def provenance_html(data: RunData, prov: Provenance) -> str:
+def provenance_html(data: ReportData) -> str:
+    prov = data.provenance
     t = prov.tags
     cfg = data.config
     main = {
-        "run": data.run_dir.name,
-        "run directory": str(data.run_dir.resolve()),
+        "run": data.run_name,
+        "run directory": data.run_path,
         "config": t.get("config_name", cfg.name if cfg else "–"),
         "dataset": t.get("dataset", "–"),
         "dataset hash": t.get("dataset_hash", "–"),
@@ -158,7 +92,7 @@ def provenance_html(data: RunData, prov: Provenance) -> str:
     )
 
 
-def headline_html(data: RunData) -> str:
+def headline_html(data: ReportData) -> str:
     """The numbers a reviewer looks for first, as cards."""
     cards = [card(str(data.manifest.height), "images")]
     for r in data.clean.to_dicts():
@@ -185,7 +119,7 @@ def headline_html(data: RunData) -> str:
                     f"accuracy at {r['norm']} {data.point:g}, {short(r['model'])} {r['attack']}, {what}",
                 )
             )
-    threshold = perceptible_threshold(data)
+    threshold = data.perceptible_linf
     seen = perceptible_counts(data.attack_rows, threshold)
     if seen.height and seen["perceptible"].sum():
         n, of = int(seen["perceptible"].sum()), int(seen["fooled"].sum())
@@ -230,13 +164,9 @@ def below_every_mp(attacks: pl.DataFrame, point: float) -> str:
     )
 
 
-def perceptible_threshold(data: RunData) -> float:
-    return data.config.report.perceptible_linf if data.config else ReportCfg().perceptible_linf
-
-
-def perceptible_block(data: RunData) -> str:
+def perceptible_block(data: ReportData) -> str:
     """The minimum perturbations above the perceptibility threshold, counted and flagged."""
-    threshold = perceptible_threshold(data)
+    threshold = data.perceptible_linf
     counts = perceptible_counts(data.attack_rows, threshold)
     return _table_block(
         "Perceptible minimum perturbations",
@@ -255,7 +185,7 @@ def _best_sources(best: pl.DataFrame) -> str:
     )
 
 
-def section_tables(data: RunData) -> dict[str, list[str]]:
+def section_tables(data: ReportData) -> dict[str, list[str]]:
     """HTML tables per section, each with one sentence on what it shows."""
     t = data.table
     return {
@@ -268,7 +198,7 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
             _table_block(
                 "Norm statistics per model and attack",
                 "Success rate among images correct clean, then each norm of e* over the fooled images (0..255 units), and the most frequent label changes.",
-                tb.norm_stats_table(data.attacks) if data.attacks.height else "",
+                tb.norm_stats_table(data.attacks, data.class_names) if data.attacks.height else "",
             ),
             perceptible_block(data),
             _table_block(
@@ -337,9 +267,16 @@ def section_tables(data: RunData) -> dict[str, list[str]]:
     }
 
 
-def render_page(data: RunData, prov: Provenance, figs: FigureSet) -> str:
+def render_report(data: ReportData) -> tuple[str, FigureSet]:
+    """The page and its figures (the caller writes them: ``report/index.html``, ``figures/``)."""
+    figs = build_figures(data)
+    return render_page(data, figs), figs
+
+
+def render_page(data: ReportData, figs: FigureSet) -> str:
     """The whole page: the headline, the findings, each section's figures and tables, then
     what the run did not produce and its provenance (folded)."""
+    prov = data.provenance
     tables = section_tables(data)
     parts = [headline_html(data)]
     for name, lead in SECTIONS:
@@ -353,37 +290,10 @@ def render_page(data: RunData, prov: Provenance, figs: FigureSet) -> str:
     )
     if notes:
         parts.append(f'<section id="absent"><h2>Not in this run</h2><ul>{notes}</ul></section>')
-    parts.append(provenance_html(data, prov))
+    parts.append(provenance_html(data))
     built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     subtitle = (
         "Minimum adversarial perturbations, transfer and foveation (Luo et al. 2016). "
         f"Report built {built}; git {html.escape(prov.git_sha[:12])}."
     )
-    return page(f"foveabench: {data.run_dir.name}", subtitle, [n for n, _ in SECTIONS], parts)
-
-
-def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Path:
-    """Build ``<run_dir>/report/index.html`` and ``report/figures/*``; return the page's path.
-
-    ``tags``: the MLflow parent run's tags when the caller already has them
-    (skips the tracking-store lookup).
-    """
-    run_dir = Path(run_dir)
-    data = RunData.load(run_dir)
-    figs = build_figures(data)
-    prov = provenance(data, tags)
-    out = run_dir / "report"
-    fig_dir = out / "figures"
-    if fig_dir.exists():
-        shutil.rmtree(fig_dir)  # no stale figure from an earlier, larger run
-    with writing(fig_dir):
-        fig_dir.mkdir(parents=True)
-    for fig in figs.figures:
-        with writing(fig_dir / fig.filename):  # a full disk: one line naming the file
-            (fig_dir / fig.filename).write_bytes(fig.data)
-    index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    with writing(index):
-        tmp.write_text(render_page(data, prov, figs), encoding="utf-8")
-        tmp.replace(index)
-    return index
+    return page(f"foveabench: {data.run_name}", subtitle, [n for n, _ in SECTIONS], parts)

@@ -4,8 +4,8 @@ The report shows every matrix too, but a reviewer in the MLflow UI should not
 need it: ``transfer_matrices/<attack>/acc_at_<norm>_<value>.png`` is one
 heatmap (rows: the network whose perturbation is applied, columns: the network
 evaluated), ``.json`` the same numbers as a table (``MlflowClient.log_table``)
-with the image count and the median critical norm of each pair. Built from
-``summary/transfer.parquet``, so only evaluation points on the config's norm
+with the image count and the median critical norm of each pair. Drawn from
+``summary/transfer.parquet`` (the caller reads it), so only evaluation points on the config's norm
 grids have a matrix; the others are returned as missing, for the caller to say so.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -67,11 +66,3 @@ def transfer_matrix_artifacts(
             png = draw([accuracy_panel(at, models, norm, value)], models, title)
             made.append(MatrixArtifact(attack, norm, value, png, _table(at, norm)))
     return made, missing
-
-
-def run_matrix_artifacts(
-    run_dir: Path, points: Sequence[tuple[str, float]]
-) -> tuple[list[MatrixArtifact], list[tuple[str, float]]]:
-    """:func:`transfer_matrix_artifacts` of a run's ``summary/transfer.parquet`` (none without)."""
-    path = run_dir / "summary" / "transfer.parquet"
-    return transfer_matrix_artifacts(pl.read_parquet(path), points) if path.is_file() else ([], [])

@@ -43,7 +43,7 @@ CONFIG = "config.yaml"
 MANIFEST = "manifest.parquet"
 BAD_ROWS = "bad_rows.parquet"
 MANIFEST_FINGERPRINT = "manifest.fingerprint"  # what the manifest was built from (data.reuse)
-MLFLOW_STATE = "mlflow.json"  # the run's MLflow ids (pipeline.tracking)
+MLFLOW_STATE = "mlflow.json"  # the run's MLflow ids (pipeline.tracking.session)
 EVAL_POINTS = "eval_points.json"  # the findings' evaluation points (pipeline.summary.points)
 PROVENANCE = "provenance.json"  # the run's provenance (pipeline.provenance)
 #: The run's own files (besides config.yaml, which every run rewrites).

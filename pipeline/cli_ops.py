@@ -95,7 +95,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     except ThresholdError as exc:
         print(f"thresholds error: {exc}", file=sys.stderr)
         return 2
-    from dashboards.nightly import write_report
+    from dashboards.nightly import render_regression_page
     from pipeline.cli_report import report_and_log
     from pipeline.nightly import run_nightly
 
@@ -105,7 +105,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         date=args.date,
         report_run=report_and_log,
-        write_page=write_report,
+        render_page=render_regression_page,
     )
     print("\n".join(result.lines))
     return result.exit_code

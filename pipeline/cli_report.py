@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.catalogue import MANIFEST, result_dirs
 from pipeline.config_error import excerpt
-from pipeline.mlflow_gateway import reader
+from pipeline.tracking.queries import reader
 
 if TYPE_CHECKING:
     from pipeline.storage import Location
@@ -56,10 +57,8 @@ def locate(
                 f"{path}: no manifest.parquet here; pass a run directory (results/<run_name>)"
             )
         return path, None
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-
-    from pipeline.mlflow_gateway import default_tracking_uri
+    from pipeline.tracking.queries import parent_of, run_name_tag
+    from pipeline.tracking.store import default_tracking_uri
 
     if "/" in ref or ref.startswith("."):
         raise ReportError(f"{ref}: no such run directory")
@@ -69,18 +68,17 @@ def locate(
     except ConnectionError as exc:
         raise ReportError(f"{exc}; pass --tracking-uri or a run directory") from None
     try:
-        run = client.get_run(ref)
-        if MLFLOW_PARENT_RUN_ID in run.data.tags:
-            run = client.get_run(run.data.tags[MLFLOW_PARENT_RUN_ID])
-    except MlflowException as exc:
+        run = parent_of(client, ref)
+    except LookupError as exc:
         raise ReportError(
             f"{ref!r} is neither a directory nor a run in the MLflow store {uri} ({exc}); "
             "pass --tracking-uri or a run directory"
         ) from None
     tags = dict(run.data.tags)
     candidates = [tags.get(RUN_DIR_TAG)]
-    if "output_dir" in run.data.params and MLFLOW_RUN_NAME in tags:
-        candidates.append(str(Path(run.data.params["output_dir"]) / tags[MLFLOW_RUN_NAME]))
+    name = run_name_tag(run)
+    if "output_dir" in run.data.params and name is not None:
+        candidates.append(str(Path(run.data.params["output_dir"]) / name))
     for candidate in candidates:
         if candidate and "://" in candidate:  # computed on a cluster, results on a store
             from pipeline.storage import Location
@@ -96,18 +94,12 @@ def locate(
 
 def _download(client: Any, run: Any, dest: Path, uri: str) -> None:
     """Parent artifacts (config, manifest, summaries) plus each model's shards, into ``dest``."""
-    from mlflow.artifacts import download_artifacts
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+    from pipeline.tracking.queries import child_runs, download_run
 
     dest.mkdir(parents=True, exist_ok=True)
-    children = client.search_runs(
-        [run.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'",
-        max_results=500,
-    )
-    for r in [run, *children]:
+    for r in [run, *child_runs(client, run)]:
         print(f"report: downloading artifacts of run {r.info.run_id} to {dest}", file=sys.stderr)
-        download_artifacts(run_id=r.info.run_id, dst_path=str(dest), tracking_uri=uri)
+        download_run(uri, r.info.run_id, dest)
     if not _is_run_dir(dest):
         raise ReportError(f"run {run.info.run_id}: no manifest.parquet among its artifacts")
 
@@ -158,13 +150,43 @@ def _publish(page: Path, run_dir: Location) -> list[Location]:
     return out
 
 
+def build_report(run_dir: Path, *, tags: Mapping[str, str] | None = None) -> Path:
+    """Build ``<run_dir>/report/index.html`` and ``report/figures/*``; return the page's path:
+    the summary layer loads the run, the dashboards draw it, this writes it.
+
+    ``tags``: the MLflow parent run's tags when the caller already has them
+    (skips the tracking-store lookup).
+    """
+    from dashboards.report import render_report
+    from pipeline.summary.report_load import load_report_data
+    from pipeline.write_error import writing
+
+    run_dir = Path(run_dir)
+    html, figs = render_report(load_report_data(run_dir, tags))
+    out = run_dir / "report"
+    fig_dir = out / "figures"
+    if fig_dir.exists():
+        shutil.rmtree(fig_dir)  # no stale figure from an earlier, larger run
+    with writing(fig_dir):
+        fig_dir.mkdir(parents=True)
+    for fig in figs.figures:
+        with writing(fig_dir / fig.filename):  # a full disk: one line naming the file
+            (fig_dir / fig.filename).write_bytes(fig.data)
+    index = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    with writing(index):
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(index)
+    return index
+
+
 def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> None:
     """``report/index.html`` and its figures, logged to the parent run under ``report/``
     (the hook ``foveabench run`` and ``nightly`` hand to the runner)."""
-    from dashboards.report import build_report
-    from dashboards.transfer_artifacts import run_matrix_artifacts
+    from dashboards.transfer_artifacts import transfer_matrix_artifacts
     from pipeline.eval_progress import DEFAULT_POINTS
     from pipeline.summary.points import point_list, read_eval_points
+    from pipeline.summary.report_load import summary_table
 
     with local_run_dir(run_dir) as local:
         page = build_report(local, tags=tags)
@@ -174,7 +196,7 @@ def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> Non
             tracker.log_artifact(loc)
         # each transfer matrix (attack x evaluation point) as a heatmap and a table
         points = point_list(read_eval_points(local)) or list(DEFAULT_POINTS)
-        made, missing = run_matrix_artifacts(local, points)
+        made, missing = transfer_matrix_artifacts(summary_table(local, "transfer"), points)
     for norm, value in missing:
         print(
             f"transfer matrices: no {norm}={value:g} on the eval grid; no matrix", file=sys.stderr
@@ -187,8 +209,8 @@ def report_and_log(run_dir: Location, tracker: Any, tags: dict[str, str]) -> Non
 
 def describe_run(tracker: Any, report: str, heatmaps: list[str]) -> None:
     """The parent run's description: its headline metrics and links to ``report`` and the
-    ``heatmaps`` (artifact paths), set once they are logged (pipeline.mlflow_note)."""
-    from pipeline.mlflow_note import NOTE_TAG, run_note
+    ``heatmaps`` (artifact paths), set once they are logged (pipeline.tracking.note)."""
+    from pipeline.tracking.note import NOTE_TAG, run_note
 
     run_id, experiment_id = tracker.run_id(), tracker.experiment_id
     if run_id and experiment_id:
@@ -197,8 +219,6 @@ def describe_run(tracker: Any, report: str, heatmaps: list[str]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dashboards.report import build_report
-
     try:
         run_dir, tags = locate(args.run, args.tracking_uri, args.download_dir)
     except ReportError as exc:

@@ -156,7 +156,7 @@ def print_closing(summary: RunResult) -> None:
     for failure in summary.failed_units:
         print(f"FAILED {failure}", file=sys.stderr)
     print(f"\nresults: {summary.run_dir}")
-    from pipeline.mlflow_ui import closing_lines
+    from pipeline.tracking.urls import closing_lines
 
     for line in closing_lines(summary.tracking_uri, summary.mlflow_experiment_id):
         print(line)

@@ -61,7 +61,7 @@ class UnitLike(Protocol):
 
 
 class MetricsSink(Protocol):
-    """What EvalProgress logs to (pipeline.tracking.Tracker)."""
+    """What EvalProgress logs to (pipeline.tracking.tracker.Tracker)."""
 
     def log_metrics(self, metrics: dict[str, float], step: int, model: str | None = None) -> None:
         """Log ``metrics`` at ``step`` to ``model``'s child run (the parent run for None)."""

@@ -12,33 +12,34 @@ part of its own baseline. Exit codes are for schedulers: 0 no regression,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
-from pipeline.mlflow_gateway import reader
+from pipeline.tracking.queries import child_runs, parent_runs, reader, run_metrics
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
     from pipeline.run_result import Reporter
 from pipeline.regression import (
     Report,
-    RunRef,
     Thresholds,
     compare,
     median_baseline,
+    page_of,
     summary_lines,
 )
+from pipeline.summary.nightly_data import NightlyPage, RunRef
 
-#: Writes the regression page and its JSON; returns (json path, html path).
-PageWriter = Callable[[Report, Path], tuple[Path, Path]]
+#: Draws the regression page (dashboards.nightly, handed over by the CLI).
+PageRenderer = Callable[[NightlyPage], str]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -61,25 +62,6 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
-    """The per-model child runs of a parent run."""
-    return client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
-        max_results=500,
-    )
-
-
-def run_metrics(client: MlflowClient, parent_id: str) -> dict[str, float]:
-    """Every metric of a parent run and its children, as ``<model>/<metric>`` for children."""
-    parent = client.get_run(parent_id)
-    out = dict(parent.data.metrics)
-    for child in child_runs(client, parent):
-        model = child.data.tags.get("model", child.info.run_name or child.info.run_id)
-        out.update({f"{model}/{k}": v for k, v in child.data.metrics.items()})
-    return out
-
-
 def run_ref(client: MlflowClient, run: Run) -> RunRef:
     tags = run.data.tags
     return RunRef(
@@ -97,19 +79,28 @@ def baseline_runs(
     client: MlflowClient, experiment_id: str, config_name: str, exclude: str, n: int
 ) -> list[RunRef]:
     """The last ``n`` FINISHED nightly parent runs of this config, newest first."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.{NIGHTLY_TAG} = 'true' and tags.config_name = '{config_name}' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=max(50, 4 * n),
+    filter_string = (
+        f"tags.{NIGHTLY_TAG} = 'true' and tags.config_name = '{config_name}' "
+        "and attributes.status = 'FINISHED'"
     )
-    parents = [
-        r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and r.info.run_id != exclude
-    ]
-    return [run_ref(client, r) for r in parents[:n]]
+    runs = parent_runs(
+        client,
+        experiment_id,
+        filter_string,
+        max_results=max(50, 4 * n),
+        order_by=["attributes.start_time DESC"],
+    )
+    return [run_ref(client, r) for r in runs if r.info.run_id != exclude][:n]
+
+
+def write_regression(report: Report, page: str, directory: Path) -> tuple[Path, Path]:
+    """``regression.json`` (for machines) and ``regression.html`` (for people)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    js = directory / "regression.json"
+    index = directory / "regression.html"
+    js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    index.write_text(page, encoding="utf-8")
+    return js, index
 
 
 def run_nightly(
@@ -119,11 +110,11 @@ def run_nightly(
     thresholds: Thresholds,
     date: dt.date | None = None,
     report_run: Reporter | None = None,
-    write_page: PageWriter,
+    render_page: PageRenderer,
 ) -> NightlyResult:
     """Run (or resume) tonight's benchmark, then compare it with the baseline.
 
-    ``report_run`` builds the run's report and ``write_page`` the regression page
+    ``report_run`` builds the run's report and ``render_page`` draws the regression page
     (both from the CLI: pipeline/ never draws).
     """
     from pipeline.run_result import RunHooks
@@ -160,7 +151,7 @@ def run_nightly(
     report.rows = compare(run_metrics(client, run_id), baseline, thresholds)
     with tempfile.TemporaryDirectory() as tmp:  # the run may live on an object store
         local = Path(tmp) / "nightly"
-        written = write_page(report, local)
+        written = write_regression(report, render_page(page_of(report)), local)
         for path in written:
             client.log_artifact(run_id, str(path), "nightly")
             (summary.run_dir / "nightly" / path.name).write_bytes(path.read_bytes())

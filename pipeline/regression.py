@@ -26,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from pipeline.mlflow_ui import compare_url
+from pipeline.summary.nightly_data import (
+    Comparison,
+    NightlyPage,
+    RunLinks,
+    RunRef,
+    broken,
+    fmt_num,
+)
+from pipeline.tracking.urls import compare_url, run_url
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "defaults": {"abs": 0.0, "rel": 0.05},
@@ -112,35 +120,6 @@ def load_thresholds(path: str | Path | None) -> Thresholds:
 
 
 @dataclass
-class Comparison:
-    metric: str
-    baseline: float | None
-    current: float | None
-    delta: float | None
-    rel_change: float | None
-    status: str  # regression | ok | new | ignored | missing
-    rule: str = ""
-
-
-@dataclass(frozen=True)
-class RunRef:
-    """One MLflow run a regression report points at (so the page can link to it)."""
-
-    run_id: str
-    name: str
-    experiment_id: str = ""
-    run_dir: str = ""  # the run's ``run_dir`` tag: where its Parquet and report live
-    git_sha: str = ""
-    start_time_ms: int | None = None
-    children: tuple[str, ...] = ()  # the per-model child runs, where most metrics live
-
-    @property
-    def run_ids(self) -> list[str]:
-        """The parent and its children: what a comparison in MLflow should show."""
-        return [self.run_id, *self.children]
-
-
-@dataclass
 class Report:
     run_name: str
     run_id: str | None
@@ -166,7 +145,7 @@ class Report:
 
     @property
     def regressions(self) -> list[Comparison]:
-        return [r for r in self.rows if r.status in ("regression", "missing")]
+        return broken(self.rows)
 
     @property
     def verdict(self) -> str:
@@ -224,10 +203,39 @@ def compare(
     return rows
 
 
-def fmt_num(v: float | None, pct: bool = False) -> str:
-    if v is None:
-        return "-"
-    return f"{v:+.1%}" if pct else f"{v:.6g}"
+def page_of(report: Report) -> NightlyPage:
+    """The report with every run's links resolved, for the page (dashboards.nightly)."""
+    uri, current = report.tracking_uri, report.current
+    runs = [current] if current else []
+    links = {r.run_id: _links(uri, r, current) for r in [*runs, *report.baselines]}
+    return NightlyPage(
+        report.run_name,
+        report.config_name,
+        report.verdict,
+        uri,
+        report.compare_url,
+        current,
+        tuple(report.baselines),
+        tuple(report.rows),
+        links,
+    )
+
+
+def _links(tracking_uri: str, run: RunRef, current: RunRef | None) -> RunLinks:
+    """MLflow run page, the report artifact in MLflow, the report on disk, and (for a
+    baseline) MLflow's comparison of it with tonight's run."""
+    exp, rid = run.experiment_id, run.run_id
+    compare_with = None
+    if current is not None and current.run_id != rid:
+        ids = [*current.run_ids, *run.run_ids]
+        compare_with = compare_url(tracking_uri, ids, [current.experiment_id, exp])
+    local = Path(run.run_dir) / "report" / "index.html" if run.run_dir else None
+    return RunLinks(
+        run_url(tracking_uri, exp, rid),
+        run_url(tracking_uri, exp, rid, "artifacts/report/index.html"),
+        compare_with,
+        local.resolve().as_uri() if local is not None and local.is_file() else None,
+    )
 
 
 def summary_lines(report: Report) -> list[str]:

@@ -18,7 +18,7 @@ from pipeline.storage import Location
 if TYPE_CHECKING:
     from pipeline.attack_unit import AttackOutput
     from pipeline.eval_unit import EvalOutput
-    from pipeline.tracking import Tracker
+    from pipeline.tracking.tracker import Tracker
 
 Rows = tuple[dict[str, Any], ...]
 

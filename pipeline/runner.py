@@ -23,8 +23,6 @@ from pipeline.catalogue import BAD_ROWS, CONFIG, PARENT_FILES
 from pipeline.config import BenchmarkConfig
 from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.library_logs import library_logs_to, log_path
-from pipeline.mlflow_dataset import dataset_input
-from pipeline.mlflow_gateway import default_tracking_uri, local_mlflow_dir
 from pipeline.models import resolve_cfg, resolve_spec
 from pipeline.partitions import quarantine_damaged_pieces
 from pipeline.plan_attacks import plan_attack_units, remove_stale_temp_files
@@ -38,7 +36,9 @@ from pipeline.summary.best_known import model_key, update_best_known
 from pipeline.summary.metrics import final_metrics, finding_counts, transfer_metrics
 from pipeline.summary.write import write_protocol_summaries, write_summaries
 from pipeline.sync import sync_artifacts
-from pipeline.tracking import Tracker
+from pipeline.tracking.dataset import dataset_input
+from pipeline.tracking.store import default_tracking_uri, local_mlflow_dir
+from pipeline.tracking.tracker import Tracker
 from pipeline.weights import checkpoint_provenance
 
 DENSE_WARNING = 0.02  # disagreement rate of the critical-scale shortcut that is reported loudly

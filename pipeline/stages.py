@@ -35,7 +35,7 @@ from pipeline.scheduler import ShardScheduler, UnitFailure
 from pipeline.storage import Location
 from pipeline.summary.points import FILE as FIXED_POINTS
 from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
-from pipeline.tracking import Tracker
+from pipeline.tracking.tracker import Tracker
 
 
 def log(message: str) -> None:

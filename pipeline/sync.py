@@ -16,8 +16,6 @@ from pipeline.catalogue import BAD_ROWS, CONFIG, MANIFEST, PARENT_FILES
 from pipeline.compaction import LOGGED, mlflow_model
 from pipeline.config import parse_config
 from pipeline.config_yaml import parse_yaml
-from pipeline.mlflow_dataset import dataset_input
-from pipeline.mlflow_gateway import default_tracking_uri, local_mlflow_dir
 from pipeline.partitions import COMPACTED
 from pipeline.plan_attacks import plan_attack_units
 from pipeline.rundir import drop_links_below, marked
@@ -25,7 +23,9 @@ from pipeline.runmeta import run_params, run_tags
 from pipeline.storage import Location, RunDir, location, read_table
 from pipeline.summary.metrics import final_metrics
 from pipeline.summary.write import write_summaries
-from pipeline.tracking import Tracker
+from pipeline.tracking.dataset import dataset_input
+from pipeline.tracking.store import default_tracking_uri, local_mlflow_dir
+from pipeline.tracking.tracker import Tracker
 
 #: Parent-run files, relative to the run dir (summaries are globbed).
 

@@ -32,7 +32,7 @@ from pipeline.config import (
 from pipeline.eval_progress import metric_prefix
 from pipeline.eval_unit import EvalOutput
 from pipeline.run_result import RunHooks, RunResult
-from pipeline.tracking import STATE_FILE
+from pipeline.tracking.tracker import STATE_FILE
 from tasks.protocol import TASKS
 
 LITE0, LITE1, ALEX = "efficientnet_lite0", "efficientnet_lite1", "untrained:alexnet"

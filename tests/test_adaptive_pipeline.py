@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import torch
 
-from dashboards.figures.data import RunData
 from dashboards.figures.security import adaptive_gain_heatmaps, security_curves
 from pipeline.config import EvalCfg
 from pipeline.data import build_manifest
@@ -26,6 +25,7 @@ from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_
 from pipeline.store import record, roundtrip
 from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, masking_warnings
 from pipeline.summary.findings import findings
+from pipeline.summary.report_data import ReportData
 from tasks import attacks
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
@@ -124,8 +124,7 @@ def test_the_adaptive_task_attacks_every_foveation_through_itself(tmp_path: Path
     for r in at_zero.to_dicts():  # at norm 0: the foveation's clean accuracy on these images
         rows_c = adaptive.filter(pl.col("condition") == r["condition"])
         assert r["accuracy"] == pytest.approx(rows_c["clean_correct"].mean())
-    data = RunData(
-        run_dir=tmp_path,
+    data = ReportData(
         protocol={"adaptive_curves": security, "curves": pl.DataFrame(), "adaptive": summary},
     )
     (figure,) = security_curves(data)

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli_summary import print_summary
-from pipeline.mlflow_ui import experiment_url
+from pipeline.tracking.urls import experiment_url
 from tests.golden import EXPERIMENT, Golden
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

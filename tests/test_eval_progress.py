@@ -19,13 +19,13 @@ from mlflow.tracking import MlflowClient
 
 from dashboards.transfer_artifacts import transfer_matrix_artifacts
 from pipeline.eval_progress import EvalProgress, check_points, metric_prefix
-from pipeline.mlflow_ui import compare_url, experiment_url, run_url
 from pipeline.partitions import write_committed
 from pipeline.results import CRITICAL_SCHEMA, eval_partition, table_from_rows
 from pipeline.storage import write_table
 from pipeline.summary.metrics import transfer_metrics
 from pipeline.summary.protocol import accuracy_curves, transfer_matrices
-from pipeline.tracking import Tracker
+from pipeline.tracking.tracker import Tracker
+from pipeline.tracking.urls import compare_url, experiment_url, run_url
 
 PREFIX = "eval/sign/a/b"
 

@@ -143,7 +143,7 @@ def test_a_store_that_cannot_be_created_leaves_the_run_without_tracking(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = (
         "import json, resource, sys, warnings\n"
-        "from pipeline.tracking import Tracker\n"
+        "from pipeline.tracking.tracker import Tracker\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"

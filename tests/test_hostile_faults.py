@@ -22,7 +22,7 @@ from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.storage import Location
 from pipeline.summary.attacks import scan
-from pipeline.tracking import Tracker
+from pipeline.tracking.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
@@ -32,7 +32,7 @@ MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
 CRASH = """
 import os, signal, sys
 from pathlib import Path
-from pipeline.tracking import Tracker
+from pipeline.tracking.tracker import Tracker
 uri, run_dir = sys.argv[1], Path(sys.argv[2])
 models = [m for m in sys.argv[3].split(",") if m]
 tracker = Tracker(uri, "foveabench", run_dir, run_dir.parent / "mlartifacts")

@@ -63,7 +63,7 @@ def test_an_mlflow_server_that_answers_health_then_hangs_costs_seconds_not_minut
     import warnings
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipeline.tracking import Tracker
+    from pipeline.tracking.tracker import Tracker
 
     release = threading.Event()
 

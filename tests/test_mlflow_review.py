@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.mlflow_note import NOTE_TAG, artifact_link
-from pipeline.mlflow_ui import experiment_url, run_url
 from pipeline.summary.points import point_list, read_eval_points
+from pipeline.tracking.note import NOTE_TAG, artifact_link
+from pipeline.tracking.urls import experiment_url, run_url
 from tests.browser import keep_artifact
 from tests.golden import EXPERIMENT, IMAGES, LITE0, MODELS, SHARD_SIZE, Golden
 

@@ -12,7 +12,7 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from pipeline.mlflow_ui import WORKFLOW
+from pipeline.tracking.urls import WORKFLOW
 from tests.browser import keep_artifact, screenshot
 from tests.ops_helpers import foveabench_here, free_port
 

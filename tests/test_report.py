@@ -1,7 +1,7 @@
 """The report from real result tables: every figure for the tables present, size, time.
 
 The run directory is written with the pipeline's own schemas, shard layout,
-perturbation codec and aggregation functions (``dashboards.aggregate``,
+perturbation codec and aggregation functions (``pipeline.summary.attacks``,
 ``pipeline.summary.write.write_protocol_summaries``), over the real sample photos;
 only the numbers in the shards are synthetic, so this stays a fast unit test.
 The browser test (test_report_browser.py) covers a real computed run.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,11 @@ import pytest
 import torch
 import yaml
 
-from dashboards.figures import RunData, build_figures
-from dashboards.report import build_report, provenance, provenance_html, render_page
+from dashboards.figures import build_figures
+from dashboards.report import provenance_html, render_page
 from pipeline.cli import main as cli_main
-from pipeline.config import parse_config
+from pipeline.cli_report import build_report
+from pipeline.config import ReportCfg, parse_config
 from pipeline.data import build_manifest
 from pipeline.models import resolve_cfg
 from pipeline.partitions import read_partition, write_committed
@@ -44,6 +46,9 @@ from pipeline.results import (
 from pipeline.storage import Location, write_table
 from pipeline.store import record
 from pipeline.summary.points import fix_eval_points
+from pipeline.summary.report_data import DEFAULT_PERCEPTIBLE_LINF
+from pipeline.summary.report_load import load_report_data
+from pipeline.summary.report_provenance import provenance
 from pipeline.summary.write import (
     ADAPTIVE_TABLES,
     PROTOCOL_TABLES,
@@ -328,6 +333,8 @@ def test_perceptible_minimum_perturbations_are_flagged_and_counted(
     assert f"{seen} of {fooled.height}" in page
     assert "minimum perturbations perceptible (linf &gt; 16)" in page
     block = page.split("Perceptible minimum perturbations", 1)[1].split("</table>", 1)[0]
+    # a run whose config cannot be parsed is flagged at the config's default
+    assert DEFAULT_PERCEPTIBLE_LINF == ReportCfg().perceptible_linf
     assert "report.perceptible_linf" in block and "<th>linf &gt; 16</th>" in block
     for (model, attack), group in fooled.group_by("model", "attack"):
         n = int((group["linf"] > 16).sum())
@@ -396,7 +403,7 @@ def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_pat
     run = tmp_path / "nosummary"
     shutil.copytree(full_run, run, ignore=shutil.ignore_patterns("report"))
     shutil.rmtree(run / "summary")
-    data, written = RunData.load(run), RunData.load(full_run)
+    data, written = load_report_data(run), load_report_data(full_run)
     # the run has no adaptive task, and one attack (no best-reference Table 1)
     tables = set(PROTOCOL_TABLES) - set(ADAPTIVE_TABLES) - {"table1_best"}
     assert set(data.recomputed) == {"clean", "attacks", "measures", "fooling", *tables}
@@ -409,13 +416,13 @@ def test_summaries_absent_are_aggregated_from_the_shards(full_run: Path, tmp_pat
 
 def test_attack_only_run_skips_protocol_figures(tmp_path: Path) -> None:
     run = make_run(tmp_path / "attacks_only", protocol_stage=False)
-    data = RunData.load(run)
-    data.run_dir = tmp_path / "elsewhere"  # no perturbation store there: grids skip too
+    data = replace(load_report_data(run), examples=())  # no stored perturbations: grids skip too
     figs = build_figures(data)
     assert {f.name for f in figs.figures} == {"norm_distributions", "fooling_ratio"}
     assert not figs.failed
     assert any("curves" in s for s in figs.skipped)
-    page = render_page(data, provenance(data, {"git_sha": "x"}), figs)
+    data = replace(data, provenance=provenance(run, data.config, {"git_sha": "x"}))
+    page = render_page(data, figs)
     assert "Not produced by this run" in page and "Table 1" not in page
     assert "Linearity summary" not in page  # no empty tables
 
@@ -427,9 +434,10 @@ def test_provenance_comes_from_the_run_not_from_the_installed_code(
     assert '<code id="git-sha">planted0sha</code>' in page and "written at run start" in page
     bare = make_run(tmp_path / "bare", protocol_stage=False)
     (bare / "provenance.json").unlink()
-    data = RunData.load(bare)
-    assert '<code id="git-sha">unknown</code>' in provenance_html(data, provenance(data))
-    tagged = provenance_html(data, provenance(data, {"git_sha": "abc123", "config_name": "unit"}))
+    data = load_report_data(bare)
+    assert '<code id="git-sha">unknown</code>' in provenance_html(data)
+    tags = {"git_sha": "abc123", "config_name": "unit"}
+    tagged = provenance_html(replace(data, provenance=provenance(bare, data.config, tags)))
     assert '<code id="git-sha">abc123</code>' in tagged and "MLflow run" in tagged
 
 

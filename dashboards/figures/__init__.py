@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from dashboards.figures.base import Figure
 from dashboards.figures.curves import foveation_curves, mask_curves, transfer_curves
-from dashboards.figures.data import RunData
 from dashboards.figures.linearity import (
     foveation_effect_cdf,
     linearity_error_cdf,
@@ -23,8 +22,9 @@ from dashboards.figures.norms import fooling_ratio_curves, norm_distributions
 from dashboards.figures.perceptibility import perceptibility_grids
 from dashboards.figures.security import adaptive_gain_heatmaps, security_curves
 from dashboards.figures.transfer import transfer_heatmaps
+from pipeline.summary.report_data import ReportData
 
-Builder = Callable[[RunData], list[Figure]]
+Builder = Callable[[ReportData], list[Figure]]
 
 #: In report order: (builder, what it shows and what it needs, for the "not in this run" list).
 BUILDERS: tuple[tuple[Builder, str], ...] = (
@@ -50,7 +50,7 @@ class FigureSet:
     failed: list[str] = field(default_factory=list)  # builder: traceback tail
 
 
-def build_figures(data: RunData) -> FigureSet:
+def build_figures(data: ReportData) -> FigureSet:
     out = FigureSet()
     for builder, needs in BUILDERS:
         try:
@@ -65,4 +65,4 @@ def build_figures(data: RunData) -> FigureSet:
     return out
 
 
-__all__ = ["BUILDERS", "Figure", "FigureSet", "RunData", "build_figures"]
+__all__ = ["BUILDERS", "Figure", "FigureSet", "ReportData", "build_figures"]

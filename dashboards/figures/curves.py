@@ -13,7 +13,7 @@ import polars as pl
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, max_n, norm_for, safe
-from dashboards.figures.data import RunData
+from pipeline.summary.report_data import ReportData
 from tasks.protocol import MP, OBJECT, conditions_of
 
 MASK_CONDITIONS = (MP, *(c.name for c in conditions_of("masks")))
@@ -22,7 +22,7 @@ FOVEATION_CONDITIONS = (MP, *(c.name for c in conditions_of("foveation")))
 DASHED = {c.name for c in conditions_of("foveation") if c.setup == OBJECT}
 
 
-def transfer_curves(data: RunData) -> list[Figure]:
+def transfer_curves(data: ReportData) -> list[Figure]:
     """Fig. 2 (l1pp) and 7 (linf): one panel per target, a line per source and attack."""
     curves = data.table("curves")
     if curves.is_empty():
@@ -82,7 +82,7 @@ def transfer_caption(mp: pl.DataFrame) -> str:
 
 
 def _condition_figure(
-    data: RunData,
+    data: ReportData,
     attack: str,
     conditions: Sequence[str],
     name: str,
@@ -129,7 +129,7 @@ def _condition_figure(
     )
 
 
-def mask_curves(data: RunData) -> list[Figure]:
+def mask_curves(data: ReportData) -> list[Figure]:
     """Fig. 3 / 8: the perturbation inside the boxes only, outside only, and whole."""
     curves = data.table("curves")
     out = []
@@ -151,7 +151,7 @@ def mask_curves(data: RunData) -> list[Figure]:
     return out
 
 
-def foveation_curves(data: RunData) -> list[Figure]:
+def foveation_curves(data: ReportData) -> list[Figure]:
     """Fig. 5 / 13: each foveation of x + e* against MP, and the MP-Object set-up."""
     curves = data.table("curves")
     out = []

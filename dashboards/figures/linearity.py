@@ -15,12 +15,12 @@ from matplotlib.axes import Axes
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, norm_for, safe
-from dashboards.figures.data import RunData
+from pipeline.summary.report_data import ReportData
 
 EXAMPLES = 3  # images per model in the example-curve figure
 
 
-def _x_axis(data: RunData, rows: pl.DataFrame, attack: str) -> tuple[pl.DataFrame, str]:
+def _x_axis(data: ReportData, rows: pl.DataFrame, attack: str) -> tuple[pl.DataFrame, str]:
     """Add ``unit_norm`` (the native norm of e*) so curves plot against a norm, as in the paper."""
     norm = norm_for(attack)
     if data.attack_rows.is_empty() or norm not in data.attack_rows.columns:
@@ -58,7 +58,7 @@ def _example_panel(ax: Axes, row: dict[str, object], norm: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def linearity_examples(data: RunData) -> list[Figure]:
+def linearity_examples(data: ReportData) -> list[Figure]:
     """Fig. 4, 9-11: the response along e* for a few images per model."""
     rows = data.linearity_rows
     if rows.is_empty():
@@ -99,7 +99,7 @@ def _cdf(ax: Axes, values: np.ndarray, label: str, **style: object) -> None:
         ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=label, **style)  # type: ignore[arg-type]
 
 
-def linearity_error_cdf(data: RunData) -> list[Figure]:
+def linearity_error_cdf(data: ReportData) -> list[Figure]:
     """Fig. 12: CDF of |interpolation error| vs |f(e*) error| at e*, per model."""
     rows = data.linearity_rows
     if rows.is_empty():
@@ -151,7 +151,7 @@ FOV_SERIES = (
 )
 
 
-def foveation_effect_cdf(data: RunData) -> list[Figure]:
+def foveation_effect_cdf(data: ReportData) -> list[Figure]:
     """Fig. 6: how much a foveation moves the image's score vs the perturbation's."""
     rows = data.linearity_rows
     present = [s for s in FOV_SERIES if s[0] in rows.columns and rows[s[0]].drop_nulls().len()]

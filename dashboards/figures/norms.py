@@ -13,10 +13,10 @@ from matplotlib import ticker
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure
-from dashboards.figures.data import RunData
+from pipeline.summary.report_data import ReportData
 
 
-def norm_distributions(data: RunData) -> list[Figure]:
+def norm_distributions(data: ReportData) -> list[Figure]:
     rows = data.attack_rows
     if rows.is_empty():
         return []
@@ -58,7 +58,7 @@ def norm_distributions(data: RunData) -> list[Figure]:
     ]
 
 
-def fooling_ratio_curves(data: RunData) -> list[Figure]:
+def fooling_ratio_curves(data: ReportData) -> list[Figure]:
     """Balda's fooling ratio vs eps, one panel per norm, one line per (model, attack)."""
     curves = data.fooling
     if curves.is_empty():

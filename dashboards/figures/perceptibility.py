@@ -4,27 +4,22 @@ For a few images: one row per (network, attack), columns = the clean input,
 the adversarial example at e* and at increasing norms of the same direction,
 and e* magnified x10 around mid-grey. Rebuilt from the perturbation store
 (``clip(x + s*d) - x``, docs/protocol.md) and the model's deterministic preprocessing,
-so no attack is recomputed. Saved as JPEG: these are photographs, and PNG
+so no attack is recomputed; the summary layer loads the images and directions
+(``ReportData.examples``), this module only draws them. Saved as JPEG: these are photographs, and PNG
 would make them the bulk of the report.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-import polars as pl
 import torch
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, norm_for, safe
-from dashboards.figures.data import RunData
 from dashboards.figures.tables import class_label
-from pipeline.summary.examples import example, stored_perturbations
+from pipeline.summary.report_data import ExampleRow, ReportData
 from tasks import norms as tnorms
 
-IMAGES = 2  # grids per report: the pages are about numbers, these are for intuition
 STEPS = 4  # rescaled versions, spread over the attack's norm grid
 MAGNIFY = 10.0
 THUMB = 1.35  # inches per thumbnail
@@ -38,10 +33,10 @@ def _to_image(x: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).permute(1, 2, 0).numpy().astype(np.uint8)
 
 
-def _row_images(data: RunData, row: dict[str, Any], path: str) -> list[tuple[np.ndarray, str]]:
+def _row_images(data: ReportData, row: ExampleRow) -> list[tuple[np.ndarray, str]]:
     """Clean, e*, rescaled versions and the x10 magnification of one (image, model, attack)."""
-    x, d, scale = example(row, path, data.config)
-    norm = norm_for(str(row["attack"]))
+    x, d, scale = row.x, row.d, row.scale
+    norm = norm_for(row.attack)
     e_star = (x + scale * d).clamp(0, 255) - x
     out = [(_to_image(x), "clean")]
     out.append((_to_image(x + e_star), f"e*: {norm} = {_norm(e_star, norm):.3g}"))
@@ -54,20 +49,15 @@ def _row_images(data: RunData, row: dict[str, Any], path: str) -> list[tuple[np.
     return out
 
 
-def perceptibility_grids(data: RunData) -> list[Figure]:
-    store = stored_perturbations(data.run_dir)
-    if store.is_empty() or data.manifest.is_empty():
-        return []
-    store = store.filter(~pl.col("attack").map_elements(st.is_baseline, return_dtype=pl.Boolean))
-    paths = dict(data.manifest.select("image_id", "path").iter_rows())
-    labels = dict(data.manifest.select("image_id", "label").iter_rows())
-    # the images with a perturbation from the most (model, attack) pairs, ties by id
-    counts = store.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False])
-    images = [i for i in counts["image_id"].to_list() if i in paths and Path(paths[i]).is_file()]
+def perceptibility_grids(data: ReportData) -> list[Figure]:
+    if data.examples_failed:  # the builder's failure note, as when it read the store itself
+        raise RuntimeError(
+            f"the example perturbations could not be loaded:\n{data.examples_failed}"
+        )
     out = []
-    for image_id in images[:IMAGES]:
-        rows = store.filter(pl.col("image_id") == image_id).sort("attack", "model").to_dicts()
-        grid = [(r, _row_images(data, r, paths[image_id])) for r in rows]
+    for image in data.examples:
+        image_id = image.image_id
+        grid = [(r, _row_images(data, r)) for r in image.rows]
         cols = max(len(g) for _, g in grid)
         fig, axes = st.plt.subplots(
             len(grid),
@@ -85,14 +75,14 @@ def perceptibility_grids(data: RunData) -> list[Figure]:
             axes[r][0].text(
                 -0.08,
                 0.5,
-                f"{st.short(str(row['model']))}\n{row['attack']}",
+                f"{st.short(row.model)}\n{row.attack}",
                 transform=axes[r][0].transAxes,
                 ha="right",
                 va="center",
                 fontsize=8,
             )
         named = (
-            f" ({class_label(int(labels[image_id]))})" if labels.get(image_id) is not None else ""
+            f" ({class_label(image.label, data.class_names)})" if image.label is not None else ""
         )
         fig.suptitle(f"{image_id}{named}: adversarial examples at increasing norm", fontsize=10)
         # fixed margins: tight_layout over a grid of images costs seconds and gains nothing

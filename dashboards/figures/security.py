@@ -15,12 +15,12 @@ import polars as pl
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, safe
-from dashboards.figures.data import RunData
 from dashboards.figures.transfer import heatmap
+from pipeline.summary.report_data import ReportData
 from tasks.protocol import MP
 
 
-def security_curves(data: RunData) -> list[Figure]:
+def security_curves(data: ReportData) -> list[Figure]:
     adaptive, curves = data.table("adaptive_curves"), data.table("curves")
     if adaptive.is_empty():
         return []
@@ -71,7 +71,7 @@ def security_curves(data: RunData) -> list[Figure]:
     return out
 
 
-def adaptive_gain_heatmaps(data: RunData) -> list[Figure]:
+def adaptive_gain_heatmaps(data: ReportData) -> list[Figure]:
     """Per attack: the adaptive and the transferred gain per (network, foveation), side by
     side on one colour scale (a cell's fall from the right panel to the left is what an
     attacker who knows the foveation takes back)."""

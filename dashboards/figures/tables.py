@@ -85,8 +85,9 @@ def clean_table(clean: pl.DataFrame) -> str:
     )
 
 
-def norm_stats_table(attacks: pl.DataFrame) -> str:
-    """Per (model, attack): success rate and every norm's min / median / mean / max / std."""
+def norm_stats_table(attacks: pl.DataFrame, names: Sequence[str]) -> str:
+    """Per (model, attack): success rate and every norm's min / median / mean / max / std;
+    label changes named by ``names`` (ImageNet's class names, ``ReportData.class_names``)."""
     cols: dict[str, str] = {
         "model": "model",
         "attack": "attack",
@@ -106,7 +107,9 @@ def norm_stats_table(attacks: pl.DataFrame) -> str:
         if f"{n}_median_ci_low" in attacks.columns
     )
     if "top_pairs" in attacks.columns:
-        named = attacks["top_pairs"].map_elements(named_pairs, return_dtype=pl.List(pl.String))
+        named = attacks["top_pairs"].map_elements(
+            lambda pairs: named_pairs(pairs, names), return_dtype=pl.List(pl.String)
+        )
         attacks = attacks.with_columns(named.alias("top_pairs"))
     return frame(attacks, cols)
 
@@ -127,24 +130,23 @@ def fmt_3g(value: float | None) -> str:
 _PAIR = re.compile(r"^(\d+)->(\d+) (\(\d+\))$")
 
 
-def class_label(index: int) -> str:
-    """``0 tench``: an ImageNet class index with its name's first spelling (timm's
-    offline ILSVRC list, pipeline.data.classes), the index alone outside 0..999."""
-    from pipeline.data.classes import N_CLASSES, class_name, wnids
-
-    if not 0 <= index < N_CLASSES:
+def class_label(index: int, names: Sequence[str]) -> str:
+    """``0 tench``: an ImageNet class index with its name's first spelling (``names``,
+    ``ReportData.class_names``), the index alone outside 0..999."""
+    if not 0 <= index < len(names):
         return str(index)
-    return f"{index} {class_name(wnids()[index]).split(',')[0]}"
+    return f"{index} {names[index]}"
 
 
-def named_pairs(pairs: Sequence[str] | None) -> list[str] | None:
+def named_pairs(pairs: Sequence[str] | None, names: Sequence[str]) -> list[str] | None:
     """``'0->1 (3)'`` (summary/attacks.parquet's spelling) as ``'0 tench → 1 goldfish (3)'``."""
     if pairs is None:
         return None
     out = []
     for pair in pairs:
         m = _PAIR.match(pair)
-        out.append(f"{class_label(int(m[1]))} → {class_label(int(m[2]))} {m[3]}" if m else pair)
+        label = f"{class_label(int(m[1]), names)} → {class_label(int(m[2]), names)}" if m else ""
+        out.append(f"{label} {m[3]}" if m else pair)
     return out
 
 

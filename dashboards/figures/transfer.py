@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 
 from dashboards.figures import _style as st
 from dashboards.figures.base import Figure, attacks_of, safe
-from dashboards.figures.data import RunData
+from pipeline.summary.report_data import ReportData
 
 
 def heatmap(
@@ -100,7 +100,7 @@ def draw(panels: list[Panel], models: list[str], suptitle: str) -> bytes:
     return st.to_bytes(fig)
 
 
-def transfer_heatmaps(data: RunData) -> list[Figure]:
+def transfer_heatmaps(data: ReportData) -> list[Figure]:
     """One figure per attack: the accuracy and median-critical-norm matrices."""
     transfer = data.table("transfer")
     if transfer.is_empty():

@@ -10,7 +10,7 @@ the description never says something the metrics do not.
 The links are relative to the UI (``#/experiments/...``): they work from any host
 that serves it (``mlflow ui`` on a local store, a tracking server), open in a new tab
 (MLflow's Markdown links do) and set ``workflowType=machine_learning``, so the tab
-opens in the model-training views, not GenAI's (pipeline.mlflow_ui).
+opens in the model-training views, not GenAI's (pipeline.tracking.urls).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping, Sequence
 
-from pipeline.mlflow_ui import WORKFLOW
+from pipeline.tracking.urls import WORKFLOW
 
 NOTE_TAG = "mlflow.note.content"
 

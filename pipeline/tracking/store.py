@@ -1,44 +1,48 @@
-"""How foveabench reaches an MLflow store outside a run's tracker: one health probe and
-one way to open a store for reading.
+"""Which MLflow store a run uses and how it is reached (standard library only).
 
-Why one place: the probe existed twice with different timeouts (the tracker's and the
-report's), and clients were built by hand in the report, ``report RUN_ID`` and
-``nightly``, each deciding anew whether a missing SQLite file may be created (looking a
-run up must never create an empty store). The run's own lifecycle stays in
-:class:`pipeline.tracking.Tracker`.
+Where the store is (``default_tracking_uri``: the environment's, else a SQLite file next
+to the runs), whether it can be opened at all (MLflow's SQLite store answers a damaged
+``mlflow.db`` with an 80-line SQLAlchemy traceback from inside ``MlflowClient()``; one
+line naming the file and the way on, move it aside, rerun, ``sync``, is what the user
+needs), how long a request to a server may take, and the one warning an outage gives.
+Whether a store answers now is :func:`pipeline.tracking.queries.unreachable`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipeline.config_error import excerpt
+from pipeline.config_error import ConfigError, excerpt
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
-
-#: A down server costs this many seconds, not MLflow's minutes of retries.
-PROBE_TIMEOUT_S = 5.0
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 
 
-def unreachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why the store at ``uri`` cannot be used now, or ``None`` when it can: an HTTP
-    server must answer ``/health`` within ``timeout``; a SQLite store must exist."""
-    if uri.startswith(("http://", "https://")):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout):
-                return None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            return f"{url} is unreachable ({exc})"
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return f"no MLflow store at {uri}"
-    return None
+class TrackingStoreError(ConfigError):
+    """The MLflow store cannot be opened at all; the message names it and the way on."""
+
+    label = "mlflow error"
+
+
+def check_sqlite_store(tracking_uri: str) -> None:
+    """A ``sqlite:///`` store that exists but is no SQLite database (damaged, or another
+    file) is one clear error before anything runs, not SQLAlchemy's 80-line traceback."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # MLflow creates it
+    except OSError as exc:
+        raise TrackingStoreError(f"{path}: the MLflow store cannot be read ({exc})") from None
+    if head and head != SQLITE_HEADER:
+        raise TrackingStoreError(
+            f"{path}: the MLflow store is not an SQLite database (damaged, or another file); "
+            f"the results on disk are untouched: move it aside (mv {path} {path}.broken) and "
+            "rerun, then `foveabench sync RUN_DIR` re-logs each run; or set mlflow.tracking_uri"
+        )
 
 
 def outage(uri: str, exc: BaseException, request_timeout_s: float) -> tuple[str, str]:
@@ -55,27 +59,6 @@ def outage(uri: str, exc: BaseException, request_timeout_s: float) -> tuple[str,
         "results are still written to disk and the run goes on without tracking.",
         why,
     )
-
-
-def reader(uri: str) -> MlflowClient:
-    """A client on an existing store (raises ``ConnectionError`` naming why not)."""
-    why = unreachable(uri)
-    if why is not None:
-        raise ConnectionError(why)
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def run_tags(uri: str, run_id: str) -> dict[str, str] | None:
-    """Tags of a run, or ``None`` when the store does not answer (the caller says so)."""
-    if not uri or not run_id:
-        return None
-    try:
-        return dict(reader(uri).get_run(run_id).data.tags)
-    except Exception as exc:  # provenance falls back to what the run dir holds; say why
-        print(f"report: MLflow tags unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return None
 
 
 def local_mlflow_dir(output_dir: str | Path) -> Path:

@@ -63,7 +63,7 @@ def closing_lines(tracking_uri: str, experiment_id: str | None) -> list[str]:
     """The end of a run's terminal block: the runs page's URL on a tracking server; for a
     local store, the ``mlflow ui`` command and the URL it then serves the runs page at
     (without an experiment, when MLflow failed: the server, or the command alone)."""
-    from pipeline.mlflow_gateway import ui_command
+    from pipeline.tracking.store import ui_command
 
     if _base(tracking_uri) is not None:
         return [f"mlflow:  {experiment_url(tracking_uri, experiment_id or '') or tracking_uri}"]

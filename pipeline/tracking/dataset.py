@@ -20,7 +20,7 @@ breadcrumb, or model training's) is the UI's ``workflowType`` switch: the URL's
 parameter, else the browser's last choice of the sidebar's switch, else GenAI. A run
 clicked in the runs table loses the parameter, so a fresh browser shows it in GenAI's
 views whatever the context; the links foveabench prints and writes set the parameter
-(pipeline.mlflow_ui), and choosing "Model training" in the sidebar once is remembered.
+(pipeline.tracking.urls), and choosing "Model training" in the sidebar once is remembered.
 """
 
 from __future__ import annotations
