@@ -28,7 +28,7 @@ from pipeline.bench import (
 )
 from pipeline.bench.ceiling import Ceiling, Profiled, image_passes, least_seconds
 from pipeline.bench.images import load_images
-from pipeline.bench.report import COLUMNS, SECTION, format_text
+from pipeline.bench.report import COLUMNS, SECTION, format_text, table_rows
 from pipeline.bench.runner import BenchReport, PairResult, run_pair
 from tasks import attacks
 from tasks.criterion import TopK
@@ -161,7 +161,13 @@ def test_sign_vs_art_on_real_photos() -> None:
     result = run_pair("sign", model, images, batch=2, rtol=0.05)
     assert result.skipped is None
     assert isinstance(result, PairResult)
-    for value in (result.ours_seconds, result.peer_seconds, result.time_ratio, result.norm_ratio):
+    for value in (
+        result.ours_seconds,
+        result.peer_seconds,
+        result.time_ratio,
+        result.cpu_ratio,
+        result.norm_ratio,
+    ):
         assert math.isfinite(value) and value > 0
     report = BenchReport(
         command="foveabench bench --attacks sign",
@@ -176,7 +182,14 @@ def test_sign_vs_art_on_real_photos() -> None:
     )
     text = format_text(report)
     header = text.splitlines()[0]
-    for column in ("time ours/peer", "norm ours/peer", "success ours", "grad % ceil", "net % ceil"):
+    for column in (
+        "time ours/peer",
+        "cpu ours/peer",
+        "norm ours/peer",
+        "success ours",
+        "grad % ceil",
+        "net % ceil",
+    ):
         assert column in header
     row = text.splitlines()[2].split()
     assert row[0] == "sign"
@@ -233,3 +246,23 @@ def test_machine_names_the_real_device() -> None:
         assert str(torch.cuda.device_count()) + " x " in text and "not used" in text
     else:
         assert "no CUDA device" in text
+
+
+def test_the_table_gives_wall_and_cpu_time_ratios_per_image() -> None:
+    """On a shared machine the wall ratio moves with the other work; the CPU-time ratio
+    (this process's CPU seconds on each side) is printed beside it, per image."""
+    result = PairResult(
+        pair="ddn-ce", attack="ddn", peer="adv_lib ddn", norm="l2", ours_settings="",
+        peer_settings="", n_ours=4, n_peer=2, ours_seconds=8.0, peer_seconds=2.0,
+        ours_success=1.0, peer_success=1.0, ours_median=9.0, peer_median=10.0, n_paired=2,
+        n_forward=10, n_backward=8, ours_cpu_seconds=6.0, peer_cpu_seconds=1.0,
+    )  # fmt: skip
+    assert result.time_ratio == 2.0 and result.cpu_ratio == 3.0
+    report = BenchReport(
+        command="foveabench bench --attacks ddn-ce", model="m", images=None,  # type: ignore[arg-type]
+        batch=4, rtol=0.01, ceilings={}, results=[result], peak_rss_mib=1.0, seconds=1.0,
+    )  # fmt: skip
+    (row,) = table_rows(report)
+    cells = dict(zip(COLUMNS, row, strict=True))
+    assert cells["attack"] == "ddn-ce"
+    assert cells["time ours/peer"] == "2" and cells["cpu ours/peer"] == "3"

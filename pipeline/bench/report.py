@@ -21,7 +21,7 @@ PEERS_SECTION = "## Peers: install, and how the pairs are compared"
 
 COLUMNS = (
     "attack", "peer", "norm", "n ours/peer", "s/img ours", "s/img peer", "time ours/peer",
-    "med ours", "med peer", "norm ours/peer", "paired", "success ours", "success peer",
+    "cpu ours/peer", "med ours", "med peer", "norm ours/peer", "paired", "success ours", "success peer",
     "grad/s", "grad % ceil", "fwd/s", "fwd % ceil", "net % ceil",
 )  # fmt: skip
 
@@ -45,6 +45,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
         rows.append([
             r.pair, r.peer, r.norm, f"{r.n_ours}/{r.n_peer}",
             _f(r.ours_seconds / r.n_ours), bound + _f(r.peer_per_image), ("<=" if bound else "") + _f(r.time_ratio),
+            _f(r.cpu_ratio) if r.n_peer else "-",
             _f(r.ours_median), _f(r.peer_median), _f(r.norm_ratio), str(r.n_paired),
             _pct(r.ours_success), _pct(r.peer_success),
             _f(r.n_backward / r.ours_seconds), _pct(grad), _f(r.n_forward / r.ours_seconds), _pct(fwd),

@@ -67,6 +67,10 @@ class PairResult:
     calls: dict[tuple[Pass, int], int] = field(default_factory=dict)  # our network passes
     skipped: str | None = None
     peer_unfinished: int = 0  # images the peer was still working on when its budget ran out
+    #: CPU seconds of this process (all threads) on each side: on a shared machine the
+    #: wall-time ratio moves with the other work, the CPU-time ratio much less
+    ours_cpu_seconds: float = float("nan")
+    peer_cpu_seconds: float = float("nan")
 
     @property
     def peer_per_image(self) -> float:
@@ -77,6 +81,11 @@ class PairResult:
     def time_ratio(self) -> float:
         """Ours / peer, in seconds per image (an upper bound if the peer did not finish one)."""
         return (self.ours_seconds / self.n_ours) / self.peer_per_image
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Ours / peer, in CPU seconds per image (what the wall-time ratio is under load)."""
+        return (self.ours_cpu_seconds / self.n_ours) / (self.peer_cpu_seconds / max(self.n_peer, 1))
 
     @property
     def norm_ratio(self) -> float:
@@ -128,11 +137,11 @@ def run_pair(
         pair.attack, criterion=PAIR_CRITERION, line_search=LineSearch(rtol=rtol), **pair.params
     )
     profiled = Profiled(model)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     results = [
         attack(profiled, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)
     ]
-    ours_seconds = time.perf_counter() - start
+    ours_seconds, ours_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if ceilings is not None:
         for b in sorted({b for _, b in profiled.calls} - set(ceilings)):
             ceilings[b] = measure_ceiling(model, x, b)
@@ -151,15 +160,16 @@ def run_pair(
         "n_ours": len(x),
         "n_peer": m,
         "ours_seconds": ours_seconds,
+        "ours_cpu_seconds": ours_cpu,
         "ours_success": float(ours_ok.float().mean()),
         "n_forward": int(sum(int(r.n_forward.sum()) for r in results)),
         "n_backward": int(sum(int(r.n_backward.sum()) for r in results)),
         "calls": dict(profiled.calls),
     }
     try:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         adv = pair.run_peer(model, x[:m], y[:m], pair.peer_kwargs(settings), settings)
-        peer_seconds = time.perf_counter() - start
+        peer_seconds, peer_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     except PeerMissing as exc:
         nan = float("nan")
         return PairResult(
@@ -177,6 +187,7 @@ def run_pair(
         **base,
         peer_unfinished=m - n_done,
         peer_seconds=peer_seconds,
+        peer_cpu_seconds=peer_cpu,
         peer_success=float(peer_ok.float().mean()),
         ours_median=_median(ours_norm[:m][finished][both]),
         peer_median=_median(peer_norm[both]),
