@@ -56,10 +56,10 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group we started (and only it), then SIGKILL if needed."""
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """``sig`` to the process group we started (and only it), then SIGKILL if needed."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -100,7 +100,10 @@ def ray_head() -> Iterator[str]:
 
 @contextlib.contextmanager
 def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
-    """``mlflow server`` with a SQLite backend on loopback; yields its URI."""
+    """``mlflow server`` with a SQLite backend on loopback; yields its URI.
+
+    Killed at the end, not stopped: its store is thrown away with ``root``, and a graceful
+    stop waited seconds for its workers to drain."""
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -118,7 +121,7 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
         wait_http(f"{uri}/health", proc)
         yield uri
     finally:
-        stop(proc)
+        stop(proc, signal.SIGKILL)
         log.close()
 
 

