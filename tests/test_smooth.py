@@ -147,3 +147,16 @@ def test_the_backward_solve_stops_at_its_own_tolerance() -> None:
     error = float((grad - exact_grad).norm() / exact_grad.norm())
     assert 1e-6 < error < 0.1, f"the gradient is {error:.1e} from the converged one"
     assert iters < exact_iters / 2, f"the loose backward took {iters} of {exact_iters} iterations"
+
+
+def test_an_images_solve_does_not_depend_on_the_images_beside_it() -> None:
+    g = torch.Generator().manual_seed(7)
+    image = 255 * torch.rand(2, 3, 24, 24, generator=g)
+    image[0] = 128.0  # a flat image converges in far fewer iterations than a noisy one
+    cfg = SmoothingCfg(alpha=0.99, cg_iters=2000, tol=1e-4)
+    z = torch.randn(2, 3, 24, 24, generator=g)
+    together, residual = LaplacianSmoother(image, cfg).solve(z)
+    alone, _ = LaplacianSmoother(image[:1], cfg).solve(z[:1])
+    assert float(residual.max()) <= 1e-4
+    # each image leaves the iteration once converged, so the flat one stops where it would alone
+    assert torch.equal(together[:1], alone)
