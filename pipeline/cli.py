@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.catalogue import BAD_ROWS, MANIFEST
 from pipeline.config import BenchmarkConfig, ConfigError, load_config, parse_config
 from pipeline.config_overrides import SHORT_FORMS, Override, parse_set, short_forms
+from pipeline.user_error import UserError
 
 if TYPE_CHECKING:
     from pipeline.run_result import RunResult
@@ -234,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except ConfigError as exc:  # includes the dataset's ManifestError and RunDirError
+    except UserError as exc:  # every error a user can fix (a config, a dataset, an address...)
         print(f"{exc.label}: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except RegistryError as exc:  # e.g. --help-attack with an unknown name
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -69,13 +69,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from pipeline import submit as sub
 
-    try:
-        submission = sub.build_submission(cfg, install_deps=args.install_deps)
-        client = sub.connect(args.address, args.connect_timeout)
-        sid, what = sub.submit(client, submission)
-    except sub.SubmitError as exc:
-        print(f"submit error: {exc}", file=sys.stderr)
-        return 2
+    submission = sub.build_submission(cfg, install_deps=args.install_deps)
+    client = sub.connect(args.address, args.connect_timeout)
+    sid, what = sub.submit(client, submission)
     print(f"job {sid}: {what}", file=sys.stderr)
     if args.no_wait:
         print(sid)
@@ -87,14 +83,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from pipeline.cli import checked_config
-    from pipeline.regression import ThresholdError, load_thresholds
+    from pipeline.regression import load_thresholds
 
     cfg = checked_config(args)
-    try:
-        thresholds = load_thresholds(args.thresholds)
-    except ThresholdError as exc:
-        print(f"thresholds error: {exc}", file=sys.stderr)
-        return 2
+    thresholds = load_thresholds(args.thresholds)
     from dashboards.nightly import render_regression_page
     from pipeline.cli_report import report_and_log
     from pipeline.nightly import run_nightly
@@ -112,13 +104,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from pipeline.sync import SyncError, sync_run
+    from pipeline.sync import sync_run
 
-    try:
-        report = sync_run(args.run_dir)
-    except SyncError as exc:
-        print(f"sync error: {exc}", file=sys.stderr)
-        return 1
+    report = sync_run(args.run_dir)
     state = "complete" if report.complete else "incomplete (rerun `foveabench run` to finish it)"
     print(
         f"synced {report.run_dir} -> {report.tracking_uri} run {report.run_id}: "

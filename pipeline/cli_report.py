@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.catalogue import MANIFEST, result_dirs
 from pipeline.config_error import excerpt
 from pipeline.tracking.queries import reader
+from pipeline.user_error import UserError
 
 if TYPE_CHECKING:
     from pipeline.storage import Location
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
 RUN_DIR_TAG = "run_dir"  # absolute run directory, when the runner sets it
 
 
-class ReportError(RuntimeError):
+class ReportError(UserError, RuntimeError):
     """RUN could not be resolved; the message says what was tried."""
+
+    label = "report"
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -219,11 +222,7 @@ def describe_run(tracker: Any, report: str, heatmaps: list[str]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    try:
-        run_dir, tags = locate(args.run, args.tracking_uri, args.download_dir)
-    except ReportError as exc:
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
+    run_dir, tags = locate(args.run, args.tracking_uri, args.download_dir)
     import polars as pl
     import pyarrow as pa
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.user_error import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file that cannot be run; the message says where and how to fix it."""
 
     label = "config error"  # how the CLI introduces the message

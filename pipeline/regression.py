@@ -35,6 +35,7 @@ from pipeline.summary.nightly_data import (
     fmt_num,
 )
 from pipeline.tracking.urls import compare_url, run_url
+from pipeline.user_error import UserError
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "defaults": {"abs": 0.0, "rel": 0.05},
@@ -53,8 +54,10 @@ NEW_BASELINE = "new-baseline"
 MAX_LISTED = 40  #: tonight's values printed on a first night (all are in regression.json)
 
 
-class ThresholdError(ValueError):
+class ThresholdError(UserError, ValueError):
     """A thresholds file that cannot be used; the message says where and how to fix it."""
+
+    label = "thresholds error"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import yaml
 
 from pipeline import provenance
 from pipeline.config import BenchmarkConfig
+from pipeline.user_error import UserError
 
 #: Never uploaded: environments, results, VCS data, caches.
 WORKING_DIR_EXCLUDES = [
@@ -49,8 +50,10 @@ CONFIG_FILE = "foveabench-submitted.yaml"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-class SubmitError(RuntimeError):
+class SubmitError(UserError, RuntimeError):
     """Submission failed; the message names the address and the fix."""
+
+    label = "submit error"
 
 
 @dataclass(frozen=True)

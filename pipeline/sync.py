@@ -26,12 +26,16 @@ from pipeline.summary.write import write_summaries
 from pipeline.tracking.dataset import dataset_input
 from pipeline.tracking.store import default_tracking_uri, local_mlflow_dir
 from pipeline.tracking.tracker import Tracker
+from pipeline.user_error import UserError
 
 #: Parent-run files, relative to the run dir (summaries are globbed).
 
 
-class SyncError(RuntimeError):
+class SyncError(UserError, RuntimeError):
     """The run dir cannot be synced; the message says why and what to do."""
+
+    label = "sync error"
+    exit_code = 1
 
 
 @dataclass

@@ -46,3 +46,34 @@ def test_no_usable_image_is_one_line_exit_2(tmp_path: Path) -> None:
     rc, _, err, _ = cli("run", str(write(tmp_path, raw)))
     assert rc == 2 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].endswith("dataset.limit is 0; raise it or leave it out")
+
+
+def test_every_user_error_is_labelled_with_its_exit_code_by_main(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One mapping in ``main`` (issue 25.3): each command raises its own ``UserError``
+    subclass and ``main`` prints ``<label>: <message>`` with the class's exit code."""
+    from tests.ops_helpers import foveabench_here
+
+    thresholds = write(tmp_path, "{max_drop: [1, 2]}", "t.yaml")
+    out = str(tmp_path / "results")
+    config = write(
+        tmp_path, {"name": "net", "dataset": {"limit": 1}, "output_dir": out}, "run.yaml"
+    )
+    not_a_run = tmp_path / "plain"
+    not_a_run.mkdir()
+    cases = [
+        (["nightly", str(config), "--thresholds", str(thresholds)], "thresholds error: ", 2),
+        (["sync", str(not_a_run)], "sync error: ", 1),
+        (["report", str(tmp_path / "nowhere")], "report: ", 2),
+        (
+            ["submit", str(config), "--address", "http://127.0.0.1:9", "--connect-timeout", "1"],
+            "submit error: ",
+            2,
+        ),
+    ]
+    for args, label, code in cases:
+        ran = foveabench_here(capsys, *args)
+        lines = ran.stderr.strip().splitlines()
+        assert ran.returncode == code and "Traceback" not in ran.stderr, (args, ran.stderr[-2000:])
+        assert any(line.startswith(label) for line in lines), (args, lines[-3:])

@@ -53,6 +53,7 @@ PLAIN_FOR_DASHBOARDS = frozenset(
         "pipeline.summary.claims",
         "pipeline.eval_config",
         "pipeline.config_error",
+        "pipeline.user_error",  # the base class of config_error's error
     }
 )
 #: Libraries that read files or reach a network; the dashboards and their plain modules
