@@ -25,15 +25,36 @@ class ResultDir:
     compacted: bool  # shard pieces folded into one data.parquet per partition
     logged: bool  # mirrored to MLflow as artifacts (perturbation stores are not: too large)
     reviewed: bool  # copied with a report built from an object store
+    #: the partition's path below the folder, outermost first: ``{name}`` is a plain
+    #: folder (the evaluation task), ``name`` a Hive key (``model=m``); () for no partitions
+    keys: tuple[str, ...] = ()
+
+    def partition(self, **values: str) -> str:
+        """The partition folder of these key values, e.g. ``attacks/model=m/attack=a``."""
+        if set(values) != {k.strip("{}") for k in self.keys}:
+            raise ValueError(f"{self.name}: partition keys are {self.keys}, got {sorted(values)}")
+        parts = [values[k[1:-1]] if k.startswith("{") else f"{k}={values[k]}" for k in self.keys]
+        return "/".join((self.name, *parts))
 
 
+_MODEL_ATTACK = ("model", "attack")
+_EVAL = ("{task}", "source", "target", "attack")
 RESULT_DIRS: tuple[ResultDir, ...] = (
-    ResultDir("attacks", "attack", compacted=True, logged=True, reviewed=True),
-    ResultDir("clean", "attack", compacted=True, logged=True, reviewed=True),
-    ResultDir("bounds", "attack", compacted=True, logged=True, reviewed=True),
-    ResultDir("perturbations", "attack", compacted=True, logged=False, reviewed=False),
-    ResultDir("evals", "eval", compacted=True, logged=True, reviewed=True),
-    ResultDir("object_perturbations", "eval", compacted=True, logged=False, reviewed=False),
+    ResultDir("attacks", "attack", compacted=True, logged=True, reviewed=True, keys=_MODEL_ATTACK),
+    ResultDir("clean", "attack", compacted=True, logged=True, reviewed=True, keys=("model",)),
+    ResultDir("bounds", "attack", compacted=True, logged=True, reviewed=True, keys=("model",)),
+    ResultDir(
+        "perturbations", "attack", compacted=True, logged=False, reviewed=False, keys=_MODEL_ATTACK
+    ),
+    ResultDir("evals", "eval", compacted=True, logged=True, reviewed=True, keys=_EVAL),
+    ResultDir(
+        "object_perturbations",
+        "eval",
+        compacted=True,
+        logged=False,
+        reviewed=False,
+        keys=_MODEL_ATTACK,
+    ),
     ResultDir("summary", "run", compacted=False, logged=True, reviewed=True),
     ResultDir("report", "run", compacted=False, logged=True, reviewed=False),
     ResultDir("logs", "run", compacted=False, logged=False, reviewed=True),
@@ -50,6 +71,33 @@ PROVENANCE = "provenance.json"  # the run's provenance (pipeline.provenance)
 RUN_FILES = (MANIFEST, BAD_ROWS, MANIFEST_FINGERPRINT, MLFLOW_STATE, EVAL_POINTS, PROVENANCE)
 #: The run's inputs, logged to the MLflow parent run every time.
 PARENT_FILES = (CONFIG, MANIFEST, BAD_ROWS)
+
+
+def result_dir(name: str) -> ResultDir:
+    """The catalogue entry of result folder ``name``."""
+    for d in RESULT_DIRS:
+        if d.name == name:
+            return d
+    raise KeyError(f"no result folder {name!r} in the catalogue")
+
+
+def partition_keys(partition: str) -> dict[str, str]:
+    """The key values of a partition folder, parsed by its table's declared keys: the
+    inverse of :meth:`ResultDir.partition`."""
+    name, *parts = partition.strip("/").split("/")
+    keys = result_dir(name).keys
+    if len(parts) != len(keys):
+        raise ValueError(f"{partition}: {name} partitions are {'/'.join(keys)}")
+    values = {}
+    for key, part in zip(keys, parts, strict=True):
+        if key.startswith("{"):
+            values[key[1:-1]] = part
+        else:
+            found, _, value = part.partition("=")
+            if found != key:
+                raise ValueError(f"{partition}: expected {key}=..., found {part!r}")
+            values[key] = value
+    return values
 
 
 def result_dirs(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import ray
 
-from pipeline.catalogue import result_dirs
+from pipeline.catalogue import partition_keys, result_dirs
 from pipeline.partitions import CommitIndex, compact, partitions
 from pipeline.storage import Location
 from pipeline.write_error import ResultWriteError
@@ -39,8 +39,8 @@ def _n_tasks(n_partitions: int) -> int:
 
 def mlflow_model(partition: str) -> str:
     """The child run a partition is logged to: its model, or the evaluating target."""
-    fields = dict(p.split("=", 1) for p in partition.split("/") if "=" in p)
-    return fields.get("model") or fields["target"]
+    keys = partition_keys(partition)
+    return keys.get("model") or keys["target"]
 
 
 def compact_stage(

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from pipeline.catalogue import result_dir
 from tasks.protocol import EFFECT_COLUMNS as EFFECT_COLUMNS  # the linearity table's Fig. 6
 from tasks.protocol import MP
 
@@ -205,26 +206,29 @@ ADAPTIVE_SCHEMA = pa.schema(
 )
 
 
+# Partition folders, built by each table's declared keys (pipeline/catalogue.py).
+
+
 def eval_partition(task: str, source: str, target: str, attack: str) -> str:
-    return f"evals/{task}/source={source}/target={target}/attack={attack}"
+    return result_dir("evals").partition(task=task, source=source, target=target, attack=attack)
 
 
 def attack_partition(model: str, attack: str) -> str:
-    return f"attacks/model={model}/attack={attack}"
+    return result_dir("attacks").partition(model=model, attack=attack)
 
 
 def perturbation_partition(model: str, attack: str, setup: str = MP) -> str:
     """``perturbations/`` (the attack stage's) or ``object_perturbations/`` (MP-Object's)."""
     root = "perturbations" if setup == MP else f"{setup}_perturbations"
-    return f"{root}/model={model}/attack={attack}"
+    return result_dir(root).partition(model=model, attack=attack)
 
 
 def clean_partition(model: str) -> str:
-    return f"clean/model={model}"
+    return result_dir("clean").partition(model=model)
 
 
 def bounds_partition(model: str) -> str:
-    return f"bounds/model={model}"
+    return result_dir("bounds").partition(model=model)
 
 
 #: The result tables, each a folder of partitions (README "Results").

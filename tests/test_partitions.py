@@ -125,3 +125,23 @@ def test_compaction_starts_ray_only_when_a_partition_has_pieces_to_fold(
     again = compact_stage(run_dir, ("attacks", "clean"), lambda: started.append(2))
     assert started == [1], "nothing was left to fold, yet Ray was asked for"
     assert again == logged, "the compacted files are still logged"
+
+
+def test_every_partitioned_table_builds_and_parses_its_paths_by_its_declared_keys() -> None:
+    """Partition paths come from the catalogue's keys (issue 25.2), not from splitting
+    strings by hand: each table's path parses back to the values that built it, and a
+    path that is not of its table's shape is refused with what the shape is."""
+    from pipeline.catalogue import RESULT_DIRS, partition_keys
+
+    partitioned = [d for d in RESULT_DIRS if d.keys]
+    assert {d.name for d in partitioned} >= {"attacks", "clean", "bounds", "evals", "perturbations"}
+    for d in partitioned:
+        values = {k.strip("{}"): f"v_{k.strip('{}')}-1.a" for k in d.keys}
+        path = d.partition(**values)
+        assert path.startswith(f"{d.name}/") and partition_keys(path) == values
+    with pytest.raises(ValueError, match="attacks partitions are model/attack"):
+        partition_keys("attacks/model=m")
+    with pytest.raises(ValueError, match="expected model="):
+        partition_keys("clean/target=m")
+    with pytest.raises(ValueError, match="partition keys are"):
+        RESULT_DIRS[0].partition(model="m")
