@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.compaction import compact_stage
-from pipeline.partitions import (
+from pipeline.results.compaction import compact_stage
+from pipeline.results.partitions import (
     COMPACTED,
     CommitIndex,
     commit,
@@ -24,7 +24,7 @@ from pipeline.partitions import (
     read_partition,
     write_committed,
 )
-from pipeline.storage import Location, write_table
+from pipeline.results.storage import Location, write_table
 
 PART = "attacks/model=m/attack=a"
 
