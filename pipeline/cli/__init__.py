@@ -1,11 +1,9 @@
-"""The ``foveabench`` command: ``main`` (the parser, ``run``), one module per other command.
+"""The ``foveabench`` command, one module per command.
 
-- ``main`` (was ``cli.py``)
-- ``bench`` (was ``cli_bench.py``)
-- ``listing`` (was ``cli_list.py``)
-- ``ops`` (was ``cli_ops.py``)
-- ``report`` (was ``cli_report.py``)
-- ``summary`` (was ``cli_summary.py``)
+- ``main``: the parser, ``foveabench run`` and the exit codes (``python -m pipeline.cli``);
+- ``listing``: ``foveabench list``; ``report``: ``foveabench report``;
+- ``ops``: ``submit``, ``nightly``, ``sync``; ``bench``: ``foveabench bench``;
+- ``summary``: the closing block ``foveabench run`` prints.
 
-Nothing is imported here: import the module you need.
+Nothing is imported here: ``foveabench list`` and ``--version`` load no torch or Arrow.
 """

@@ -1,14 +1,13 @@
 """The benchmark's configuration: YAML in, a validated frozen dataclass out.
 
-- ``benchmark`` (was ``config.py``)
-- ``checks`` (was ``config_checks.py``)
-- ``entries`` (was ``config_entries.py``)
-- ``error`` (was ``config_error.py``)
-- ``overrides`` (was ``config_overrides.py``)
-- ``reference`` (was ``config_reference.py``)
-- ``yaml_file`` (was ``config_yaml.py``)
-- ``evaluation`` (was ``eval_config.py``)
-- ``names`` (was ``names.py``)
+- ``benchmark``: :class:`BenchmarkConfig` and ``load_config`` (file, overrides, checks);
+- ``entries``: the list keys (``models``, ``attacks``, ``tasks``) and their parameters;
+- ``evaluation``: the ``eval`` block (plain values: the dashboards may import it);
+- ``checks``: the ``eval`` checks an actor would otherwise make late;
+- ``overrides``: ``--set key=value``, ``--models``, ``--limit``... written into the mapping;
+- ``yaml_file``: reading YAML with limits; ``names``: the names a config is checked against;
+- ``error``: :class:`ConfigError`, the one-line error every check raises;
+- ``reference``: the README's config table (``python -m pipeline.config.reference``).
 
-Nothing is imported here: import the module you need.
+Nothing is imported here: ``names``, ``error`` and ``evaluation`` stay light for the CLI.
 """

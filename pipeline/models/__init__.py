@@ -1,11 +1,11 @@
-"""Networks and what they take in: the model registry, preprocessing, weights, images.
+"""Networks and what they take in.
 
-- ``networks`` (was ``models.py``)
-- ``preprocess`` (was ``preprocess.py``)
-- ``weights`` (was ``weights.py``)
-- ``checkpoints`` (was ``checkpoints.py``)
-- ``images`` (was ``images.py``)
-- ``image_cache`` (was ``image_cache.py``)
+- ``networks``: the model registry (pretrained ImageNet networks as logits of 0..255 input);
+- ``preprocess``: how an image becomes a model's input, without torch;
+- ``weights``: every model's weights, found on the driver before anything starts;
+- ``checkpoints``: local weights for a timm or torchvision architecture;
+- ``images``: image file -> model input, original-pixel boxes -> input boxes and masks;
+- ``image_cache``: decode once, per (image, preprocessing), prefetched.
 
-Nothing is imported here: import the module you need.
+Nothing is imported here: ``preprocess`` stays free of torch for the config.
 """

@@ -1,9 +1,9 @@
-"""Operations around runs: the nightly benchmark, regressions, Ray jobs, MLflow catch-up.
+"""Operations around runs.
 
-- ``nightly`` (was ``nightly.py``)
-- ``regression`` (was ``regression.py``)
-- ``submit`` (was ``submit.py``)
-- ``sync`` (was ``sync.py``)
+- ``nightly``: ``foveabench nightly``, the scheduled benchmark and its regression check;
+- ``regression``: a run's metrics against a baseline (thresholds, verdicts, the page's data);
+- ``submit``: ``foveabench submit``, a benchmark as a Ray job;
+- ``sync``: ``foveabench sync``, MLflow caught up with a run directory after an outage.
 
-Nothing is imported here: import the module you need.
+Nothing is imported here.
 """

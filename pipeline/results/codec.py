@@ -1,4 +1,4 @@
-"""Compact storage of attack directions so later stages never recompute an attack.
+"""The perturbation codec: attack directions kept compactly, so no stage recomputes an attack.
 
 A minimum perturbation is ``clip(x + scale * d) - x``; we keep ``d`` and
 ``scale`` (``x`` is re-derived from the image by the model's deterministic

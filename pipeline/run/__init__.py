@@ -1,14 +1,13 @@
 """One run's lifecycle: prepare, run the stages, summarise, finish.
 
-- ``runner`` (was ``runner.py``)
-- ``run_result`` (was ``run_result.py``)
-- ``rundir`` (was ``rundir.py``)
-- ``runmeta`` (was ``runmeta.py``)
-- ``interrupts`` (was ``interrupts.py``)
-- ``preflight`` (was ``preflight.py``)
-- ``library_logs`` (was ``library_logs.py``)
-- ``provenance`` (was ``provenance.py``)
-- ``netcheck`` (was ``netcheck.py``)
+- ``runner``: :class:`Run`, the driver of ``foveabench run``;
+- ``run_result``: the immutable :class:`RunResult` and the hooks a caller may pass;
+- ``rundir``: the run directory, checked first, deleted only if ours;
+- ``preflight``: what the driver checks before a manifest, Ray or MLflow starts;
+- ``provenance``, ``runmeta``: what a run stamps on its files and tells MLflow;
+- ``interrupts``: Ctrl-C and SIGTERM as one clean interrupt;
+- ``library_logs``: library log lines to the run's log file;
+- ``netcheck``: does a server answer at all (a bounded probe).
 
-Nothing is imported here: import the module you need.
+Nothing is imported here.
 """

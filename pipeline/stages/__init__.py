@@ -1,24 +1,14 @@
-"""The stages of a run on model actors: plans, units, the scheduler, progress.
+"""The stages of a run on model actors.
 
-- ``execute`` (was ``stages.py``)
-- ``scheduler`` (was ``scheduler.py``)
-- ``actors`` (was ``actors.py``)
-- ``placement`` (was ``placement.py``)
-- ``model_pool`` (was ``model_pool.py``)
-- ``worker`` (was ``worker.py``)
-- ``oom`` (was ``oom.py``)
-- ``attack_unit`` (was ``attack_unit.py``)
-- ``plan_attacks`` (was ``plan_attacks.py``)
-- ``running_stats`` (was ``running_stats.py``)
-- ``progress`` (was ``progress.py``)
-- ``eval_unit`` (was ``eval_unit.py``)
-- ``plan_evals`` (was ``plan_evals.py``)
-- ``eval_worker`` (was ``eval_worker.py``)
-- ``eval_adaptive`` (was ``eval_adaptive.py``)
-- ``eval_black_box`` (was ``eval_black_box.py``)
-- ``eval_inputs`` (was ``eval_inputs.py``)
-- ``eval_rows`` (was ``eval_rows.py``)
-- ``eval_progress`` (was ``eval_progress.py``)
+- ``execute``: the attack stage, then the evaluation stage, on one set of actors;
+- ``scheduler``: :class:`UnitScheduler`, units to actors, surviving crashes and lost nodes;
+- ``actors``, ``placement``, ``model_pool``: Ray, actor requests against the nodes, a pool
+  that serves every model;
+- ``worker``: the model actor (one network, resident) and the attack stage's computation;
+- ``oom``: out-of-memory detection and batch halving; ``progress``: batches as they finish;
+- attack stage: ``attack_unit``, ``plan_attacks``, ``running_stats``;
+- evaluation stage: ``eval_unit``, ``plan_evals``, ``eval_worker``, ``eval_inputs``,
+  ``eval_rows``, ``eval_adaptive``, ``eval_black_box``, ``eval_progress``.
 
-Nothing is imported here: import the module you need.
+Nothing is imported here: ``attack_unit`` and ``eval_unit`` stay light.
 """
