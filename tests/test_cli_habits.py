@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli.main import build_parser, config_overrides
+from pipeline.cli.main import build_parser
+from pipeline.cli.run import config_overrides
 from pipeline.config.benchmark import load_config
 from tests.ops_helpers import foveabench_here
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.main import run_exit_code
+from pipeline.cli.run import run_exit_code
 from pipeline.ops.sync import expected_artifacts
 from pipeline.results.storage import Location
 from pipeline.run.run_result import RunResult

@@ -11,7 +11,7 @@ from pipeline.config.benchmark import load_config
 
 
 def register(subparsers: Any) -> None:
-    from pipeline.cli.main import add_config_options
+    from pipeline.cli.run import add_config_options
 
     submit = subparsers.add_parser(
         "submit", help="run a benchmark as a job on a Ray cluster (Ray Jobs API)"
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 def _config(args: argparse.Namespace) -> Any:
     """Submit: the config as parsed (its paths are the cluster's, not this machine's)."""
-    from pipeline.cli.main import config_overrides
+    from pipeline.cli.run import config_overrides
 
     return load_config(args.config, config_overrides(args))
 
@@ -86,7 +86,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from pipeline.cli.main import checked_config
+    from pipeline.cli.run import checked_config
     from pipeline.ops.regression import ThresholdError, load_thresholds
 
     cfg = checked_config(args)
