@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.config.benchmark import ConfigError
-from pipeline.run import rundir
+from pipeline.results import rundir
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.results import rundir
 from pipeline.results.storage import Location
-from pipeline.run import rundir
 from pipeline.run.run_result import RunHooks
 from pipeline.run.runner import run_benchmark
 from pipeline.stages.attack_unit import AttackOutput

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.cli.main import main as cli_main
 from pipeline.config.benchmark import ConfigError
-from pipeline.run import rundir
+from pipeline.results import rundir
 from tests.test_report import make_run
 
 pytestmark = pytest.mark.unit

@@ -31,6 +31,7 @@ from pipeline.data import build_manifest
 from pipeline.models.networks import resolve_cfg
 from pipeline.results.codec import record
 from pipeline.results.partitions import read_partition, write_committed
+from pipeline.results.provenance import run_provenance, write_run_provenance
 from pipeline.results.storage import Location, write_table
 from pipeline.results.tables import (
     ATTACK_SCHEMA,
@@ -44,7 +45,6 @@ from pipeline.results.tables import (
     perturbation_partition,
     table_from_rows,
 )
-from pipeline.run.provenance import run_provenance, write_run_provenance
 from pipeline.summary.points import fix_eval_points
 from pipeline.summary.report_data import DEFAULT_PERCEPTIBLE_LINF
 from pipeline.summary.report_load import load_report_data

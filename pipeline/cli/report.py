@@ -111,7 +111,7 @@ def local_run_dir(run_dir: Location) -> Iterator[Path]:
     the page are drawn from tables; report/ is uploaded back by the caller). Links in a
     local report/ are removed first: the report never writes (or deletes) through them."""
     if run_dir.is_local:
-        from pipeline.run.rundir import drop_links
+        from pipeline.results.rundir import drop_links
 
         for link in drop_links(run_dir.local_path / "report"):
             print(

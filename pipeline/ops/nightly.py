@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config.benchmark import BenchmarkConfig
-from pipeline.run import provenance
+from pipeline.results import provenance
 from pipeline.tracking.queries import child_runs, parent_runs, reader, run_metrics
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.benchmark import BenchmarkConfig
-from pipeline.run import provenance
+from pipeline.results import provenance
 
 #: Never uploaded: environments, results, VCS data, caches.
 WORKING_DIR_EXCLUDES = [

@@ -17,8 +17,8 @@ from pipeline.config.yaml_file import parse_yaml
 from pipeline.results.catalogue import BAD_ROWS, CONFIG, MANIFEST, PARENT_FILES
 from pipeline.results.compaction import LOGGED, mlflow_model
 from pipeline.results.partitions import COMPACTED
+from pipeline.results.rundir import drop_links_below, marked
 from pipeline.results.storage import Location, RunDir, location, read_table
-from pipeline.run.rundir import drop_links_below, marked
 from pipeline.run.runmeta import run_params, run_tags
 from pipeline.stages.plan_attacks import plan_attack_units
 from pipeline.summary.metrics import final_metrics

@@ -45,7 +45,7 @@ BAD_ROWS = "bad_rows.parquet"
 MANIFEST_FINGERPRINT = "manifest.fingerprint"  # what the manifest was built from (data.reuse)
 MLFLOW_STATE = "mlflow.json"  # the run's MLflow ids (pipeline.tracking.session)
 EVAL_POINTS = "eval_points.json"  # the findings' evaluation points (pipeline.summary.points)
-PROVENANCE = "provenance.json"  # the run's provenance (pipeline.run.provenance)
+PROVENANCE = "provenance.json"  # the run's provenance (pipeline.results.provenance)
 #: The run's own files (besides config.yaml, which every run rewrites).
 RUN_FILES = (MANIFEST, BAD_ROWS, MANIFEST_FINGERPRINT, MLFLOW_STATE, EVAL_POINTS, PROVENANCE)
 #: The run's inputs, logged to the MLflow parent run every time.

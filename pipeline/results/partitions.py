@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from pipeline.results.rundir import COMMITS, QUARANTINE
 from pipeline.results.storage import (
     Location,
     RunDir,
@@ -43,7 +44,6 @@ from pipeline.results.storage import (
     read_table,
     write_table,
 )
-from pipeline.run.rundir import COMMITS, QUARANTINE
 
 COMPACTED = "data.parquet"
 SHARD_COLUMN = "_shard"

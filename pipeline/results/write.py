@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.results import provenance
 from pipeline.results.partitions import commit, piece_name
 from pipeline.results.storage import Location, write_table
 from pipeline.results.tables import (
@@ -26,7 +27,6 @@ from pipeline.results.tables import (
     eval_partition,
     perturbation_partition,
 )
-from pipeline.run import provenance
 from pipeline.stages.attack_unit import AttackOutput
 from pipeline.stages.eval_unit import EvalOutput
 from tasks.protocol import OBJECT

@@ -2,9 +2,8 @@
 
 - ``runner``: :class:`Run`, the driver of ``foveabench run``;
 - ``run_result``: the immutable :class:`RunResult` and the hooks a caller may pass;
-- ``rundir``: the run directory, checked first, deleted only if ours;
 - ``preflight``: what the driver checks before a manifest, Ray or MLflow starts;
-- ``provenance``, ``runmeta``: what a run stamps on its files and tells MLflow;
+- ``runmeta``: what a run tells MLflow about itself (provenance tags, parameters);
 - ``interrupts``: Ctrl-C and SIGTERM as one clean interrupt;
 - ``library_logs``: library log lines to the run's log file;
 - ``netcheck``: does a server answer at all (a bounded probe).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config.benchmark import BenchmarkConfig, ConfigError
-from pipeline.run import rundir
+from pipeline.results import rundir
 
 if TYPE_CHECKING:
     from pipeline.results.storage import Location

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from pipeline.config.benchmark import BenchmarkConfig
 from pipeline.models.networks import resolve_cfg
-from pipeline.run import provenance
+from pipeline.results import provenance
 
 
 def run_tags(

@@ -21,10 +21,11 @@ from pipeline.data.reuse import load_or_build as manifest_for_run
 from pipeline.models.networks import resolve_cfg, resolve_spec
 from pipeline.models.weights import checkpoint_provenance
 from pipeline.ops.sync import sync_artifacts
+from pipeline.results import provenance, rundir
 from pipeline.results.catalogue import BAD_ROWS, CONFIG, PARENT_FILES
 from pipeline.results.partitions import quarantine_damaged_pieces
 from pipeline.results.storage import Location
-from pipeline.run import interrupts, provenance, rundir
+from pipeline.run import interrupts
 from pipeline.run.library_logs import library_logs_to, log_path
 from pipeline.run.run_result import OpenedRun, Rows, RunHooks, RunResult, Summaries
 from pipeline.run.runmeta import run_params, run_tags

@@ -13,8 +13,8 @@ import yaml
 
 from pipeline.config.benchmark import BenchmarkConfig, parse_config
 from pipeline.results.catalogue import CONFIG
+from pipeline.results.provenance import read_run_provenance
 from pipeline.results.storage import RunDir
-from pipeline.run.provenance import read_run_provenance
 
 
 def run_config(run_dir: RunDir) -> tuple[str, BenchmarkConfig | None]:
