@@ -23,7 +23,7 @@ import yaml
 from ray.cluster_utils import Cluster
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from pipeline.cli.main import main as cli
+import pipeline.cli.main as cli
 from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
 from pipeline.data import build_manifest
 from pipeline.run.run_result import RunHooks
