@@ -4,7 +4,7 @@ A reviewer who opens tonight's verdict wants two clicks away: tonight's run and
 the baseline runs, in MLflow (run page and its ``report/index.html``
 artifact) and on disk. Links to the MLflow UI need an HTTP tracking server; for
 a SQLite store the page names the ``mlflow ui`` command that serves it instead.
-The links come resolved (``pipeline.regression.page_of``); this module only draws,
+The links come resolved (``pipeline.ops.regression.page_of``); this module only draws,
 and the caller writes the page.
 """
 

@@ -6,7 +6,7 @@ opened from cluster storage; the same figures are also written as files next
 to it so MLflow's artifact viewer shows each one inline. This module only draws:
 the summary layer loads the run (``pipeline.summary.report_load``: the run
 directory's Parquet, its provenance.json or MLflow's tags) and the CLI writes the
-page (``pipeline.cli_report.build_report``), so ``foveabench report`` rebuilds it
+page (``pipeline.cli.report.build_report``), so ``foveabench report`` rebuilds it
 at any time.
 """
 

@@ -17,7 +17,7 @@ import torch
 
 from pipeline.bench.images import load_images
 from pipeline.bench.peers import adv_lib_attack
-from pipeline.models import load_model
+from pipeline.models.networks import load_model
 from tasks.attacks import create
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch

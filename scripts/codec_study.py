@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.image_cache import ImageCache
-from pipeline.models import load_model
-from pipeline.store import Encoded, decode
+from pipeline.models.image_cache import ImageCache
+from pipeline.models.networks import load_model
+from pipeline.results.codec import Encoded, decode
 from tasks import norms
 from tasks.context import QueryContext
 from tasks.criterion import TopK

@@ -13,8 +13,8 @@ import sys
 
 import polars as pl
 
-from pipeline.config import load_config
-from pipeline.storage import Location
+from pipeline.config.benchmark import load_config
+from pipeline.results.storage import Location
 from pipeline.summary.write import protocol_tables
 
 FOVEATIONS = ["mp", "object_crop", "ten_crop", "saliency_crop", "three_crop"]

@@ -18,8 +18,8 @@ import torch
 import torchvision
 
 from pipeline.data import build_manifest
-from pipeline.images import load_batch
-from pipeline.models import PixelModel, PreprocessCfg, load_model
+from pipeline.models.images import load_batch
+from pipeline.models.networks import PixelModel, PreprocessCfg, load_model
 from tasks import attacks, measures
 from tasks.bounds import peck_bound
 from tasks.criterion import TopK

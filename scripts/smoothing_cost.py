@@ -26,8 +26,8 @@ from types import ModuleType
 import torch
 
 from pipeline.data import build_manifest
-from pipeline.images import load_batch
-from pipeline.models import load_model
+from pipeline.models.images import load_batch
+from pipeline.models.networks import load_model
 from tasks import smoothing
 from tasks.attacks.params import SmoothingCfg
 

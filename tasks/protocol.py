@@ -24,7 +24,7 @@ SETUPS = (MP, OBJECT)
 #: The modern random fixation (a random resized crop), attacked only by the ``adaptive``
 #: task: it has no transferred condition (tasks.adaptive draws it).
 MODERN_FOVEATION = "random_resized_crop"
-#: The evaluation task that attacks each foveation through itself (pipeline/eval_adaptive.py).
+#: The evaluation task that attacks each foveation through itself (pipeline/stages/eval_adaptive.py).
 ADAPTIVE = "adaptive"
 #: Fig. 6's result columns per set-up: ``<prefix>_image`` and ``<prefix>_perturbation``.
 EFFECT_COLUMNS = {MP: "fov_object", OBJECT: "fov_one_crop"}

@@ -3,7 +3,7 @@ suite starts once per session (how the suite is organised: docs/testing.md).
 
 - ``local_ray``: one Ray for the whole session, with the CPUs CI has. It is started by
   the first test that asks for it and shut down at the end of the session. The pipeline
-  reuses a Ray that is already initialised (``pipeline.actors.init_ray``), so runs inside
+  reuses a Ray that is already initialised (``pipeline.stages.actors.init_ray``), so runs inside
   tests share it instead of starting their own.
 - ``own_ray`` (marker): a test that must start its own cluster (several nodes, a node
   removed or a worker SIGKILLed under it). Such tests run first, before any test has

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import (
+from pipeline.config.benchmark import (
     AttackRef,
     BenchmarkConfig,
     DatasetCfg,
@@ -29,9 +29,9 @@ from pipeline.config import (
     MlflowCfg,
     ModelRef,
 )
-from pipeline.eval_progress import metric_prefix
-from pipeline.eval_unit import EvalOutput
-from pipeline.run_result import RunHooks, RunResult
+from pipeline.run.run_result import RunHooks, RunResult
+from pipeline.stages.eval_progress import metric_prefix
+from pipeline.stages.eval_unit import EvalOutput
 from pipeline.tracking.tracker import STATE_FILE
 from tasks.protocol import TASKS
 
@@ -146,8 +146,8 @@ def make_golden(output_dir: Path, tracking_uri: str) -> Golden:
     as ``foveabench run`` composes them."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.cli_report import report_and_log
-    from pipeline.runner import run_benchmark
+    from pipeline.cli.report import report_and_log
+    from pipeline.run.runner import run_benchmark
 
     cfg = golden_config(output_dir, tracking_uri)
     client = MlflowClient(tracking_uri)

@@ -142,7 +142,7 @@ class Ran:
 def foveabench_here(capsys: pytest.CaptureFixture[str], *args: str) -> Ran:
     """``foveabench ARGS`` in this process (``pipeline.cli.main``): no interpreter start, and
     runs use the session's Ray. For tests where the process boundary is not the point."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     capsys.readouterr()  # what came before is not this call's output
     saved = {k: os.environ.pop(k) for k in FOREIGN_ENV if k in os.environ}

@@ -12,17 +12,17 @@ import pytest
 import torch
 
 from dashboards.figures.security import adaptive_gain_heatmaps, security_curves
-from pipeline.config import EvalCfg
+from pipeline.config.benchmark import EvalCfg
 from pipeline.data import build_manifest
-from pipeline.eval_unit import EvalUnit
-from pipeline.eval_worker import Evaluator
-from pipeline.image_cache import ImageCache
-from pipeline.images import load_batch
-from pipeline.models import load_model
-from pipeline.partitions import write_committed
-from pipeline.progress import ProgressTarget
-from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
-from pipeline.store import record, roundtrip
+from pipeline.models.image_cache import ImageCache
+from pipeline.models.images import load_batch
+from pipeline.models.networks import load_model
+from pipeline.results.codec import record, roundtrip
+from pipeline.results.partitions import write_committed
+from pipeline.results.tables import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
+from pipeline.stages.eval_unit import EvalUnit
+from pipeline.stages.eval_worker import Evaluator
+from pipeline.stages.progress import ProgressTarget
 from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, masking_warnings
 from pipeline.summary.findings import findings
 from pipeline.summary.report_data import ReportData
@@ -139,7 +139,7 @@ def test_an_attack_split_to_bound_its_inputs_gives_what_one_call_gives(
     """EOT views hold many crops per image; the task attacks a few images at a time so one
     composite query stays under a bound (an EOT batch was killed for memory otherwise).
     Images are independent, so the split changes nothing."""
-    from pipeline import eval_adaptive
+    from pipeline.stages import eval_adaptive
     from tasks.geometry import Window
     from tasks.views import CropView
     from tests.linear import random_linear
@@ -161,7 +161,7 @@ def test_an_attack_split_to_bound_its_inputs_gives_what_one_call_gives(
 
 def test_the_adaptive_task_attacks_only_the_foveations_asked_for() -> None:
     """eval.adaptive_foveations picks, in the run's order; unset, every one of the run."""
-    from pipeline.eval_adaptive import adaptive_foveations
+    from pipeline.stages.eval_adaptive import adaptive_foveations
 
     crops = ("object_crop", "three_crop")
     every = adaptive_foveations(EvalCfg(crops=crops))

@@ -152,7 +152,7 @@ def test_section_is_replaced_and_others_kept(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("art") is None, reason="needs the 'bench' extra (ART)")
 def test_sign_vs_art_on_real_photos() -> None:
-    from pipeline.models import load_model
+    from pipeline.models.networks import load_model
 
     torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")
@@ -202,7 +202,7 @@ def test_sign_vs_art_on_real_photos() -> None:
 def test_success_table_counts_only_verified_top5_successes() -> None:
     """Ours only (no peer needed): every claimed success is re-checked under top-5."""
     from pipeline.bench.success import run_success, success_markdown
-    from pipeline.models import load_model
+    from pipeline.models.networks import load_model
 
     torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")

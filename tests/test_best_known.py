@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from pipeline.data import build_manifest
-from pipeline.partitions import write_committed
-from pipeline.results import ATTACK_SCHEMA, attack_partition, table_from_rows
-from pipeline.storage import write_table
+from pipeline.results.partitions import write_committed
+from pipeline.results.storage import write_table
+from pipeline.results.tables import ATTACK_SCHEMA, attack_partition, table_from_rows
 from pipeline.summary.best_known import merge_best, model_key, update_best_known
 
 pytestmark = pytest.mark.unit

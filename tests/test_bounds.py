@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pipeline.models import PixelModel, PreprocessCfg
+from pipeline.models.networks import PixelModel, PreprocessCfg
 from tasks import attacks
 from tasks.bounds import UnsupportedLayerError, peck_bound
 from tasks.criterion import TopK
@@ -133,7 +133,7 @@ def test_residual_network_names_the_layer_it_cannot_bound() -> None:
 
 def _sample_batch(size: int) -> tuple[PreprocessCfg, torch.Tensor]:
     from pipeline.data import build_manifest
-    from pipeline.images import load_batch
+    from pipeline.models.images import load_batch
 
     if not (SAMPLE / "images").is_dir():
         pytest.skip(f"{SAMPLE} is absent")

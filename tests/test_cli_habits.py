@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import build_parser, config_overrides
-from pipeline.config import load_config
+from pipeline.cli.main import build_parser
+from pipeline.cli.run import config_overrides
+from pipeline.config.benchmark import load_config
 from tests.ops_helpers import foveabench_here
 
 pytestmark = pytest.mark.unit
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.unit
 def registered(kind: str) -> list[str]:
     """The names each registry holds (the real ones, which import torch)."""
     if kind == "models":
-        from pipeline import models
+        from pipeline.models import networks as models
 
         return [*models.MODELS.names(), *(f"{p}:<name>" for p in models._PREFIXES)]
     if kind == "attacks":
@@ -174,7 +175,7 @@ def test_a_malformed_set_is_one_line(
 
 
 def test_first_nightly_prints_its_values_as_the_baseline() -> None:
-    from pipeline.regression import Report, compare, load_thresholds, summary_lines
+    from pipeline.ops.regression import Report, compare, load_thresholds, summary_lines
 
     tonight = {"efficientnet_lite0/clean_top5": 1.0, "efficientnet_lite0/running/x": 2.0}
     report = Report("nightly-2026-01-10-abc1234", "r1", "cfg", [])
@@ -187,13 +188,13 @@ def test_first_nightly_prints_its_values_as_the_baseline() -> None:
 
 
 def test_readme_config_reference_is_generated_from_the_schema() -> None:
-    from pipeline.config_reference import markdown_table, rows
+    from pipeline.config.reference import markdown_table, rows
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start, end = "<!-- config: python -m pipeline.config_reference -->\n", "\n<!-- /config -->"
+    start, end = "<!-- config: python -m pipeline.config.reference -->\n", "\n<!-- /config -->"
     assert start in readme and end in readme, "the README lost its config reference markers"
     table = readme.split(start, 1)[1].split(end, 1)[0]
-    assert table == markdown_table(), "regenerate it: python -m pipeline.config_reference"
+    assert table == markdown_table(), "regenerate it: python -m pipeline.config.reference"
     keys = {key for key, *_ in rows()}
     assert {"device", "rtol", "ray.cpus_per_actor", "eval.rtol", "dataset.limit"} <= keys
 

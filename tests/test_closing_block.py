@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli_summary import print_summary
+from pipeline.cli.summary import print_summary
 from pipeline.tracking.urls import experiment_url
 from tests.golden import EXPERIMENT, Golden
 

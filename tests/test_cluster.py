@@ -28,8 +28,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
-from pipeline.attack_unit import AttackOutput, AttackUnit
-from pipeline.config import (
+from pipeline.config.benchmark import (
     AttackRef,
     BenchmarkConfig,
     DatasetCfg,
@@ -38,10 +37,11 @@ from pipeline.config import (
     load_config,
 )
 from pipeline.data import build_manifest
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
-from pipeline.summary.attacks import scan
-from pipeline.worker import ModelWorker, WorkerSpec
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput, AttackUnit
+from pipeline.stages.worker import ModelWorker, WorkerSpec
+from pipeline.summary.attacks import read_results
 from tasks.attacks import ATTACK_SPECS, AttackSpec
 from tasks.attacks.gradient import SignAttack
 from tasks.attacks.params import GradientParams
@@ -70,7 +70,7 @@ def assert_rows_exactly_once(run_dir: Path) -> None:
     ids = sorted(build_manifest("sample", None, N_IMAGES).table.column("image_id").to_pylist())
     assert not list(run_dir.rglob("shard-*.parquet")), "pieces left after compaction"
     for sub in ("attacks", "clean"):
-        table = scan(run_dir, sub)
+        table = read_results(run_dir, sub)
         assert table is not None, sub
         rows = table.to_dicts()
         keys = [(r["image_id"], r["model"], r.get("attack")) for r in rows]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, parse_config
+from pipeline.config.benchmark import ConfigError, load_config, parse_config
 from tasks.attacks.params import DDNParams, GradientParams
 
 pytestmark = pytest.mark.unit

@@ -18,10 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dashboards.transfer_artifacts import transfer_matrix_artifacts
-from pipeline.eval_progress import EvalProgress, check_points, metric_prefix
-from pipeline.partitions import write_committed
-from pipeline.results import CRITICAL_SCHEMA, eval_partition, table_from_rows
-from pipeline.storage import write_table
+from pipeline.results.partitions import write_committed
+from pipeline.results.storage import write_table
+from pipeline.results.tables import CRITICAL_SCHEMA, eval_partition, table_from_rows
+from pipeline.stages.eval_progress import EvalProgress, check_points, metric_prefix
 from pipeline.summary.metrics import transfer_metrics
 from pipeline.summary.protocol import accuracy_curves, transfer_matrices
 from pipeline.tracking.tracker import Tracker

@@ -9,18 +9,18 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.config import EvalCfg
+from pipeline.config.benchmark import EvalCfg
 from pipeline.data import build_manifest
-from pipeline.eval_inputs import resize_direction
-from pipeline.eval_unit import EvalUnit
-from pipeline.eval_worker import Evaluator
-from pipeline.image_cache import ImageCache
-from pipeline.images import load_batch
-from pipeline.models import PixelModel, load_model, resolve_cfg
-from pipeline.partitions import read_partition, write_committed
-from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
-from pipeline.storage import Location
-from pipeline.store import Encoded, read_store, record, roundtrip
+from pipeline.models.image_cache import ImageCache
+from pipeline.models.images import load_batch
+from pipeline.models.networks import PixelModel, load_model, resolve_cfg
+from pipeline.results.codec import Encoded, read_store, record, roundtrip
+from pipeline.results.partitions import read_partition, write_committed
+from pipeline.results.storage import Location
+from pipeline.results.tables import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
+from pipeline.stages.eval_inputs import resize_direction
+from pipeline.stages.eval_unit import EvalUnit
+from pipeline.stages.eval_worker import Evaluator
 from pipeline.summary.protocol import ratio_pairs
 from pipeline.summary.stats import ratio_test, tie_tolerance
 from tasks import attacks, norms

@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.eval_rows import RowSink
-from pipeline.eval_unit import EvalUnit
-from pipeline.models import resolve_cfg
+from pipeline.models.networks import resolve_cfg
+from pipeline.stages.eval_rows import RowSink
+from pipeline.stages.eval_unit import EvalUnit
 from pipeline.summary.claims import claims, primary_claims
 from pipeline.summary.findings import findings
 from pipeline.summary.points import matched_point
@@ -323,8 +323,8 @@ def test_a_statistic_the_run_cannot_give_is_a_config_error(
 ) -> None:
     """An evaluation point outside every grid it would be read on, or a claim that does not
     exist, fails when the config is read, before any work (as every config error)."""
-    from pipeline.config import parse_config
-    from pipeline.config_error import ConfigError
+    from pipeline.config.benchmark import parse_config
+    from pipeline.config.error import ConfigError
 
     raw = {"tasks": ["clean", "min_perturbation", "foveation"], "eval": eval_cfg}
     with pytest.raises(ConfigError, match=message):
@@ -336,8 +336,8 @@ def test_transfer_accuracy_is_over_the_images_the_source_perturbed() -> None:
     about transfer; it lifted cross-model accuracy at every norm. The final matrices and
     the running MLflow metrics count the perturbed images only, the all-image accuracy
     beside them; the medians also leave out images the target gets wrong clean."""
-    from pipeline.eval_progress import EvalProgress
-    from pipeline.results import CRITICAL_SCHEMA, table_from_rows
+    from pipeline.results.tables import CRITICAL_SCHEMA, table_from_rows
+    from pipeline.stages.eval_progress import EvalProgress
     from pipeline.summary.protocol import accuracy_curves, transfer_matrices
 
     crits = [

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import rundir
-from pipeline.config import ConfigError
+from pipeline.config.benchmark import ConfigError
+from pipeline.results import rundir
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ HEAVY = ("torch", "ray", "mlflow", "polars", "pyarrow")
 #: Runs the CLI in-process, then says what it imported.
 PROBE = f"""
 import json, sys
-from pipeline.cli import main
+from pipeline.cli.main import main
 try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:
@@ -202,9 +202,9 @@ def test_run_names_in_code_are_checked_too(tmp_path: Path, name: str) -> None:
 
 
 def test_torch_free_name_lists_match_the_registries() -> None:
-    from pipeline import models
+    from pipeline.config.names import LAYOUT_NAMES, MODEL_NAMES, MODEL_PREFIXES
     from pipeline.data import LAYOUTS
-    from pipeline.names import LAYOUT_NAMES, MODEL_NAMES, MODEL_PREFIXES
+    from pipeline.models import networks as models
 
     assert MODEL_NAMES.names() == models.MODELS.names()
     assert set(MODEL_PREFIXES) == set(models._PREFIXES)

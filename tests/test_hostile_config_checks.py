@@ -65,7 +65,7 @@ def test_an_input_size_no_network_takes_is_refused_before_torch(tmp_path: Path) 
 
 
 def test_the_torch_free_saliency_names_match_the_registry() -> None:
-    from pipeline.names import SALIENCY_NAMES
+    from pipeline.config.names import SALIENCY_NAMES
     from tasks.saliency import SALIENCY
 
     assert SALIENCY_NAMES.names() == SALIENCY.names()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import run_exit_code
-from pipeline.run_result import RunResult
-from pipeline.storage import Location
-from pipeline.sync import expected_artifacts
+from pipeline.cli.run import run_exit_code
+from pipeline.ops.sync import expected_artifacts
+from pipeline.results.storage import Location
+from pipeline.run.run_result import RunResult
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +45,7 @@ def test_a_run_whose_mlflow_could_not_be_written_exits_non_zero(
 #: EFBIG, as a full disk fails with ENOSPC; unlike a read-only folder it binds root too).
 LIMITED = """
 import json, resource, sys
-from pipeline.cli import main
+from pipeline.cli.main import main
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 print(json.dumps({"rc": main(sys.argv[1:])}))
 """
@@ -83,15 +83,15 @@ def test_a_compaction_that_cannot_be_written_keeps_every_committed_piece(
     import subprocess
     import sys
 
-    from pipeline.partitions import CommitIndex, compact, read_partition, write_committed
+    from pipeline.results.partitions import CommitIndex, compact, read_partition, write_committed
     from tests.test_partitions import PART, rows
 
     write_committed(tmp_path, PART, 0, rows(["a", "b"]))
     write_committed(tmp_path, PART, 1, rows(["c"]))
     script = (
         "import resource, sys\n"
-        "from pipeline.partitions import compact\n"
-        "from pipeline.storage import Location\n"
+        "from pipeline.results.partitions import compact\n"
+        "from pipeline.results.storage import Location\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
         "try:\n"
         "    compact(Location(sys.argv[1]), sys.argv[2])\n"
@@ -119,8 +119,8 @@ def test_a_result_written_under_a_file_names_it(tmp_path: Path) -> None:
     ResultWriteError naming the result and the obstacle, for both writers."""
     import pyarrow as pa
 
-    from pipeline.storage import write_table
-    from pipeline.write_error import ResultWriteError
+    from pipeline.results.storage import write_table
+    from pipeline.results.write_error import ResultWriteError
 
     (tmp_path / "summary").write_text("a file where a folder should be")
     for write in (

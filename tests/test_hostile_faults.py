@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import rundir
-from pipeline.attack_unit import AttackOutput
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
-from pipeline.storage import Location
-from pipeline.summary.attacks import scan
+from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.results import rundir
+from pipeline.results.storage import Location
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput
+from pipeline.summary.attacks import read_results
 from pipeline.tracking.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_resumed_running_metrics_are_those_of_the_whole_run(
     assert [v for _, v in images] == [2.0, 4.0, 6.0]
 
     def column(table: str, name: str) -> list[object]:
-        rows = scan(run_dir, table)
+        rows = read_results(run_dir, table)
         assert rows is not None, table
         return rows[name].to_list()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.storage import Location
+from pipeline.results.storage import Location
 from tests.test_hostile_config import cli
 
 pytestmark = pytest.mark.unit
@@ -42,7 +42,7 @@ def test_report_on_a_junk_table_is_one_line(tmp_path: Path) -> None:
 
 def test_a_damaged_mlflow_db_is_one_line_naming_it(tmp_path: Path) -> None:
     from pipeline.data import build_manifest
-    from pipeline.storage import write_table
+    from pipeline.results.storage import write_table
 
     run = junk_run(tmp_path, "name: run\n")
     write_table(build_manifest("sample", None, 1).table, Location(run / "manifest.parquet"))

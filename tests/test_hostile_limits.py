@@ -58,9 +58,9 @@ def test_the_limits_are_set_in_the_config_and_a_change_rebuilds_the_manifest(
 ) -> None:
     """Configurable (issue 26.4): a dataset of dense annotations raises dataset.max_boxes,
     a strict one lowers dataset.max_aspect; a reused manifest is rebuilt for new limits."""
-    from pipeline.config import parse_config
+    from pipeline.config.benchmark import parse_config
     from pipeline.data.reuse import load_or_build
-    from pipeline.storage import Location
+    from pipeline.results.storage import Location
 
     root = tmp_path / "d"
     jpeg(root / "images" / "a.JPEG")  # 40x30: aspect 1.33

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.partitions import (
+from pipeline.results.partitions import (
     CommitIndex,
     compact,
     piece_name,
@@ -16,7 +16,7 @@ from pipeline.partitions import (
     read_partition,
     write_committed,
 )
-from pipeline.storage import Location
+from pipeline.results.storage import Location
 from tests.test_partitions import PART, rows
 
 pytestmark = pytest.mark.unit

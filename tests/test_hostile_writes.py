@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import rundir
-from pipeline.cli import main as cli_main
-from pipeline.config import ConfigError
+from pipeline.cli.main import main as cli_main
+from pipeline.config.benchmark import ConfigError
+from pipeline.results import rundir
 from tests.test_report import make_run
 
 pytestmark = pytest.mark.unit

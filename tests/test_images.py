@@ -1,4 +1,4 @@
-"""pipeline.images: exact box mapping, exact masks, and crops where timm puts them."""
+"""pipeline.models.images: exact box mapping, exact masks, and crops where timm puts them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.images import input_geometry, load_batch, load_input, map_boxes, object_mask
-from pipeline.models import PreprocessCfg
+from pipeline.models.images import input_geometry, load_batch, load_input, map_boxes, object_mask
+from pipeline.models.networks import PreprocessCfg
 
 pytestmark = pytest.mark.unit
 

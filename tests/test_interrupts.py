@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline import interrupts
+from pipeline.run import interrupts
 
 
 def _send(sig: int) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.runner  # noqa: F401  (imports MLflow and Ray, as a run has by then)
-from pipeline.library_logs import LIBRARIES, library_logs_to, log_path
-from pipeline.storage import Location
+import pipeline.run.runner  # noqa: F401  (imports MLflow and Ray, as a run has by then)
+from pipeline.results.storage import Location
+from pipeline.run.library_logs import LIBRARIES, library_logs_to, log_path
 
 
 @pytest.mark.unit

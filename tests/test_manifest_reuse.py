@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline.data.classes import wnids
 from pipeline.data.reuse import load_or_build
-from pipeline.storage import Location
+from pipeline.results.storage import Location
 
 pytestmark = pytest.mark.unit
 

@@ -16,9 +16,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from pipeline.data import build_manifest
-from pipeline.images import load_batch
-from pipeline.models import load_model
-from pipeline.partitions import write_committed
+from pipeline.models.images import load_batch
+from pipeline.models.networks import load_model
+from pipeline.results.partitions import write_committed
 from pipeline.summary.measures import bounds_summary
 from tasks import measures
 from tests.golden import ALEX, IMAGES, Golden

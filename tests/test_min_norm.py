@@ -209,7 +209,7 @@ def test_budget_below_one_step_is_refused_when_parameters_are_read(name: str) ->
 
 
 def test_budget_below_one_step_is_a_config_error() -> None:
-    from pipeline.config import ConfigError, parse_config
+    from pipeline.config.benchmark import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match=r"attacks\[0\]: attack 'fmn': budget = 1 is below"):
         parse_config({"attacks": [{"fmn": {"budget": 1}}]}, "run.yaml")
@@ -228,7 +228,7 @@ def test_budget_below_one_step_is_a_config_error() -> None:
 )
 def test_succeeds_on_real_photos(name: str, params: dict[str, Any], imagenet_sample: Any) -> None:
     from pipeline.bench.images import load_images
-    from pipeline.models import load_model
+    from pipeline.models.networks import load_model
 
     torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")

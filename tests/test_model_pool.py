@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.attack_unit import AttackOutput
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
-from pipeline.model_pool import ModelPool
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
-from pipeline.summary.attacks import scan
-from pipeline.worker import WorkerSpec
+from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput
+from pipeline.stages.model_pool import ModelPool
+from pipeline.stages.worker import WorkerSpec
+from pipeline.summary.attacks import read_results
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -65,7 +65,7 @@ def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
 
     summary = run_benchmark(cfg, hooks=RunHooks(attack_unit=record))
     assert not summary.failed_units and summary.computed_units == 36
-    attacks = scan(tmp_path / "pool", "attacks")
+    attacks = read_results(tmp_path / "pool", "attacks")
     assert attacks is not None and attacks.height == 36 and set(attacks["model"]) == set(MODELS)
     assert len(spans) == 4, f"{len(spans)} actors worked"
     start = min(s for work in spans.values() for s, _ in work)

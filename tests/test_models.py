@@ -15,8 +15,8 @@ import timm
 import torch
 
 from pipeline.data import build_manifest
-from pipeline.images import load_batch
-from pipeline.models import MODELS, load_model
+from pipeline.models.images import load_batch
+from pipeline.models.networks import MODELS, load_model
 
 PHOTO = "coffee"  # scikit-image's espresso cup; ImageNet class 967 "espresso"
 

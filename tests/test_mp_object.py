@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data import build_manifest
-from pipeline.image_cache import ImageCache
-from pipeline.models import load_model
+from pipeline.models.image_cache import ImageCache
+from pipeline.models.networks import load_model
 from tasks import attacks
 from tasks.criterion import TopK
 from tasks.evaluation.conditions import ConditionBatch, ObjectView

@@ -31,12 +31,19 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from pipeline.attack_unit import AttackOutput
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, MlflowCfg, ModelRef, RayCfg
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
-from pipeline.storage import Location
-from pipeline.summary.attacks import scan
+from pipeline.config.benchmark import (
+    AttackRef,
+    BenchmarkConfig,
+    DatasetCfg,
+    MlflowCfg,
+    ModelRef,
+    RayCfg,
+)
+from pipeline.results.storage import Location
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput
+from pipeline.summary.attacks import read_results
 from tests.tiny import TINY, TINY_INPUT, planted_wnids
 
 MODEL = TINY
@@ -153,7 +160,7 @@ def _results(run_dir: Location | Path) -> dict[str, pl.DataFrame]:
     drop = {"seconds", "n_forward", "n_backward"}
     out = {}
     for table in ("attacks", "clean", "evals/norm_sweep", "evals/masks"):
-        df = scan(run_dir, table)
+        df = read_results(run_dir, table)
         assert df is not None, f"{table}: no rows"
         keep = [c for c in df.columns if c not in drop]
         out[table] = df.select(keep).sort(df.columns[0], *[c for c in keep if c == "condition"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from pipeline.config import load_config
-from pipeline.models import PixelModel, resolve_cfg
+from pipeline.config.benchmark import load_config
+from pipeline.models.networks import PixelModel, resolve_cfg
 
 pytestmark = pytest.mark.integration
 

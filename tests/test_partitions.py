@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.compaction import compact_stage
-from pipeline.partitions import (
+from pipeline.results.compaction import compact_stage
+from pipeline.results.partitions import (
     COMPACTED,
     CommitIndex,
     commit,
@@ -24,7 +24,7 @@ from pipeline.partitions import (
     read_partition,
     write_committed,
 )
-from pipeline.storage import Location, write_table
+from pipeline.results.storage import Location, write_table
 
 PART = "attacks/model=m/attack=a"
 
@@ -131,7 +131,7 @@ def test_every_partitioned_table_builds_and_parses_its_paths_by_its_declared_key
     """Partition paths come from the catalogue's keys (issue 25.2), not from splitting
     strings by hand: each table's path parses back to the values that built it, and a
     path that is not of its table's shape is refused with what the shape is."""
-    from pipeline.catalogue import RESULT_DIRS, partition_keys
+    from pipeline.results.catalogue import RESULT_DIRS, partition_keys
 
     partitioned = [d for d in RESULT_DIRS if d.keys]
     assert {d.name for d in partitioned} >= {"attacks", "clean", "bounds", "evals", "perturbations"}

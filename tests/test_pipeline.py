@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import DatasetCfg, ModelRef, load_config
-from pipeline.partitions import read_partition
-from pipeline.runner import run_benchmark
-from pipeline.storage import Location
+from pipeline.config.benchmark import DatasetCfg, ModelRef, load_config
+from pipeline.results.partitions import read_partition
+from pipeline.results.storage import Location
+from pipeline.run.runner import run_benchmark
 from tasks.protocol import TASKS, eval_tasks
 from tests.golden import EXPERIMENT, IMAGES, LITE0, LITE1, MODELS, SHARD_SIZE, Golden
 

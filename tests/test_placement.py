@@ -23,14 +23,14 @@ import yaml
 from ray.cluster_utils import Cluster
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from pipeline import cli
-from pipeline.attack_unit import AttackOutput
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
+import pipeline.cli.main as cli
+from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef, RayCfg
 from pipeline.data import build_manifest
-from pipeline.placement import Node, PlacementError, alive_nodes, plan_actors
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
-from pipeline.summary.attacks import scan
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput
+from pipeline.stages.placement import Node, PlacementError, alive_nodes, plan_actors
+from pipeline.summary.attacks import read_results
 
 TINY = ("test_convnext", "test_convnext2", "test_convnext3")  # timm test nets, ~0.3M params
 N_IMAGES = 3
@@ -191,7 +191,7 @@ def assert_rows_exactly_once(cfg: BenchmarkConfig, photos: Path) -> None:
     ids = build_manifest("ilsvrc", str(photos), N_IMAGES).table.column("image_id").to_pylist()
     expected = sorted((i, m.name) for i in ids for m in cfg.models)
     for sub in ("clean", "attacks"):
-        table = scan(Path(cfg.output_dir) / cfg.name, sub)
+        table = read_results(Path(cfg.output_dir) / cfg.name, sub)
         assert table is not None, sub
         keys = sorted((r["image_id"], r["model"]) for r in table.to_dicts())
         assert keys == expected, f"{sub}: rows lost or duplicated"

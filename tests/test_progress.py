@@ -1,4 +1,4 @@
-"""Progress inside a unit (pipeline/progress.py): reported per batch, counted once, shown
+"""Progress inside a unit (pipeline/stages/progress.py): reported per batch, counted once, shown
 in the driver's running metrics while the unit still runs."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.attack_unit import AttackUnit
-from pipeline.config import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
+from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
-from pipeline.progress import Partial, ProgressBoard, ProgressTarget, ProgressWatch
-from pipeline.runner import run_benchmark
-from pipeline.running_stats import RunningStats
-from pipeline.worker import ModelWorker, WorkerSpec
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackUnit
+from pipeline.stages.progress import Partial, ProgressBoard, ProgressTarget, ProgressWatch
+from pipeline.stages.running_stats import RunningStats
+from pipeline.stages.worker import ModelWorker, WorkerSpec
 from tasks.attacks.specs import attack_spec
 
 MODEL = "efficientnet_lite0"

@@ -24,14 +24,16 @@ import yaml
 
 from dashboards.figures import build_figures
 from dashboards.report import provenance_html, render_page
-from pipeline.cli import main as cli_main
-from pipeline.cli_report import build_report
-from pipeline.config import ReportCfg, parse_config
+from pipeline.cli.main import main as cli_main
+from pipeline.cli.report import build_report
+from pipeline.config.benchmark import ReportCfg, parse_config
 from pipeline.data import build_manifest
-from pipeline.models import resolve_cfg
-from pipeline.partitions import read_partition, write_committed
-from pipeline.provenance import run_provenance, write_run_provenance
-from pipeline.results import (
+from pipeline.models.networks import resolve_cfg
+from pipeline.results.codec import record
+from pipeline.results.partitions import read_partition, write_committed
+from pipeline.results.provenance import run_provenance, write_run_provenance
+from pipeline.results.storage import Location, write_table
+from pipeline.results.tables import (
     ATTACK_SCHEMA,
     CLEAN_SCHEMA,
     CRITICAL_SCHEMA,
@@ -43,8 +45,6 @@ from pipeline.results import (
     perturbation_partition,
     table_from_rows,
 )
-from pipeline.storage import Location, write_table
-from pipeline.store import record
 from pipeline.summary.points import fix_eval_points
 from pipeline.summary.report_data import DEFAULT_PERCEPTIBLE_LINF
 from pipeline.summary.report_load import load_report_data

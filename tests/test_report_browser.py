@@ -40,7 +40,7 @@ def _check_report_logged(url: str, run_id: str, golden: Golden) -> None:
     assert any(a.path == "report" for a in client.list_artifacts(run_id)), (
         "run did not log its report"
     )
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     with golden.preserved("report") as report:
         (report / "index.html").unlink()
@@ -88,7 +88,7 @@ def test_report_renders_in_chromium(golden: Golden, chromium: Any, tmp_path: Pat
 
 def _rebuild_from_artifacts_only(url: str, run_id: str, dest: Path) -> None:
     """A run computed elsewhere: ``foveabench report RUN_ID`` downloads its Parquet."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     assert main(["report", run_id, "--tracking-uri", url, "--download-dir", str(dest)]) == 0
     page = (dest / "report" / "index.html").read_text()

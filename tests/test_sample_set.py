@@ -7,8 +7,8 @@ from PIL import Image
 
 from pipeline.data import SAMPLE_PHOTOS, SamplePhoto, build_manifest
 from pipeline.data.classes import wnid_to_index
-from pipeline.images import load_input
-from pipeline.models import PreprocessCfg
+from pipeline.models.images import load_input
+from pipeline.models.networks import PreprocessCfg
 
 pytestmark = pytest.mark.unit
 

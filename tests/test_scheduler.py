@@ -5,7 +5,7 @@ node) show the scheduler works with Ray; these pin down each rule on its own, in
 a second: requeue on death, recovery after a ping, retirement after
 ``max_restarts`` deaths or when the actor is dead for good, and units failing
 once no actor of their model is left. :class:`FakeBackend` answers the same
-four calls :class:`~pipeline.scheduler.RayBackend` does, with the outcomes
+four calls :class:`~pipeline.stages.scheduler.RayBackend` does, with the outcomes
 RayBackend turns Ray's exceptions into.
 """
 
@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from pipeline import scheduler
-from pipeline.scheduler import (
+from pipeline.stages import scheduler
+from pipeline.stages.scheduler import (
     ActorLost,
     ActorRestarting,
-    ShardScheduler,
     UnitFailed,
     UnitFailure,
+    UnitScheduler,
 )
 
 
@@ -151,7 +151,7 @@ def run(
         nonlocal settled
         settled += 1
 
-    sched = ShardScheduler(
+    sched = UnitScheduler(
         dict(actors), units, max_restarts, log.append, backend=FakeBackend(), watch=watch
     )
     result = sched.run(lambda key: outputs.update([key]), on_settled)
@@ -243,7 +243,7 @@ def test_a_unit_that_raises_fails_alone_and_its_actor_keeps_working() -> None:
 def test_kill_all_ends_every_actor_for_good() -> None:
     backend = FakeBackend()
     actors = {"m": [FakeActor("a"), FakeActor("b")], "n": [FakeActor("c")]}
-    ShardScheduler(actors, [], 1, print, backend=backend).kill_all()
+    UnitScheduler(actors, [], 1, print, backend=backend).kill_all()
     assert sorted(backend.killed) == ["a", "b", "c"]
 
 
@@ -263,7 +263,7 @@ def test_pooled_actors_take_every_models_units_and_a_dead_ones_go_to_the_others(
 
 @pytest.mark.unit
 def test_a_pooled_actor_goes_where_the_most_measured_work_is_left_and_stays_if_close() -> None:
-    sched = ShardScheduler(
+    sched = UnitScheduler(
         {scheduler.ANY_MODEL: [FakeActor("p")]},
         [*units("slow", 4), *units("fast", 4)],
         max_restarts=0,
@@ -285,7 +285,7 @@ def test_a_pooled_actor_goes_where_the_most_measured_work_is_left_and_stays_if_c
 
 @dataclass
 class AttemptLog:
-    """A watch that records what the scheduler tells it (pipeline/progress.py's contract)."""
+    """A watch that records what the scheduler tells it (pipeline/stages/progress.py's contract)."""
 
     events: list[tuple[str, str, bool]] = field(default_factory=list)
     ticks: int = 0

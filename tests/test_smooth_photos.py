@@ -36,8 +36,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
 @pytest.fixture
 def photos(imagenet_sample: Path) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     from pipeline.data import build_manifest
-    from pipeline.images import load_batch
-    from pipeline.models import load_model
+    from pipeline.models.images import load_batch
+    from pipeline.models.networks import load_model
 
     model = load_model("efficientnet_lite0")
     cfg = dataclasses.replace(model.cfg, input_size=(48, 48))

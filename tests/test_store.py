@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.store import decode, encode, roundtrip
+from pipeline.results.codec import decode, encode, roundtrip
 
 pytestmark = pytest.mark.unit
 

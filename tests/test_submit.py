@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.submit import connect
+from pipeline.ops.submit import connect
 from tests.ops_helpers import foveabench, free_port, ray_head
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.models import load_model
+from pipeline.models.networks import load_model
 from tests.ops_helpers import foveabench_here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def write_config(tmp_path: Path, models: list[object], **extra: object) -> Path:
 
 @pytest.fixture(scope="module")
 def lite0_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """efficientnet_lite0's weights as loaded offline by pipeline/models.py, saved as a
+    """efficientnet_lite0's weights as loaded offline by pipeline/models/networks.py, saved as a
     plain state dict (what torch.save(model.state_dict(), PATH) writes)."""
     path = tmp_path_factory.mktemp("ckpt") / "lite0.pt"
     torch.save(load_model("efficientnet_lite0").net.state_dict(), path)
@@ -121,7 +121,7 @@ def test_torchvision_checkpoints_as_training_scripts_save_them_give_the_same_net
     ``.safetensors`` file, fill torchvision's architecture with exactly those weights."""
     from safetensors.torch import save_file
 
-    from pipeline.models import resolve_cfg
+    from pipeline.models.networks import resolve_cfg
 
     reference = load_model("untrained:resnet18")  # seeded weights: a known network
     state = reference.net.state_dict()
@@ -146,7 +146,7 @@ def test_checkpoint_gives_the_builtin_logits_and_its_hash_lands_in_provenance(
     lite0_checkpoint: Path,
 ) -> None:
     from pipeline.data import build_manifest
-    from pipeline.images import load_batch
+    from pipeline.models.images import load_batch
 
     mine = load_model(ARCH, checkpoint=str(lite0_checkpoint))
     builtin = load_model("efficientnet_lite0")
@@ -186,8 +186,8 @@ def test_checkpoint_gives_the_builtin_logits_and_its_hash_lands_in_provenance(
 def test_an_actor_refuses_a_checkpoint_that_changed_since_the_run_recorded_it(
     lite0_checkpoint: Path,
 ) -> None:
-    from pipeline.checkpoints import CheckpointError
-    from pipeline.models import resolve_spec
+    from pipeline.models.checkpoints import CheckpointError
+    from pipeline.models.networks import resolve_spec
 
     recorded = hashlib.sha256(lite0_checkpoint.read_bytes()).hexdigest()
     resolve_spec(ARCH, str(lite0_checkpoint), recorded).build()  # the same file: loads

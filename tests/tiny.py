@@ -23,8 +23,8 @@ def planted_wnids(paths: Sequence[Path]) -> list[str]:
     import torch
 
     from pipeline.data.classes import wnids
-    from pipeline.images import load_batch
-    from pipeline.models import load_model
+    from pipeline.models.images import load_batch
+    from pipeline.models.networks import load_model
 
     model = load_model(TINY, TINY_INPUT)
     with torch.no_grad():

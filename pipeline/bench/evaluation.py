@@ -23,15 +23,15 @@ import torch
 
 from pipeline.bench.ceiling import measure_ceiling
 from pipeline.bench.machine import describe
-from pipeline.config import EvalCfg
+from pipeline.config.benchmark import EvalCfg
 from pipeline.data import build_manifest
-from pipeline.eval_unit import EvalOutput, EvalUnit
-from pipeline.eval_worker import Evaluator
-from pipeline.image_cache import ImageCache
-from pipeline.models import load_model
-from pipeline.partitions import write_committed
-from pipeline.results import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
-from pipeline.store import record, roundtrip
+from pipeline.models.image_cache import ImageCache
+from pipeline.models.networks import load_model
+from pipeline.results.codec import record, roundtrip
+from pipeline.results.partitions import write_committed
+from pipeline.results.tables import PERTURBATION_SCHEMA, perturbation_partition, table_from_rows
+from pipeline.stages.eval_unit import EvalOutput, EvalUnit
+from pipeline.stages.eval_worker import Evaluator
 from pipeline.summary.protocol import condition_forwards
 from tasks import attacks as attack_registry
 from tasks.criterion import TopK

@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu check: no CUDA device on this machine; nothing measured (run it where one is)")
         return 0
     from pipeline.data import build_manifest
-    from pipeline.image_cache import ImageCache
-    from pipeline.models import load_model
+    from pipeline.models.image_cache import ImageCache
+    from pipeline.models.networks import load_model
     from tasks import attacks
     from tasks.attacks.specs import ATTACK_SPECS
     from tasks.criterion import TopK
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{passes / wall:.0%} of the wall time, success {float(result.success.float().mean()):.2f}"
             )
     from pipeline.bench.evaluation import format_eval_text, run_eval_bench
-    from pipeline.config import EvalCfg
+    from pipeline.config.benchmark import EvalCfg
 
     report = run_eval_bench(
         model_name=MODELS[0],

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.models import PreprocessCfg
+from pipeline.models.networks import PreprocessCfg
 from tasks.criterion import TopK
 
 
@@ -34,7 +34,7 @@ def load_images(
     zeros into both medians. The counts of both are reported.
     """
     from pipeline.data import build_manifest
-    from pipeline.images import load_batch
+    from pipeline.models.images import load_batch
 
     table = build_manifest(layout, root).table.to_pylist()
     xs, ys, ids = [], [], []

@@ -14,7 +14,7 @@ relative, so they resolve inside ``foolbox24`` and the two versions coexist
 in one process without touching ``sys.path``.
 
 Each peer sees the same pixels as our attacks: :class:`Unit01` maps the
-peer's 0..1 convention onto our 0..255 :class:`~pipeline.models.PixelModel`,
+peer's 0..1 convention onto our 0..255 :class:`~pipeline.models.networks.PixelModel`,
 and adversarial images come back in 0..255 so norms are compared in the
 units of docs/protocol.md.
 """

@@ -239,7 +239,7 @@ def run_bench(
     """Load the model and photos once; run every pair, timing the network alone at
     every batch size our attacks called it with (the ceiling). The success table
     runs the pairs' settings, or every attack's defaults with ``success_defaults``."""
-    from pipeline.models import load_model
+    from pipeline.models.networks import load_model
 
     unknown = [a for a in attacks if a not in PAIRS]
     if unknown:

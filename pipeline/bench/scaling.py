@@ -21,10 +21,10 @@ from pathlib import Path
 
 import ray
 
-from pipeline.attack_unit import AttackOutput
-from pipeline.config import RayCfg, load_config
-from pipeline.run_result import RunHooks
-from pipeline.runner import run_benchmark
+from pipeline.config.benchmark import RayCfg, load_config
+from pipeline.run.run_result import RunHooks
+from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_unit import AttackOutput
 
 
 def measure(

@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.config import ConfigError
-from pipeline.config_error import excerpt
+from pipeline.config.benchmark import ConfigError
+from pipeline.config.error import excerpt
 from pipeline.data.annotations import AnnotationError, parse_prediction_string, read_bbox_xml
 from pipeline.data.classes import wnids
 from pipeline.data.layout_help import GROUND_TRUTH, KAGGLE_CSV, KAGGLE_IMAGE_DIRS, explain

@@ -36,7 +36,7 @@ from pipeline.data.schema import (
     is_utf8,
     printable,
 )
-from pipeline.storage import Location, is_uri
+from pipeline.results.storage import Location, is_uri
 
 _CHUNK = 64  # images probed per batch; PIL decodes without the GIL, so threads help
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.data.probe import IMAGE_SUFFIXES, ImageProblem
-from pipeline.storage import Location
+from pipeline.results.storage import Location
 
 HEADER_BYTES = 1 << 18  # enough for the size markers of a JPEG or PNG with metadata
 

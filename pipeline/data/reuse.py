@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from pipeline.catalogue import BAD_ROWS, MANIFEST, MANIFEST_FINGERPRINT
 from pipeline.data.limits import DEFAULT, DataLimits
 from pipeline.data.manifest import Manifest, build_manifest
 from pipeline.data.schema import SCHEMA_VERSION
-from pipeline.storage import Location, is_uri, read_table, write_table
+from pipeline.results.catalogue import BAD_ROWS, MANIFEST, MANIFEST_FINGERPRINT
+from pipeline.results.storage import Location, is_uri, read_table, write_table
 
 
 def _code_digest() -> str:

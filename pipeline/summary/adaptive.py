@@ -2,13 +2,13 @@
 
 Per (model, attack, foveation), over the images correct under the foveation that the
 attack stage perturbed: the adaptive critical norm (the minimum perturbation of the
-foveated network, :mod:`pipeline.eval_adaptive`) over the image's MP critical norm (the
+foveated network, :mod:`pipeline.stages.eval_adaptive`) over the image's MP critical norm (the
 unfoveated network's), both found by the attack's own line search, so both sides of the
 ratio have the same precision. Beside it, the transferred gain (the foveation's Table 1
 ratio: MP foveated / MP) and the gradient-masking checks that apply (Carlini et al.
 2019): the adaptive attack, unbounded, fools every image; it is never weaker than the
 transferred MP on the same foveated network, nor than another network's MP transferred
-through it (the black-box rows: ``source`` != ``target``, pipeline/eval_black_box.py).
+through it (the black-box rows: ``source`` != ``target``, pipeline/stages/eval_black_box.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.storage import RunDir
-from pipeline.summary.attacks import scan
+from pipeline.results.storage import RunDir
+from pipeline.summary.attacks import read_results
 from pipeline.summary.axes import native_norm
 from pipeline.summary.stats import Test, ratio_test, tie_tolerance
 from tasks.adaptive import MaskingChecks, masking_checks
@@ -31,7 +31,7 @@ LINE_SEARCH_RTOL = 1e-3
 
 
 def load_adaptive(run_dir: RunDir) -> pl.DataFrame:
-    df = scan(run_dir, "evals/adaptive")
+    df = read_results(run_dir, "evals/adaptive")
     return pl.DataFrame() if df is None else df.filter(pl.col("error").is_null())
 
 

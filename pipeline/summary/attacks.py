@@ -11,13 +11,13 @@ from typing import cast
 
 import polars as pl
 
-from pipeline.partitions import partitions, read_partition
-from pipeline.storage import RunDir, location
+from pipeline.results.partitions import partitions, read_partition
+from pipeline.results.storage import RunDir, location
 
 NORM_COLUMNS = ("l1pp", "l2", "linf")
 
 
-def scan(run_dir: RunDir, sub: str) -> pl.DataFrame | None:
+def read_results(run_dir: RunDir, sub: str) -> pl.DataFrame | None:
     """Every committed row of the table ``sub`` (compacted files and pieces); pieces of an
     older schema (fewer columns) get nulls."""
     root = location(run_dir)
@@ -30,7 +30,7 @@ def scan(run_dir: RunDir, sub: str) -> pl.DataFrame | None:
 
 def clean_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: images, errors, top-1 and top-5 accuracy."""
-    df = scan(run_dir, "clean")
+    df = read_results(run_dir, "clean")
     if df is None:
         return pl.DataFrame()
     ok = pl.col("error").is_null()
@@ -48,7 +48,7 @@ def clean_summary(run_dir: RunDir) -> pl.DataFrame:
 
 def attack_summary(run_dir: RunDir, top_pairs: int = 5) -> pl.DataFrame:
     """Per (model, attack): success rate, norm statistics and frequent class pairs."""
-    df = scan(run_dir, "attacks")
+    df = read_results(run_dir, "attacks")
     if df is None:
         return pl.DataFrame()
     attacked = df.filter(pl.col("error").is_null() & pl.col("clean_correct"))

@@ -4,7 +4,7 @@ Read from the torch-free attack catalogue (:mod:`tasks.attacks.specs`, one
 declaration per attack), as Luo et al. evaluate BFGS with the L1 norm per
 pixel and Sign with Linf (sec. 3). The axis is the catalogue's norm for the
 attack's name; the config refuses evaluation tasks for parameters that would
-make the attack minimise another norm (:func:`pipeline.config.parse_config`).
+make the attack minimise another norm (:func:`pipeline.config.benchmark.parse_config`).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import math
 
 import polars as pl
 
-from pipeline.catalogue import MANIFEST
-from pipeline.storage import Location, RunDir, location, read_table, write_table
-from pipeline.summary.attacks import scan
+from pipeline.results.catalogue import MANIFEST
+from pipeline.results.storage import Location, RunDir, location, read_table, write_table
+from pipeline.summary.attacks import read_results
 from pipeline.summary.optimality import optimality
 from tasks.norms import NORMS
 
@@ -52,7 +52,7 @@ def image_keys(run_dir: RunDir) -> pl.DataFrame:
 def run_distances(run_dir: RunDir, model_keys: dict[str, str]) -> pl.DataFrame:
     """One row per (image, model, attack, norm) of the run's attack stage: the minimum
     perturbation's norm (inf: the attack failed; 0: wrong clean), with the keys."""
-    attacks = scan(run_dir, "attacks")
+    attacks = read_results(run_dir, "attacks")
     if attacks is None:
         return pl.DataFrame()
     rows = attacks.filter(pl.col("error").is_null() & pl.col("model").is_in(list(model_keys)))

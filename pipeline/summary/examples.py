@@ -12,17 +12,17 @@ from typing import Any
 import polars as pl
 import torch
 
-from pipeline.config import BenchmarkConfig
-from pipeline.images import load_input
-from pipeline.models import resolve_cfg
-from pipeline.storage import RunDir
-from pipeline.store import Encoded, decode
-from pipeline.summary.attacks import scan
+from pipeline.config.benchmark import BenchmarkConfig
+from pipeline.models.images import load_input
+from pipeline.models.networks import resolve_cfg
+from pipeline.results.codec import Encoded, decode
+from pipeline.results.storage import RunDir
+from pipeline.summary.attacks import read_results
 
 
 def stored_perturbations(run_dir: RunDir) -> pl.DataFrame:
     """The attack stage's store (the MP set-up), rows with a finite scale."""
-    df = scan(run_dir, "perturbations")
+    df = read_results(run_dir, "perturbations")
     return pl.DataFrame() if df is None else df.filter(pl.col("scale").is_finite())
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pipeline.storage import RunDir
-from pipeline.summary.attacks import scan
+from pipeline.results.storage import RunDir
+from pipeline.summary.attacks import read_results
 
 RHO_NORMS = ("l2", "linf")
 EPS_NORMS = ("l1pp", "l2", "linf")
@@ -28,7 +28,7 @@ BOUND_RTOL = 1e-4
 
 
 def _attacked(run_dir: RunDir) -> pl.DataFrame | None:
-    df = scan(run_dir, "attacks")
+    df = read_results(run_dir, "attacks")
     if df is None:
         return None
     return df.filter(pl.col("error").is_null() & pl.col("clean_correct"))
@@ -42,7 +42,7 @@ def _eps99(norm: str) -> pl.Expr:
 
 def rho2_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: Balda's rho2 for each norm (images with a positive margin)."""
-    clean = scan(run_dir, "clean")
+    clean = read_results(run_dir, "clean")
     if clean is None or not set(f"fo_{p}" for p in RHO_NORMS) <= set(clean.columns):
         return pl.DataFrame()
     ok = clean.filter(pl.col("error").is_null())
@@ -63,7 +63,7 @@ def measure_summary(run_dir: RunDir) -> pl.DataFrame:
     attacked = _attacked(run_dir)
     if attacked is None or attacked.is_empty():
         return pl.DataFrame()
-    clean = scan(run_dir, "clean")
+    clean = read_results(run_dir, "clean")
     aggs: list[pl.Expr] = [pl.len().alias("attacked"), *[_eps99(n) for n in EPS_NORMS]]
     if clean is not None and {"x_l2", "x_linf"} <= set(clean.columns):
         own = clean.select("image_id", "model", *[f"x_{p}" for p in RHO_NORMS])
@@ -109,7 +109,7 @@ def fooling_curves(run_dir: RunDir, points: int = FOOLING_POINTS) -> pl.DataFram
 
 def bounds_summary(run_dir: RunDir) -> pl.DataFrame:
     """Per model: how many images got a bound, its median, and whether any attack beat it."""
-    bounds = scan(run_dir, "bounds")
+    bounds = read_results(run_dir, "bounds")
     if bounds is None:
         return pl.DataFrame()
     per_model = bounds.group_by("model").agg(
@@ -118,7 +118,7 @@ def bounds_summary(run_dir: RunDir) -> pl.DataFrame:
         pl.col("bound_l2").median().alias("bound_l2_median"),
         pl.col("error").drop_nulls().first().alias("first_error"),
     )
-    attacks = scan(run_dir, "attacks")
+    attacks = read_results(run_dir, "attacks")
     if attacks is None:
         return per_model.sort("model")
     # Perturbations that change the top-1 class the bound protects (any criterion).

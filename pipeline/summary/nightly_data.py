@@ -1,5 +1,5 @@
 """What the nightly regression page draws, as plain values: compared metrics, the runs and
-their links (resolved by pipeline.regression, so the dashboards read and probe nothing).
+their links (resolved by pipeline.ops.regression, so the dashboards read and probe nothing).
 
 This module reads no file and imports nothing that does (tests/test_layering.py).
 """

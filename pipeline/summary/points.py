@@ -24,10 +24,10 @@ import math
 
 import polars as pl
 
-from pipeline.catalogue import EVAL_POINTS
-from pipeline.config import EvalCfg
-from pipeline.storage import RunDir
-from pipeline.summary.attacks import scan
+from pipeline.config.benchmark import EvalCfg
+from pipeline.results.catalogue import EVAL_POINTS
+from pipeline.results.storage import RunDir
+from pipeline.summary.attacks import read_results
 from pipeline.summary.axes import native_norm
 
 FILE = EVAL_POINTS
@@ -81,7 +81,7 @@ def fix_eval_points(run_dir: RunDir, settings: EvalCfg) -> Points:
     path = run_dir / FILE
     if path.is_file():
         return read_eval_points(run_dir)
-    attacks = scan(run_dir, "attacks")
+    attacks = read_results(run_dir, "attacks")
     points: Points = {}
     if attacks is not None:
         for (model, attack), group in attacks.group_by("model", "attack"):

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from pipeline.results import CRITICAL_SCHEMA
-from pipeline.storage import RunDir
-from pipeline.summary.attacks import scan
+from pipeline.results.storage import RunDir
+from pipeline.results.tables import CRITICAL_SCHEMA
+from pipeline.summary.attacks import read_results
 from pipeline.summary.axes import native_norm
 from pipeline.summary.points import Points, point_list
 from pipeline.summary.stats import ratio_test, tie_tolerance
@@ -34,7 +34,7 @@ CRITICAL_TASKS = tuple(dict.fromkeys(c.task for c in CONDITIONS.in_order()))
 
 def load_critical(run_dir: RunDir) -> pl.DataFrame:
     """Every measured (image, condition) row of the run (error rows left out)."""
-    frames = [f for t in CRITICAL_TASKS if (f := scan(run_dir, f"evals/{t}")) is not None]
+    frames = [f for t in CRITICAL_TASKS if (f := read_results(run_dir, f"evals/{t}")) is not None]
     if not frames:
         return pl.DataFrame()
     crit = pl.concat(frames, how="diagonal_relaxed")
@@ -47,7 +47,7 @@ def load_critical(run_dir: RunDir) -> pl.DataFrame:
 
 
 def load_linearity(run_dir: RunDir) -> pl.DataFrame:
-    df = scan(run_dir, "evals/linearity")
+    df = read_results(run_dir, "evals/linearity")
     return pl.DataFrame() if df is None else df.filter(pl.col("error").is_null())
 
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from pipeline.eval_config import EvalCfg
+from pipeline.config.evaluation import EvalCfg
 
 if TYPE_CHECKING:
     import torch
 
-    from pipeline.config import BenchmarkConfig
+    from pipeline.config.benchmark import BenchmarkConfig
 
-#: ``report.perceptible_linf``'s default (pipeline.config.ReportCfg; tests/test_report.py
+#: ``report.perceptible_linf``'s default (pipeline.config.benchmark.ReportCfg; tests/test_report.py
 #: checks they agree), for a run whose config cannot be parsed.
 DEFAULT_PERCEPTIBLE_LINF = 16.0
 

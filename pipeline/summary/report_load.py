@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.catalogue import BAD_ROWS, MANIFEST
-from pipeline.config import BenchmarkConfig, EvalCfg
+from pipeline.config.benchmark import BenchmarkConfig, EvalCfg
+from pipeline.results.catalogue import BAD_ROWS, MANIFEST
 from pipeline.summary import attacks as aggregate
 from pipeline.summary import measures
 from pipeline.summary import protocol as proto
@@ -45,7 +45,7 @@ def _read(path: Path) -> pl.DataFrame:
 
 
 def _shards(run_dir: Path, sub: str) -> pl.DataFrame:
-    found = aggregate.scan(run_dir, sub)
+    found = aggregate.read_results(run_dir, sub)
     return pl.DataFrame() if found is None else found
 
 

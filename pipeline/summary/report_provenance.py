@@ -9,8 +9,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline.catalogue import MLFLOW_STATE, PROVENANCE
-from pipeline.config import BenchmarkConfig
+from pipeline.config.benchmark import BenchmarkConfig
+from pipeline.results.catalogue import MLFLOW_STATE, PROVENANCE
 from pipeline.summary.report_data import Provenance
 from pipeline.summary.run_info import run_provenance
 from pipeline.tracking.queries import run_tags

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from pipeline.catalogue import CONFIG
-from pipeline.config import BenchmarkConfig, parse_config
-from pipeline.provenance import read_run_provenance
-from pipeline.storage import RunDir
+from pipeline.config.benchmark import BenchmarkConfig, parse_config
+from pipeline.results.catalogue import CONFIG
+from pipeline.results.provenance import read_run_provenance
+from pipeline.results.storage import RunDir
 
 
 def run_config(run_dir: RunDir) -> tuple[str, BenchmarkConfig | None]:

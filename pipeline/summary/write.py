@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pipeline.config import EvalCfg
-from pipeline.storage import Location, RunDir, location, write_table
+from pipeline.config.benchmark import EvalCfg
+from pipeline.results.storage import Location, RunDir, location, write_table
 from pipeline.summary import protocol as proto
 from pipeline.summary.adaptive import adaptive_curves, adaptive_summary, load_adaptive
 from pipeline.summary.attacks import attack_summary, clean_summary

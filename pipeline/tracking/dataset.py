@@ -5,7 +5,7 @@ client API (the Tracker logs with explicit run ids, never through the fluent
 active run): a metadata-only dataset (the images stay where they are) whose
 
 - name is the layout and root, as the ``dataset`` tag spells it (``ilsvrc:/data/val``);
-- digest is :func:`pipeline.provenance.dataset_hash` of the manifest (ids,
+- digest is :func:`pipeline.results.provenance.dataset_hash` of the manifest (ids,
   labels, boxes), the ``dataset_hash`` tag, so two runs on the same images
   share one dataset entry and the UI can filter runs by it;
 - source is the root's URI (``file:///...`` or an object-store URI as given);
@@ -37,7 +37,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from pipeline import provenance
+from pipeline.results import provenance
 
 CONTEXT = "eval"  # a benchmark evaluates pretrained networks on its images
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlflow.entities import DatasetInput, Metric
 
-from pipeline.storage import Location
+from pipeline.results.storage import Location
 from pipeline.tracking import queries
 from pipeline.tracking.session import Session
 

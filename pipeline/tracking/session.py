@@ -22,13 +22,13 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from pipeline import interrupts
-from pipeline.catalogue import MLFLOW_STATE
-from pipeline.storage import Location, RunDir, location
+from pipeline.results.catalogue import MLFLOW_STATE
+from pipeline.results.storage import Location, RunDir, location
+from pipeline.results.write_error import ResultWriteError
+from pipeline.run import interrupts
 from pipeline.tracking import queries
 from pipeline.tracking.store import bound_http_requests, check_sqlite_store, outage
 from pipeline.tracking.system_metrics import SystemMetrics
-from pipeline.write_error import ResultWriteError
 
 STATE_FILE = MLFLOW_STATE
 #: MLflow's experiment-kind tag; "custom_model_development" is its model-training kind.

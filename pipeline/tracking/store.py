@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config_error import ConfigError, excerpt
+from pipeline.config.error import ConfigError, excerpt
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 
@@ -64,7 +64,7 @@ def outage(uri: str, exc: BaseException, request_timeout_s: float) -> tuple[str,
 def local_mlflow_dir(output_dir: str | Path) -> Path:
     """Where the embedded SQLite store lives: next to the runs, or, when the runs are on
     an object store, in ``./foveabench-mlflow`` of the driver's working directory."""
-    from pipeline.storage import is_uri  # pyarrow: not at import (the CLI stays light)
+    from pipeline.results.storage import is_uri  # pyarrow: not at import (the CLI stays light)
 
     return Path.cwd() / "foveabench-mlflow" if is_uri(output_dir) else Path(output_dir)
 

@@ -1,0 +1,132 @@
+"""Ray for a run: join or start the cluster, then one actor per model (or per GPU share).
+
+Every actor holds its network for both stages, so an actor that cannot be placed
+would wait forever: the requests are planned against the nodes that exist and
+reserved as one placement group before any actor starts (pipeline/stages/placement.py).
+Like xgboost_ray, the actor classes are plain and their ``ray.remote`` wrappers
+get their resources and their bundle here, through ``.options``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from pipeline.config.benchmark import BenchmarkConfig
+from pipeline.stages.model_pool import RemoteModelPool
+from pipeline.stages.placement import Reservation, alive_nodes, plan_actors, reserve
+from pipeline.stages.scheduler import ANY_MODEL
+from pipeline.stages.worker import RemoteModelWorker, WorkerSpec
+
+
+@dataclass
+class ActorSet:
+    """The run's actors (by model, or one pool under ``ANY_MODEL``) and the bundles they hold."""
+
+    by_model: dict[str, list[Any]]
+    reservation: Reservation
+
+    def stop(self) -> None:
+        """Kill every actor, then hand their bundles back to the cluster."""
+        for pool in self.by_model.values():
+            for actor in pool:
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(actor, no_restart=True)
+        with contextlib.suppress(Exception):  # Ray already shut down
+            self.reservation.release()
+
+
+def check_placement(cfg: BenchmarkConfig) -> None:
+    """Join or start Ray and plan the actors against its nodes: a run that cannot place
+    them stops here, before any actor starts or an MLflow run opens (the runner asks only
+    when the plan has work: a run with nothing to do never starts Ray)."""
+    init_ray(cfg)
+    plan_actors(cfg.ray, cfg.device, len(cfg.models), alive_nodes())
+
+
+def start_actors(
+    cfg: BenchmarkConfig, models: list[str], run_dir: str = "", prov: dict[str, Any] | None = None
+) -> ActorSet:
+    """Actors per model, or one pool serving every model (key ``ANY_MODEL``), each in its own
+    bundle of one placement group; with ``run_dir`` they write their own results there.
+
+    Raises :class:`PlacementError` (exit 2) when they cannot all be placed, before any waits.
+    """
+    nodes = alive_nodes()
+    plan = plan_actors(cfg.ray, cfg.device, len(models), nodes)
+    reservation = reserve(plan, nodes, cfg.ray.placement_timeout_s)
+
+    def options(bundle: int) -> dict[str, Any]:
+        return {
+            "num_cpus": plan.cpu,
+            "num_gpus": plan.gpu,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                reservation.group, placement_group_bundle_index=bundle
+            ),
+            "max_restarts": cfg.ray.max_restarts,
+            "max_task_retries": 0,  # the driver requeues (pipeline/stages/scheduler.py says why)
+        }
+
+    attack_params = {a.name: a.params for a in cfg.attacks}
+    weights = (prov or {}).get("checkpoints", {})
+    specs = {
+        ref.name: WorkerSpec(
+            model=ref.name,
+            preprocess=ref.preprocess,
+            attacks=attack_params,
+            top_k=cfg.top_k,
+            rtol=cfg.rtol,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            threads=max(1, math.floor(plan.cpu)),  # torch threads = the cores it was given
+            eval=cfg.eval,
+            run_dir=run_dir,
+            provenance=prov or {},
+            checkpoint=weights.get(ref.name, {}).get("uri"),
+            checkpoint_sha256=weights.get(ref.name, {}).get("sha256"),
+        )
+        for ref in cfg.models
+        if ref.name in models
+    }
+    actors = ActorSet({}, reservation)
+    names = list(specs)
+    try:
+        for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
+            if plan.pooled:
+                pool = RemoteModelPool.options(**options(i))
+                actors.by_model.setdefault(ANY_MODEL, []).append(
+                    pool.remote(specs, cfg.ray.model_memory_mb)
+                )
+            else:
+                name = names[i % len(names)]
+                worker = RemoteModelWorker.options(**options(i))
+                actors.by_model.setdefault(name, []).append(worker.remote(specs[name]))
+    except BaseException:  # the bundles go back even when an actor could not be made
+        actors.stop()
+        raise
+    kind = "pooled actors, each serving every model" if plan.pooled else "model actors"
+    print(reservation.summary(nodes, kind), file=sys.stderr, flush=True)
+    return actors
+
+
+def init_ray(cfg: BenchmarkConfig) -> None:
+    """Connect to Ray once there is work for it. A Ray that is already initialised (a
+    notebook's, a test session's) is used as it is; otherwise the configured cluster, or
+    a new local one."""
+    if ray.is_initialized():
+        return
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        # A configured cluster, or the one a Ray job runs in (RAY_ADDRESS is set there).
+        ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
+        print("ray: connected to the cluster", file=sys.stderr, flush=True)
+    else:  # "local": never attach to some other `ray start` cluster on this machine
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        print("ray: started a local instance", file=sys.stderr, flush=True)
