@@ -13,7 +13,6 @@ import argparse
 import importlib
 import sys
 
-from pipeline.config.error import ConfigError
 from pipeline.user_error import UserError
 
 #: Modules that add subcommands: each defines ``register(subparsers)``.
