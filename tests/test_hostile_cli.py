@@ -62,18 +62,24 @@ def test_every_user_error_is_labelled_with_its_exit_code_by_main(
     )
     not_a_run = tmp_path / "plain"
     not_a_run.mkdir()
-    cases = [
-        (["nightly", str(config), "--thresholds", str(thresholds)], "thresholds error: ", 2),
-        (["sync", str(not_a_run)], "sync error: ", 1),
-        (["report", str(tmp_path / "nowhere")], "report: ", 2),
+    cases = [  # (command, label, what the line must name: the cause, not another error)
+        (
+            ["nightly", str(config), "--thresholds", str(thresholds)],
+            "thresholds error: ",
+            "t.yaml",
+            2,
+        ),
+        (["sync", str(not_a_run)], "sync error: ", str(not_a_run), 1),
+        (["report", str(tmp_path / "nowhere")], "report: ", "nowhere", 2),
         (
             ["submit", str(config), "--address", "http://127.0.0.1:9", "--connect-timeout", "1"],
             "submit error: ",
+            "http://127.0.0.1:9",
             2,
         ),
     ]
-    for args, label, code in cases:
+    for args, label, cause, code in cases:
         ran = foveabench_here(capsys, *args)
         lines = ran.stderr.strip().splitlines()
         assert ran.returncode == code and "Traceback" not in ran.stderr, (args, ran.stderr[-2000:])
-        assert any(line.startswith(label) for line in lines), (args, lines[-3:])
+        assert any(line.startswith(label) and cause in line for line in lines), (args, lines[-3:])

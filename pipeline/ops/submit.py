@@ -66,7 +66,7 @@ class Submission:
 
 def checkout_root() -> Path:
     """The checkout that becomes the job's working dir (the submitted code)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # pipeline/ops/submit.py -> the checkout
     if not (root / "pyproject.toml").is_file():
         raise SubmitError(
             f"{root} is not a foveabench checkout (no pyproject.toml); submit from a source "
