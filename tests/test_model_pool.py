@@ -72,5 +72,9 @@ def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
     end = max(e for work in spans.values() for _, e in work)
     busy = {pid: sum(e - s for s, e in work) / (end - start) for pid, work in spans.items()}
     print(f"stage {end - start:.1f} s, busy share per actor: {sorted(busy.values())}")
-    assert all(b >= 0.8 for b in busy.values()), f"busy share per actor: {busy}"
+    # "Most of the stage": each actor computes at least 60% of it. The share left is the
+    # per-unit round trip (write, report, next unit) and the stage's tail; on the quiet
+    # 2-core CI machine it ranged 0.79-0.98 per actor, 0.76 under load (0.8 failed CI once).
+    # A pool that serialised its models or starved an actor would give 0.25-0.5.
+    assert all(b >= 0.6 for b in busy.values()), f"busy share per actor: {busy}"
     assert sum(len(m) > 1 for m in served.values()) >= 1, "no actor served two models"
