@@ -113,11 +113,14 @@ def mlflow_store(_mlflow_template: Path) -> Callable[[Path], str]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session's ``mlflow server`` (started on first use, stopped at the end)."""
+def mlflow_server_uri(
+    tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path
+) -> Iterator[str]:
+    """The session's ``mlflow server`` (started on first use, stopped at the end), on a
+    copy of the migrated template: a server on an empty file first runs every migration."""
     from tests.ops_helpers import mlflow_server
 
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server"), store=_mlflow_template) as uri:
         yield uri
 
 

@@ -99,13 +99,16 @@ def ray_head() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
+def mlflow_server(root: Path, port: int | None = None, store: Path | None = None) -> Iterator[str]:
     """``mlflow server`` with a SQLite backend on loopback; yields its URI.
 
-    Killed at the end, not stopped: its store is thrown away with ``root``, and a graceful
-    stop waited seconds for its workers to drain."""
+    ``store``: a migrated SQLite store to start from (copied), so the server does not run
+    every migration first. Killed at the end, not stopped: its store is thrown away with
+    ``root``, and a graceful stop waited seconds for its workers to drain."""
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
+    if store is not None:
+        shutil.copyfile(store, root / "mlflow.db")
     cmd = [
         str(BIN / "mlflow"), "server",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",

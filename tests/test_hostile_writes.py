@@ -140,8 +140,10 @@ def test_a_plain_run_refuses_any_unmarked_directory_that_holds_files(tmp_path: P
     assert (tmp_path / "out" / "empty" / rundir.MARKER).is_file()
 
 
-def test_sync_removes_links_in_its_run_directory_before_writing(tmp_path: Path) -> None:
-    from tests.test_hostile_config import cli
+def test_sync_removes_links_in_its_run_directory_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.ops_helpers import foveabench_here
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -150,7 +152,8 @@ def test_sync_removes_links_in_its_run_directory_before_writing(tmp_path: Path) 
     (run_dir / "config.yaml").write_text("name: [unclosed\n")
     (run_dir / "manifest.parquet").write_text("x")
     (run_dir / "summary").symlink_to(outside)
-    rc, _, err, _ = cli("sync", str(run_dir))
+    done = foveabench_here(capsys, "sync", str(run_dir))
+    rc, err = done.returncode, done.stderr
     assert rc == 2 and f"sync: removed the link {run_dir / 'summary'}" in err, err[-3000:]
     assert not (run_dir / "summary").exists()
     assert (outside / "clean.parquet").read_text() == "someone's table"
