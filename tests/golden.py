@@ -46,7 +46,7 @@ WATCHED = "acc_at_linf_5.3"
 
 
 def golden_config(output_dir: Path, tracking_uri: str) -> BenchmarkConfig:
-    """Every task, with short grids, one MP foveation, three linearity steps and one EOT
+    """Every task, with short grids, one foveation per set-up, three linearity steps and one EOT
     draw (the slowest piece sets the session's time): the science of each task is checked
     on its own elsewhere (test_evaluation, test_adaptive, test_mp_object ...).
 
@@ -73,6 +73,9 @@ def golden_config(output_dir: Path, tracking_uri: str) -> BenchmarkConfig:
             # here) is most of each condition's forwards, so 4 steps, not 6
             linf_grid=(0.0, 1.0, 5.3, 30.0, 100.0),
             crops=("object_crop",),
+            # MP-Object's base and one view: its ten crops were half of each self pair's
+            # evaluation (10 inputs a grid point); test_evaluation covers every condition
+            object_crops=("one_crop_object",),
             alphas=(0.0, 1.0, 2.0),
             dense_check=1,
             eot_draws=1,

@@ -168,6 +168,8 @@ def test_the_adaptive_task_attacks_only_the_foveations_asked_for() -> None:
     assert every == [*crops, "random_resized_crop", "ten_crop_object", "one_crop_object"]
     asked = EvalCfg(crops=crops, adaptive_foveations=("one_crop_object", "three_crop"))
     assert adaptive_foveations(asked) == ["three_crop", "one_crop_object"]
+    fewer = EvalCfg(crops=crops, object_crops=("one_crop_object",))  # MP-Object's, as asked
+    assert adaptive_foveations(fewer) == [*crops, "random_resized_crop", "one_crop_object"]
 
 
 def test_a_masking_warning_names_the_black_box_only_where_it_was_measured() -> None:

@@ -274,8 +274,11 @@ def test_an_identity_foveation_on_real_photos_is_a_tie_on_every_image(
     (every pair a tie): nothing a finding could sign."""
     rows, path = stored
     with identity_foveation() as name:
-        ev = evaluator("efficientnet_lite0", crops=(name,))
+        ev = evaluator("efficientnet_lite0", crops=(name,), object_crops=())
         out = ev.evaluate(unit(rows, path, "efficientnet_lite0", ("norm_sweep", "foveation")))
+        # eval.crops and eval.object_crops pick the views: MP-Object's base, no view of it
+        fovs = set(out.tables["foveation"].column("condition").to_pylist())
+        assert fovs == {name, "mp_object"}, fovs
         crit = pl.concat(
             [pl.from_arrow(out.tables[t]) for t in ("norm_sweep", "foveation")],  # type: ignore[misc]
             how="diagonal_relaxed",

@@ -90,6 +90,14 @@ BAD_CONFIGS = [
         {"eval": {"crops": ["object_crop"], "adaptive_foveations": ["ten_crop"]}},
         ["eval.adaptive_foveations[0] = 'ten_crop'", "add it to eval.crops as well"],
     ),
+    (
+        {"eval": {"object_crops": ["ten_crop_obj"]}},
+        ["eval.object_crops[0] = 'ten_crop_obj'", "did you mean 'ten_crop_object'"],
+    ),
+    (
+        {"eval": {"object_crops": ["one_crop_object"], "adaptive_foveations": ["ten_crop_object"]}},
+        ["eval.adaptive_foveations[0] = 'ten_crop_object'", "add it to eval.object_crops as well"],
+    ),
     ("name: demo\nattacks: [sign\n", ["not valid YAML at line 3", "fix the indentation"]),
 ]
 

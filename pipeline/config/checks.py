@@ -42,16 +42,8 @@ def checked_eval(cfg: EvalCfg, source: str) -> EvalCfg:
         raise _fail(
             source, f"eval.alphas = {list(cfg.alphas)}", "must be non-negative scales of the MP"
         )
-    crops = list(mp_foveations())
-    for i, crop in enumerate(cfg.crops):
-        if crop not in crops:
-            raise _fail(
-                source,
-                f"eval.crops[{i}] = {crop!r}",
-                f"unknown foveation; {did_you_mean(crop, crops)}",
-            )
-        if crop in cfg.crops[:i]:
-            raise _fail(source, f"eval.crops[{i}] = {crop!r}", "is listed twice; keep one entry")
+    _check_foveations("crops", cfg.crops, mp_foveations(), source)
+    _check_foveations("object_crops", cfg.object_crops, object_foveations(), source)
     _check_adaptive_foveations(cfg, source)
     if cfg.saliency not in SALIENCY_NAMES:
         known = SALIENCY_NAMES.names()
@@ -63,14 +55,34 @@ def checked_eval(cfg: EvalCfg, source: str) -> EvalCfg:
     return cfg
 
 
+def _check_foveations(
+    key: str, names: tuple[str, ...], known: tuple[str, ...], source: str
+) -> None:
+    """``eval.<key>``: known foveations of its set-up, each listed once."""
+    for i, name in enumerate(names):
+        if name not in known:
+            raise _fail(
+                source,
+                f"eval.{key}[{i}] = {name!r}",
+                f"unknown foveation; {did_you_mean(name, list(known))}",
+            )
+        if name in names[:i]:
+            raise _fail(source, f"eval.{key}[{i}] = {name!r}", "is listed twice; keep one entry")
+
+
 def _check_adaptive_foveations(cfg: EvalCfg, source: str) -> None:
     """Each name a foveation the adaptive task can attack in this run: an MP crop must be
-    in eval.crops as well (its transferred gain, which the adaptive one is read beside,
-    comes from the foveation task)."""
+    in eval.crops as well, an MP-Object view in eval.object_crops (its transferred gain,
+    which the adaptive one is read beside, comes from the foveation task)."""
     for i, name in enumerate(cfg.adaptive_foveations or ()):
         known = [*mp_foveations(), MODERN_FOVEATION, *object_foveations()]
         key = f"eval.adaptive_foveations[{i}] = {name!r}"
         if name not in known:
             raise _fail(source, key, f"unknown foveation; {did_you_mean(name, known)}")
-        if name in mp_foveations() and name not in cfg.crops:
-            raise _fail(source, key, f"add it to eval.crops as well (now {list(cfg.crops)})")
+        for evaluated, of_setup in (
+            ("crops", mp_foveations()),
+            ("object_crops", object_foveations()),
+        ):
+            listed = getattr(cfg, evaluated)
+            if name in of_setup and name not in listed:
+                raise _fail(source, key, f"add it to eval.{evaluated} as well (now {list(listed)})")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config.error import ConfigError
 from pipeline.summary.claims import primary_claims
-from tasks.protocol import mp_foveations
+from tasks.protocol import OBJECT, mp_foveations, object_foveations
 from tasks.registry import RegistryError
 from tasks.typed import param
 
@@ -40,6 +40,12 @@ class EvalCfg:
     crops: tuple[str, ...] = field(
         default_factory=mp_foveations,
         metadata={"doc": "the MP foveations evaluated (default: all of them)"},
+    )
+    #: The MP-Object set-up's views are cost control too: ten crops of the object crop are
+    #: ten network inputs per grid point, the most expensive condition of a shard.
+    object_crops: tuple[str, ...] = field(
+        default_factory=object_foveations,
+        metadata={"doc": "the MP-Object foveations evaluated (default: all of them)"},
     )
     saliency: str = param("spectral_residual", "the saliency method of the saliency foveation")
     dense_check: int = param(
@@ -74,7 +80,7 @@ class EvalCfg:
     #: a binomial estimate (100 draws: +-5%), so a finer scale than 1% buys nothing.
     fresh_rtol: float = param(0.01, "adaptive task: precision of the fresh-draw search", gt=0, lt=1)
     #: Which foveations the adaptive task attacks (cost control: the random ones with EOT
-    #: cost most); None: every one of the run (eval.crops, the modern one, MP-Object's).
+    #: cost most); None: every one of the run (eval.crops, the modern one, eval.object_crops).
     adaptive_foveations: tuple[str, ...] | None = param(
         None, "adaptive task: the foveations it attacks (null: every one of the run)"
     )
@@ -103,7 +109,15 @@ class EvalCfg:
     autocast: str | None = param(None, "bf16: evaluation forwards in bfloat16 (GPU), checked")
 
     def __post_init__(self) -> None:
-        for key in ("l1pp_grid", "l2_grid", "linf_grid", "crops", "alphas", "points"):
+        for key in (
+            "l1pp_grid",
+            "l2_grid",
+            "linf_grid",
+            "crops",
+            "object_crops",
+            "alphas",
+            "points",
+        ):
             object.__setattr__(self, key, tuple(getattr(self, key)))
         for key in ("l1pp_grid", "l2_grid", "linf_grid"):
             grid = getattr(self, key)
@@ -138,6 +152,11 @@ class EvalCfg:
     def grid(self, norm: str) -> tuple[float, ...]:
         """The grid of a norm axis (l1pp, l2, linf)."""
         return tuple(getattr(self, f"{norm}_grid"))
+
+    def evaluated_views(self, setup: str) -> tuple[str, ...]:
+        """The foveations (views) of a set-up this run evaluates: eval.object_crops for
+        MP-Object's, eval.crops for the MP set-up's."""
+        return self.object_crops if setup == OBJECT else self.crops
 
     def grids(self) -> dict[str, tuple[float, ...]]:
         return {n: self.grid(n) for n in ("l1pp", "l2", "linf")}

@@ -42,14 +42,14 @@ from tasks.attacks.base import Attack, AttackResult
 from tasks.context import PIXEL_BOUNDS
 from tasks.evaluation.build import BatchData
 from tasks.foveation import VIEWS, ViewInputs
-from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT, object_foveations
+from tasks.protocol import CONDITIONS, MODERN_FOVEATION, OBJECT
 from tasks.views import CropView, View
 
 
 def adaptive_foveations(settings: EvalCfg) -> list[str]:
     """The foveations the task attacks: the run's MP-set-up crops, the modern one, and the
     MP-Object set-up's views."""
-    every = [*settings.crops, MODERN_FOVEATION, *object_foveations()]
+    every = [*settings.crops, MODERN_FOVEATION, *settings.object_crops]
     wanted = settings.adaptive_foveations
     return every if wanted is None else [f for f in every if f in wanted]
 

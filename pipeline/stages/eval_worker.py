@@ -92,7 +92,7 @@ class Evaluator:
                     continue
                 if baseline and not spec.baseline_ok:
                     continue
-                if spec.views and spec.setup == MP and spec.name not in self.settings.crops:
+                if spec.views and spec.name not in self.settings.evaluated_views(spec.setup):
                     continue
                 out.append(spec)
         return out
