@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 python scripts/budget_reserve.py --attack alma --steps 100
 
+``--attack`` is a bench pair (``pipeline.bench.pairs``): both sides' settings are the
+bench's, only the step count is this script's.
+
 On the bench's photos (lite0, the first N the network gets right top-1, top-1 on both
 sides): adv_lib's attack at ``steps``, ours at ``steps`` with no budget, and ours with
 adv_lib's query budget (``2 * steps`` passes, the clean pass and the line search
@@ -16,19 +19,20 @@ import argparse
 import torch
 
 from pipeline.bench.images import load_images
-from pipeline.bench.peers import adv_lib_attack
+from pipeline.bench.pairs import PAIRS, PairSettings
 from pipeline.models.networks import load_model
 from tasks.attacks import create
 from tasks.criterion import TopK
 from tasks.linesearch import LineSearch
 
-PEER_STEPS = {"alma": "num_steps", "fmn": "steps", "ddn": "steps"}
-PEER_ONLY = {"alma": {}, "fmn": {"norm": 2}, "ddn": {"levels": None}}
+#: The bench's budgeted pairs (adv_lib's DDN, FMN, ALMA): both sides' settings come from
+#: there, only the step count is this script's.
+BUDGETED = [name for name in PAIRS.names() if "budget" in PAIRS.get(name).ours_only]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attack", choices=sorted(PEER_STEPS), default="alma")
+    parser.add_argument("--attack", choices=BUDGETED, default="alma", help="a bench pair")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -43,15 +47,15 @@ def main() -> None:
             f"{label:<28} L2 {values}  median {l2[ok].median():.1f}  fooled {int(ok.sum())}/{len(ok)}"
         )
 
-    peer_kwargs = {PEER_STEPS[args.attack]: args.steps, **PEER_ONLY[args.attack]}
-    adv = adv_lib_attack(model, x, y, attack=args.attack, **peer_kwargs)
+    pair = PAIRS.get(args.attack)
+    settings = PairSettings(batch=len(x), rtol=0.01, ours_median=float("nan"))
+    peer_kwargs = {**pair.peer_kwargs(settings), pair.peer_names.get("steps", "steps"): args.steps}
+    adv = pair.run_peer(model, x, y, peer_kwargs, settings)
     with torch.no_grad():
-        show(f"adv_lib {args.attack}", (adv - x).flatten(1).norm(dim=1), model(adv).argmax(1) != y)
+        show(pair.peer, (adv - x).flatten(1).norm(dim=1), model(adv).argmax(1) != y)
     for budget in (None, 2 * args.steps):
-        attack = create(
-            args.attack, criterion=TopK(1), line_search=LineSearch(rtol=0.01),
-            steps=args.steps, budget=budget,
-        )  # fmt: skip
+        params = {**pair.params, "steps": args.steps, "budget": budget}
+        attack = create(pair.attack, criterion=TopK(1), line_search=LineSearch(rtol=0.01), **params)
         result = attack(model, x, y)
         show(f"ours, budget {budget}", result.norms()["l2"], result.success)
 
