@@ -127,6 +127,7 @@ class RunResult:
     #: MLflow failed during the run (full disk, server down): results are on disk only
     mlflow_failed: bool = False
     log_file: str = ""  # where the libraries' log lines went (pipeline/run/library_logs.py)
+    stages: tuple[StageOutcome, ...] = ()  # what each stage did, in the order they ran
 
     @classmethod
     def assemble(
@@ -157,6 +158,7 @@ class RunResult:
             dense_warnings=summaries.dense_warnings,
             masking_warnings=summaries.masking_warnings,
             mlflow_failed=mlflow_failed,
+            stages=stages.outcomes,
         )
 
 

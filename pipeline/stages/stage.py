@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from pipeline.tracking.tracker import Tracker
 
 U = TypeVar("U")  # a stage's unit: ``model`` (the actor that runs it), ``key``, ``image_ids``
-Out = TypeVar("Out")  # what computing a unit returns
+#: what computing a unit returns: ``seconds`` (the actor's time: the scheduler's measure of
+#: a model's work) and a settable ``load_seconds`` (a pooled actor loading the network)
+Out = TypeVar("Out")
 
 
 def log(message: str) -> None:
