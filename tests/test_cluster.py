@@ -39,6 +39,7 @@ from pipeline.config.benchmark import (
 from pipeline.data import build_manifest
 from pipeline.run.run_result import RunHooks
 from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_stage import ATTACK
 from pipeline.stages.attack_unit import AttackOutput, AttackUnit
 from pipeline.stages.worker import ModelWorker, WorkerSpec
 from pipeline.summary.attacks import read_results
@@ -214,7 +215,7 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(
         clean=True,
     )
     spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": GradientParams()}, batch_size=4, threads=2)
-    out = ModelWorker(spec).process(unit)
+    out = ATTACK.compute(ModelWorker(spec), unit, None)
 
     rows = {r["image_id"]: r for r in out.attacks["test_oom_above_one"][0].to_pylist()}
     assert sorted(rows) == sorted(unit.image_ids) and out.halvings >= 2

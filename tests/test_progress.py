@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.config.benchmark import AttackRef, BenchmarkConfig, DatasetCfg, ModelRef
 from pipeline.data import build_manifest
 from pipeline.run.runner import run_benchmark
+from pipeline.stages.attack_stage import ATTACK
 from pipeline.stages.attack_unit import AttackUnit
 from pipeline.stages.progress import Partial, ProgressBoard, ProgressTarget, ProgressWatch
 from pipeline.stages.running_stats import RunningStats
@@ -47,7 +48,7 @@ def test_a_worker_reports_each_batch_once_and_the_tasks_within_it() -> None:
     )
     spec = WorkerSpec(MODEL, {}, {"sign": attack_spec("sign").build_params()}, batch_size=2)
     board = RecordingBoard()
-    out = ModelWorker(spec).process(unit, ProgressTarget(board, 7))
+    out = ATTACK.compute(ModelWorker(spec), unit, ProgressTarget(board, 7))
 
     assert {token for token, _ in board.history} == {7}
     shown = [p.images for _, p in board.history]

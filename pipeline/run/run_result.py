@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.results.storage import Location
 from pipeline.stages.scheduler import UnitFailure
+from pipeline.stages.stage import StageOutcome
 
 if TYPE_CHECKING:
     from pipeline.stages.attack_unit import AttackOutput
@@ -43,9 +44,11 @@ class RunHooks:
 
 @dataclass(frozen=True)
 class StageTotals:
-    """What the two stages did: units computed, time, throughput, failures."""
+    """What the stages did: units computed, time, throughput, failures. The attack and
+    evaluation stages' own fields are what the closing block and reports read; every
+    stage's outcome, those two included, is in ``outcomes``."""
 
-    computed_units: int = 0
+    computed_units: int = 0  # the attack stage's (model-shards)
     attack_seconds: float = 0.0  # wall time of the attack stage (throughput)
     #: attack-stage images per second of actor time, per model (every attack of the run)
     attack_images_per_s: Mapping[str, float] = field(default_factory=dict)
@@ -54,6 +57,29 @@ class StageTotals:
     eval_skipped_files: int = 0  # evaluation shard files an earlier run completed
     failed_units: tuple[UnitFailure, ...] = ()  # typed: kind, key, message
     requeued_units: int = 0  # units resubmitted after their actor died
+    skipped_units: int = 0  # model-shards an earlier run completed
+    skipped_files: int = 0  # shard files of every stage an earlier run completed
+    outcomes: tuple[StageOutcome, ...] = ()  # one per stage that ran, in order
+
+    @classmethod
+    def of(cls, outcomes: list[StageOutcome]) -> StageTotals:
+        """The totals of the stages that ran, each from its own outcome."""
+        by_name = {o.name: o for o in outcomes}
+        attack = by_name.get("attack", StageOutcome("attack"))
+        evaluation = by_name.get("evaluation", StageOutcome("evaluation"))
+        return cls(
+            computed_units=attack.computed_units,
+            attack_seconds=attack.seconds,
+            attack_images_per_s=dict(attack.images_per_s),
+            computed_eval_units=evaluation.computed_units,
+            eval_seconds=evaluation.seconds,
+            eval_skipped_files=evaluation.done_files,
+            failed_units=tuple(f for o in outcomes for f in o.failed),
+            requeued_units=sum(o.requeued for o in outcomes),
+            skipped_units=attack.skipped,
+            skipped_files=sum(o.done_files for o in outcomes),
+            outcomes=tuple(outcomes),
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,7 @@ class RunResult:
     #: MLflow failed during the run (full disk, server down): results are on disk only
     mlflow_failed: bool = False
     log_file: str = ""  # where the libraries' log lines went (pipeline/run/library_logs.py)
+    stages: tuple[StageOutcome, ...] = ()  # what each stage did, in the order they ran
 
     @classmethod
     def assemble(
@@ -111,8 +138,8 @@ class RunResult:
             run_dir=opened.run_dir,
             n_images=opened.n_images,
             n_bad_rows=opened.n_bad_rows,
-            skipped_units=opened.skipped_units,
-            skipped_files=opened.skipped_files + stages.eval_skipped_files,
+            skipped_units=stages.skipped_units,
+            skipped_files=stages.skipped_files,
             tracking_uri=opened.tracking_uri,
             synced_files=opened.synced_files,
             mlflow_run_id=opened.mlflow_run_id,
@@ -131,6 +158,7 @@ class RunResult:
             dense_warnings=summaries.dense_warnings,
             masking_warnings=summaries.masking_warnings,
             mlflow_failed=mlflow_failed,
+            stages=stages.outcomes,
         )
 
 
@@ -141,8 +169,6 @@ class OpenedRun:
     run_dir: Location
     n_images: int
     n_bad_rows: int
-    skipped_units: int
-    skipped_files: int
     tracking_uri: str
     synced_files: int
     mlflow_run_id: str | None

@@ -30,10 +30,9 @@ from pipeline.run.library_logs import library_logs_to, log_path
 from pipeline.run.run_result import OpenedRun, Rows, RunHooks, RunResult, Summaries
 from pipeline.run.runmeta import run_params, run_tags
 from pipeline.stages.actors import check_placement
-from pipeline.stages.attack_unit import AttackUnit
-from pipeline.stages.execute import Stages, log
-from pipeline.stages.plan_attacks import plan_attack_units, remove_stale_temp_files
-from pipeline.stages.plan_evals import eval_tasks, plan_eval_units
+from pipeline.stages.execute import Stages, has_work, log
+from pipeline.stages.plan_attacks import remove_stale_temp_files
+from pipeline.stages.plan_evals import eval_tasks
 from pipeline.summary.adaptive import gain_metrics, masking_warnings
 from pipeline.summary.best_known import model_key, update_best_known
 from pipeline.summary.metrics import final_metrics, finding_counts, transfer_metrics
@@ -102,13 +101,13 @@ class Run:
         return dataclasses.replace(result, log_file=str(logs), seconds=time.perf_counter() - start)
 
     def _execute_in(self, run_dir: Location) -> RunResult:
-        opened, units = self._prepare(run_dir)
+        opened = self._prepare(run_dir)
         tracker = self.tracker
         tracker.start_system_metrics()  # finish() stops it, whichever way the run ends
         try:
             with interrupts.graceful():
                 stages = Stages(self.cfg, run_dir, tracker, self.prov, self.manifest, self.hooks)
-                totals = stages.run(units)
+                totals = stages.run()
                 summaries = self._summarise(run_dir)
                 if self.hooks.summarised is not None:
                     self.hooks.summarised(run_dir, tracker, self.tags)
@@ -125,8 +124,9 @@ class Run:
         tracker.finish(success=not totals.failed_units)
         return RunResult.assemble(opened, totals, summaries, mlflow_failed=not tracker.available)
 
-    def _prepare(self, run_dir: Location) -> tuple[OpenedRun, list[AttackUnit]]:
-        """Directory, manifest and plan; then (only then) MLflow and provenance."""
+    def _prepare(self, run_dir: Location) -> OpenedRun:
+        """Directory, manifest and whether there is work; then (only then) MLflow and
+        provenance."""
         cfg = self.cfg
         removed = remove_stale_temp_files(run_dir)
         if removed:
@@ -146,14 +146,8 @@ class Run:
         log(manifest.summary_line() + (" (reused: the dataset is unchanged)" if reused else ""))
         self.manifest = manifest.table
 
-        plan = plan_attack_units(cfg, manifest.table, run_dir)
-        if plan.units or (eval_tasks(cfg) and plan_eval_units(cfg, manifest.table, run_dir)[0]):
+        if has_work(cfg, manifest.table, run_dir):
             check_placement(cfg)  # unplaceable: one line before MLflow opens; no work: no Ray
-        if plan.skipped_files:
-            log(
-                f"resume: {plan.skipped_files} shard files already complete, not recomputed "
-                f"({plan.skipped} of {plan.n_shards * len(cfg.models)} model-shards fully done)"
-            )
 
         tracking_uri = cfg.mlflow.tracking_uri or default_tracking_uri(cfg.output_dir)
         artifacts = local_mlflow_dir(cfg.output_dir) / "mlartifacts"
@@ -187,14 +181,12 @@ class Run:
             run_dir=run_dir,
             n_images=manifest.table.num_rows,
             n_bad_rows=manifest.bad_rows.num_rows,
-            skipped_units=plan.skipped,
-            skipped_files=plan.skipped_files,
             tracking_uri=tracking_uri,
             synced_files=synced,
             mlflow_run_id=tracker.run_id(),
             mlflow_experiment_id=tracker.experiment_id,
         )
-        return opened, plan.units
+        return opened
 
     def _summarise(self, run_dir: Location) -> Summaries:
         """Every summary table, best-known distances, and the protocol's when it ran."""

@@ -1,18 +1,19 @@
-"""The two stages of a run on one set of model actors: attacks, then evaluations.
+"""The run's stages, in order, on one set of model actors (pipeline/stages/registry.py).
 
-Evaluation units are planned only once the attack stage has written its perturbation
-store; each network is loaded once per actor for both stages. A stage hands its units
-to the :class:`~pipeline.stages.scheduler.UnitScheduler`, books what each unit returns
-(running metrics, progress inside units, failures) and compacts its shard pieces.
+Each active stage is run the same way: ``before`` (the evaluation stage fixes its points
+from the attack stage's results), ``plan`` (its units are planned only once the stages
+before it wrote their results), its units handed to the
+:class:`~pipeline.stages.scheduler.UnitScheduler`, each output and the progress inside
+units booked by the stage's :class:`~pipeline.stages.stage.Booking`, then its tables
+compacted. Each network is loaded once per actor, for every stage; Ray is started only
+when a stage has units (or pieces to compact).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -20,35 +21,38 @@ import ray
 from tqdm import tqdm
 
 from pipeline.config.benchmark import BenchmarkConfig
-from pipeline.results.compaction import ATTACK_TABLES, EVAL_TABLES, compact_stage
+from pipeline.results.compaction import compact_stage
 from pipeline.results.partitions import COMPACTED
 from pipeline.results.storage import Location
 from pipeline.run import interrupts
 from pipeline.run.run_result import RunHooks, StageTotals
 from pipeline.stages.actors import ActorSet, init_ray, start_actors
-from pipeline.stages.attack_unit import AttackOutput, AttackUnit
-from pipeline.stages.eval_progress import DEFAULT_POINTS, EvalProgress
-from pipeline.stages.eval_unit import EvalOutput, EvalUnit
-from pipeline.stages.plan_evals import eval_tasks, plan_eval_units
-from pipeline.stages.progress import Partial, ProgressWatch, RemoteProgressBoard
-from pipeline.stages.running_stats import RunningStats
-from pipeline.stages.scheduler import UnitFailure, UnitScheduler
-from pipeline.summary.points import FILE as FIXED_POINTS
-from pipeline.summary.points import fix_eval_points, point_list, read_eval_points
+from pipeline.stages.progress import ProgressWatch, RemoteProgressBoard
+from pipeline.stages.registry import active_stages
+from pipeline.stages.scheduler import ScheduleResult, UnitScheduler
+from pipeline.stages.stage import (
+    Booking,
+    Stage,
+    StageContext,
+    StageOutcome,
+    StagePlan,
+    log,
+    unit_images,
+)
 from pipeline.tracking.tracker import Tracker
 
+__all__ = ["Stages", "has_work", "log"]
 
-def log(message: str) -> None:
-    """The driver's own lines (progress, resume, warnings) go to stderr, unbuffered."""
-    print(message, file=sys.stderr, flush=True)
+
+def has_work(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location) -> bool:
+    """Whether any active stage has units to compute as the run stands now. A stage planned
+    after the ones before it (the evaluation stage) may find more once they ran; what it
+    can plan now decides, as before, whether a resumed run needs Ray at all."""
+    return any(stage.plan(cfg, manifest, run_dir).units for stage in active_stages(cfg))
 
 
 class Stages:
-    """The attack stage, then the evaluation stage, on one set of model actors.
-
-    Evaluation units are planned only once the attack stage has written its
-    perturbation store; each network is loaded once per actor for both stages.
-    """
+    """Every active stage, in order, on one set of model actors."""
 
     def __init__(
         self,
@@ -59,44 +63,17 @@ class Stages:
         manifest: pa.Table,
         hooks: RunHooks,
     ) -> None:
-        self.cfg, self.prov = cfg, prov
-        self.run_dir, self.tracker = run_dir, tracker
-        self.manifest, self.hooks = manifest, hooks
+        self.cfg, self.prov, self.run_dir = cfg, prov, run_dir
+        self.ctx = StageContext(cfg, run_dir, manifest, tracker, hooks)
         self.actors: ActorSet | None = None
         self.board: Any = None  # where workers report progress inside their units
-        self.failed: list[UnitFailure] = []
-        self.requeued = 0
-        self.images_per_s: dict[str, float] = {}
 
-    def run(self, attack_units: list[AttackUnit]) -> StageTotals:
+    def run(self) -> StageTotals:
         try:
-            attack_seconds = eval_seconds = 0.0
-            computed = computed_eval = 0
-            if attack_units:
-                attack_seconds, computed = self._timed(self._attack_stage, attack_units)
-            self._compact(ATTACK_TABLES)
-            if eval_tasks(self.cfg):  # fixed from the attack stage, before any evaluation
-                fix_eval_points(self.run_dir, self.cfg.eval)
-                self.tracker.log_artifact(self.run_dir / FIXED_POINTS)
-            eval_units, eval_done = plan_eval_units(self.cfg, self.manifest, self.run_dir)
-            if eval_done:
-                log(f"resume: {eval_done} evaluation shard files already complete, not recomputed")
-            if eval_units:
-                eval_seconds, computed_eval = self._timed(self._eval_stage, eval_units)
-            if eval_tasks(self.cfg):
-                self._compact(EVAL_TABLES)
-            if not attack_units and not eval_units:
+            outcomes = [self._stage(stage) for stage in active_stages(self.cfg)]
+            if not any(o.computed_units or o.failed for o in outcomes):
                 log("nothing to compute: every shard of this run is already complete")
-            return StageTotals(
-                computed_units=computed,
-                attack_seconds=attack_seconds,
-                attack_images_per_s=dict(self.images_per_s),
-                computed_eval_units=computed_eval,
-                eval_seconds=eval_seconds,
-                eval_skipped_files=eval_done,
-                failed_units=tuple(self.failed),
-                requeued_units=self.requeued,
-            )
+            return StageTotals.of(outcomes)
         finally:
             if self.actors is not None:
                 self.actors.stop()
@@ -104,15 +81,29 @@ class Stages:
                 with contextlib.suppress(Exception):  # gone with a removed node
                     ray.kill(self.board)
 
-    def _timed(
-        self, stage: Callable[[list[Any]], tuple[list[UnitFailure], int]], units: list[Any]
-    ) -> tuple[float, int]:
-        """Run one stage; book its failures and requeues; return (seconds, units computed)."""
-        start = time.perf_counter()
-        failed, requeued = stage(units)
-        self.failed += failed
-        self.requeued += requeued
-        return time.perf_counter() - start, len(units) - len(failed)
+    def _stage(self, stage: Stage[Any, Any]) -> StageOutcome:
+        """Before, plan, schedule and book, compact: one stage."""
+        stage.before(self.ctx)
+        plan: StagePlan[Any] = stage.plan(self.cfg, self.ctx.manifest, self.run_dir)
+        if plan.resume:
+            log(f"resume: {plan.resume}")
+        outcome = StageOutcome(stage.name, done_files=plan.done_files, skipped=plan.skipped)
+        if plan.units:
+            start = time.perf_counter()
+            booking = stage.booking(self.ctx, plan.units)
+            result = self._schedule(plan.units, booking, stage.name)
+            outcome = StageOutcome(
+                stage.name,
+                seconds=time.perf_counter() - start,
+                computed_units=len(plan.units) - len(result.failed),
+                done_files=plan.done_files,
+                skipped=plan.skipped,
+                failed=tuple(result.failed),
+                requeued=result.requeued,
+                images_per_s=booking.images_per_s(),
+            )
+        self._compact(stage.tables)
+        return outcome
 
     def _ensure_actors(self) -> dict[str, list[Any]]:
         if self.actors is None:
@@ -123,71 +114,26 @@ class Stages:
             self.board = RemoteProgressBoard.remote()
         return self.actors.by_model
 
-    def _schedule(
-        self,
-        units: list[Any],
-        on_output: Callable[[Any], None],
-        desc: str,
-        on_partial: Callable[[str, list[Partial]], None] | None = None,
-    ) -> tuple[list[UnitFailure], int]:
+    def _schedule(self, units: list[Any], booking: Booking[Any], desc: str) -> ScheduleResult:
         """Run a stage's units on the actors; the bar counts images as batches finish."""
         actors = self._ensure_actors()
-        total = sum(len(u.image_ids) for u in units)
+        total = sum(map(unit_images, units))
         with tqdm(total=total, desc=desc, unit="img", file=sys.stderr) as bar:
 
             def show(images: float) -> None:
                 bar.n = round(images, 1)
                 bar.refresh()
 
-            watch = ProgressWatch(self.board, show, lambda u: len(u.image_ids), on_partial)
+            watch = ProgressWatch(self.board, show, unit_images, booking.partial)
             scheduler = UnitScheduler(
                 actors, units, self.cfg.ray.max_restarts, log, "run_unit", watch=watch
             )
-            result = scheduler.run(on_output, lambda: None)
-        return result.failed, result.requeued
-
-    def _attack_stage(self, units: list[AttackUnit]) -> tuple[list[UnitFailure], int]:
-        stats = RunningStats.resume(
-            self.cfg,
-            self.manifest,
-            self.run_dir,
-            units,
-            lambda model: self.tracker.last_step("images_done", model),
-        )
-        busy: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
-
-        def on_output(out: AttackOutput) -> None:
-            spent = busy[out.unit.model]
-            spent[0] += len(out.unit.image_ids)
-            spent[1] += out.seconds
-            self.images_per_s[out.unit.model] = spent[0] / max(spent[1], 1e-9)
-            if out.halvings:
-                log(f"{out.unit.model} shard {out.unit.shard}: batch split {out.halvings} time(s)")
-            model, metrics, step = stats.update(out)
-            self.tracker.log_metrics(metrics, step=step, model=model)
-            if self.hooks.attack_unit:
-                self.hooks.attack_unit(out)
-
-        def on_partial(model: str, running: list[Partial]) -> None:
-            metrics, step = stats.preview(model, running)
-            self.tracker.log_metrics(metrics, step=step, model=model)
-
-        return self._schedule(units, on_output, "attack", on_partial)
-
-    def _eval_stage(self, units: list[EvalUnit]) -> tuple[list[UnitFailure], int]:
-        points = point_list(read_eval_points(self.run_dir)) or DEFAULT_POINTS
-        progress = EvalProgress.for_units(self.run_dir, units, points)  # running accuracy
-
-        def on_output(out: EvalOutput) -> None:
-            progress.record(out.tables.values(), self.tracker)
-            if self.hooks.eval_unit:
-                self.hooks.eval_unit(out)
-
-        return self._schedule(units, on_output, "evaluation")
+            return scheduler.run(booking.output, lambda: None)
 
     def _compact(self, tables: tuple[str, ...]) -> None:
         """Fold the stage's shard pieces into one file per partition (on the cluster, not in
         the driver: perturbation bytes never pass through it) and log those to MLflow.
         Ray is started only if a partition has pieces left to fold."""
+        tracker = self.ctx.tracker
         for partition, model in compact_stage(self.run_dir, tables, lambda: init_ray(self.cfg)):
-            self.tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)
+            tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)

@@ -20,7 +20,7 @@ import ray
 
 from pipeline.models.image_cache import ImageCache
 from pipeline.stages.progress import ProgressTarget
-from pipeline.stages.worker import ModelWorker, Output, Unit, WorkerSpec
+from pipeline.stages.worker import ModelWorker, WorkerSpec
 
 
 def resident_bytes(worker: ModelWorker) -> int:
@@ -54,7 +54,7 @@ class ModelPool:
         start = time.perf_counter()
         return self.worker(model), time.perf_counter() - start
 
-    def run_unit(self, unit: Unit, progress: ProgressTarget | None = None) -> Output:
+    def run_unit(self, unit: Any, progress: ProgressTarget | None = None) -> Any:
         """:meth:`ModelWorker.run_unit` on the unit's network, loaded first if need be."""
         worker, seconds = self._loaded(unit.model)
         out = worker.run_unit(unit, progress)

@@ -10,7 +10,6 @@ chance to clean up) are removed at start.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -19,14 +18,7 @@ from pipeline.results.partitions import CommitIndex
 from pipeline.results.storage import Location
 from pipeline.results.tables import attack_partition, bounds_partition, clean_partition
 from pipeline.stages.attack_unit import AttackUnit
-
-
-@dataclass(frozen=True)
-class Plan:
-    units: list[AttackUnit]
-    n_shards: int
-    skipped: int  # (model, shard) pairs with nothing left to do
-    skipped_files: int  # shard files already complete
+from pipeline.stages.stage import StagePlan
 
 
 def remove_stale_temp_files(run_dir: Location) -> int:
@@ -46,7 +38,10 @@ def shard_slices(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + shard_size, n_rows)) for lo in range(0, n_rows, shard_size)]
 
 
-def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location) -> Plan:
+def plan_attack_units(
+    cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location
+) -> StagePlan[AttackUnit]:
+    """Missing units; ``skipped``: the (model, shard) pairs with nothing left to do."""
     commits = CommitIndex.load(run_dir)
     ids = manifest.column("image_id").to_pylist()
     paths = manifest.column("path").to_pylist()
@@ -87,7 +82,11 @@ def plan_attack_units(cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Locatio
             units.append(
                 _join(units.pop(), unit) if _joinable(units, unit, cfg.batch_size) else unit
             )
-    return Plan(units=units, n_shards=len(slices), skipped=skipped, skipped_files=skipped_files)
+    resume = (
+        f"{skipped_files} shard files already complete, not recomputed "
+        f"({skipped} of {len(slices) * len(cfg.models)} model-shards fully done)"
+    )
+    return StagePlan(units, skipped_files, skipped, resume if skipped_files else "")
 
 
 def _joinable(units: list[AttackUnit], unit: AttackUnit, batch: int) -> bool:

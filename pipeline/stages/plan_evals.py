@@ -20,6 +20,7 @@ from pipeline.results.storage import Location
 from pipeline.results.tables import attack_partition, eval_partition, perturbation_partition
 from pipeline.stages.eval_unit import EvalUnit
 from pipeline.stages.plan_attacks import shard_slices
+from pipeline.stages.stage import StagePlan
 from pipeline.summary.points import points_of, read_eval_points
 from tasks.attacks.specs import attack_spec
 from tasks.geometry import Box
@@ -42,11 +43,11 @@ def _boxes(row: dict[str, object]) -> tuple[Box, ...]:
 
 def plan_eval_units(
     cfg: BenchmarkConfig, manifest: pa.Table, run_dir: Location
-) -> tuple[list[EvalUnit], int]:
+) -> StagePlan[EvalUnit]:
     """Missing evaluation units, and how many shard files were already complete."""
     tasks = eval_tasks(cfg)
     if not tasks:
-        return [], 0
+        return StagePlan([])
     commits = CommitIndex.load(run_dir)
     points = read_eval_points(run_dir)  # fixed from the attack stage before planning
     rows = manifest.to_pylist()
@@ -98,7 +99,8 @@ def plan_eval_units(
                             points=points_of(points, target, attack),
                         )
                     )
-    return units, done
+    resume = f"{done} evaluation shard files already complete, not recomputed"
+    return StagePlan(units, done, resume=resume if done else "")
 
 
 def _committed(commits: CommitIndex, partition: str, shard: int, ids: list[str]) -> str:
