@@ -9,7 +9,7 @@ when the run finishes, instead of one mutable record written from four places.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from pipeline.results.storage import Location
@@ -46,7 +46,7 @@ class RunHooks:
 class StageTotals:
     """What the stages did: units computed, time, throughput, failures. The attack and
     evaluation stages' own fields are what the closing block and reports read; every
-    stage's outcome, those two included, is in ``outcomes``."""
+    stage's outcome, those two included, is in ``stages``."""
 
     computed_units: int = 0  # the attack stage's (model-shards)
     attack_seconds: float = 0.0  # wall time of the attack stage (throughput)
@@ -54,12 +54,11 @@ class StageTotals:
     attack_images_per_s: Mapping[str, float] = field(default_factory=dict)
     computed_eval_units: int = 0
     eval_seconds: float = 0.0  # wall time of the evaluation stage
-    eval_skipped_files: int = 0  # evaluation shard files an earlier run completed
     failed_units: tuple[UnitFailure, ...] = ()  # typed: kind, key, message
     requeued_units: int = 0  # units resubmitted after their actor died
     skipped_units: int = 0  # model-shards an earlier run completed
     skipped_files: int = 0  # shard files of every stage an earlier run completed
-    outcomes: tuple[StageOutcome, ...] = ()  # one per stage that ran, in order
+    stages: tuple[StageOutcome, ...] = ()  # one per stage that ran, in order
 
     @classmethod
     def of(cls, outcomes: list[StageOutcome]) -> StageTotals:
@@ -73,12 +72,11 @@ class StageTotals:
             attack_images_per_s=dict(attack.images_per_s),
             computed_eval_units=evaluation.computed_units,
             eval_seconds=evaluation.seconds,
-            eval_skipped_files=evaluation.done_files,
             failed_units=tuple(f for o in outcomes for f in o.failed),
             requeued_units=sum(o.requeued for o in outcomes),
             skipped_units=attack.skipped,
             skipped_files=sum(o.done_files for o in outcomes),
-            outcomes=tuple(outcomes),
+            stages=tuple(outcomes),
         )
 
 
@@ -133,33 +131,25 @@ class RunResult:
     def assemble(
         cls, opened: OpenedRun, stages: StageTotals, summaries: Summaries, mlflow_failed: bool
     ) -> RunResult:
-        """The result of a run that went through every phase."""
-        return cls(
-            run_dir=opened.run_dir,
-            n_images=opened.n_images,
-            n_bad_rows=opened.n_bad_rows,
-            skipped_units=stages.skipped_units,
-            skipped_files=stages.skipped_files,
-            tracking_uri=opened.tracking_uri,
-            synced_files=opened.synced_files,
-            mlflow_run_id=opened.mlflow_run_id,
-            mlflow_experiment_id=opened.mlflow_experiment_id,
-            computed_units=stages.computed_units,
-            failed_units=stages.failed_units,
-            requeued_units=stages.requeued_units,
-            attack_seconds=stages.attack_seconds,
-            attack_images_per_s=stages.attack_images_per_s,
-            computed_eval_units=stages.computed_eval_units,
-            eval_seconds=stages.eval_seconds,
-            clean=summaries.clean,
-            attacks=summaries.attacks,
-            findings=summaries.findings,
-            table1=summaries.table1,
-            dense_warnings=summaries.dense_warnings,
-            masking_warnings=summaries.masking_warnings,
-            mlflow_failed=mlflow_failed,
-            stages=stages.outcomes,
-        )
+        """The result of a run that went through every phase: each part's fields go to the
+        result's fields of the same names (the parts share none, and the result has one for
+        every field of each part: :func:`_fields_of` refuses anything else)."""
+        merged: dict[str, Any] = {}
+        for part in (opened, stages, summaries):
+            values = _fields_of(part)
+            if merged.keys() & values.keys():
+                raise TypeError(f"fields {sorted(merged.keys() & values.keys())} given twice")
+            merged |= values
+        return cls(**merged, mlflow_failed=mlflow_failed)
+
+
+def _fields_of(part: OpenedRun | StageTotals | Summaries) -> dict[str, Any]:
+    """A part's fields by name, each one a field of :class:`RunResult`."""
+    values = {f.name: getattr(part, f.name) for f in fields(part)}
+    unknown = set(values) - {f.name for f in fields(RunResult)}
+    if unknown:  # a programming error: a new field on a part needs its place in the result
+        raise TypeError(f"{type(part).__name__} fields {sorted(unknown)} are not RunResult's")
+    return values
 
 
 @dataclass(frozen=True)
