@@ -215,7 +215,8 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(
         clean=True,
     )
     spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": GradientParams()}, batch_size=4, threads=2)
-    out = ATTACK.compute(ModelWorker(spec), unit, None)
+    worker = ModelWorker(spec)
+    out = ATTACK.compute(worker, unit, None)
 
     rows = {r["image_id"]: r for r in out.attacks["test_oom_above_one"][0].to_pylist()}
     assert sorted(rows) == sorted(unit.image_ids) and out.halvings >= 2
@@ -230,6 +231,10 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(
     clean = {r["image_id"]: r for r in (out.clean.to_pylist() if out.clean is not None else [])}
     assert sorted(clean) == sorted(unit.image_ids), "clean rows lost or duplicated"
     assert [i for i, r in clean.items() if r["error"]] == [unit.image_ids[3]]  # the broken file
+    # the actor's later batches stay below the size that ran out of memory: no split again
+    assert worker.batch_size == 1
+    again = ATTACK.compute(worker, dataclasses.replace(unit, clean=False), None)
+    assert again.halvings == 0 and len(again.attacks["test_oom_above_one"][0]) == 4
 
 
 # -- cluster configs --------------------------------------------------------------------------

@@ -4,7 +4,9 @@ batch by batch, on the network the actor holds.
 Every batch goes through the one resilient-batch helper (:func:`pipeline.stages.oom.bisecting`):
 on failure it is split in halves down to single images, so out of memory (a batch that fits
 one GPU may not fit another) costs a smaller batch, and one bad image becomes one error row
-while its neighbours still get results.
+while its neighbours still get results. A batch that ran out of memory also lowers the
+worker's batch size for good (half of it, for every later batch and unit), so the actor
+does not fail on every batch and split it again.
 """
 
 from __future__ import annotations
@@ -44,14 +46,16 @@ class AttackBatches:
         start = time.perf_counter()
         unit, images, cfg = self.unit, self.worker.images, self.worker.model.cfg
         rows = BatchRows.of(unit)
-        size, n = self.worker.spec.batch_size, len(unit.image_ids)
-        for lo in range(0, n, size):
+        lo, n = 0, len(unit.image_ids)
+        while lo < n:
+            size = self.worker.batch_size  # lowered for good by an out of memory
             idx = list(range(lo, min(lo + size, n)))
             if lo + size < n:  # decode the next batch while this one computes
                 images.prefetch(unit.paths[lo + size : lo + 2 * size], cfg)
             batch = self._resilient(idx)
             rows.extend(batch)
             self.progress.commit(len(idx), batch.clean, batch.attacks)
+            lo += len(idx)
         out = AttackOutput(unit=unit, clean=None, seconds=time.perf_counter() - start)
         out.worker = str(self.worker.device)
         out.pid = os.getpid()
@@ -64,8 +68,10 @@ class AttackBatches:
         """A batch through :func:`bisecting`; an image that fails alone becomes error rows."""
 
         def free_cache(exc: BaseException, oom: bool, n: int) -> bool:
-            if oom and self.worker.device.type == "cuda":
-                torch.cuda.empty_cache()
+            if oom:  # the worker's batches stay below a size that ran out of memory
+                self.worker.batch_size = min(self.worker.batch_size, max(1, n // 2))
+                if self.worker.device.type == "cuda":
+                    torch.cuda.empty_cache()
             return False  # never the same batch again: split it
 
         def give_up(i: int, exc: BaseException, oom: bool) -> BatchRows:

@@ -64,6 +64,8 @@ class ModelWorker:
     def __init__(self, spec: WorkerSpec, images: ImageCache | None = None) -> None:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
+        #: the attack stage's batch: below any size that ran out of memory on this actor
+        self.batch_size = spec.batch_size
         self._result_writer: ResultWriter | None = None
         self.device = pick_device(spec.device)
         self.model = load_model(
