@@ -8,6 +8,7 @@ suite starts once per session (how the suite is organised: docs/testing.md).
 - ``own_ray`` (marker): a test that must start its own cluster (several nodes, a node
   removed or a worker SIGKILLed under it). Such tests run first, before any test has
   started the session's Ray, and it is shut down before each of them in any case.
+- ``no_ray``: no Ray in this process at the start of a test that checks a run starts none.
 - ``mlflow_store``: a migrated MLflow SQLite store copied from one made per session
   (creating a store runs every alembic migration: more than a second each).
 - ``mlflow_server_uri``: one ``mlflow server`` (SQLite backend, on loopback) for the tests
@@ -45,8 +46,14 @@ def imagenet_sample() -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests with their own cluster first (stable), so the session's Ray starts once."""
-    items.sort(key=lambda item: item.get_closest_marker(OWN_RAY) is None)
+    """Tests with their own cluster first, then those that want no Ray (``no_ray``), both
+    stable, so the session's Ray starts once."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker(OWN_RAY) is None,
+            "no_ray" not in getattr(item, "fixturenames", ()),
+        )
+    )
 
 
 def _stop_session_ray() -> None:
@@ -88,6 +95,17 @@ def local_ray(_session_ray: None, request: pytest.FixtureRequest) -> None:
     """The session's local Ray (started here on first use, and never per test)."""
     assert request.node.get_closest_marker(OWN_RAY) is None, "own_ray tests start their own"
     _start_session_ray()
+
+
+@pytest.fixture
+def no_ray(_session_ray: None) -> None:
+    """No Ray initialised in this process when the test starts: for a test that checks that
+    an in-process run starts none, which a Ray already up would hide. Such tests run before
+    the session's Ray starts (``pytest_collection_modifyitems``); run on their own after it,
+    they shut it down and the next ``local_ray`` starts it again."""
+    _stop_session_ray()
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()  # one an in-process run started on its own
 
 
 @pytest.fixture(scope="session")

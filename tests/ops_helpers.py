@@ -84,9 +84,12 @@ def ray_head() -> Iterator[str]:
         f"--dashboard-agent-listen-port={agent}",  # not 52365: another Ray here may hold it
         "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
     ]  # fmt: skip
+    # A SIGTERMed node first drains for up to this long (Ray's default: 30 s, for Serve
+    # replicas to move); a test head has nothing to hand over and stops at once.
+    env = {**env_with_venv(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = open(Path(temp) / "head.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        cmd, env=env_with_venv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     address = f"http://127.0.0.1:{dash}"
     try:

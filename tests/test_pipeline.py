@@ -26,6 +26,7 @@ from pipeline.results.storage import Location
 from pipeline.run.runner import run_benchmark
 from tasks.protocol import TASKS, eval_tasks
 from tests.golden import EXPERIMENT, IMAGES, LITE0, LITE1, MODELS, SHARD_SIZE, Golden
+from tests.ops_helpers import foveabench_here
 
 pytestmark = pytest.mark.integration
 
@@ -180,15 +181,18 @@ def test_imagenet_sample_clean_accuracy_is_sane(
 
 
 def test_cli_demo_runs_and_second_run_recomputes_nothing(
-    mlflow_store: Callable[[Path], str], tmp_path: Path
+    mlflow_store: Callable[[Path], str],
+    no_ray: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     mlflow_store(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # the demo (no config argument) on 2 of its 7 photos: one shard per network, which is
     # all a smoke run of the command and its resume needs (the attacks' quality on the
     # sample is the golden run's and test_attacks_contract's)
-    limit = ("--limit", "2")
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", *limit, "--output-dir", str(tmp_path)]
+    args = ("run", "--limit", "2", "--output-dir", str(tmp_path))
+    cmd = [sys.executable, "-m", "pipeline.cli", *args]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (
@@ -199,10 +203,15 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(
     for model in ("efficientnet_lite0", "efficientnet_lite1"):
         assert (run_dir / f"attacks/model={model}/attack=sign/data.parquet").is_file()
     assert "ray: started a local instance" in first.stderr
-    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    # the resume in this process (one fresh interpreter is the smoke run's point), with no
+    # Ray initialised here (the no_ray fixture): one started would stay up after the call
+    import ray
+
+    second = foveabench_here(capsys, *args)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "nothing to compute" in second.stderr
     assert "ray:" not in second.stderr, "a run with nothing to compute or compact started Ray"
+    assert not ray.is_initialized(), "a run with nothing to compute or compact started Ray"
     assert "computed 0 model-shards" in second.stdout
 
 

@@ -251,11 +251,13 @@ def test_cpu_actors_fit_on_small_nodes(
 
 @pytest.mark.integration
 @pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
-def test_three_models_on_two_four_gpu_nodes_put_an_actor_on_every_gpu(
+def test_three_models_on_two_two_gpu_nodes_put_an_actor_on_every_gpu(
     cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Declared GPUs on a machine without CUDA: placed as GPUs, computed on the CPU."""
-    workers = with_workers(cluster, 2, num_cpus=2, num_gpus=4)
+    """Declared GPUs on a machine without CUDA: placed as GPUs, computed on the CPU. Four
+    GPUs for three models: pooled actors outnumber the models, and each node's CPU is
+    shared out between its GPUs' actors."""
+    workers = with_workers(cluster, 2, num_cpus=1, num_gpus=2)
     groups: list[dict[str, Any]] = []
 
     def record_groups() -> None:
@@ -264,13 +266,13 @@ def test_three_models_on_two_four_gpu_nodes_put_an_actor_on_every_gpu(
 
     cfg = tiny_config(tmp_path, imagenet_sample, 3)
     line, outputs = run_placed(cfg, imagenet_sample, capsys, record_groups)
-    assert "ray: 8 pooled actors, each serving every model, each {CPU: 0.5, GPU: 1}" in line
-    assert all(f"4 on {w.describe()}" in line for w in workers), line
+    assert "ray: 4 pooled actors, each serving every model, each {CPU: 0.5, GPU: 1}" in line
+    assert all(f"2 on {w.describe()}" in line for w in workers), line
 
     (group,) = [g for g in groups if g["state"] == "CREATED"]
-    assert list(group["bundles"].values()) == [{"CPU": 0.5, "GPU": 1.0}] * 8
+    assert list(group["bundles"].values()) == [{"CPU": 0.5, "GPU": 1.0}] * 4
     per_node = collections.Counter(group["bundles_to_node_id"].values())
-    assert per_node == {w.node_id: 4 for w in workers}, "a declared GPU holds no actor"
+    assert per_node == {w.node_id: 2 for w in workers}, "a declared GPU holds no actor"
     assert {o.worker for o in outputs} == {"cpu"}, "no CUDA here: the actors compute on CPU"
     assert not [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.ops.submit import connect
+from pipeline.ops.submit import WORKING_DIR_EXCLUDES, checkout_root, connect
 from tests.ops_helpers import foveabench, free_port, ray_head
 
 pytestmark = pytest.mark.integration
@@ -41,6 +43,36 @@ def test_submit_runs_the_demo_on_the_cluster_and_never_twice(tmp_path: Path) -> 
     assert {r.data.tags["model"] for r in children} == {"efficientnet_lite0", "efficientnet_lite1"}
     assert all("clean_top5" in r.data.metrics for r in children)
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.unit
+def test_the_jobs_working_dir_holds_every_module_and_no_results(tmp_path: Path) -> None:
+    """Packaged by Ray's own packager with the excludes a submission sends: every tracked
+    module is in the job's working dir (a bare "results" once left out pipeline/results/,
+    hidden here by the editable install), and the checkout's own results/ folder is not."""
+    from ray._private.runtime_env.packaging import create_package
+
+    root = checkout_root()
+    made = not (root / "results").exists()
+    (root / "results").mkdir(exist_ok=True)
+    marker = root / "results" / "planted-by-test_submit.txt"
+    marker.write_text("a result: never uploaded")
+    try:
+        zipped = tmp_path / "pkg.zip"
+        create_package(str(root), zipped, include_gitignore=True, excludes=WORKING_DIR_EXCLUDES)
+    finally:
+        marker.unlink()
+        if made:
+            (root / "results").rmdir()
+    packed = set(zipfile.ZipFile(zipped).namelist())
+    tracked = subprocess.run(
+        ["git", "ls-files", "pipeline", "tasks", "dashboards"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    missing = [f for f in tracked if f.endswith(".py") and f not in packed]
+    assert not missing, f"left out of the job's working dir: {missing}"
+    assert "pyproject.toml" in packed
+    assert not [f for f in packed if f.startswith(("results/", ".git/", ".venv/"))]
 
 
 def test_submit_to_an_unreachable_cluster_says_how_to_fix_it() -> None:

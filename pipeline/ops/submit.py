@@ -28,22 +28,24 @@ from pipeline.config.benchmark import BenchmarkConfig
 from pipeline.results import provenance
 from pipeline.user_error import UserError
 
-#: Never uploaded: environments, results, VCS data, caches.
+#: Never uploaded: environments, results, VCS data, caches. Ray matches these as
+#: .gitignore lines, where a bare name matches at any depth: the folders a checkout holds at
+#: its top are anchored there ("/results"), or pipeline/results/ (code) would be left out.
 WORKING_DIR_EXCLUDES = [
-    ".venv",
-    "venv",
-    ".git",
-    "results",
-    "mlruns",
-    "mlartifacts",
+    "/.venv",
+    "/venv",
+    "/.git",
+    "/results",
+    "/mlruns",
+    "/mlartifacts",
     "*.db",
     "**/__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
+    "/.mypy_cache",
+    "/.ruff_cache",
+    "/.pytest_cache",
     "*.egg-info",
-    "build",
-    "dist",
+    "/build",
+    "/dist",
 ]
 CONFIG_ENV = "FOVEABENCH_CONFIG_YAML"
 CONFIG_FILE = "foveabench-submitted.yaml"
