@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.parallel import check_groups, make_scheduler
+
 if TYPE_CHECKING:
     from tests.golden import Golden
 
@@ -47,13 +49,21 @@ def imagenet_sample() -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests with their own cluster first, then those that want no Ray (``no_ray``), both
-    stable, so the session's Ray starts once."""
+    stable, so the session's Ray starts once; every test that needs a session service or a
+    cluster of its own is in a file of that worker group (tests/parallel.py)."""
     items.sort(
         key=lambda item: (
             item.get_closest_marker(OWN_RAY) is None,
             "no_ray" not in getattr(item, "fixturenames", ()),
         )
     )
+    check_groups(items, OWN_RAY)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Two workers, each session service and the own-cluster tests in one (tests/parallel.py)."""
+    return make_scheduler(config, log)
 
 
 def _stop_session_ray() -> None:
