@@ -20,7 +20,6 @@ suite starts once per session (how the suite is organised: docs/testing.md).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -33,14 +32,6 @@ from tests.parallel import check_groups, make_scheduler
 
 if TYPE_CHECKING:
     from tests.golden import Golden
-
-#: Ray starts its workers at nice 15 so its own daemons stay responsive; beside a second
-#: pytest-xdist worker (tests/parallel.py) whose pytest process computes at nice 0, a
-#: session's actors then get a small share of the two cores: test_hostile_faults' resume
-#: test took 8.8 s alone, 112-142 s beside two busy loops, 18.6 s with workers at nice 0.
-#: Every Ray the suite starts (the session's, its own clusters, a `ray start` head, a CLI
-#: subprocess's) inherits this; users' Rays keep Ray's default.
-os.environ.setdefault("RAY_worker_niceness", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
