@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -44,7 +43,7 @@ from pipeline.run.run_result import RunHooks
 from pipeline.run.runner import run_benchmark
 from pipeline.stages.attack_unit import AttackOutput
 from pipeline.summary.attacks import read_results
-from tests.tiny import TINY, TINY_INPUT, planted_wnids
+from tests.tiny import TINY, TINY_INPUT, planted_ilsvrc
 
 MODEL = TINY
 N_IMAGES = 4
@@ -126,20 +125,6 @@ def _upload(local: Path, remote: Location) -> None:
             (remote / path.relative_to(local).as_posix()).write_bytes(path.read_bytes())
 
 
-def _ilsvrc_subset(imagenet_sample: Path, dest: Path) -> Path:
-    """The first images of the offline ImageNet sample, in the ilsvrc layout, each labelled
-    (its boxes' wnid) with the tiny network's first guess."""
-    (dest / "images").mkdir(parents=True)
-    (dest / "bbox").mkdir()
-    images = sorted((imagenet_sample / "images").iterdir())[:N_IMAGES]
-    for image, planted in zip(images, planted_wnids(images), strict=True):
-        shutil.copy(image, dest / "images" / image.name)
-        xml = (imagenet_sample / "bbox" / f"{image.stem}.xml").read_text()
-        xml = re.sub(r"<name>n\d{8}</name>", f"<name>{planted}</name>", xml)
-        (dest / "bbox" / f"{image.stem}.xml").write_text(xml)
-    return dest
-
-
 def _config(name: str, root: str, output: str, tracking: str) -> BenchmarkConfig:
     return BenchmarkConfig(
         name=name,
@@ -176,7 +161,7 @@ def test_object_store_run_on_two_nodes_survives_a_killed_worker(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dataset = _ilsvrc_subset(imagenet_sample, tmp_path / "dataset")
+    dataset = planted_ilsvrc(imagenet_sample, tmp_path / "dataset", N_IMAGES)
     _upload(dataset, Location(f"s3://{BUCKET}/ilsvrc-val"))
     driver = tmp_path / "driver"  # the driver's working directory
     driver.mkdir()
