@@ -20,11 +20,9 @@ TINY = "untrained_timm:test_convnext"
 TINY_INPUT: dict[str, Any] = {"input_size": [32, 32]}
 
 
-def planted_wnids(paths: Sequence[Path], rank: int = 0) -> list[str]:
-    """The wnid of :data:`TINY`'s guess number ``rank`` (0: its first) on each photo,
-    preprocessed as a run does; ``rank=5`` is a label outside its top five."""
-    if not paths:
-        return []
+def planted_wnids(paths: Sequence[Path], missed: int = 0) -> list[str]:
+    """The wnid of :data:`TINY`'s first guess on each photo, preprocessed as a run does,
+    except the last ``missed`` photos: a class outside its top five (its sixth guess)."""
     import torch
 
     from pipeline.data.classes import wnids
@@ -34,20 +32,18 @@ def planted_wnids(paths: Sequence[Path], rank: int = 0) -> list[str]:
     model = load_model(TINY, TINY_INPUT)
     with torch.no_grad():
         ranked = model(load_batch(paths, model.cfg)).argsort(dim=1, descending=True)
-    return [wnids()[int(k)] for k in ranked[:, rank]]
+    right = len(paths) - missed
+    return [wnids()[int(ranked[i, 0 if i < right else 5])] for i in range(len(paths))]
 
 
 def planted_ilsvrc(imagenet_sample: Path, dest: Path, n_images: int, missed: int = 0) -> Path:
     """The first ``n_images`` photos of the offline ImageNet sample in the ilsvrc layout, each
-    labelled (its boxes' wnid) with :data:`TINY`'s first guess, except the last ``missed``,
-    labelled with a class outside its top five: :data:`TINY` is right clean on exactly the
-    first ``n_images - missed`` photos, so those are attacked and evaluated."""
+    labelled (its boxes' wnid) with :func:`planted_wnids`: :data:`TINY` is right clean on
+    exactly the first ``n_images - missed`` photos, so those are attacked and evaluated."""
     (dest / "images").mkdir(parents=True)
     (dest / "bbox").mkdir()
     images = sorted((imagenet_sample / "images").iterdir())[:n_images]
-    right = n_images - missed
-    labels = planted_wnids(images[:right]) + planted_wnids(images[right:], rank=5)
-    for image, planted in zip(images, labels, strict=True):
+    for image, planted in zip(images, planted_wnids(images, missed), strict=True):
         shutil.copy(image, dest / "images" / image.name)
         xml = (imagenet_sample / "bbox" / f"{image.stem}.xml").read_text()
         xml = re.sub(r"<name>n\d{8}</name>", f"<name>{planted}</name>", xml)
