@@ -140,34 +140,42 @@ def test_interrupted_driver_resumes_without_recomputing(
     shards = run_dir / "attacks" / f"model={MODEL}" / "attack=sign"
     client = MlflowClient(mlflow_store(tmp_path))
 
-    def finished_state() -> tuple[dict[Path, int], int]:
-        """mtimes of every committed shard piece, and how many the planner counts."""
+    def finished_state() -> tuple[dict[Path, int], int, int]:
+        """mtimes of every committed shard piece, how many the planner counts, and how many
+        partial files the interrupt left (an actor killed mid-write leaves its hidden
+        ``.<name>.<uuid>.tmp``; readers never see it and the next run removes it)."""
         records = sorted((run_dir / "_commits").rglob("*.ok"))
-        assert not list(run_dir.rglob("*.tmp")), "an interrupted run left partial files"
+        partial = list(run_dir.rglob("*.tmp"))
+        assert all(p.name.startswith(".") for p in partial), partial
         counted = sum(1 for p in records if "perturbations" not in p.parts)
         pieces = [
             run_dir / r.parent.relative_to(run_dir / "_commits") / f"{r.name.split('.')[0]}.parquet"
             for r in records
         ]
-        return {p: p.stat().st_mtime_ns for p in pieces}, counted
+        return {p: p.stat().st_mtime_ns for p in pieces}, counted, len(partial)
+
+    def removed_line(partial: int) -> str:
+        return f"removed {partial} partial file(s) left by an interrupted run"
 
     _interrupt_after_next_shard(cmd, shards, signal.SIGINT)
     assert 1 <= len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
     parent = json.loads((run_dir / "mlflow.json").read_text())["parent"]
     assert client.get_run(parent).info.status == "KILLED"
-    mtimes, counted = finished_state()
+    mtimes, counted, partial = finished_state()
 
     err = _interrupt_after_next_shard(cmd, shards, signal.SIGTERM)
     assert f"resume: {counted} shard files already complete" in err
+    assert (removed_line(partial) in err) == (partial > 0), err[-3000:]
     assert client.get_run(parent).info.status == "KILLED"
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items()), "a shard was rewritten"
-    mtimes, counted = finished_state()
+    mtimes, counted, partial = finished_state()
     assert len(list(shards.glob("shard-*.parquet"))) < N_IMAGES, "not interrupted mid-way"
 
     # the run to the end gets no signal: in this process, on the session's Ray
     rerun = foveabench_here(capsys, "run", str(config))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resume: {counted} shard files already complete" in rerun.stderr
+    assert (removed_line(partial) in rerun.stderr) == (partial > 0), rerun.stderr[-3000:]
     assert_rows_exactly_once(run_dir)
     assert client.get_run(parent).info.status == "FINISHED"
 

@@ -207,8 +207,14 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(
     # Ray initialised here (the no_ray fixture): one started would stay up after the call
     import ray
 
+    # what an actor killed mid-write leaves (tests/test_cluster.py's interrupts only
+    # sometimes catch one): the resume removes it and says so
+    torn = run_dir / "attacks/model=efficientnet_lite0/attack=sign/.shard-00000.parquet.0f.tmp"
+    torn.write_bytes(b"PAR1 torn off")
     second = foveabench_here(capsys, *args)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "removed 1 partial file(s) left by an interrupted run" in second.stderr
+    assert not torn.exists()
     assert "nothing to compute" in second.stderr
     assert "ray:" not in second.stderr, "a run with nothing to compute or compact started Ray"
     assert not ray.is_initialized(), "a run with nothing to compute or compact started Ray"
