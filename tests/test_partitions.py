@@ -9,6 +9,7 @@ and duplicates nothing, and a changed manifest makes a shard's record stale.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from pipeline.results.partitions import (
     write_committed,
 )
 from pipeline.results.storage import Location, write_table
+from pipeline.stages.placement import driver_is_only_node
 
 PART = "attacks/model=m/attack=a"
 
@@ -111,19 +113,35 @@ def test_a_shard_recomputed_for_a_new_manifest_reads_its_newest_record_and_compa
 
 
 @pytest.mark.integration
-def test_compaction_starts_ray_only_when_a_partition_has_pieces_to_fold(
-    local_ray: None, tmp_path: Path
+@pytest.mark.parametrize("on_cluster", [True, False], ids=["ray-tasks", "in-the-driver"])
+def test_compaction_asks_where_to_fold_only_when_a_partition_has_pieces(
+    local_ray: None, tmp_path: Path, on_cluster: bool
 ) -> None:
+    """Folded by Ray tasks (a cluster of several nodes) or in this process (Ray's only
+    node is the driver's): the same files either way, and a second compaction with
+    nothing left to fold does not ask (asking may start Ray)."""
     run_dir = Location(tmp_path)
     write_committed(tmp_path, PART, 0, rows(["a", "b"]))
+    write_committed(tmp_path, PART, 1, rows(["c"]))
     write_committed(tmp_path, "clean/model=m", 0, rows(["a", "b"]))
-    started: list[int] = []
-    logged = compact_stage(run_dir, ("attacks", "clean"), lambda: started.append(1))
-    assert started == [1] and logged == [(PART, "m"), ("clean/model=m", "m")]
+    asked: list[int] = []
+
+    def where(n: int) -> Callable[[], bool]:
+        def ask() -> bool:
+            asked.append(n)
+            return on_cluster
+
+        return ask
+
+    assert driver_is_only_node(), "the session's Ray is one node: runs fold in the driver"
+
+    logged = compact_stage(run_dir, ("attacks", "clean"), where(1))
+    assert asked == [1] and logged == [(PART, "m"), ("clean/model=m", "m")]
     assert sorted(p.name for p in (tmp_path / PART).iterdir()) == [COMPACTED]
+    assert ids_of(read_partition(run_dir, PART)) == ["a", "b", "c"]
     assert not CommitIndex.load(run_dir).records, "records left after compaction"
-    again = compact_stage(run_dir, ("attacks", "clean"), lambda: started.append(2))
-    assert started == [1], "nothing was left to fold, yet Ray was asked for"
+    again = compact_stage(run_dir, ("attacks", "clean"), where(2))
+    assert asked == [1], "nothing was left to fold, yet where to fold was asked"
     assert again == logged, "the compacted files are still logged"
 
 

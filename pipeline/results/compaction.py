@@ -1,15 +1,20 @@
-"""Compacting a stage's shard pieces on the cluster, a few Ray tasks per node.
+"""Compacting a stage's shard pieces: on the cluster, a few Ray tasks per node, or in the
+driver when its machine is Ray's only node.
 
-The driver only lists partitions and collects counts: the pieces (perturbation
-bytes included) are read and rewritten by the tasks, where the storage is. Each
-task folds a slice of the partitions: one task per partition started a worker
-process per partition (a 12-image protocol run has ~100), and on a 2-core machine
-46 workers importing pyarrow at once took the load average to 14.
+On a cluster the driver only lists partitions and collects counts: the pieces
+(perturbation bytes included) are read and rewritten by the tasks, where the storage
+is. Each task folds a slice of the partitions: one task per partition started a worker
+process per partition (a 12-image protocol run has ~100), and on a 2-core machine 46
+workers importing pyarrow at once took the load average to 14. On one machine (a local
+Ray, a one-node session) the tasks would read the same disk as the driver, so the
+driver folds the pieces itself, two partitions at a time: no worker process starts
+only to import pyarrow, and a resumed run with only pieces left to fold starts no Ray.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import ray
 
@@ -44,22 +49,37 @@ def mlflow_model(partition: str) -> str:
 
 
 def compact_stage(
-    run_dir: Location, tables: tuple[str, ...], start_ray: Callable[[], None]
+    run_dir: Location, tables: tuple[str, ...], on_cluster: Callable[[], bool]
 ) -> list[tuple[str, str]]:
     """Compact every partition of ``tables`` that has committed pieces; return (partition,
-    model) of every partition to log. ``start_ray`` is called only when there is something
-    to fold: a resumed run with nothing left to compute starts no Ray."""
+    model) of every partition to log. ``on_cluster`` is asked only when there is something
+    to fold (it may start Ray): True folds with Ray tasks on the cluster's nodes, False in
+    this process. A resumed run with nothing left to fold never asks."""
     todo = [p for table in tables for p in partitions(run_dir, table)]
     with_pieces = CommitIndex.load(run_dir).records  # partitions holding commit records
     fold = [p for p in todo if p in with_pieces]
     if fold:
-        start_ray()
-        n = _n_tasks(len(fold))
-        tasks = [_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]]
-        try:
-            ray.get(tasks)
-        except ray.exceptions.RayTaskError as exc:  # a full disk: its line, not Ray's trace
-            if isinstance(exc.cause, ResultWriteError):
-                raise exc.cause from None
-            raise
+        if on_cluster():
+            _fold_on_cluster(run_dir, fold)
+        else:
+            _fold_here(run_dir, fold)
     return [(p, mlflow_model(p)) for p in todo if p.split("/", 1)[0] in LOGGED]
+
+
+def _fold_on_cluster(run_dir: Location, fold: list[str]) -> None:
+    n = _n_tasks(len(fold))
+    tasks = [_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]]
+    try:
+        ray.get(tasks)
+    except ray.exceptions.RayTaskError as exc:  # a full disk: its line, not Ray's trace
+        if isinstance(exc.cause, ResultWriteError):
+            raise exc.cause from None
+        raise
+
+
+def _fold_here(run_dir: Location, fold: list[str]) -> None:
+    """Two partitions at a time, as two tasks on a node would (Parquet's reading,
+    compressing and writing release the GIL)."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compaction") as pool:
+        for _ in pool.map(lambda partition: compact(run_dir, partition), fold):
+            pass  # map raises the first error (a full disk's ResultWriteError) here

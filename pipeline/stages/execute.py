@@ -26,7 +26,8 @@ from pipeline.results.partitions import COMPACTED
 from pipeline.results.storage import Location
 from pipeline.run import interrupts
 from pipeline.run.run_result import RunHooks, StageTotals
-from pipeline.stages.actors import ActorSet, init_ray, start_actors
+from pipeline.stages.actors import ActorSet, init_ray, joins_cluster, start_actors
+from pipeline.stages.placement import driver_is_only_node
 from pipeline.stages.progress import ProgressWatch, RemoteProgressBoard
 from pipeline.stages.registry import active_stages
 from pipeline.stages.scheduler import ScheduleResult, UnitScheduler
@@ -131,9 +132,18 @@ class Stages:
             return scheduler.run(booking.output, lambda: None)
 
     def _compact(self, tables: tuple[str, ...]) -> None:
-        """Fold the stage's shard pieces into one file per partition (on the cluster, not in
-        the driver: perturbation bytes never pass through it) and log those to MLflow.
-        Ray is started only if a partition has pieces left to fold."""
+        """Fold the stage's shard pieces into one file per partition and log those to
+        MLflow."""
         tracker = self.ctx.tracker
-        for partition, model in compact_stage(self.run_dir, tables, lambda: init_ray(self.cfg)):
+        for partition, model in compact_stage(self.run_dir, tables, self._fold_on_cluster):
             tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)
+
+    def _fold_on_cluster(self) -> bool:
+        """On a cluster of several nodes the pieces are folded where the storage is, by Ray
+        tasks (perturbation bytes never pass through the driver); where the driver's
+        machine is Ray's only node, or no Ray is running and none would be joined, the
+        driver folds them itself and starts no Ray for it."""
+        if not ray.is_initialized() and not joins_cluster(self.cfg):
+            return False
+        init_ray(self.cfg)
+        return not driver_is_only_node()
