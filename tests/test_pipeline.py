@@ -120,7 +120,11 @@ def test_the_golden_run_holds_every_tasks_tables(golden: Golden) -> None:
 
 
 def test_a_copy_of_the_golden_run_resumes_recomputes_a_forgotten_shard_and_starts_fresh(
-    golden: Golden, local_ray: None, mlflow_store: Callable[[Path], str], tmp_path: Path
+    golden: Golden,
+    local_ray: None,
+    mlflow_store: Callable[[Path], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     cfg = golden.copy(tmp_path, mlflow_store)
     run_dir = tmp_path / golden.run_dir.name
@@ -146,8 +150,11 @@ def test_a_copy_of_the_golden_run_resumes_recomputes_a_forgotten_shard_and_start
     )
 
     _forget_shard(data, 1)  # a shard whose rows and commit are lost is recomputed, only it
+    capsys.readouterr()
     third = run_benchmark(cfg)
     assert third.computed_units == 1
+    started = [line for line in capsys.readouterr().err.splitlines() if "actor(s)" in line]
+    assert started == [f"ray: started 1 {LITE0}'s actor(s)"], "actors of models with no work"
     assert pq.read_table(data).column("_shard").to_pylist() == SHARDS
 
     # --fresh starts over: the run dir is emptied and every unit of the config is computed

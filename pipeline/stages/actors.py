@@ -3,6 +3,9 @@
 Every actor holds its network for both stages, so an actor that cannot be placed
 would wait forever: the requests are planned against the nodes that exist and
 reserved as one placement group before any actor starts (pipeline/stages/placement.py).
+A model's actors start in their bundles the first time a stage has work for the model:
+a resumed run that recomputes one model's shard starts that model's actors only (each
+actor costs seconds of imports and a network's load before it computes anything).
 Like xgboost_ray, the actor classes are plain and their ``ray.remote`` wrappers
 get their resources and their bundle here, through ``.options``.
 """
@@ -14,7 +17,8 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -29,10 +33,25 @@ from pipeline.stages.worker import RemoteModelWorker, WorkerSpec
 
 @dataclass
 class ActorSet:
-    """The run's actors (by model, or one pool under ``ANY_MODEL``) and the bundles they hold."""
+    """The run's reserved bundles and the actors started in them so far, by model (or one
+    pool under ``ANY_MODEL``)."""
 
-    by_model: dict[str, list[Any]]
     reservation: Reservation
+    bundles: dict[str, list[int]]  # model (or ANY_MODEL) -> the bundles of its actors
+    create: Callable[[str, int], Any]  # (model or ANY_MODEL, bundle) -> a new actor
+    by_model: dict[str, list[Any]] = field(default_factory=dict)
+
+    def for_models(self, models: Iterable[str]) -> dict[str, list[Any]]:
+        """The actors that serve ``models``, started in their bundles on first use (a pool
+        serves every model: it starts whole)."""
+        keys = [ANY_MODEL] if ANY_MODEL in self.bundles else list(dict.fromkeys(models))
+        for key in keys:
+            if key not in self.by_model:
+                self.by_model[key] = [self.create(key, b) for b in self.bundles[key]]
+                whose = "pooled" if key == ANY_MODEL else f"{key}'s"
+                line = f"ray: started {len(self.bundles[key])} {whose} actor(s)"
+                print(line, file=sys.stderr, flush=True)
+        return {key: self.by_model[key] for key in keys}
 
     def stop(self) -> None:
         """Kill every actor, then hand their bundles back to the cluster."""
@@ -52,11 +71,12 @@ def check_placement(cfg: BenchmarkConfig) -> None:
     plan_actors(cfg.ray, cfg.device, len(cfg.models), alive_nodes())
 
 
-def start_actors(
+def reserve_actors(
     cfg: BenchmarkConfig, models: list[str], run_dir: str = "", prov: dict[str, Any] | None = None
 ) -> ActorSet:
-    """Actors per model, or one pool serving every model (key ``ANY_MODEL``), each in its own
-    bundle of one placement group; with ``run_dir`` they write their own results there.
+    """Bundles for the actors of every model, or of one pool serving every model (key
+    ``ANY_MODEL``), reserved as one placement group; the actors start in them on first use
+    (:meth:`ActorSet.for_models`). With ``run_dir`` they write their own results there.
 
     Raises :class:`PlacementError` (exit 2) when they cannot all be placed, before any waits.
     """
@@ -96,25 +116,19 @@ def start_actors(
         for ref in cfg.models
         if ref.name in models
     }
-    actors = ActorSet({}, reservation)
     names = list(specs)
-    try:
-        for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
-            if plan.pooled:
-                pool = RemoteModelPool.options(**options(i))
-                actors.by_model.setdefault(ANY_MODEL, []).append(
-                    pool.remote(specs, cfg.ray.model_memory_mb)
-                )
-            else:
-                name = names[i % len(names)]
-                worker = RemoteModelWorker.options(**options(i))
-                actors.by_model.setdefault(name, []).append(worker.remote(specs[name]))
-    except BaseException:  # the bundles go back even when an actor could not be made
-        actors.stop()
-        raise
+    bundles: dict[str, list[int]] = {}
+    for i in range(plan.n_actors):  # bundle i holds actor i; models take turns
+        bundles.setdefault(ANY_MODEL if plan.pooled else names[i % len(names)], []).append(i)
+
+    def create(key: str, bundle: int) -> Any:
+        if key == ANY_MODEL:
+            return RemoteModelPool.options(**options(bundle)).remote(specs, cfg.ray.model_memory_mb)
+        return RemoteModelWorker.options(**options(bundle)).remote(specs[key])
+
     kind = "pooled actors, each serving every model" if plan.pooled else "model actors"
     print(reservation.summary(nodes, kind), file=sys.stderr, flush=True)
-    return actors
+    return ActorSet(reservation, bundles, create)
 
 
 def joins_cluster(cfg: BenchmarkConfig) -> bool:

@@ -26,7 +26,7 @@ from pipeline.results.partitions import COMPACTED
 from pipeline.results.storage import Location
 from pipeline.run import interrupts
 from pipeline.run.run_result import RunHooks, StageTotals
-from pipeline.stages.actors import ActorSet, init_ray, joins_cluster, start_actors
+from pipeline.stages.actors import ActorSet, init_ray, joins_cluster, reserve_actors
 from pipeline.stages.placement import driver_is_only_node
 from pipeline.stages.progress import ProgressWatch, RemoteProgressBoard
 from pipeline.stages.registry import active_stages
@@ -106,18 +106,20 @@ class Stages:
         self._compact(stage.tables)
         return outcome
 
-    def _ensure_actors(self) -> dict[str, list[Any]]:
+    def _actors_for(self, units: list[Any]) -> dict[str, list[Any]]:
+        """The actors of the units' models: the first call reserves every model's bundles,
+        and each model's actors start when a stage first has work for it."""
         if self.actors is None:
             init_ray(self.cfg)
             interrupts.claim()  # ray.init installed its own SIGTERM handler
             models = [m.name for m in self.cfg.models]
-            self.actors = start_actors(self.cfg, models, str(self.run_dir), self.prov)
+            self.actors = reserve_actors(self.cfg, models, str(self.run_dir), self.prov)
             self.board = RemoteProgressBoard.remote()
-        return self.actors.by_model
+        return self.actors.for_models(unit.model for unit in units)
 
     def _schedule(self, units: list[Any], booking: Booking[Any], desc: str) -> ScheduleResult:
         """Run a stage's units on the actors; the bar counts images as batches finish."""
-        actors = self._ensure_actors()
+        actors = self._actors_for(units)
         total = sum(map(unit_images, units))
         with tqdm(total=total, desc=desc, unit="img", file=sys.stderr) as bar:
 
