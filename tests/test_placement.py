@@ -149,18 +149,27 @@ def cluster() -> Iterator[Cluster]:
         head_node_args={"num_cpus": 0, "include_dashboard": False},
     )
     ray.init(address=made.address, logging_level=logging.WARNING)
+    _shape.clear()  # no worker nodes yet
     yield made
     ray.shutdown()
     made.shutdown()
 
 
+#: The shape of the cluster's worker nodes now: (how many, their resources).
+_shape: list[tuple[int, dict[str, Any]]] = []
+
+
 def with_workers(cluster: Cluster, n: int, **resources: Any) -> list[Node]:
-    """Replace the cluster's worker nodes by ``n`` new ones; return the alive workers."""
-    for node in list(cluster.worker_nodes):
-        cluster.remove_node(node)
-    for _ in range(n):
-        cluster.add_node(object_store_memory=100 * 2**20, **resources)
-    cluster.wait_for_nodes()
+    """``n`` worker nodes of ``resources``, all alive; return them. The nodes of the test
+    before are kept when they are of that shape (each run releases what it reserved, and
+    a node costs seconds of Ray's daemons to start); otherwise they are replaced."""
+    if _shape != [(n, resources)]:
+        for node in list(cluster.worker_nodes):
+            cluster.remove_node(node)
+        for _ in range(n):
+            cluster.add_node(object_store_memory=100 * 2**20, **resources)
+        cluster.wait_for_nodes()
+        _shape[:] = [(n, resources)]
     deadline = time.monotonic() + 30
     while True:
         workers = [w for w in alive_nodes() if w.cpus > 0]
@@ -251,34 +260,6 @@ def test_cpu_actors_fit_on_small_nodes(
 
 @pytest.mark.integration
 @pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
-def test_three_models_on_two_two_gpu_nodes_put_an_actor_on_every_gpu(
-    cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Declared GPUs on a machine without CUDA: placed as GPUs, computed on the CPU. Four
-    GPUs for three models: pooled actors outnumber the models, and each node's CPU is
-    shared out between its GPUs' actors."""
-    workers = with_workers(cluster, 2, num_cpus=1, num_gpus=2)
-    groups: list[dict[str, Any]] = []
-
-    def record_groups() -> None:
-        if not groups:
-            groups.extend(g for g in ray.util.placement_group_table().values() if g["bundles"])
-
-    cfg = tiny_config(tmp_path, imagenet_sample, 3)
-    line, outputs = run_placed(cfg, imagenet_sample, capsys, record_groups)
-    assert "ray: 4 pooled actors, each serving every model, each {CPU: 0.5, GPU: 1}" in line
-    assert all(f"2 on {w.describe()}" in line for w in workers), line
-
-    (group,) = [g for g in groups if g["state"] == "CREATED"]
-    assert list(group["bundles"].values()) == [{"CPU": 0.5, "GPU": 1.0}] * 4
-    per_node = collections.Counter(group["bundles_to_node_id"].values())
-    assert per_node == {w.node_id: 2 for w in workers}, "a declared GPU holds no actor"
-    assert {o.worker for o in outputs} == {"cpu"}, "no CUDA here: the actors compute on CPU"
-    assert not [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
-
-
-@pytest.mark.integration
-@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
 @pytest.mark.parametrize(
     ("shape", "ray_cfg", "device", "fragment"),
     [
@@ -345,3 +326,31 @@ def test_resources_held_by_other_work_fail_the_run_after_the_placement_timeout(
         assert states.count("CREATED") == 1 and "PENDING" not in states, states  # released
     finally:
         remove_placement_group(other_job)
+
+
+@pytest.mark.integration
+@pytest.mark.own_ray  # a multi-node cluster of its own (conftest: the session Ray is stopped)
+def test_three_models_on_two_two_gpu_nodes_put_an_actor_on_every_gpu(
+    cluster: Cluster, tmp_path: Path, imagenet_sample: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Declared GPUs on a machine without CUDA: placed as GPUs, computed on the CPU. Four
+    GPUs for three models: pooled actors outnumber the models, and each node's CPU is
+    shared out between its GPUs' actors."""
+    workers = with_workers(cluster, 2, num_cpus=1, num_gpus=2)
+    groups: list[dict[str, Any]] = []
+
+    def record_groups() -> None:
+        if not groups:
+            groups.extend(g for g in ray.util.placement_group_table().values() if g["bundles"])
+
+    cfg = tiny_config(tmp_path, imagenet_sample, 3)
+    line, outputs = run_placed(cfg, imagenet_sample, capsys, record_groups)
+    assert "ray: 4 pooled actors, each serving every model, each {CPU: 0.5, GPU: 1}" in line
+    assert all(f"2 on {w.describe()}" in line for w in workers), line
+
+    (group,) = [g for g in groups if g["state"] == "CREATED"]
+    assert list(group["bundles"].values()) == [{"CPU": 0.5, "GPU": 1.0}] * 4
+    per_node = collections.Counter(group["bundles_to_node_id"].values())
+    assert per_node == {w.node_id: 2 for w in workers}, "a declared GPU holds no actor"
+    assert {o.worker for o in outputs} == {"cpu"}, "no CUDA here: the actors compute on CPU"
+    assert not [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
