@@ -252,6 +252,14 @@ def run_name_problem(name: Any) -> str | None:
     return None
 
 
+def _path(raw: Mapping[str, Any], key: str, source: str, problem: str) -> str:
+    """``raw[key]`` as a path or URI: a string that is not blank."""
+    value = raw[key]
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(source, f"{key} = {value!r}", problem)
+    return value
+
+
 def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if "name" in raw:
@@ -260,10 +268,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             raise _fail(source, f"name = {raw['name']!r}", problem)
         kwargs["name"] = raw["name"]
     if "output_dir" in raw:
-        value = raw["output_dir"]
-        if not isinstance(value, str) or not value.strip():
-            raise _fail(source, f"output_dir = {value!r}", "must be a directory path")
-        kwargs["output_dir"] = value
+        kwargs["output_dir"] = _path(raw, "output_dir", source, "must be a directory path")
     if "device" in raw:
         value = raw["device"]
         if not isinstance(value, str) or not DEVICE.match(value):
@@ -276,10 +281,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
                 raise _fail(source, f"{key} = {value!r}", "must be a positive integer")
             kwargs[key] = value
     if raw.get("best_known") is not None:
-        value = raw["best_known"]
-        if not isinstance(value, str) or not value.strip():
-            raise _fail(source, f"best_known = {value!r}", "must be a folder path or a URI")
-        kwargs["best_known"] = value
+        kwargs["best_known"] = _path(raw, "best_known", source, "must be a folder path or a URI")
     if "rtol" in raw:
         value = raw["rtol"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
