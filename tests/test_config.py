@@ -52,6 +52,7 @@ def test_attack_params_and_model_overrides_parse() -> None:
         ({"criterion": {"top_k": 0}}, "criterion.top_k = 0: must be a positive integer"),
         ({"attacks": []}, "attacks = []: must be a non-empty list"),
         ({"tasks": ["clean", "telepathy"]}, "tasks: 'telepathy': unknown task"),
+        ({"output_dir": " "}, "output_dir = ' ': must be a directory path"),
     ],
 )
 def test_mistakes_are_named(raw: dict, fragment: str, tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ BAD_CONFIGS = [
     ({"name": "runs/../../etc"}, ["name = 'runs/../../etc'", "no '/'"]),
     ({"ray": {"gpus_per_actor": "one"}}, ["ray", "gpus_per_actor = 'one'", "must be a number"]),
     ({"device": "gpu"}, ["device = 'gpu'", "use auto, cpu, cuda"]),
+    ({"best_known": 3}, ["best_known = 3", "must be a folder path or a URI"]),
     (
         {"attacks": ["random"], "tasks": ["clean", "adaptive"]},
         ["adaptive with attacks = ['random']", "needs a gradient attack", "attacks: [sign]"],
