@@ -46,11 +46,11 @@ class ActorSet:
         serves every model: it starts whole)."""
         keys = [ANY_MODEL] if ANY_MODEL in self.bundles else list(dict.fromkeys(models))
         for key in keys:
-            if key not in self.by_model:
-                self.by_model[key] = [self.create(key, b) for b in self.bundles[key]]
+            if key not in self.by_model:  # a model without bundles: its units fail, named
+                bundles = self.bundles.get(key, [])
+                self.by_model[key] = [self.create(key, b) for b in bundles]
                 whose = "pooled" if key == ANY_MODEL else f"{key}'s"
-                line = f"ray: started {len(self.bundles[key])} {whose} actor(s)"
-                print(line, file=sys.stderr, flush=True)
+                print(f"ray: started {len(bundles)} {whose} actor(s)", file=sys.stderr, flush=True)
         return {key: self.by_model[key] for key in keys}
 
     def stop(self) -> None:
