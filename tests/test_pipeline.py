@@ -21,6 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.config.benchmark import DatasetCfg, ModelRef, load_config
+from pipeline.ops.sync import sync_run
 from pipeline.results.partitions import read_partition
 from pipeline.results.storage import Location
 from pipeline.run.runner import run_benchmark
@@ -148,6 +149,15 @@ def test_a_copy_of_the_golden_run_resumes_recomputes_a_forgotten_shard_and_start
     assert len(client.search_runs([exp.experiment_id])) == len(runs), (
         "resume created new MLflow runs"
     )
+
+    # sync calls the run complete only while no stage has work left: an evaluation shard
+    # lost (rows and commit) makes it incomplete, with every attack shard still there
+    evals = next((run_dir / "evals").rglob("data.parquet"))
+    kept = evals.read_bytes()
+    _forget_shard(evals, 1)
+    assert not sync_run(run_dir).complete
+    evals.write_bytes(kept)
+    assert sync_run(run_dir).complete
 
     _forget_shard(data, 1)  # a shard whose rows and commit are lost is recomputed, only it
     capsys.readouterr()

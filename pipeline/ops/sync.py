@@ -20,7 +20,7 @@ from pipeline.results.partitions import COMPACTED
 from pipeline.results.rundir import drop_links_below, marked
 from pipeline.results.storage import Location, RunDir, location, read_table
 from pipeline.run.runmeta import run_params, run_tags
-from pipeline.stages.plan_attacks import plan_attack_units
+from pipeline.stages.execute import has_work
 from pipeline.summary.metrics import final_metrics
 from pipeline.summary.write import write_summaries
 from pipeline.tracking.dataset import dataset_input
@@ -123,7 +123,7 @@ def sync_run(where: RunDir | str) -> SyncReport:
     bad = run_dir / BAD_ROWS
     n_bad = read_table(bad, ["image_id"]).num_rows if bad.is_file() else 0
     tracker.log_dataset(dataset_input(cfg.dataset.layout, cfg.dataset.root, manifest, n_bad))
-    complete = not plan_attack_units(cfg, manifest, run_dir).units
+    complete = not has_work(cfg, manifest, run_dir)  # every active stage, evaluation too
     tables = write_summaries(run_dir)
     n_files = sync_artifacts(tracker, run_dir, models)
     n_metrics = sum(
