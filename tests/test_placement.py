@@ -149,27 +149,22 @@ def cluster() -> Iterator[Cluster]:
         head_node_args={"num_cpus": 0, "include_dashboard": False},
     )
     ray.init(address=made.address, logging_level=logging.WARNING)
-    _shape.clear()  # no worker nodes yet
     yield made
     ray.shutdown()
     made.shutdown()
 
 
-#: The shape of the cluster's worker nodes now: (how many, their resources).
-_shape: list[tuple[int, dict[str, Any]]] = []
-
-
-def with_workers(cluster: Cluster, n: int, **resources: Any) -> list[Node]:
-    """``n`` worker nodes of ``resources``, all alive; return them. The nodes of the test
-    before are kept when they are of that shape (each run releases what it reserved, and
-    a node costs seconds of Ray's daemons to start); otherwise they are replaced."""
-    if _shape != [(n, resources)]:
+def with_workers(cluster: Cluster, n: int, num_cpus: int, num_gpus: int = 0) -> list[Node]:
+    """``n`` worker nodes of ``num_cpus`` and ``num_gpus``, all alive; return them. The
+    nodes of the test before are kept when Ray reports them of that shape (each run
+    releases what it reserved, and a node costs seconds of Ray's daemons to start);
+    otherwise they are replaced."""
+    if [(w.cpus, w.gpus) for w in alive_nodes() if w.cpus > 0] != [(num_cpus, num_gpus)] * n:
         for node in list(cluster.worker_nodes):
             cluster.remove_node(node)
         for _ in range(n):
-            cluster.add_node(object_store_memory=100 * 2**20, **resources)
+            cluster.add_node(object_store_memory=100 * 2**20, num_cpus=num_cpus, num_gpus=num_gpus)
         cluster.wait_for_nodes()
-        _shape[:] = [(n, resources)]
     deadline = time.monotonic() + 30
     while True:
         workers = [w for w in alive_nodes() if w.cpus > 0]
