@@ -20,6 +20,7 @@ suite starts once per session (how the suite is organised: docs/testing.md).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -38,6 +39,15 @@ IMAGENET_SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
 RAY_CPUS = 2  # what a CI machine has
 OWN_RAY = "own_ray"  # the marker (declared in pyproject.toml)
 _session: dict[str, bool] = {"ray": False}  # whether the Ray now initialised is the session's
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share CI's two cores. Torch in each (and in the subprocesses and Ray
+    # actors it starts, which inherit this) gets one thread, and an actor that asks for two
+    # (its CPUs: ``torch.set_num_threads``) waits for the second passively: an OpenMP thread
+    # that spins on a core the other worker holds cost 5.2 against 2.0 CPU-seconds for the
+    # same attack beside a busy core (docs/testing.md, "Eighth session").
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

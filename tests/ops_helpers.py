@@ -107,7 +107,9 @@ def mlflow_server(root: Path, port: int | None = None, store: Path | None = None
 
     ``store``: a migrated SQLite store to start from (copied), so the server does not run
     every migration first. Killed at the end, not stopped: its store is thrown away with
-    ``root``, and a graceful stop waited seconds for its workers to drain."""
+    ``root``, and a graceful stop waited seconds for its workers to drain. Without MLflow's
+    job runner (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``): its four huey consumers served
+    GenAI jobs nobody submits here and cost 20 CPU-seconds a test session."""
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     if store is not None:
@@ -119,8 +121,9 @@ def mlflow_server(root: Path, port: int | None = None, store: Path | None = None
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     log = open(root / "server.log", "wb")  # noqa: SIM115
+    env = {**env_with_venv(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
-        cmd, env=env_with_venv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     uri = f"http://127.0.0.1:{port}"
     try:

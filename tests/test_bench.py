@@ -154,7 +154,6 @@ def test_section_is_replaced_and_others_kept(tmp_path: Path) -> None:
 def test_sign_vs_art_on_real_photos() -> None:
     from pipeline.models.networks import load_model
 
-    torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")
     images = load_images(model, "sample", None, 2, model.cfg)
     assert len(images.labels) == 2
@@ -204,7 +203,6 @@ def test_success_table_counts_only_verified_top5_successes() -> None:
     from pipeline.bench.success import run_success, success_markdown
     from pipeline.models.networks import load_model
 
-    torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")
     images = load_images(model, "sample", None, 2, model.cfg)
     heard: list[str] = []

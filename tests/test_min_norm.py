@@ -230,7 +230,6 @@ def test_succeeds_on_real_photos(name: str, params: dict[str, Any], imagenet_sam
     from pipeline.bench.images import load_images
     from pipeline.models.networks import load_model
 
-    torch.set_num_threads(2)
     model = load_model("efficientnet_lite0")
     photos = load_images(model, "sample", None, 2, model.cfg)
     attack = attacks.create(name, criterion=TopK(1), **params)
