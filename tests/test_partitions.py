@@ -9,7 +9,6 @@ and duplicates nothing, and a changed manifest makes a shard's record stale.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +25,6 @@ from pipeline.results.partitions import (
     write_committed,
 )
 from pipeline.results.storage import Location, write_table
-from pipeline.stages.placement import driver_is_only_node
 
 PART = "attacks/model=m/attack=a"
 
@@ -112,37 +110,26 @@ def test_a_shard_recomputed_for_a_new_manifest_reads_its_newest_record_and_compa
     assert not CommitIndex.load(run).done(PART, 0, ["a", "b"]), "the stale record is gone"
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("on_cluster", [True, False], ids=["ray-tasks", "in-the-driver"])
-def test_compaction_asks_where_to_fold_only_when_a_partition_has_pieces(
-    local_ray: None, tmp_path: Path, on_cluster: bool
+def test_compaction_folds_every_partition_with_pieces_and_logs_each_once(
+    tmp_path: Path,
 ) -> None:
-    """Folded by Ray tasks (a cluster of several nodes) or in this process (Ray's only
-    node is the driver's): the same files either way, and a second compaction with
-    nothing left to fold does not ask (asking may start Ray)."""
+    """In this process, with no Ray (pipeline/results/compaction.py): one file a partition,
+    every record gone; a second compaction with nothing left to fold changes nothing and
+    logs the same files."""
     run_dir = Location(tmp_path)
     write_committed(tmp_path, PART, 0, rows(["a", "b"]))
     write_committed(tmp_path, PART, 1, rows(["c"]))
     write_committed(tmp_path, "clean/model=m", 0, rows(["a", "b"]))
-    asked: list[int] = []
 
-    def where(n: int) -> Callable[[], bool]:
-        def ask() -> bool:
-            asked.append(n)
-            return on_cluster
-
-        return ask
-
-    assert driver_is_only_node(), "the session's Ray is one node: runs fold in the driver"
-
-    logged = compact_stage(run_dir, ("attacks", "clean"), where(1))
-    assert asked == [1] and logged == [(PART, "m"), ("clean/model=m", "m")]
+    logged = compact_stage(run_dir, ("attacks", "clean"))
+    assert logged == [(PART, "m"), ("clean/model=m", "m")]
     assert sorted(p.name for p in (tmp_path / PART).iterdir()) == [COMPACTED]
     assert ids_of(read_partition(run_dir, PART)) == ["a", "b", "c"]
     assert not CommitIndex.load(run_dir).records, "records left after compaction"
-    again = compact_stage(run_dir, ("attacks", "clean"), where(2))
-    assert asked == [1], "nothing was left to fold, yet where to fold was asked"
+    folded = (tmp_path / PART / COMPACTED).stat().st_mtime_ns
+    again = compact_stage(run_dir, ("attacks", "clean"))
     assert again == logged, "the compacted files are still logged"
+    assert (tmp_path / PART / COMPACTED).stat().st_mtime_ns == folded, "folded again"
 
 
 def test_every_partitioned_table_builds_and_parses_its_paths_by_its_declared_keys() -> None:

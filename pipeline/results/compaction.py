@@ -1,27 +1,23 @@
-"""Compacting a stage's shard pieces: on the cluster, a few Ray tasks per node, or in the
-driver when its machine is Ray's only node.
+"""Compacting a stage's shard pieces: each partition's pieces folded into one file, in the
+driver, a few partitions at a time.
 
-On a cluster the driver only lists partitions and collects counts: the pieces
-(perturbation bytes included) are read and rewritten by the tasks, where the storage
-is. Each task folds a slice of the partitions: one task per partition started a worker
-process per partition (a 12-image protocol run has ~100), and on a 2-core machine 46
-workers importing pyarrow at once took the load average to 14. On one machine (a local
-Ray, a one-node session) the tasks would read the same disk as the driver, so the
-driver folds the pieces itself, two partitions at a time: no worker process starts
-only to import pyarrow, and a resumed run with only pieces left to fold starts no Ray.
+Why in the driver, not in Ray tasks: the pieces are read from the run's storage and
+written back to it, which the driver reaches like any node (a shared disk or the object
+store). Tasks for it hold no resources (the model actors hold the CPUs), so Ray runs them
+on the driver's node anyway, each in a worker process started only to import pyarrow: a
+run on three nodes started six such processes to fold a few kilobytes (docs/testing.md,
+"Eighth session"). Parquet's reading, compressing and writing release the GIL, so a few
+threads here fold as fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from concurrent.futures import ThreadPoolExecutor
-
-import ray
 
 from pipeline.results.catalogue import partition_keys, result_dirs
 from pipeline.results.partitions import CommitIndex, compact, partitions
 from pipeline.results.storage import Location
-from pipeline.results.write_error import ResultWriteError
 
 #: Tables each stage writes; perturbations are read by the evaluation stage through the
 #: same reader, so compacting them after the attack stage is safe.
@@ -31,15 +27,9 @@ EVAL_TABLES = result_dirs("eval", compacted=True)
 LOGGED = result_dirs(compacted=True, logged=True)
 
 
-@ray.remote(num_cpus=0, max_retries=2)  # IO-bound; the model actors hold the CPUs
-def _compact(run_dir: str, some: list[str]) -> int:
-    return sum(compact(Location(run_dir), partition) for partition in some)
-
-
-def _n_tasks(n_partitions: int) -> int:
-    """Two tasks per node that can run one (at least one task, at most one per partition)."""
-    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    return max(1, min(n_partitions, 2 * max(1, nodes)))
+#: Partitions folded at once: enough to overlap an object store's latency, few enough that
+#: a small head node is not swamped.
+FOLD_THREADS = min(4, os.cpu_count() or 1)
 
 
 def mlflow_model(partition: str) -> str:
@@ -48,38 +38,15 @@ def mlflow_model(partition: str) -> str:
     return keys.get("model") or keys["target"]
 
 
-def compact_stage(
-    run_dir: Location, tables: tuple[str, ...], on_cluster: Callable[[], bool]
-) -> list[tuple[str, str]]:
+def compact_stage(run_dir: Location, tables: tuple[str, ...]) -> list[tuple[str, str]]:
     """Compact every partition of ``tables`` that has committed pieces; return (partition,
-    model) of every partition to log. ``on_cluster`` is asked only when there is something
-    to fold (it may start Ray): True folds with Ray tasks on the cluster's nodes, False in
-    this process. A resumed run with nothing left to fold never asks."""
+    model) of every partition to log. A resumed run with nothing left to fold reads only
+    the commit index."""
     todo = [p for table in tables for p in partitions(run_dir, table)]
     with_pieces = CommitIndex.load(run_dir).records  # partitions holding commit records
     fold = [p for p in todo if p in with_pieces]
     if fold:
-        if on_cluster():
-            _fold_on_cluster(run_dir, fold)
-        else:
-            _fold_here(run_dir, fold)
+        with ThreadPoolExecutor(FOLD_THREADS, thread_name_prefix="compaction") as pool:
+            for _ in pool.map(lambda partition: compact(run_dir, partition), fold):
+                pass  # map raises the first error (a full disk's ResultWriteError) here
     return [(p, mlflow_model(p)) for p in todo if p.split("/", 1)[0] in LOGGED]
-
-
-def _fold_on_cluster(run_dir: Location, fold: list[str]) -> None:
-    n = _n_tasks(len(fold))
-    tasks = [_compact.remote(str(run_dir), fold[k::n]) for k in range(n) if fold[k::n]]
-    try:
-        ray.get(tasks)
-    except ray.exceptions.RayTaskError as exc:  # a full disk: its line, not Ray's trace
-        if isinstance(exc.cause, ResultWriteError):
-            raise exc.cause from None
-        raise
-
-
-def _fold_here(run_dir: Location, fold: list[str]) -> None:
-    """Two partitions at a time, as two tasks on a node would (Parquet's reading,
-    compressing and writing release the GIL)."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compaction") as pool:
-        for _ in pool.map(lambda partition: compact(run_dir, partition), fold):
-            pass  # map raises the first error (a full disk's ResultWriteError) here

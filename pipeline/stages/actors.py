@@ -131,19 +131,13 @@ def reserve_actors(
     return ActorSet(reservation, bundles, create)
 
 
-def joins_cluster(cfg: BenchmarkConfig) -> bool:
-    """Whether :func:`init_ray` would join a running cluster (configured, or the one a Ray
-    job runs in) rather than start a local instance on this machine."""
-    return bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
-
-
 def init_ray(cfg: BenchmarkConfig) -> None:
     """Connect to Ray once there is work for it. A Ray that is already initialised (a
     notebook's, a test session's) is used as it is; otherwise the configured cluster, or
     a new local one."""
     if ray.is_initialized():
         return
-    if joins_cluster(cfg):
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
         # A configured cluster, or the one a Ray job runs in (RAY_ADDRESS is set there).
         ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
         print("ray: connected to the cluster", file=sys.stderr, flush=True)

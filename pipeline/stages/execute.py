@@ -5,8 +5,8 @@ from the attack stage's results), ``plan`` (its units are planned only once the 
 before it wrote their results), its units handed to the
 :class:`~pipeline.stages.scheduler.UnitScheduler`, each output and the progress inside
 units booked by the stage's :class:`~pipeline.stages.stage.Booking`, then its tables
-compacted. Each network is loaded once per actor, for every stage; Ray is started only
-when a stage has units (or pieces to compact).
+compacted (in the driver). Each network is loaded once per actor, for every stage; Ray
+is started only when a stage has units.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from pipeline.results.partitions import COMPACTED
 from pipeline.results.storage import Location
 from pipeline.run import interrupts
 from pipeline.run.run_result import RunHooks, StageTotals
-from pipeline.stages.actors import ActorSet, init_ray, joins_cluster, reserve_actors
-from pipeline.stages.placement import driver_is_only_node
+from pipeline.stages.actors import ActorSet, init_ray, reserve_actors
 from pipeline.stages.progress import ProgressWatch, RemoteProgressBoard
 from pipeline.stages.registry import active_stages
 from pipeline.stages.scheduler import ScheduleResult, UnitScheduler
@@ -134,18 +133,8 @@ class Stages:
             return scheduler.run(booking.output, lambda: None)
 
     def _compact(self, tables: tuple[str, ...]) -> None:
-        """Fold the stage's shard pieces into one file per partition and log those to
-        MLflow."""
+        """Fold the stage's shard pieces into one file per partition (in this process, with
+        no Ray: pipeline/results/compaction.py) and log those to MLflow."""
         tracker = self.ctx.tracker
-        for partition, model in compact_stage(self.run_dir, tables, self._fold_on_cluster):
+        for partition, model in compact_stage(self.run_dir, tables):
             tracker.log_artifact(self.run_dir / partition / COMPACTED, model=model)
-
-    def _fold_on_cluster(self) -> bool:
-        """On a cluster of several nodes the pieces are folded where the storage is, by Ray
-        tasks (perturbation bytes never pass through the driver); where the driver's
-        machine is Ray's only node, or no Ray is running and none would be joined, the
-        driver folds them itself and starts no Ray for it."""
-        if not ray.is_initialized() and not joins_cluster(self.cfg):
-            return False
-        init_ray(self.cfg)
-        return not driver_is_only_node()

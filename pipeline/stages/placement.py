@@ -79,12 +79,6 @@ class Plan:
         return f"{self.n_actors} actor(s) of {_fmt(self.bundle())}"
 
 
-def driver_is_only_node() -> bool:
-    """Whether this process runs on the one node of the Ray it is connected to."""
-    nodes = alive_nodes()
-    return len(nodes) == 1 and nodes[0].node_id == ray.get_runtime_context().get_node_id()
-
-
 def alive_nodes() -> list[Node]:
     """Ray's view of the cluster, node by node (a dead node offers nothing)."""
     return [
