@@ -153,7 +153,7 @@ def _results(run_dir: Location | Path) -> dict[str, pl.DataFrame]:
 
 
 @pytest.mark.integration
-@pytest.mark.own_ray  # two nodes (a worker SIGKILLed on one), then a local Ray of its own
+@pytest.mark.own_ray  # two nodes of its own (a worker SIGKILLed on one)
 def test_object_store_run_on_two_nodes_survives_a_killed_worker(
     s3_server: str,
     imagenet_sample: Path,
@@ -184,8 +184,17 @@ def test_object_store_run_on_two_nodes_survives_a_killed_worker(
             killed.append(out.pid)
             os.kill(out.pid, signal.SIGKILL)
 
+    local = dataclasses.replace(
+        remote,
+        name="local",
+        dataset=DatasetCfg(layout="ilsvrc", root=str(dataset)),
+        output_dir=str(tmp_path / "local"),
+    )  # fmt: skip
     try:
         summary = run_benchmark(remote, hooks=RunHooks(attack_unit=kill_first_producer))
+        # the same run on local disk, on the same cluster (its nodes share this machine's
+        # disk): the same actors and threads, so the same floating-point sums
+        run_benchmark(local)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -210,14 +219,6 @@ def test_object_store_run_on_two_nodes_survives_a_killed_worker(
     sweep = remote_rows["evals/norm_sweep"].select("image_id", "condition", "setup")
     assert sweep.height == sweep.unique().height > 0, "evaluation rows not exactly once"
 
-    local = dataclasses.replace(
-        remote,
-        name="local",
-        dataset=DatasetCfg(layout="ilsvrc", root=str(dataset)),
-        output_dir=str(tmp_path / "local"),
-    )  # fmt: skip: the same actors and threads, so the same floating-point sums
-    run_benchmark(local)
-    ray.shutdown()
     local_rows = _results(tmp_path / "local" / "local")
     for table, frame in remote_rows.items():
         theirs = local_rows[table]
