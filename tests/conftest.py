@@ -42,9 +42,10 @@ _session: dict[str, bool] = {"ray": False}  # whether the Ray now initialised is
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share CI's two cores. Torch in each (and in the subprocesses and Ray
-    # actors it starts, which inherit this) gets one thread, and an actor that asks for two
-    # (its CPUs: ``torch.set_num_threads``) waits for the second passively: an OpenMP thread
-    # that spins on a core the other worker holds cost 5.2 against 2.0 CPU-seconds for the
+    # actors it starts, which inherit this) gets one thread; an actor that asks for two
+    # (its CPUs: ``torch.set_num_threads``) waits for the second passively; a test that
+    # sets the count has it put back (``pytest_runtest_teardown``). An OpenMP thread that
+    # spins on a core the other worker holds cost 5.2 against 2.0 CPU-seconds for the
     # same attack beside a busy core (docs/testing.md, "Eighth session").
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -87,6 +88,15 @@ def _stop_session_ray() -> None:
     if _session["ray"]:
         sys.modules["ray"].shutdown()
         _session["ray"] = False
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A test that sets torch's thread count (a ``ModelWorker`` built in this process sets
+    its spec's) does not leave it set for the tests after it in this worker."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    torch = sys.modules.get("torch")
+    if threads and torch is not None and torch.get_num_threads() != int(threads):
+        torch.set_num_threads(int(threads))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -222,7 +222,7 @@ def test_oom_halves_the_batch_and_a_hopeless_image_becomes_an_error_row(
         attacks=("test_oom_above_one",),
         clean=True,
     )
-    spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": GradientParams()}, batch_size=4, threads=2)
+    spec = WorkerSpec(MODEL, {}, {"test_oom_above_one": GradientParams()}, batch_size=4)
     worker = ModelWorker(spec)
     out = ATTACK.compute(worker, unit, None)
 

@@ -132,6 +132,31 @@ def test_compaction_folds_every_partition_with_pieces_and_logs_each_once(
     assert (tmp_path / PART / COMPACTED).stat().st_mtime_ns == folded, "folded again"
 
 
+def test_partitions_folded_at_once_each_hold_their_own_rows_and_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three times more partitions than folding threads, each with its own rows in three
+    pieces: every compacted file holds exactly its partition's rows and shards (the
+    threads share nothing but the run's folder), and every record is gone."""
+    from pipeline.results import compaction
+
+    monkeypatch.setattr(compaction, "FOLD_THREADS", 4)
+    run_dir = Location(tmp_path)
+    parts = {f"attacks/model=m{i}/attack=a": [f"m{i}-{k}" for k in range(5)] for i in range(12)}
+    for part, ids in parts.items():
+        for shard, some in enumerate((ids[:2], ids[2:4], ids[4:])):
+            write_committed(tmp_path, part, shard, rows(some))
+
+    logged = compact_stage(run_dir, ("attacks",))
+    assert sorted(p for p, _ in logged) == sorted(parts)
+    assert not CommitIndex.load(run_dir).records, "records left after compaction"
+    for part, ids in parts.items():
+        assert sorted(p.name for p in (tmp_path / part).iterdir()) == [COMPACTED], part
+        table = read_partition(run_dir, part, with_shard=True)
+        assert table is not None and ids_of(table) == ids, part
+        assert sorted(set(table.column("_shard").to_pylist())) == [0, 1, 2], part
+
+
 def test_every_partitioned_table_builds_and_parses_its_paths_by_its_declared_keys() -> None:
     """Partition paths come from the catalogue's keys (issue 25.2), not from splitting
     strings by hand: each table's path parses back to the values that built it, and a
