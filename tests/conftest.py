@@ -51,9 +51,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Ray prestarts a worker process per CPU when the first driver connects; an actor takes one,
-# and the rest sat idle until the session's end (about 1.2 CPU-seconds each to import Ray,
-# 18 of them in a run of the suite). Every Ray the tests start inherits this: its workers
-# start when an actor or task asks for one.
+# and the rest sit idle until the session's end (about 1.2 CPU-seconds each to import Ray,
+# one for each Ray a test starts). Every Ray the tests start inherits this: its workers
+# start when an actor asks for one.
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
