@@ -6,8 +6,8 @@ written back to it, which the driver reaches like any node (a shared disk or the
 store). Tasks for it hold no resources (the model actors hold the CPUs), so Ray runs them
 on the driver's node anyway, each in a worker process started only to import pyarrow: a
 test run on three nodes left three such processes idle after folding a few kilobytes
-(docs/testing.md, "Eighth session"). Parquet's reading, compressing and writing release the GIL, so a few
-threads here fold as fast.
+(docs/testing.md, "Eighth session"). Parquet's reading, compressing and writing release
+the GIL, so a few threads here fold as fast.
 """
 
 from __future__ import annotations
