@@ -53,6 +53,7 @@ def test_four_pooled_actors_on_three_models_are_each_busy_most_of_the_stage(
         output_dir=str(tmp_path),
         shard_size=1,
         batch_size=1,
+        rtol=0.05,  # sign's line search in a few steps: the claim is the actors' share, not L-inf
         ray=RayCfg(pooled=True, actors=4, cpus_per_actor=0.5),
     )
     spans: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
