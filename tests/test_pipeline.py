@@ -205,10 +205,10 @@ def test_cli_demo_runs_and_second_run_recomputes_nothing(
 ) -> None:
     mlflow_store(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # the demo (no config argument) on 1 of its 7 photos: one shard per network, which is
+    # the demo (no config argument) on 2 of its 7 photos: one shard per network, which is
     # all a smoke run of the command and its resume needs (the attacks' quality on the
     # sample is the golden run's and test_attacks_contract's)
-    args = ("run", "--limit", "1", "--output-dir", str(tmp_path))
+    args = ("run", "--limit", "2", "--output-dir", str(tmp_path))
     cmd = [sys.executable, "-m", "pipeline.cli", *args]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
